@@ -1,0 +1,289 @@
+//! Every variable and secret, read once into a typed, validated `Config`.
+//!
+//! The edge hands in a lookup over the Worker's environment; the core parses
+//! and checks it, so a bad value is a clear error naming the variable instead
+//! of a surprise at delivery time. Secrets never appear in `Debug` output.
+
+use base64::Engine as _;
+use std::fmt;
+
+/// Several comma-separated values of one secret: any one of them authenticates,
+/// so a secret can be rotated without downtime.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secrets(Vec<String>);
+
+impl Secrets {
+    pub fn parse(raw: Option<&str>) -> Self {
+        Self(
+            raw.unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        )
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secrets(<{} redacted>)", self.0.len())
+    }
+}
+
+/// A Standard Webhooks signing key (`whsec_<base64>`), decoded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey(Vec<u8>);
+
+impl SigningKey {
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
+/// A variable that is present but unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration error in {}: {}", self.var, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The Queues limit on a message delay and a retry delay: 12 hours.
+pub const MAX_QUEUE_DELAY_SECONDS: u32 = 43_200;
+
+/// The default retry schedule: about 27 hours over 8 retries (compare Svix's
+/// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).
+pub const DEFAULT_RETRY_SCHEDULE: &str = "5,30,300,1800,7200,18000,36000,36000";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub max_body_bytes: u64,
+    pub max_event_age_seconds: u64,
+    pub dedupe_ttl_seconds: u64,
+    pub include_raw: bool,
+
+    pub adm_tools_tokens: Secrets,
+    pub adm_tools_account_id: Option<String>,
+
+    pub origin_url: Option<String>,
+    pub origin_signing_keys: Vec<SigningKey>,
+    pub origin_timeout_seconds: u32,
+    pub retry_schedule: Vec<u32>,
+    pub dead_letter_queue: String,
+}
+
+impl Config {
+    /// Reads every variable through `get` (unset and empty are the same) and
+    /// validates the whole, naming the first variable that is wrong.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let cfg = Config {
+            max_body_bytes: number(&get, "MAX_BODY_BYTES", 33_554_432)?,
+            max_event_age_seconds: number(&get, "MAX_EVENT_AGE_SECONDS", 86_400)?,
+            dedupe_ttl_seconds: number(&get, "DEDUPE_TTL_SECONDS", 604_800)?,
+            include_raw: boolean(&get, "INCLUDE_RAW", true)?,
+            adm_tools_tokens: Secrets::parse(get("ADM_TOOLS_WEBHOOK_TOKEN").as_deref()),
+            adm_tools_account_id: get("ADM_TOOLS_ACCOUNT_ID"),
+            origin_url: get("ORIGIN_URL"),
+            origin_signing_keys: signing_keys(get("ORIGIN_SIGNING_SECRET").as_deref())?,
+            origin_timeout_seconds: number(&get, "ORIGIN_TIMEOUT_SECONDS", 15)?,
+            retry_schedule: schedule(get("RETRY_SCHEDULE_SECONDS").as_deref())?,
+            dead_letter_queue: get("DEAD_LETTER_QUEUE").unwrap_or_else(|| "mailhook-dead-letters".into()),
+        };
+        cfg.validate()
+    }
+
+    fn validate(self) -> Result<Self, ConfigError> {
+        if self.dedupe_ttl_seconds < 60 {
+            return Err(ConfigError {
+                var: "DEDUPE_TTL_SECONDS",
+                message: format!("{} is below Workers KV's minimum TTL of 60 seconds", self.dedupe_ttl_seconds),
+            });
+        }
+        if self.max_event_age_seconds > self.dedupe_ttl_seconds {
+            return Err(ConfigError {
+                var: "MAX_EVENT_AGE_SECONDS",
+                message: format!(
+                    "{} exceeds DEDUPE_TTL_SECONDS ({}): a replayed event older than the dedupe window would be accepted again; lower MAX_EVENT_AGE_SECONDS or raise DEDUPE_TTL_SECONDS",
+                    self.max_event_age_seconds, self.dedupe_ttl_seconds
+                ),
+            });
+        }
+        if self.origin_timeout_seconds == 0 {
+            return Err(ConfigError { var: "ORIGIN_TIMEOUT_SECONDS", message: "must be at least 1".into() });
+        }
+        if let Some(url) = &self.origin_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError {
+                    var: "ORIGIN_URL",
+                    message: "must be an absolute http:// or https:// URL".into(),
+                });
+            }
+        }
+        Ok(self)
+    }
+
+    /// `None` when delivery can run, or what is missing.
+    pub fn delivery_problem(&self) -> Option<&'static str> {
+        if self.origin_url.is_none() {
+            Some("ORIGIN_URL is not set: set it in wrangler.toml [vars] to the URL that receives events")
+        } else if self.origin_signing_keys.is_empty() {
+            Some("ORIGIN_SIGNING_SECRET is not set: run `wrangler secret put ORIGIN_SIGNING_SECRET` with a whsec_<base64> key")
+        } else {
+            None
+        }
+    }
+}
+
+fn number<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| ConfigError {
+            var,
+            message: format!("{v:?} is not a whole non-negative number"),
+        }),
+    }
+}
+
+fn boolean(get: &impl Fn(&str) -> Option<String>, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match get(var).as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(v) => Err(ConfigError { var, message: format!("{v:?} is not true or false") }),
+    }
+}
+
+fn signing_keys(raw: Option<&str>) -> Result<Vec<SigningKey>, ConfigError> {
+    Secrets::parse(raw)
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let b64 = s.strip_prefix("whsec_").unwrap_or(s);
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .ok()
+                .filter(|k| !k.is_empty())
+                .map(SigningKey)
+                .ok_or_else(|| ConfigError {
+                    var: "ORIGIN_SIGNING_SECRET",
+                    message: format!("value #{} is not whsec_<base64>; generate one with `npm run gen-secret`", i + 1),
+                })
+        })
+        .collect()
+}
+
+fn schedule(raw: Option<&str>) -> Result<Vec<u32>, ConfigError> {
+    let err = |message: String| ConfigError { var: "RETRY_SCHEDULE_SECONDS", message };
+    let list: Vec<u32> = raw
+        .unwrap_or(DEFAULT_RETRY_SCHEDULE)
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u32>().map_err(|_| err(format!("{s:?} is not a number of seconds"))))
+        .collect::<Result<_, _>>()?;
+    if let Some(too_long) = list.iter().find(|d| **d > MAX_QUEUE_DELAY_SECONDS) {
+        return Err(err(format!(
+            "{too_long} is longer than the Queues maximum delay of {MAX_QUEUE_DELAY_SECONDS} s; split it into several entries"
+        )));
+    }
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_contract_defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.max_body_bytes, 33_554_432);
+        assert_eq!(c.max_event_age_seconds, 86_400);
+        assert_eq!(c.dedupe_ttl_seconds, 604_800);
+        assert_eq!(c.origin_timeout_seconds, 15);
+        assert!(c.include_raw);
+        assert!(c.adm_tools_tokens.is_empty());
+        assert!(c.retry_schedule.iter().map(|d| u64::from(*d)).sum::<u64>() >= 86_400);
+        assert!(c.delivery_problem().is_some());
+    }
+
+    #[test]
+    fn secrets_split_on_commas_and_never_print() {
+        let c = cfg(&[("ADM_TOOLS_WEBHOOK_TOKEN", " old-token , new-token ,")]).unwrap();
+        assert_eq!(c.adm_tools_tokens.iter().collect::<Vec<_>>(), ["old-token", "new-token"]);
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("old-token") && !debug.contains("new-token"), "{debug}");
+    }
+
+    #[test]
+    fn age_longer_than_dedupe_window_is_refused() {
+        let e = cfg(&[("MAX_EVENT_AGE_SECONDS", "700000")]).unwrap_err();
+        assert_eq!(e.var, "MAX_EVENT_AGE_SECONDS");
+        assert!(e.to_string().contains("DEDUPE_TTL_SECONDS"));
+        assert_eq!(cfg(&[("DEDUPE_TTL_SECONDS", "30"), ("MAX_EVENT_AGE_SECONDS", "10")]).unwrap_err().var, "DEDUPE_TTL_SECONDS");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("MAX_BODY_BYTES", "lots"),
+            ("INCLUDE_RAW", "maybe"),
+            ("ORIGIN_SIGNING_SECRET", "whsec_!!!"),
+            ("RETRY_SCHEDULE_SECONDS", "5,never"),
+            ("RETRY_SCHEDULE_SECONDS", "5,86400"),
+            ("ORIGIN_URL", "ftp://x"),
+            ("ORIGIN_TIMEOUT_SECONDS", "0"),
+        ] {
+            assert_eq!(cfg(&[(var, value)]).unwrap_err().var, var, "{var}={value}");
+        }
+    }
+
+    #[test]
+    fn signing_keys_decode_with_or_without_prefix() {
+        let c = cfg(&[
+            ("ORIGIN_URL", "http://127.0.0.1:8789/"),
+            ("ORIGIN_SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,c2Vjb25k"),
+        ])
+        .unwrap();
+        assert_eq!(c.origin_signing_keys.len(), 2);
+        assert_eq!(c.origin_signing_keys[1].bytes(), b"second");
+        assert_eq!(c.delivery_problem(), None);
+        assert!(!format!("{c:?}").contains("MfKQ"));
+    }
+}

@@ -1,0 +1,216 @@
+//! Delivery to the origin, decided without I/O: the queue envelope, Standard
+//! Webhooks signing, what an answer means, and when to try again.
+
+use crate::config::{SigningKey, MAX_QUEUE_DELAY_SECONDS};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Cloudflare Queues refuses messages over 128 KB; leave room for its own framing.
+pub const MAX_INLINE_ENVELOPE_BYTES: usize = 120_000;
+
+pub const USER_AGENT: &str = concat!("mailhook/", env!("CARGO_PKG_VERSION"));
+
+/// One queue message: an event to deliver and how many attempts it has had.
+///
+/// Sent as a JSON string (content type `text`): workers-rs 0.8's `Message`
+/// has no `attempts` getter, so a retry is a fresh message carrying
+/// `attempt + 1`, sent with the schedule's delay, and the old one is acked.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    pub id: String,
+    pub provider: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Delivery attempts already made.
+    pub attempt: u32,
+    /// The canonical event, unless it lives in R2 under `r2_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Box<RawValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r2_key: Option<String>,
+    /// Set on the way to the dead-letter queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl Envelope {
+    /// The envelope of a new event, inline when it fits a queue message,
+    /// otherwise pointing at `r2_key(id)` where the edge must store `event_json`.
+    pub fn new(id: &str, provider: &str, kind: &str, event_json: &str) -> Self {
+        let mut env = Envelope {
+            id: id.to_string(),
+            provider: provider.to_string(),
+            kind: kind.to_string(),
+            attempt: 0,
+            event: None,
+            r2_key: None,
+            last_status: None,
+            last_error: None,
+        };
+        // ~200 bytes of envelope fields around the event.
+        if event_json.len() + 200 + id.len() <= MAX_INLINE_ENVELOPE_BYTES {
+            env.event = RawValue::from_string(event_json.to_string()).ok();
+        }
+        if env.event.is_none() {
+            env.r2_key = Some(r2_key(id));
+        }
+        env
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Where a large event's JSON is kept in R2 until it is delivered.
+pub fn r2_key(event_id: &str) -> String {
+    format!("events/{event_id}.json")
+}
+
+/// The `webhook-signature` header: `v1,<base64>` per key, space-separated.
+pub fn sign(keys: &[SigningKey], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+    let ts = timestamp.to_string();
+    keys.iter()
+        .map(|k| {
+            let mac = crate::auth::hmac_sha256(k.bytes(), &[msg_id.as_bytes(), b".", ts.as_bytes(), b".", body]);
+            format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What one attempt's result means (CONTRACT §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// 408, 429, 5xx, timeout, connection error.
+    Retry,
+    /// 410 and other 4xx (and anything else unexpected, like a 3xx we do not follow).
+    Permanent,
+}
+
+/// `status` is `None` when no answer came (timeout or connection error).
+pub fn classify(status: Option<u16>) -> Outcome {
+    match status {
+        None => Outcome::Retry,
+        Some(200..=299) => Outcome::Delivered,
+        Some(408 | 429 | 500..=599) => Outcome::Retry,
+        Some(_) => Outcome::Permanent,
+    }
+}
+
+/// The delay before retry number `attempt` (1-based: the first retry follows
+/// attempt 1), or `None` when the schedule is exhausted.
+///
+/// `jitter` is a sample in `[0, 1)`: the delay is spread by ±20 % so that a
+/// recovering origin is not hit by every retry at once. `Retry-After` is a
+/// lower bound. The result never exceeds the Queues maximum delay.
+pub fn next_delay(schedule: &[u32], attempt: u32, retry_after: Option<u32>, jitter: f64) -> Option<u32> {
+    let base = *schedule.get(usize::try_from(attempt).ok()?.checked_sub(1)?)?;
+    let spread = f64::from(base) * 0.2 * (2.0 * jitter.clamp(0.0, 1.0) - 1.0);
+    let jittered = (f64::from(base) + spread).round().max(0.0) as u32;
+    Some(jittered.max(retry_after.unwrap_or(0)).min(MAX_QUEUE_DELAY_SECONDS))
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date, in seconds from `now`.
+pub fn parse_retry_after(value: &str, now: i64) -> Option<u32> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(secs.min(u64::from(MAX_QUEUE_DELAY_SECONDS)) as u32);
+    }
+    let at = parse_http_date(v)?;
+    Some((at - now).clamp(0, i64::from(MAX_QUEUE_DELAY_SECONDS)) as u32)
+}
+
+/// IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 §5.6.7).
+fn parse_http_date(v: &str) -> Option<i64> {
+    let mut it = v.split_ascii_whitespace();
+    let (_weekday, day, month, year, time, zone) = (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
+    if zone != "GMT" || it.next().is_some() {
+        return None;
+    }
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let m = MONTHS.iter().position(|x| *x == month)? + 1;
+    let day: u32 = day.parse().ok()?;
+    let year: u32 = year.parse().ok()?;
+    crate::time::parse_rfc3339(&format!("{year:04}-{m:02}-{day:02}T{time}Z"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn keys(secret: &str) -> Vec<SigningKey> {
+        Config::from_lookup(|k| (k == "ORIGIN_SIGNING_SECRET").then(|| secret.to_string())).unwrap().origin_signing_keys
+    }
+
+    #[test]
+    fn signs_the_standard_webhooks_vector() {
+        // The Standard Webhooks reference test vector.
+        let k = keys("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let sig = sign(&k, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, br#"{"test": 2432232314}"#);
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn one_signature_per_rotated_key() {
+        let k = keys("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,whsec_c2Vjb25k");
+        let sig = sign(&k, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, br#"{"test": 2432232314}"#);
+        let parts: Vec<_> = sig.split(' ').collect();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0], "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        assert!(parts[1].starts_with("v1,") && parts[1] != parts[0]);
+    }
+
+    #[test]
+    fn classifies_every_answer() {
+        assert_eq!(classify(Some(200)), Outcome::Delivered);
+        assert_eq!(classify(Some(204)), Outcome::Delivered);
+        for s in [None, Some(408), Some(429), Some(500), Some(503), Some(599)] {
+            assert_eq!(classify(s), Outcome::Retry, "{s:?}");
+        }
+        for s in [400, 401, 404, 410, 422, 301] {
+            assert_eq!(classify(Some(s)), Outcome::Permanent, "{s}");
+        }
+    }
+
+    #[test]
+    fn schedule_jitter_retry_after_and_exhaustion() {
+        let s = [10, 100, 50_000];
+        assert_eq!(next_delay(&s, 0, None, 0.5), None);
+        assert_eq!(next_delay(&s, 1, None, 0.5), Some(10));
+        assert_eq!(next_delay(&s, 2, None, 0.0), Some(80));
+        assert_eq!(next_delay(&s, 2, None, 0.999_999), Some(120));
+        assert_eq!(next_delay(&s, 2, Some(600), 0.5), Some(600));
+        assert_eq!(next_delay(&s, 3, None, 0.5), Some(MAX_QUEUE_DELAY_SECONDS));
+        assert_eq!(next_delay(&s, 4, None, 0.5), None);
+    }
+
+    #[test]
+    fn retry_after_in_both_forms() {
+        let now = 784_111_777; // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(parse_retry_after("120", now), Some(120));
+        assert_eq!(parse_retry_after("999999", now), Some(MAX_QUEUE_DELAY_SECONDS));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:51:37 GMT", now), Some(120));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(0));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:51:37 PST", now), None);
+    }
+
+    #[test]
+    fn large_events_go_to_r2() {
+        let small = Envelope::new("evt_1", "adm-tools", "email.received", r#"{"a":1}"#);
+        assert!(small.event.is_some() && small.r2_key.is_none());
+        let back: Envelope = serde_json::from_str(&small.to_json()).unwrap();
+        assert_eq!(back.event.unwrap().get(), r#"{"a":1}"#);
+        let big_json = format!(r#"{{"a":"{}"}}"#, "x".repeat(MAX_INLINE_ENVELOPE_BYTES));
+        let big = Envelope::new("evt_2", "adm-tools", "email.received", &big_json);
+        assert!(big.event.is_none());
+        assert_eq!(big.r2_key.as_deref(), Some("events/evt_2.json"));
+        assert!(big.to_json().len() < 300);
+    }
+}

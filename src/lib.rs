@@ -1,0 +1,40 @@
+//! # mailhook
+//!
+//! An email-webhook gateway for Cloudflare Workers. Providers post their
+//! webhooks here; mailhook authenticates each request, turns the payload into
+//! one canonical CloudEvents event, drops duplicates with keys in Workers KV,
+//! and puts the event on a Queue, whose consumer delivers it to the origin,
+//! signed by the Standard Webhooks scheme, with retries and a dead-letter queue.
+//!
+//! # Layout
+//!
+//! The pure core compiles and is tested natively; it reads no clock and does
+//! no I/O (time and randomness are arguments):
+//!
+//! - [`config`]: every variable read once into a validated `Config`, secrets redacted.
+//! - [`providers`]: one module per provider (`authenticate` + `normalise`) and
+//!   `Provider::ingest`, the pure half of the pipeline.
+//! - [`event`]: the canonical event. [`address`], [`time`]: shared parsers.
+//! - [`auth`]: constant-time comparison, tokens, HMAC.
+//! - [`dedupe`]: stable event ids and KV keys.
+//! - [`delivery`]: the queue envelope, signing, outcome, retry schedule.
+//! - [`error`]: the refusals and their one mapping to HTTP.
+//!
+//! `edge` (wasm32 only) moves bytes between the Workers runtime and the core:
+//! the fetch handler runs ingest → dedupe → enqueue → answer; the queue
+//! handler delivers and dead-letters.
+
+pub mod address;
+pub mod auth;
+pub mod config;
+pub mod dedupe;
+pub mod delivery;
+pub mod error;
+pub mod event;
+pub mod providers;
+pub mod time;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

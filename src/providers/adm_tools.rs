@@ -1,0 +1,138 @@
+//! adm.tools mailbox webhooks (docs: `shared/providers/adm-tools.txt`, §4.9.10).
+//!
+//! Authenticated by the `X-Webhook-Token` header, whose value is shown in the
+//! "Token" column of the Webhooks list. The payload is JSON with `mailbox`,
+//! `uid`, `tstamp`, `event`, `folder`, `flags`, and for `new` also `from`,
+//! `to`, `subject`, `snippet` and `message_id`. adm.tools resends once after
+//! 15 minutes on anything but 200.
+
+use super::{parse_json, Inbound};
+use crate::address;
+use crate::auth::token_matches;
+use crate::config::Config;
+use crate::dedupe;
+use crate::error::ApiError;
+use crate::event::{Event, EventData, EventType, Mailbox};
+use serde::Deserialize;
+use serde_json::Value;
+
+pub const NAME: &str = "adm-tools";
+
+#[derive(Deserialize)]
+struct Payload {
+    mailbox: String,
+    event: String,
+    #[serde(default)]
+    uid: Value,
+    #[serde(default)]
+    tstamp: Value,
+    folder: Option<String>,
+    #[serde(default)]
+    flags: Value,
+    from: Option<String>,
+    to: Option<String>,
+    subject: Option<String>,
+    snippet: Option<String>,
+    message_id: Option<String>,
+}
+
+pub fn authenticate(cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
+    let token = req.header("x-webhook-token").ok_or_else(|| {
+        ApiError::Unauthorized("the X-Webhook-Token header is missing; adm.tools sends it with every request".into())
+    })?;
+    if token_matches(&cfg.adm_tools_tokens, token.trim()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(
+            "X-Webhook-Token does not match ADM_TOOLS_WEBHOOK_TOKEN; copy the token from the adm.tools Webhooks list".into(),
+        ))
+    }
+}
+
+/// The provider's word → ours. `flags-set` covers both flag changes and
+/// permanent deletion; the docs say deletion shows as the `\Deleted` flag.
+fn event_type(event: &str, flags: &[String]) -> EventType {
+    match event {
+        "new" => EventType::Received,
+        "create" => EventType::MessageAdded,
+        "flags-set" if flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted")) => EventType::MessageDeleted,
+        "flags-set" => EventType::FlagsChanged,
+        _ => EventType::Unknown,
+    }
+}
+
+/// Flags arrive as a JSON array, or as one string (`"\\Seen \\Flagged"`).
+fn flags(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(items) => items.iter().filter_map(Value::as_str).map(String::from).collect(),
+        Value::String(s) => s.split([' ', ',']).filter(|f| !f.is_empty()).map(String::from).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `uid` is a number or a string; both become a string.
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
+    let p: Payload = parse_json(NAME, req.body)?;
+    let flags = flags(&p.flags);
+    let kind = event_type(&p.event, &flags);
+    let uid = scalar(&p.uid);
+    let tstamp = scalar(&p.tstamp);
+
+    // Identity per CONTRACT §4: mailbox, uid, event and tstamp; the raw body
+    // when uid or tstamp is missing, since then nothing else identifies it.
+    let id = match (&uid, &tstamp) {
+        (Some(uid), Some(ts)) => dedupe::event_id(NAME, &[&p.mailbox, uid, &p.event, ts]),
+        _ => dedupe::event_id_from_body(NAME, req.body),
+    };
+
+    let mut data = EventData::new(NAME);
+    data.provider_event_type = Some(p.event);
+    data.message_id = p.message_id.as_deref().and_then(crate::event::message_id);
+    data.from = p.from.as_deref().and_then(address::parse_one);
+    data.to = p.to.as_deref().map(address::parse_list).unwrap_or_default();
+    data.subject = p.subject;
+    data.recipient = Some(p.mailbox.clone());
+    if let Some(hook) = req.header("x-webhook-id") {
+        data.metadata.insert("webhook_id".into(), Value::String(hook.to_string()));
+    }
+    data.mailbox = Some(Mailbox {
+        address: Some(p.mailbox),
+        folder: p.folder,
+        uid,
+        flags,
+        snippet: p.snippet,
+    });
+    let time = crate::time::from_json(&p.tstamp);
+    Ok(vec![Event::new(id, kind, time, data)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_every_documented_event() {
+        let f = |s: &str| flags(&Value::String(s.into()));
+        assert_eq!(event_type("new", &[]), EventType::Received);
+        assert_eq!(event_type("create", &[]), EventType::MessageAdded);
+        assert_eq!(event_type("flags-set", &f("\\Seen")), EventType::FlagsChanged);
+        assert_eq!(event_type("flags-set", &f("\\Seen \\Deleted")), EventType::MessageDeleted);
+        assert_eq!(event_type("flags-set", &f("\\deleted")), EventType::MessageDeleted);
+        assert_eq!(event_type("moved", &[]), EventType::Unknown);
+    }
+
+    #[test]
+    fn flags_as_array_or_string() {
+        assert_eq!(flags(&serde_json::json!(["\\Seen", 3, "\\Flagged"])), ["\\Seen", "\\Flagged"]);
+        assert_eq!(flags(&serde_json::json!("\\Seen,\\Flagged  \\Answered")), ["\\Seen", "\\Flagged", "\\Answered"]);
+        assert!(flags(&Value::Null).is_empty());
+    }
+}
