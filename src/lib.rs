@@ -18,7 +18,7 @@
 //! - [`auth`]: constant-time comparison, tokens, HMAC.
 //! - [`dedupe`]: stable event ids and KV keys.
 //! - [`delivery`]: the queue envelope, signing, outcome, retry schedule.
-//! - [`error`]: the refusals and their one mapping to HTTP.
+//! - [`error`]: the refusals and their one mapping to HTTP. [`routes`]: method + path → handler.
 //!
 //! `edge` (wasm32 only) moves bytes between the Workers runtime and the core:
 //! the fetch handler runs ingest → dedupe → enqueue → answer; the queue
@@ -32,6 +32,7 @@ pub mod delivery;
 pub mod error;
 pub mod event;
 pub mod providers;
+pub mod routes;
 pub mod time;
 
 #[cfg(target_arch = "wasm32")]

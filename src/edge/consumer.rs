@@ -1,0 +1,238 @@
+//! The queue consumers: delivery to the origin, and the dead-letter record.
+//!
+//! Each message is handled on its own and concurrently, acked or retried by
+//! itself, so one slow or broken message neither delays nor redoes the rest.
+//! A retry is a fresh message carrying `attempt + 1`, sent with the schedule's
+//! delay, after which the original is acked (see `delivery::Envelope`).
+
+use super::{config, log, now_millis, now_seconds, BUCKET_PAYLOADS, QUEUE_DEAD_LETTERS, QUEUE_EVENTS};
+use crate::config::Config;
+use crate::delivery::{classify, next_delay, parse_retry_after, sign, Envelope, Outcome, USER_AGENT};
+use futures_util::future::{join_all, select, Either};
+use serde_json::json;
+use std::time::Duration;
+use worker::wasm_bindgen::JsValue;
+use worker::{
+    AbortController, Delay, Env, Fetch, Headers, MessageBatch, MessageBuilder, MessageExt, Method, QueueContentType,
+    QueueRetryOptionsBuilder, RawMessage, Request, RequestInit,
+};
+
+/// How long to wait before looking at a message again after an
+/// infrastructure failure (R2, queue send, bad configuration).
+const INFRA_RETRY_SECONDS: u32 = 30;
+
+pub async fn handle(batch: MessageBatch<String>, env: &Env) {
+    let cfg = match config(env) {
+        Ok(c) => c,
+        Err(e) => {
+            log(json!({"kind": "consumer_misconfigured", "error": e.to_string()}));
+            batch.retry_all_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(INFRA_RETRY_SECONDS).build());
+            return;
+        }
+    };
+    let dead_letters = batch.queue() == cfg.dead_letter_queue;
+    let messages: Vec<RawMessage> = batch.raw_iter().collect();
+    join_all(messages.iter().map(|m| async {
+        if dead_letters {
+            record_dead(m, env).await
+        } else {
+            deliver(m, &cfg, env).await
+        }
+    }))
+    .await;
+}
+
+fn retry_later(msg: &RawMessage) {
+    msg.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(INFRA_RETRY_SECONDS).build());
+}
+
+fn envelope_of(msg: &RawMessage) -> Option<Envelope> {
+    let parsed = msg.body().as_string().and_then(|text| serde_json::from_str::<Envelope>(&text).ok());
+    if parsed.is_none() {
+        // Not ours: nothing can ever deliver it, so retrying would loop forever.
+        log(json!({"kind": "malformed_message", "message_id": msg.id()}));
+        msg.ack();
+    }
+    parsed
+}
+
+/// The result of one POST to the origin.
+struct Attempt {
+    status: Option<u16>,
+    retry_after: Option<u32>,
+    error: Option<String>,
+}
+
+async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env) {
+    let Some(mut envelope) = envelope_of(msg) else { return };
+    let event_json = match load_event(&envelope, env).await {
+        Ok(j) => j,
+        Err(e) => {
+            log(json!({"kind": "event_unreadable", "id": envelope.id, "error": e}));
+            return retry_later(msg);
+        }
+    };
+    envelope.attempt += 1;
+    let started = now_millis();
+    let attempt = match cfg.delivery_problem() {
+        Some(problem) => Attempt { status: None, retry_after: None, error: Some(problem.to_string()) },
+        None => post(cfg, &envelope.id, &event_json).await,
+    };
+    let outcome = match attempt.error {
+        Some(_) if attempt.status.is_none() => Outcome::Retry,
+        _ => classify(attempt.status),
+    };
+    log(json!({
+        "kind": "delivery_attempt",
+        "id": envelope.id,
+        "provider": envelope.provider,
+        "type": envelope.kind,
+        "attempt": envelope.attempt,
+        "status": attempt.status,
+        "error": attempt.error,
+        "outcome": format!("{outcome:?}").to_lowercase(),
+        "ms": now_millis().saturating_sub(started),
+    }));
+
+    match outcome {
+        Outcome::Delivered => {
+            msg.ack();
+            if let Some(key) = &envelope.r2_key {
+                // Best effort: a leftover object is harmless, and the bucket's lifecycle rule removes it.
+                if let Ok(bucket) = env.bucket(BUCKET_PAYLOADS) {
+                    let _ = bucket.delete(key).await;
+                }
+            }
+        }
+        Outcome::Retry => {
+            let jitter = getrandom::u32().map(|x| f64::from(x) / 4_294_967_296.0).unwrap_or(0.5);
+            match next_delay(&cfg.retry_schedule, envelope.attempt, attempt.retry_after, jitter) {
+                Some(delay) => requeue(msg, &envelope, delay, env).await,
+                None => dead_letter(msg, envelope, attempt, env).await,
+            }
+        }
+        Outcome::Permanent => dead_letter(msg, envelope, attempt, env).await,
+    }
+}
+
+async fn load_event(envelope: &Envelope, env: &Env) -> Result<String, String> {
+    if let Some(raw) = &envelope.event {
+        return Ok(raw.get().to_string());
+    }
+    let key = envelope.r2_key.as_deref().ok_or("the envelope has neither an event nor an R2 key")?;
+    let bucket = env.bucket(BUCKET_PAYLOADS).map_err(|e| e.to_string())?;
+    let object = bucket.get(key).execute().await.map_err(|e| e.to_string())?;
+    let object = object.ok_or_else(|| format!("R2 object {key} is missing"))?;
+    let body = object.body().ok_or_else(|| format!("R2 object {key} has no body"))?;
+    body.text().await.map_err(|e| e.to_string())
+}
+
+async fn post(cfg: &Config, id: &str, body: &str) -> Attempt {
+    let failed = |error: String| Attempt { status: None, retry_after: None, error: Some(error) };
+    let Some(url) = cfg.origin_url.as_deref() else { return failed("ORIGIN_URL is not set".into()) };
+    let timestamp = now_seconds();
+    let headers = Headers::new();
+    let set = [
+        ("content-type", "application/json".to_string()),
+        ("user-agent", USER_AGENT.to_string()),
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", sign(&cfg.origin_signing_keys, id, timestamp, body.as_bytes())),
+    ];
+    for (k, v) in &set {
+        if let Err(e) = headers.set(k, v) {
+            return failed(format!("could not set header {k}: {e}"));
+        }
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(body)));
+    let request = match Request::new_with_init(url, &init) {
+        Ok(r) => r,
+        Err(e) => return failed(format!("ORIGIN_URL could not be requested: {e}")),
+    };
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(request);
+    let send = Box::pin(fetch.send_with_signal(&signal));
+    let timeout = Box::pin(Delay::from(Duration::from_secs(u64::from(cfg.origin_timeout_seconds))));
+    let result = select(send, timeout).await;
+    match result {
+        Either::Left((Ok(resp), _)) => {
+            let status = resp.status_code();
+            let retry_after = resp.headers().get("retry-after").ok().flatten().and_then(|v| parse_retry_after(&v, timestamp));
+            let error = (!(200..300).contains(&status)).then(|| format!("origin answered HTTP {status}"));
+            Attempt { status: Some(status), retry_after, error }
+        }
+        Either::Left((Err(e), _)) => failed(format!("connection error: {e}")),
+        Either::Right(_) => {
+            controller.abort();
+            failed(format!("timed out after ORIGIN_TIMEOUT_SECONDS={}", cfg.origin_timeout_seconds))
+        }
+    }
+}
+
+async fn send(env: &Env, binding: &str, envelope: &Envelope, delay: Option<u32>) -> worker::Result<()> {
+    let mut builder = MessageBuilder::new(envelope.to_json()).content_type(QueueContentType::Text);
+    if let Some(d) = delay {
+        builder = builder.delay_seconds(d);
+    }
+    env.queue(binding)?.send(builder.build()).await
+}
+
+async fn requeue(msg: &RawMessage, envelope: &Envelope, delay: u32, env: &Env) {
+    match send(env, QUEUE_EVENTS, envelope, Some(delay)).await {
+        Ok(()) => msg.ack(),
+        Err(e) => {
+            // The original comes back with the same attempt count: an extra
+            // attempt at worst, never a lost event.
+            log(json!({"kind": "requeue_failed", "id": envelope.id, "error": e.to_string()}));
+            msg.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(delay).build());
+        }
+    }
+}
+
+async fn dead_letter(msg: &RawMessage, mut envelope: Envelope, attempt: Attempt, env: &Env) {
+    envelope.last_status = attempt.status;
+    envelope.last_error = attempt.error;
+    match send(env, QUEUE_DEAD_LETTERS, &envelope, None).await {
+        Ok(()) => msg.ack(),
+        Err(e) => {
+            log(json!({"kind": "dead_letter_failed", "id": envelope.id, "error": e.to_string()}));
+            retry_later(msg);
+        }
+    }
+}
+
+/// Records a dead event as `dead-letters/{id}.json` in R2, where an operator
+/// can list it and from where it can be replayed. Envelopes arrive here from
+/// `dead_letter` (with the last status and error), or from the queue itself
+/// when it gave up on a message after `max_retries` infrastructure failures.
+async fn record_dead(msg: &RawMessage, env: &Env) {
+    let Some(envelope) = envelope_of(msg) else { return };
+    let record = json!({
+        "id": envelope.id,
+        "provider": envelope.provider,
+        "type": envelope.kind,
+        "attempts": envelope.attempt,
+        "last_status": envelope.last_status,
+        "last_error": envelope.last_error,
+        "dead_at": crate::time::to_rfc3339(now_seconds()),
+        "envelope": envelope,
+    });
+    let key = format!("dead-letters/{}.json", envelope.id);
+    let stored = match env.bucket(BUCKET_PAYLOADS) {
+        Ok(bucket) => bucket.put(&key, record.to_string()).execute().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(()) => {
+            log(json!({"kind": "dead_letter", "id": envelope.id, "provider": envelope.provider, "type": envelope.kind,
+                       "attempts": envelope.attempt, "last_status": envelope.last_status, "key": key}));
+            msg.ack();
+        }
+        Err(e) => {
+            log(json!({"kind": "dead_letter_record_failed", "id": envelope.id, "error": e.to_string()}));
+            retry_later(msg);
+        }
+    }
+}

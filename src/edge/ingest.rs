@@ -1,0 +1,111 @@
+//! The pipeline, written once for every provider:
+//! authenticate → normalise (the core's `Provider::ingest`) → dedupe → enqueue → answer.
+//!
+//! The invariant: no 200 unless every new event is on the queue. A KV read
+//! failure falls open (a possible duplicate, never a lost event); a failure to
+//! store a large event or to enqueue answers 503 and writes no dedupe key.
+
+use super::{config, json_response, log, now_seconds, refuse, BUCKET_PAYLOADS, KV_DEDUPE, QUEUE_EVENTS};
+use crate::dedupe::dedupe_key;
+use crate::delivery::Envelope;
+use crate::error::ApiError;
+use crate::event::Event;
+use crate::providers::{Inbound, Provider};
+use serde_json::json;
+use worker::{BatchMessageBuilder, Env, MessageBuilder, QueueContentType, Request, Response, Result};
+
+pub async fn handle(provider: Provider, mut req: Request, env: &Env) -> Result<(Response, Vec<String>)> {
+    match run(provider, &mut req, env).await {
+        Ok((status, ids)) => Ok((json_response(200, &json!({"status": status, "ids": ids}))?, ids)),
+        Err(e) => {
+            log(json!({"kind": "refusal", "provider": provider.name(), "code": e.code()}));
+            Ok((refuse(&e)?, Vec::new()))
+        }
+    }
+}
+
+async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::Result<(&'static str, Vec<String>), ApiError> {
+    let cfg = config(env).map_err(|e| ApiError::NotConfigured(e.to_string()))?;
+    if let Some(missing) = provider.missing_config(&cfg) {
+        return Err(ApiError::NotConfigured(missing.into()));
+    }
+    // Refuse an announced oversize body before reading it; `ingest` checks
+    // the bytes actually read as well (a chunked body announces nothing).
+    let announced = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|len| len > cfg.max_body_bytes) {
+        return Err(ApiError::PayloadTooLarge { limit: cfg.max_body_bytes });
+    }
+    let headers: Vec<(String, String)> = req.headers().entries().collect();
+    let client_ip = headers.iter().find(|(k, _)| k == "cf-connecting-ip").map(|(_, v)| v.clone());
+    let body = req
+        .bytes()
+        .await
+        .map_err(|_| ApiError::BadRequest("the request body could not be read; send it again".into()))?;
+    let inbound = Inbound { headers: &headers, client_ip: client_ip.as_deref(), body: &body, now: now_seconds() };
+    let events = provider.ingest(&cfg, &inbound)?;
+    drop(body);
+
+    let kv = env.kv(KV_DEDUPE).ok();
+    let mut fresh: Vec<&Event> = Vec::with_capacity(events.len());
+    for e in &events {
+        if !already_seen(kv.as_ref(), &e.id).await {
+            fresh.push(e);
+        }
+    }
+    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    if fresh.is_empty() {
+        return Ok(("duplicate", ids));
+    }
+
+    enqueue(env, &fresh).await?;
+
+    if let Some(kv) = &kv {
+        for e in &fresh {
+            mark_seen(kv, &e.id, cfg.dedupe_ttl_seconds).await;
+        }
+    }
+    Ok(("accepted", ids))
+}
+
+/// A KV failure counts as "not seen": the origin's `webhook-id` check absorbs
+/// a rare duplicate, while a refusal here could lose the event.
+async fn already_seen(kv: Option<&worker::kv::KvStore>, id: &str) -> bool {
+    let Some(kv) = kv else { return false };
+    match kv.get(&dedupe_key(id)).text().await {
+        Ok(v) => v.is_some(),
+        Err(e) => {
+            log(json!({"kind": "kv_read_failed", "id": id, "error": e.to_string()}));
+            false
+        }
+    }
+}
+
+async fn mark_seen(kv: &worker::kv::KvStore, id: &str, ttl: u64) {
+    let put = match kv.put(&dedupe_key(id), now_seconds()) {
+        Ok(p) => p.expiration_ttl(ttl).execute().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = put {
+        log(json!({"kind": "kv_write_failed", "id": id, "error": e.to_string()}));
+    }
+}
+
+/// Stores large events in R2, then sends every envelope in one batch.
+async fn enqueue(env: &Env, events: &[&Event]) -> std::result::Result<(), ApiError> {
+    let unavailable = |what: &str, e: worker::Error| {
+        log(json!({"kind": "enqueue_failed", "stage": what, "error": e.to_string()}));
+        ApiError::Unavailable(format!("could not {what}; nothing was accepted, please retry"))
+    };
+    let mut batch = BatchMessageBuilder::<String>::new();
+    for e in events {
+        let json = e.to_json();
+        let envelope = Envelope::new(&e.id, e.data.provider, e.kind.as_str(), &json);
+        if let Some(key) = &envelope.r2_key {
+            let bucket = env.bucket(BUCKET_PAYLOADS).map_err(|e| unavailable("store the large event", e))?;
+            bucket.put(key, json).execute().await.map_err(|e| unavailable("store the large event", e))?;
+        }
+        batch = batch.message(MessageBuilder::new(envelope.to_json()).content_type(QueueContentType::Text).build());
+    }
+    let queue = env.queue(QUEUE_EVENTS).map_err(|e| unavailable("reach the events queue", e))?;
+    queue.send_batch(batch.build()).await.map_err(|e| unavailable("enqueue the event", e))
+}

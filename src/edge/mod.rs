@@ -1,0 +1,152 @@
+//! The edge: wasm32 only. Moves bytes between the Workers runtime and the
+//! core, and owns every binding. No decisions live here that the core could
+//! make; the one error → Response map is `refuse`.
+
+mod consumer;
+mod ingest;
+
+use crate::config::{Config, ConfigError};
+use crate::error::ApiError;
+use crate::providers::Provider;
+use crate::routes::{route, Route};
+use serde::Serialize;
+use std::cell::OnceCell;
+use std::rc::Rc;
+use worker::{console_log, event, Context, Env, MessageBatch, Request, Response, Result};
+
+/// Binding names, as declared in `wrangler.toml`.
+pub const KV_DEDUPE: &str = "DEDUPE";
+pub const QUEUE_EVENTS: &str = "EVENTS";
+pub const QUEUE_DEAD_LETTERS: &str = "DEAD_LETTERS";
+pub const BUCKET_PAYLOADS: &str = "PAYLOADS";
+
+/// Every variable a `Config` reads: the edge looks each up once.
+const VARIABLES: &[&str] = &[
+    "MAX_BODY_BYTES",
+    "MAX_EVENT_AGE_SECONDS",
+    "DEDUPE_TTL_SECONDS",
+    "INCLUDE_RAW",
+    "ADM_TOOLS_WEBHOOK_TOKEN",
+    "ADM_TOOLS_ACCOUNT_ID",
+    "ORIGIN_URL",
+    "ORIGIN_SIGNING_SECRET",
+    "ORIGIN_TIMEOUT_SECONDS",
+    "RETRY_SCHEDULE_SECONDS",
+    "DEAD_LETTER_QUEUE",
+];
+
+thread_local! {
+    /// Variables cannot change within an isolate, so they are parsed once.
+    static CONFIG: OnceCell<std::result::Result<Rc<Config>, ConfigError>> = const { OnceCell::new() };
+}
+
+pub fn config(env: &Env) -> std::result::Result<Rc<Config>, ConfigError> {
+    CONFIG.with(|c| {
+        c.get_or_init(|| {
+            let values: Vec<(&str, Option<String>)> =
+                VARIABLES.iter().map(|name| (*name, env.var(name).ok().map(|v| v.to_string()))).collect();
+            Config::from_lookup(|name| values.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.clone())).map(Rc::new)
+        })
+        .clone()
+    })
+}
+
+pub fn now_millis() -> u64 {
+    worker::Date::now().as_millis()
+}
+
+pub fn now_seconds() -> i64 {
+    (now_millis() / 1000) as i64
+}
+
+/// One structured log line. Callers pass ids, codes and numbers, never a
+/// secret or a message body.
+pub fn log(fields: serde_json::Value) {
+    console_log!("{}", fields);
+}
+
+pub fn json_response<T: Serialize>(status: u16, body: &T) -> Result<Response> {
+    Ok(Response::from_json(body)?.with_status(status))
+}
+
+/// The one place a refusal becomes a response.
+pub fn refuse(err: &ApiError) -> Result<Response> {
+    let mut resp = json_response(err.status(), &err.body())?;
+    if let ApiError::MethodNotAllowed { allow } = err {
+        resp.headers_mut().set("Allow", allow)?;
+    }
+    Ok(resp)
+}
+
+#[event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let started = now_millis();
+    let method = req.method().to_string();
+    let path = req.path();
+    let (resp, provider, ids) = match route(&method, &path) {
+        Err(e) => (refuse(&e)?, None, Vec::new()),
+        Ok(Route::Health) => (health(&env)?, None, Vec::new()),
+        Ok(Route::Confirm) => (confirm(&env)?, None, Vec::new()),
+        Ok(Route::Webhook(p)) => {
+            let (resp, ids) = ingest::handle(p, req, &env).await?;
+            (resp, Some(p.name()), ids)
+        }
+    };
+    log(serde_json::json!({
+        "kind": "request",
+        "method": method,
+        "path": path,
+        "provider": provider,
+        "status": resp.status_code(),
+        "ids": ids,
+        "ms": now_millis().saturating_sub(started),
+    }));
+    Ok(resp)
+}
+
+fn health(env: &Env) -> Result<Response> {
+    let cfg = match config(env) {
+        Ok(c) => c,
+        Err(e) => {
+            return json_response(503, &serde_json::json!({"status": "misconfigured", "version": crate::VERSION, "error": e.to_string()}))
+        }
+    };
+    let providers: serde_json::Map<String, serde_json::Value> = Provider::ALL
+        .iter()
+        .map(|p| (p.name().to_string(), serde_json::json!({"configured": p.missing_config(&cfg).is_none()})))
+        .collect();
+    json_response(
+        200,
+        &serde_json::json!({
+            "status": "ok",
+            "version": crate::VERSION,
+            "providers": providers,
+            "delivery": {"configured": cfg.delivery_problem().is_none(), "problem": cfg.delivery_problem()},
+        }),
+    )
+}
+
+fn confirm(env: &Env) -> Result<Response> {
+    let account = config(env).ok().and_then(|c| c.adm_tools_account_id.clone());
+    match account {
+        Some(id) => {
+            let mut resp = Response::ok(id)?;
+            resp.headers_mut().set("Content-Type", "text/plain; charset=utf-8")?;
+            Ok(resp)
+        }
+        None => refuse(&ApiError::NotFound),
+    }
+}
+
+#[event(queue)]
+async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+    // Never return Err: in workers-rs 0.8 that resets the instance and redoes
+    // the whole batch. Each message is acked or retried on its own.
+    consumer::handle(batch, &env).await;
+    Ok(())
+}

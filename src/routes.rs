@@ -1,0 +1,56 @@
+//! Which handler a request goes to, decided from its method and path alone.
+
+use crate::error::ApiError;
+use crate::providers::Provider;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /healthz`
+    Health,
+    /// `GET /webhook-confirm.txt`: adm.tools' site-ownership check.
+    Confirm,
+    /// `POST /webhooks/{provider}`
+    Webhook(Provider),
+}
+
+/// The route for `method` and `path`, or the refusal (404, or 405 with `Allow`).
+pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
+    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    let read_only = matches!(method, "GET" | "HEAD");
+    let (route, allow) = match path {
+        "/healthz" => (Route::Health, "GET, HEAD"),
+        "/webhook-confirm.txt" => (Route::Confirm, "GET, HEAD"),
+        _ => {
+            let name = path.strip_prefix("/webhooks/").ok_or(ApiError::NotFound)?;
+            let provider = Provider::from_route(name).ok_or(ApiError::NotFound)?;
+            return match method {
+                "POST" => Ok(Route::Webhook(provider)),
+                _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+            };
+        }
+    };
+    if read_only {
+        Ok(route)
+    } else {
+        Err(ApiError::MethodNotAllowed { allow })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_refusals() {
+        assert_eq!(route("POST", "/webhooks/adm-tools"), Ok(Route::Webhook(Provider::AdmTools)));
+        assert_eq!(route("POST", "/webhooks/adm-tools/"), Ok(Route::Webhook(Provider::AdmTools)));
+        assert_eq!(route("GET", "/webhooks/adm-tools"), Err(ApiError::MethodNotAllowed { allow: "POST" }));
+        assert_eq!(route("POST", "/webhooks/nobody"), Err(ApiError::NotFound));
+        assert_eq!(route("POST", "/webhooks/"), Err(ApiError::NotFound));
+        assert_eq!(route("GET", "/healthz"), Ok(Route::Health));
+        assert_eq!(route("HEAD", "/webhook-confirm.txt"), Ok(Route::Confirm));
+        assert_eq!(route("POST", "/healthz"), Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }));
+        assert_eq!(route("GET", "/"), Err(ApiError::NotFound));
+        assert_eq!(route("GET", "/etc/passwd"), Err(ApiError::NotFound));
+    }
+}

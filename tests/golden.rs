@@ -1,0 +1,59 @@
+//! Golden events: every `fixtures/<provider>/NAME.json`, authenticated as the
+//! provider does it, must produce exactly `NAME.expected.json` (the event, or
+//! an array when a payload holds several). Differences are listed by field.
+//!
+//! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the expected files;
+//! review the diff before committing it.
+
+mod common;
+use common::*;
+use mailhook::providers::Provider;
+use serde_json::Value;
+
+#[test]
+fn every_fixture_produces_its_expected_event() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let cfg = config();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for provider in Provider::ALL {
+        let dir = fixtures_dir(provider);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(|f| f.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".json") && !n.ends_with(".expected.json"))
+            .collect();
+        names.sort();
+        assert!(!names.is_empty(), "no fixtures in {}", dir.display());
+        for name in names {
+            let stem = name.trim_end_matches(".json");
+            let body = fixture(provider, stem);
+            let mut events = match ingest(provider, &cfg, &body) {
+                Ok(e) => e,
+                Err(e) => {
+                    failures.push(format!("{}/{name}: refused: {e}", provider.name()));
+                    continue;
+                }
+            };
+            let actual = if events.len() == 1 { events.remove(0) } else { Value::Array(events) };
+            let expected_path = dir.join(format!("{stem}.expected.json"));
+            if update {
+                let text = serde_json::to_string_pretty(&actual).unwrap() + "\n";
+                std::fs::write(&expected_path, text).unwrap();
+            }
+            let expected: Value = match std::fs::read(&expected_path) {
+                Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| panic!("{}: {e}", expected_path.display())),
+                Err(_) => {
+                    failures.push(format!("{}/{stem}.expected.json is missing", provider.name()));
+                    continue;
+                }
+            };
+            for d in diff(&expected, &actual) {
+                failures.push(format!("{}/{name}: {d}", provider.name()));
+            }
+            checked += 1;
+        }
+    }
+    assert!(failures.is_empty(), "{} fixture(s) differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(checked > 0);
+}
