@@ -1,0 +1,44 @@
+// `npm start`: installs what is missing, builds, and runs mailhook under
+// `wrangler dev` on 127.0.0.1:8787 with local KV, Queues and R2, together with
+// a demo origin on 127.0.0.1:8789 that verifies and prints every delivery.
+//
+// Local state starts empty on every start (so a fixture is "accepted" again);
+// set MAILHOOK_KEEP_STATE=1 to keep it between starts.
+import { spawn, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, rmSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+process.chdir(root);
+process.env.WRANGLER_SEND_METRICS = "false";
+
+const setup = spawnSync("bash", ["scripts/setup.sh"], { stdio: "inherit" });
+if (setup.status !== 0) process.exit(setup.status ?? 1);
+
+if (!existsSync(".dev.vars")) {
+  copyFileSync(".dev.vars.example", ".dev.vars");
+  console.log("created .dev.vars from .dev.vars.example (local secrets)");
+}
+const { readDevVars, startDemoOrigin } = await import("./demo-origin.mjs");
+const secrets = readDevVars();
+const origin = startDemoOrigin({ port: 8789, secret: secrets.ORIGIN_SIGNING_SECRET ?? "" });
+
+const state = ".wrangler/dev-state";
+if (!process.env.MAILHOOK_KEEP_STATE) rmSync(state, { recursive: true, force: true });
+
+const wrangler = spawn(
+  "node_modules/.bin/wrangler",
+  ["dev", "--ip", "127.0.0.1", "--port", "8787", "--persist-to", state, "--show-interactive-dev-session=false"],
+  { stdio: "inherit" },
+);
+const stop = () => {
+  wrangler.kill("SIGINT");
+  origin.close();
+};
+process.on("SIGINT", stop);
+process.on("SIGTERM", stop);
+wrangler.on("close", (code) => {
+  origin.close();
+  process.exit(code ?? 0);
+});

@@ -1,0 +1,147 @@
+// The one harness of the integration tests: starts the built Worker in workerd
+// through Miniflare with real local KV, Queues and R2, configured from
+// wrangler.toml (overrides per test), and a real HTTP origin on 127.0.0.1
+// whose deliveries are verified with the `standardwebhooks` package.
+import { readFileSync } from "node:fs";
+import { createServer } from "node:http";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Miniflare } from "miniflare";
+import { parse as parseToml } from "smol-toml";
+import { Webhook } from "standardwebhooks";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const wrangler = parseToml(readFileSync(path.join(root, "wrangler.toml"), "utf8"));
+
+/** The secrets of the test instance (the values of .dev.vars.example's names). */
+export const SECRETS = {
+  ADM_TOOLS_WEBHOOK_TOKEN: "it-adm-tools-token",
+  MAILTURA_WEBHOOK_SECRET: "it-mailtura-secret",
+  MAILEROO_WEBHOOK_SECRET: "it-maileroo-secret",
+  ORIGIN_SIGNING_SECRET: "whsec_" + Buffer.from("integration-test-origin-key").toString("base64"),
+  ADMIN_TOKEN: "it-admin-token",
+};
+
+export function fixture(provider, name) {
+  return readFileSync(path.join(root, "fixtures", provider, `${name}.json`));
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` until it returns a truthy value, or fails after `ms`. */
+export async function waitFor(check, { ms = 15000, what = "condition" } = {}) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/**
+ * A real origin on 127.0.0.1. `respond(delivery, n)` decides each answer
+ * (default 204): return a status, or `{ status, headers, hang }`.
+ * Every delivery is verified; `deliveries` holds the verified ones.
+ */
+export async function startOrigin({ secret = SECRETS.ORIGIN_SIGNING_SECRET, respond } = {}) {
+  const verifier = new Webhook(secret);
+  const origin = { deliveries: [], attempts: [], invalid: [] };
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", async () => {
+      const body = Buffer.concat(chunks).toString("utf8");
+      const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, String(v)]));
+      let event;
+      try {
+        event = verifier.verify(body, headers);
+      } catch (e) {
+        origin.invalid.push({ headers, body, error: String(e) });
+        res.writeHead(400).end("bad signature");
+        return;
+      }
+      const delivery = { id: headers["webhook-id"], headers, body, event };
+      origin.attempts.push(delivery);
+      let answer = respond ? await respond(delivery, origin.attempts.length) : 204;
+      if (typeof answer === "number") answer = { status: answer };
+      if (answer.hang) return; // never answer: the Worker's timeout must fire
+      if (answer.status >= 200 && answer.status < 300) origin.deliveries.push(delivery);
+      res.writeHead(answer.status, answer.headers ?? {}).end();
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  origin.url = `http://127.0.0.1:${server.address().port}/events`;
+  origin.close = () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); });
+  return origin;
+}
+
+/**
+ * Starts mailhook. `vars` override wrangler.toml's [vars]; `secrets` override
+ * SECRETS (a value of undefined removes it); `without` drops bindings by name.
+ */
+export async function startMailhook({ vars = {}, secrets = {}, without = [] } = {}) {
+  const bindings = { ...wrangler.vars, RETRY_SCHEDULE_SECONDS: "1,1,1", ...SECRETS, ...secrets, ...vars };
+  for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
+  const keep = (list, name) => !without.includes(name);
+  const producers = Object.fromEntries(
+    wrangler.queues.producers.filter((p) => keep(0, p.binding)).map((p) => [p.binding, { queueName: p.queue }]),
+  );
+  const consumers = Object.fromEntries(
+    wrangler.queues.consumers.map((c) => [
+      c.queue,
+      {
+        maxBatchSize: c.max_batch_size,
+        maxBatchTimeout: c.max_batch_timeout,
+        maxRetries: c.max_retries,
+        retryDelay: Math.min(c.retry_delay ?? 0, 1),
+        deadLetterQueue: c.dead_letter_queue,
+      },
+    ]),
+  );
+  const logs = [];
+  const mf = new Miniflare({
+    rootPath: root,
+    modules: true,
+    scriptPath: path.join(root, wrangler.main),
+    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+    compatibilityDate: wrangler.compatibility_date,
+    kvNamespaces: wrangler.kv_namespaces.map((k) => k.binding).filter((b) => keep(0, b)),
+    r2Buckets: wrangler.r2_buckets.map((b) => b.binding).filter((b) => keep(0, b)),
+    queueProducers: producers,
+    queueConsumers: consumers,
+    bindings,
+    handleRuntimeStdio(stdout, stderr) {
+      for (const s of [stdout, stderr]) s.on("data", (d) => logs.push(...String(d).split("\n").filter(Boolean)));
+    },
+  });
+  await mf.ready;
+  const base = "http://127.0.0.1/";
+  return {
+    mf,
+    logs,
+    /** POSTs `body` to /webhooks/{provider}, returns { status, headers, json }. */
+    async post(provider, body, headers = {}) {
+      return call(mf, `${base}webhooks/${provider}`, { method: "POST", body, headers });
+    },
+    async request(pathname, init = {}) {
+      return call(mf, base + pathname.replace(/^\//, ""), init);
+    },
+    kv: () => mf.getKVNamespace("DEDUPE"),
+    r2: () => mf.getR2Bucket("PAYLOADS"),
+    dispose: () => mf.dispose(),
+  };
+}
+
+async function call(mf, url, init) {
+  const res = await mf.dispatchFetch(url, init);
+  const text = await res.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+/** Headers adm.tools sends. */
+export function admHeaders(token = SECRETS.ADM_TOOLS_WEBHOOK_TOKEN) {
+  return { "content-type": "application/json", "user-agent": "adm.tools mail webhook", "x-webhook-token": token };
+}
