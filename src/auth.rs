@@ -87,3 +87,110 @@ mod tests {
         assert!(!verify_hex_hmac(&s, body, ""));
     }
 }
+
+/// A comma-separated allow-list of addresses and CIDR ranges, IPv4 and IPv6.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpList(Vec<(std::net::IpAddr, u8)>);
+
+impl IpList {
+    /// Parses `15.237.103.194, 192.0.2.0/24, 2001:db8::/32`; the error names the bad entry.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|entry| {
+                let (addr, len) = match entry.split_once('/') {
+                    Some((a, l)) => (a, Some(l)),
+                    None => (entry, None),
+                };
+                let ip: std::net::IpAddr = addr.trim().parse().map_err(|_| format!("{entry:?} is not an IP address or CIDR range"))?;
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                let len = match len {
+                    None => max,
+                    Some(l) => l.trim().parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| format!("{entry:?} has a bad prefix length"))?,
+                };
+                Ok((ip, len))
+            })
+            .collect::<Result<_, _>>()
+            .map(IpList)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// True when `ip` (a textual address; IPv4-mapped IPv6 counts as IPv4) is in the list.
+    pub fn contains(&self, ip: &str) -> bool {
+        let Ok(ip) = ip.trim().parse::<std::net::IpAddr>() else { return false };
+        let ip = ip.to_canonical();
+        self.0.iter().any(|(net, len)| in_network(ip, *net, *len))
+    }
+}
+
+fn in_network(ip: std::net::IpAddr, net: std::net::IpAddr, len: u8) -> bool {
+    use std::net::IpAddr::{V4, V6};
+    let (a, n, bits) = match (ip, net.to_canonical()) {
+        (V4(a), V4(n)) => (u128::from(u32::from(a)), u128::from(u32::from(n)), 32),
+        (V6(a), V6(n)) => (u128::from(a), u128::from(n), 128),
+        _ => return false,
+    };
+    let shift = bits - u32::from(len);
+    shift >= bits || (a >> shift) == (n >> shift)
+}
+
+/// How far in the future a provider's timestamp may be (clock skew).
+pub const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
+
+/// Refuses an event whose own time is older than `max_age` or from the future.
+pub fn check_age(event_time: Option<i64>, now: i64, max_age: u64, field: &str) -> Result<(), crate::error::ApiError> {
+    use crate::error::ApiError;
+    let t = event_time.ok_or_else(|| ApiError::BadRequest(format!("the event has no valid `{field}`; it is needed to refuse replays")))?;
+    let age = now - t;
+    if age > i64::try_from(max_age).unwrap_or(i64::MAX) {
+        return Err(ApiError::StaleEvent(format!(
+            "`{field}` is {age} s old, more than MAX_EVENT_AGE_SECONDS ({max_age}); a replay of an old event is refused"
+        )));
+    }
+    if age < -MAX_CLOCK_SKEW_SECONDS {
+        return Err(ApiError::StaleEvent(format!("`{field}` is {} s in the future; check the sender's clock", -age)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod ip_tests {
+    use super::*;
+
+    #[test]
+    fn single_addresses_and_cidr_ranges() {
+        let l = IpList::parse("15.237.103.194, 192.0.2.0/24,2001:db8::/32 ,::1").unwrap();
+        for ip in ["15.237.103.194", "192.0.2.0", "192.0.2.255", "2001:db8:ffff::1", "::1", "::ffff:15.237.103.194"] {
+            assert!(l.contains(ip), "{ip}");
+        }
+        for ip in ["15.237.103.195", "192.0.3.1", "2001:db9::1", "::2", "", "not-an-ip", "15.237.103.194, 1.1.1.1"] {
+            assert!(!l.contains(ip), "{ip}");
+        }
+        assert!(IpList::parse("0.0.0.0/0").unwrap().contains("8.8.8.8"));
+        assert!(!IpList::parse("0.0.0.0/0").unwrap().contains("::1"));
+        assert!(IpList::parse("::/0").unwrap().contains("2001:db8::1"));
+        assert!(IpList::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        for bad in ["1.2.3", "1.2.3.4/33", "::1/129", "1.2.3.4/x", "example.com"] {
+            let e = IpList::parse(bad).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn age_window() {
+        let now = 1_000_000;
+        assert!(check_age(Some(now - 100), now, 100, "t").is_ok());
+        assert_eq!(check_age(Some(now - 101), now, 100, "t").unwrap_err().code(), "stale_event");
+        assert!(check_age(Some(now + MAX_CLOCK_SKEW_SECONDS), now, 100, "t").is_ok());
+        assert_eq!(check_age(Some(now + MAX_CLOCK_SKEW_SECONDS + 1), now, 100, "t").unwrap_err().code(), "stale_event");
+        assert_eq!(check_age(None, now, 100, "t").unwrap_err().code(), "bad_request");
+    }
+}

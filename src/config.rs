@@ -4,8 +4,54 @@
 //! and checks it, so a bad value is a clear error naming the variable instead
 //! of a surprise at delivery time. Secrets never appear in `Debug` output.
 
+use crate::auth::IpList;
 use base64::Engine as _;
 use std::fmt;
+
+/// Every variable and secret a `Config` reads; the edge looks each up once.
+pub const VARIABLES: &[&str] = &[
+    "MAX_BODY_BYTES",
+    "MAX_EVENT_AGE_SECONDS",
+    "DEDUPE_TTL_SECONDS",
+    "INCLUDE_RAW",
+    "ADM_TOOLS_WEBHOOK_TOKEN",
+    "ADM_TOOLS_ACCOUNT_ID",
+    "MAILTURA_WEBHOOK_SECRET",
+    "MAILEROO_WEBHOOK_SECRET",
+    "IMPROVMX_ALLOWED_IPS",
+    "MAIL_PLUS_ALLOWED_IPS",
+    "MAIL_PLUS_RDNS_SUFFIX",
+    "MAIL_PLUS_VERIFY",
+    "DOH_URL",
+    "ORIGIN_URL",
+    "ORIGIN_SIGNING_SECRET",
+    "ORIGIN_TIMEOUT_SECONDS",
+    "RETRY_SCHEDULE_SECONDS",
+    "DEAD_LETTER_QUEUE",
+];
+
+/// How Mail-Plus requests are verified (`MAIL_PLUS_VERIFY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// The source IP is in `MAIL_PLUS_ALLOWED_IPS`.
+    Ip,
+    /// The source IP's PTR is under `MAIL_PLUS_RDNS_SUFFIX` and resolves back to it.
+    Rdns,
+    /// Both.
+    IpAndRdns,
+    /// Either.
+    IpOrRdns,
+}
+
+impl VerifyMode {
+    pub fn uses_ip(self) -> bool {
+        !matches!(self, Self::Rdns)
+    }
+
+    pub fn uses_rdns(self) -> bool {
+        !matches!(self, Self::Ip)
+    }
+}
 
 /// Several comma-separated values of one secret: any one of them authenticates,
 /// so a secret can be rotated without downtime.
@@ -90,6 +136,13 @@ pub struct Config {
 
     pub adm_tools_tokens: Secrets,
     pub adm_tools_account_id: Option<String>,
+    pub mailtura_secrets: Secrets,
+    pub maileroo_secrets: Secrets,
+    pub improvmx_allowed_ips: IpList,
+    pub mail_plus_allowed_ips: IpList,
+    pub mail_plus_rdns_suffix: Option<String>,
+    pub mail_plus_verify: VerifyMode,
+    pub doh_url: String,
 
     pub origin_url: Option<String>,
     pub origin_signing_keys: Vec<SigningKey>,
@@ -110,6 +163,13 @@ impl Config {
             include_raw: boolean(&get, "INCLUDE_RAW", true)?,
             adm_tools_tokens: Secrets::parse(get("ADM_TOOLS_WEBHOOK_TOKEN").as_deref()),
             adm_tools_account_id: get("ADM_TOOLS_ACCOUNT_ID"),
+            mailtura_secrets: Secrets::parse(get("MAILTURA_WEBHOOK_SECRET").as_deref()),
+            maileroo_secrets: Secrets::parse(get("MAILEROO_WEBHOOK_SECRET").as_deref()),
+            improvmx_allowed_ips: ip_list(&get, "IMPROVMX_ALLOWED_IPS", "15.237.103.194")?,
+            mail_plus_allowed_ips: ip_list(&get, "MAIL_PLUS_ALLOWED_IPS", "")?,
+            mail_plus_rdns_suffix: get("MAIL_PLUS_RDNS_SUFFIX").map(|s| s.trim_matches('.').to_ascii_lowercase()),
+            mail_plus_verify: verify_mode(get("MAIL_PLUS_VERIFY").as_deref())?,
+            doh_url: get("DOH_URL").unwrap_or_else(|| "https://cloudflare-dns.com/dns-query".into()),
             origin_url: get("ORIGIN_URL"),
             origin_signing_keys: signing_keys(get("ORIGIN_SIGNING_SECRET").as_deref())?,
             origin_timeout_seconds: number(&get, "ORIGIN_TIMEOUT_SECONDS", 15)?,
@@ -137,6 +197,9 @@ impl Config {
         }
         if self.origin_timeout_seconds == 0 {
             return Err(ConfigError { var: "ORIGIN_TIMEOUT_SECONDS", message: "must be at least 1".into() });
+        }
+        if !(self.doh_url.starts_with("https://") || self.doh_url.starts_with("http://")) {
+            return Err(ConfigError { var: "DOH_URL", message: "must be an absolute http:// or https:// URL".into() });
         }
         if let Some(url) = &self.origin_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -181,6 +244,23 @@ fn boolean(get: &impl Fn(&str) -> Option<String>, var: &'static str, default: bo
         Some("true" | "1" | "yes") => Ok(true),
         Some("false" | "0" | "no") => Ok(false),
         Some(v) => Err(ConfigError { var, message: format!("{v:?} is not true or false") }),
+    }
+}
+
+fn ip_list(get: &impl Fn(&str) -> Option<String>, var: &'static str, default: &str) -> Result<IpList, ConfigError> {
+    IpList::parse(get(var).as_deref().unwrap_or(default)).map_err(|message| ConfigError { var, message })
+}
+
+fn verify_mode(raw: Option<&str>) -> Result<VerifyMode, ConfigError> {
+    match raw.map(|r| r.replace(' ', "").to_ascii_lowercase()).as_deref() {
+        None | Some("rdns") => Ok(VerifyMode::Rdns),
+        Some("ip") => Ok(VerifyMode::Ip),
+        Some("ip+rdns") => Ok(VerifyMode::IpAndRdns),
+        Some("ip|rdns") => Ok(VerifyMode::IpOrRdns),
+        Some(other) => Err(ConfigError {
+            var: "MAIL_PLUS_VERIFY",
+            message: format!("{other:?} is not one of ip, rdns, ip+rdns, ip|rdns"),
+        }),
     }
 }
 
@@ -241,6 +321,20 @@ mod tests {
         assert!(c.adm_tools_tokens.is_empty());
         assert!(c.retry_schedule.iter().map(|d| u64::from(*d)).sum::<u64>() >= 86_400);
         assert!(c.delivery_problem().is_some());
+        assert!(c.improvmx_allowed_ips.contains("15.237.103.194"));
+        assert_eq!(c.mail_plus_verify, VerifyMode::Rdns);
+    }
+
+    #[test]
+    fn every_variable_is_listed_for_the_edge() {
+        let src = include_str!("config.rs");
+        let reads = src.split("get(\"").skip(1).chain(src.split("&get, \"").skip(1));
+        for chunk in reads {
+            let name = chunk.split('"').next().unwrap();
+            if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') && !name.is_empty() {
+                assert!(VARIABLES.contains(&name), "{name} is read but not in VARIABLES");
+            }
+        }
     }
 
     #[test]
@@ -269,6 +363,10 @@ mod tests {
             ("RETRY_SCHEDULE_SECONDS", "5,86400"),
             ("ORIGIN_URL", "ftp://x"),
             ("ORIGIN_TIMEOUT_SECONDS", "0"),
+            ("IMPROVMX_ALLOWED_IPS", "15.237.103.194,10.0.0.0/40"),
+            ("MAIL_PLUS_ALLOWED_IPS", "mail-plus.com"),
+            ("MAIL_PLUS_VERIFY", "dns"),
+            ("DOH_URL", "dns.example"),
         ] {
             assert_eq!(cfg(&[(var, value)]).unwrap_err().var, var, "{var}={value}");
         }

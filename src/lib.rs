@@ -14,8 +14,9 @@
 //! - [`config`]: every variable read once into a validated `Config`, secrets redacted.
 //! - [`providers`]: one module per provider (`authenticate` + `normalise`) and
 //!   `Provider::ingest`, the pure half of the pipeline.
-//! - [`event`]: the canonical event. [`address`], [`time`]: shared parsers.
-//! - [`auth`]: constant-time comparison, tokens, HMAC.
+//! - [`event`]: the canonical event. [`address`], [`time`], [`mailauth`]: shared parsers.
+//! - [`auth`]: constant-time comparison, tokens, HMAC, IP allow-lists, the age window.
+//! - [`dns`]: reverse DNS over DoH for Mail-Plus: queries, answers, verdict (no I/O).
 //! - [`dedupe`]: stable event ids and KV keys.
 //! - [`delivery`]: the queue envelope, signing, outcome, retry schedule.
 //! - [`error`]: the refusals and their one mapping to HTTP. [`routes`]: method + path → handler.
@@ -28,9 +29,11 @@ pub mod address;
 pub mod auth;
 pub mod config;
 pub mod dedupe;
+pub mod dns;
 pub mod delivery;
 pub mod error;
 pub mod event;
+pub mod mailauth;
 pub mod providers;
 pub mod routes;
 pub mod time;

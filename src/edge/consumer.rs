@@ -5,15 +5,14 @@
 //! A retry is a fresh message carrying `attempt + 1`, sent with the schedule's
 //! delay, after which the original is acked (see `delivery::Envelope`).
 
-use super::{config, log, now_millis, now_seconds, BUCKET_PAYLOADS, QUEUE_DEAD_LETTERS, QUEUE_EVENTS};
+use super::{config, fetch_with_timeout, log, now_millis, now_seconds, BUCKET_PAYLOADS, QUEUE_DEAD_LETTERS, QUEUE_EVENTS};
 use crate::config::Config;
 use crate::delivery::{classify, next_delay, parse_retry_after, sign, Envelope, Outcome, USER_AGENT};
-use futures_util::future::{join_all, select, Either};
+use futures_util::future::join_all;
 use serde_json::json;
-use std::time::Duration;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    AbortController, Delay, Env, Fetch, Headers, MessageBatch, MessageBuilder, MessageExt, Method, QueueContentType,
+    Env, Headers, MessageBatch, MessageBuilder, MessageExt, Method, QueueContentType,
     QueueRetryOptionsBuilder, RawMessage, Request, RequestInit,
 };
 
@@ -150,24 +149,14 @@ async fn post(cfg: &Config, id: &str, body: &str) -> Attempt {
         Ok(r) => r,
         Err(e) => return failed(format!("ORIGIN_URL could not be requested: {e}")),
     };
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let fetch = Fetch::Request(request);
-    let send = Box::pin(fetch.send_with_signal(&signal));
-    let timeout = Box::pin(Delay::from(Duration::from_secs(u64::from(cfg.origin_timeout_seconds))));
-    let result = select(send, timeout).await;
-    match result {
-        Either::Left((Ok(resp), _)) => {
+    match fetch_with_timeout(request, cfg.origin_timeout_seconds).await {
+        Ok(resp) => {
             let status = resp.status_code();
             let retry_after = resp.headers().get("retry-after").ok().flatten().and_then(|v| parse_retry_after(&v, timestamp));
             let error = (!(200..300).contains(&status)).then(|| format!("origin answered HTTP {status}"));
             Attempt { status: Some(status), retry_after, error }
         }
-        Either::Left((Err(e), _)) => failed(format!("connection error: {e}")),
-        Either::Right(_) => {
-            controller.abort();
-            failed(format!("timed out after ORIGIN_TIMEOUT_SECONDS={}", cfg.origin_timeout_seconds))
-        }
+        Err(e) => failed(format!("{e} (ORIGIN_TIMEOUT_SECONDS={})", cfg.origin_timeout_seconds)),
     }
 }
 

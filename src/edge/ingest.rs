@@ -41,7 +41,12 @@ async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::R
         .bytes()
         .await
         .map_err(|_| ApiError::BadRequest("the request body could not be read; send it again".into()))?;
-    let inbound = Inbound { headers: &headers, client_ip: client_ip.as_deref(), body: &body, now: now_seconds() };
+    let mut inbound = Inbound { headers: &headers, client_ip: client_ip.as_deref(), body: &body, now: now_seconds(), rdns: None };
+    if provider == Provider::MailPlus {
+        if let Some(ip) = crate::providers::mail_plus::rdns_lookup(&cfg, &inbound) {
+            inbound.rdns = Some(super::dns::verify(ip, &cfg, env).await?);
+        }
+    }
     let events = provider.ingest(&cfg, &inbound)?;
     drop(body);
 

@@ -3,37 +3,23 @@
 //! make; the one error → Response map is `refuse`.
 
 mod consumer;
+mod dns;
 mod ingest;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, VARIABLES};
 use crate::error::ApiError;
 use crate::providers::Provider;
 use crate::routes::{route, Route};
 use serde::Serialize;
 use std::cell::OnceCell;
 use std::rc::Rc;
-use worker::{console_log, event, Context, Env, MessageBatch, Request, Response, Result};
+use worker::{console_log, event, AbortController, Context, Delay, Env, Fetch, MessageBatch, Request, Response, Result};
 
 /// Binding names, as declared in `wrangler.toml`.
 pub const KV_DEDUPE: &str = "DEDUPE";
 pub const QUEUE_EVENTS: &str = "EVENTS";
 pub const QUEUE_DEAD_LETTERS: &str = "DEAD_LETTERS";
 pub const BUCKET_PAYLOADS: &str = "PAYLOADS";
-
-/// Every variable a `Config` reads: the edge looks each up once.
-const VARIABLES: &[&str] = &[
-    "MAX_BODY_BYTES",
-    "MAX_EVENT_AGE_SECONDS",
-    "DEDUPE_TTL_SECONDS",
-    "INCLUDE_RAW",
-    "ADM_TOOLS_WEBHOOK_TOKEN",
-    "ADM_TOOLS_ACCOUNT_ID",
-    "ORIGIN_URL",
-    "ORIGIN_SIGNING_SECRET",
-    "ORIGIN_TIMEOUT_SECONDS",
-    "RETRY_SCHEDULE_SECONDS",
-    "DEAD_LETTER_QUEUE",
-];
 
 thread_local! {
     /// Variables cannot change within an isolate, so they are parsed once.
@@ -63,6 +49,25 @@ pub fn now_seconds() -> i64 {
 /// secret or a message body.
 pub fn log(fields: serde_json::Value) {
     console_log!("{}", fields);
+}
+
+/// Sends `request`, giving up after `seconds`; the error says which way it failed.
+pub async fn fetch_with_timeout(request: Request, seconds: u32) -> std::result::Result<Response, String> {
+    use futures_util::future::{select, Either};
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(request);
+    let send = Box::pin(fetch.send_with_signal(&signal));
+    let timeout = Box::pin(Delay::from(std::time::Duration::from_secs(u64::from(seconds))));
+    let result = select(send, timeout).await;
+    match result {
+        Either::Left((Ok(resp), _)) => Ok(resp),
+        Either::Left((Err(e), _)) => Err(format!("connection error: {e}")),
+        Either::Right(_) => {
+            controller.abort();
+            Err(format!("timed out after {seconds} s"))
+        }
+    }
 }
 
 pub fn json_response<T: Serialize>(status: u16, body: &T) -> Result<Response> {

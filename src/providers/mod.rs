@@ -6,14 +6,23 @@
 //! dedupes, enqueues and answers.
 
 pub mod adm_tools;
+pub mod improvmx;
+pub mod mail_plus;
+pub mod maileroo;
+pub mod mailtura;
 
-use crate::config::Config;
+use crate::auth::{verify_hex_hmac, IpList};
+use crate::config::{Config, Secrets};
 use crate::error::ApiError;
 use crate::event::Event;
 use serde_json::value::RawValue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
+    MailPlus,
+    Mailtura,
+    Maileroo,
+    ImprovMx,
     AdmTools,
 }
 
@@ -25,6 +34,8 @@ pub struct Inbound<'a> {
     /// `CF-Connecting-IP`, never `X-Forwarded-For`.
     pub client_ip: Option<&'a str>,
     pub body: &'a [u8],
+    /// The edge's reverse-DNS verdict, when `mail_plus::rdns_lookup` asked for one.
+    pub rdns: Option<bool>,
     /// Unix seconds: the core never reads a clock.
     pub now: i64,
 }
@@ -39,7 +50,7 @@ impl Inbound<'_> {
 }
 
 impl Provider {
-    pub const ALL: [Provider; 1] = [Provider::AdmTools];
+    pub const ALL: [Provider; 5] = [Provider::MailPlus, Provider::Mailtura, Provider::Maileroo, Provider::ImprovMx, Provider::AdmTools];
 
     /// The provider of `/webhooks/{route}`.
     pub fn from_route(route: &str) -> Option<Self> {
@@ -49,13 +60,27 @@ impl Provider {
     /// The route segment, `source` suffix and `data.provider` value.
     pub fn name(self) -> &'static str {
         match self {
-            Self::AdmTools => "adm-tools",
+            Self::MailPlus => mail_plus::NAME,
+            Self::Mailtura => mailtura::NAME,
+            Self::Maileroo => maileroo::NAME,
+            Self::ImprovMx => improvmx::NAME,
+            Self::AdmTools => adm_tools::NAME,
         }
     }
 
     /// `None` when the provider can authenticate requests, or what to set.
     pub fn missing_config(self, cfg: &Config) -> Option<&'static str> {
         match self {
+            Self::MailPlus => mail_plus::missing_config(cfg),
+            Self::Mailtura => cfg.mailtura_secrets.is_empty().then_some(
+                "Mailtura is not configured: set MAILTURA_WEBHOOK_SECRET (`wrangler secret put MAILTURA_WEBHOOK_SECRET`) to the webhook's signing secret",
+            ),
+            Self::Maileroo => cfg.maileroo_secrets.is_empty().then_some(
+                "Maileroo is not configured: set MAILEROO_WEBHOOK_SECRET (`wrangler secret put MAILEROO_WEBHOOK_SECRET`) to the shared secret from its dashboard",
+            ),
+            Self::ImprovMx => cfg.improvmx_allowed_ips.is_empty().then_some(
+                "ImprovMX is not configured: set IMPROVMX_ALLOWED_IPS (ImprovMX posts from 15.237.103.194)",
+            ),
             Self::AdmTools => cfg.adm_tools_tokens.is_empty().then_some(
                 "adm.tools is not configured: set ADM_TOOLS_WEBHOOK_TOKEN (`wrangler secret put ADM_TOOLS_WEBHOOK_TOKEN`) to the token shown in its Webhooks list",
             ),
@@ -64,12 +89,20 @@ impl Provider {
 
     pub fn authenticate(self, cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
         match self {
+            Self::MailPlus => mail_plus::authenticate(cfg, req),
+            Self::Mailtura => mailtura::authenticate(cfg, req),
+            Self::Maileroo => maileroo::authenticate(cfg, req),
+            Self::ImprovMx => improvmx::authenticate(cfg, req),
             Self::AdmTools => adm_tools::authenticate(cfg, req),
         }
     }
 
     pub fn normalise(self, cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
         match self {
+            Self::MailPlus => mail_plus::normalise(cfg, req),
+            Self::Mailtura => mailtura::normalise(cfg, req),
+            Self::Maileroo => maileroo::normalise(cfg, req),
+            Self::ImprovMx => improvmx::normalise(cfg, req),
             Self::AdmTools => adm_tools::normalise(cfg, req),
         }
     }
@@ -94,6 +127,32 @@ impl Provider {
             }
         }
         Ok(events)
+    }
+}
+
+/// Checks a hex HMAC-SHA256 signature of the raw body in `header`
+/// against every value of the secret named `var`.
+pub fn hmac_header(secrets: &Secrets, req: &Inbound, header: &str, var: &str) -> Result<(), ApiError> {
+    let sig = req
+        .header(header)
+        .ok_or_else(|| ApiError::Unauthorized(format!("the {header} header is missing; the provider signs every request with it")))?;
+    // Some senders prefix the algorithm, as in `sha256=…`.
+    let sig = sig.trim().strip_prefix("sha256=").unwrap_or(sig.trim());
+    if verify_hex_hmac(secrets, req.body, sig) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(format!(
+            "{header} does not match an HMAC-SHA256 of the raw body with {var}; check that the secret is the provider's current one"
+        )))
+    }
+}
+
+/// Checks that the client address (`CF-Connecting-IP`) is in `list`.
+pub fn ip_allowed(list: &IpList, req: &Inbound, var: &str) -> Result<(), ApiError> {
+    match req.client_ip {
+        Some(ip) if list.contains(ip) => Ok(()),
+        Some(ip) => Err(ApiError::Forbidden(format!("source address {ip} is not in {var}"))),
+        None => Err(ApiError::Forbidden("the request has no CF-Connecting-IP, so its source cannot be checked".into())),
     }
 }
 

@@ -9,15 +9,32 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// The fixed "now" of every native test: 2024-11-12T12:00:00Z.
-pub const NOW: i64 = 1_731_412_800;
+/// The fixed "now" of every native test: 2025-01-01T00:00:00Z, after every fixture.
+pub const NOW: i64 = 1_735_689_600;
 
 pub const ADM_TOOLS_TOKEN: &str = "test-adm-tools-token";
+pub const MAILTURA_SECRET: &str = "test-mailtura-secret";
+pub const MAILEROO_SECRET: &str = "test-maileroo-secret";
+pub const IMPROVMX_IP: &str = "15.237.103.194";
+pub const MAIL_PLUS_IP: &str = "192.0.2.10";
+
+/// Ten years: the fixtures are real payloads with their own old dates, so the
+/// golden tests open the age window; the stale tests close it again.
+pub const LONG_WINDOW: &str = "315360000";
 
 /// The variables every test starts from; `overrides` replace or remove (empty value) them.
 pub fn config_with(overrides: &[(&str, &str)]) -> Config {
-    let mut vars: HashMap<String, String> = [("ADM_TOOLS_WEBHOOK_TOKEN", ADM_TOOLS_TOKEN)]
-        .iter()
+    let mut vars: HashMap<String, String> = [
+        ("ADM_TOOLS_WEBHOOK_TOKEN", ADM_TOOLS_TOKEN),
+        ("MAILTURA_WEBHOOK_SECRET", MAILTURA_SECRET),
+        ("MAILEROO_WEBHOOK_SECRET", MAILEROO_SECRET),
+        ("MAIL_PLUS_ALLOWED_IPS", "192.0.2.0/24, 2001:db8::/32"),
+        ("MAIL_PLUS_RDNS_SUFFIX", "mail-plus.com"),
+        ("MAIL_PLUS_VERIFY", "ip+rdns"),
+        ("MAX_EVENT_AGE_SECONDS", LONG_WINDOW),
+        ("DEDUPE_TTL_SECONDS", LONG_WINDOW),
+    ]
+    .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     for (k, v) in overrides {
@@ -30,22 +47,42 @@ pub fn config() -> Config {
     config_with(&[])
 }
 
-/// The headers `provider` sends with `body`, authenticated as it does.
-pub fn provider_headers(provider: Provider, _body: &[u8]) -> Vec<(String, String)> {
-    let mut h = vec![("content-type".to_string(), "application/json".to_string())];
+/// Hex HMAC-SHA256 of the raw body, as Mailtura and Maileroo sign.
+pub fn hex_hmac(secret: &str, body: &[u8]) -> String {
+    hex::encode(mailhook::auth::hmac_sha256(secret.as_bytes(), &[body]))
+}
+
+/// What `provider` sends with `body`, authenticated as it does: headers, the
+/// source address, and (Mail-Plus) the verdict of a passing reverse DNS.
+pub struct Sent {
+    pub headers: Vec<(String, String)>,
+    pub client_ip: Option<&'static str>,
+    pub rdns: Option<bool>,
+}
+
+pub fn as_sent_by(provider: Provider, body: &[u8]) -> Sent {
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    let (mut client_ip, mut rdns) = (Some("203.0.113.50"), None);
     match provider {
         Provider::AdmTools => {
-            h.push(("user-agent".into(), "adm.tools mail webhook".into()));
-            h.push(("x-webhook-token".into(), ADM_TOOLS_TOKEN.into()));
+            headers.push(("user-agent".into(), "adm.tools mail webhook".into()));
+            headers.push(("x-webhook-token".into(), ADM_TOOLS_TOKEN.into()));
+        }
+        Provider::Mailtura => headers.push(("x-mailtura-signature".into(), hex_hmac(MAILTURA_SECRET, body))),
+        Provider::Maileroo => headers.push(("x-maileroo-signature".into(), hex_hmac(MAILEROO_SECRET, body))),
+        Provider::ImprovMx => client_ip = Some(IMPROVMX_IP),
+        Provider::MailPlus => {
+            client_ip = Some(MAIL_PLUS_IP);
+            rdns = Some(true);
         }
     }
-    h
+    Sent { headers, client_ip, rdns }
 }
 
 /// Runs the pure pipeline on `body` as `provider` would send it.
 pub fn ingest(provider: Provider, cfg: &Config, body: &[u8]) -> Result<Vec<Value>, mailhook::error::ApiError> {
-    let headers = provider_headers(provider, body);
-    ingest_with(provider, cfg, &headers, None, body)
+    let sent = as_sent_by(provider, body);
+    run(provider, cfg, &sent.headers, sent.client_ip, sent.rdns, NOW, body)
 }
 
 pub fn ingest_with(
@@ -55,7 +92,19 @@ pub fn ingest_with(
     client_ip: Option<&str>,
     body: &[u8],
 ) -> Result<Vec<Value>, mailhook::error::ApiError> {
-    let req = Inbound { headers, client_ip, body, now: NOW };
+    run(provider, cfg, headers, client_ip, None, NOW, body)
+}
+
+pub fn run(
+    provider: Provider,
+    cfg: &Config,
+    headers: &[(String, String)],
+    client_ip: Option<&str>,
+    rdns: Option<bool>,
+    now: i64,
+    body: &[u8],
+) -> Result<Vec<Value>, mailhook::error::ApiError> {
+    let req = Inbound { headers, client_ip, body, now, rdns };
     let events = provider.ingest(cfg, &req)?;
     Ok(events.iter().map(|e| serde_json::from_str(&e.to_json()).expect("events serialise to JSON")).collect())
 }
@@ -98,4 +147,55 @@ fn walk(path: &str, e: &Value, a: &Value, out: &mut Vec<String>) {
         _ if e != a => out.push(format!("{path}: expected {e}, got {a}")),
         _ => {}
     }
+}
+
+/// The refusals every HMAC-signed provider must make, checked on `fixture`:
+/// no signature, a wrong secret, a body changed by one byte, a signature over
+/// re-serialised JSON (the Mailtura example's mistake), and a rotated secret
+/// or upper-case hex that must still pass.
+pub fn check_hmac_provider(provider: Provider, header: &str, secret_var: &str, fixture_name: &str) {
+    let body = fixture(provider, fixture_name);
+    let cfg = config();
+    let secret = match provider {
+        Provider::Mailtura => MAILTURA_SECRET,
+        _ => MAILEROO_SECRET,
+    };
+    let with_sig = |sig: &str| vec![(header.to_string(), sig.to_string())];
+    let status = |headers: &[(String, String)], body: &[u8], cfg: &Config| {
+        ingest_with(provider, cfg, headers, None, body).map(|_| 200).unwrap_or_else(|e| e.status())
+    };
+
+    assert_eq!(status(&with_sig(&hex_hmac(secret, &body)), &body, &cfg), 200, "the provider's own signature");
+    assert_eq!(status(&with_sig(&hex_hmac(secret, &body).to_uppercase()), &body, &cfg), 200, "upper-case hex");
+    assert_eq!(status(&[], &body, &cfg), 401, "no signature");
+    assert_eq!(status(&with_sig(""), &body, &cfg), 401, "an empty signature");
+    assert_eq!(status(&with_sig(&hex_hmac("wrong-secret", &body)), &body, &cfg), 401, "a wrong secret");
+    let mut changed = body.clone();
+    let i = changed.iter().position(|b| b.is_ascii_digit()).expect("the fixture has a digit");
+    changed[i] = if changed[i] == b'9' { b'8' } else { changed[i] + 1 };
+    assert_eq!(status(&with_sig(&hex_hmac(secret, &body)), &changed, &cfg), 401, "a body changed by one byte");
+    let reserialised = serde_json::to_vec(&serde_json::from_slice::<Value>(&body).unwrap()).unwrap();
+    assert_ne!(reserialised, body);
+    assert_eq!(status(&with_sig(&hex_hmac(secret, &reserialised)), &body, &cfg), 401, "a signature of re-serialised JSON");
+
+    let rotated = config_with(&[(secret_var, &format!("new-secret,{secret}"))]);
+    assert_eq!(status(&with_sig(&hex_hmac(secret, &body)), &body, &rotated), 200, "the old secret during rotation");
+    assert_eq!(status(&with_sig(&hex_hmac("new-secret", &body)), &body, &rotated), 200, "the new secret during rotation");
+
+    let unconfigured = config_with(&[(secret_var, "")]);
+    let e = ingest_with(provider, &unconfigured, &with_sig(&hex_hmac(secret, &body)), None, &body).unwrap_err();
+    assert_eq!((e.status(), e.code()), (503, "not_configured"));
+    assert!(e.to_string().contains(secret_var), "{e}");
+}
+
+/// The age window of a signed provider: `at` is the fixture's own time.
+pub fn check_age_window(provider: Provider, fixture_name: &str, at: i64) {
+    let body = fixture(provider, fixture_name);
+    let sent = as_sent_by(provider, &body);
+    let cfg = config_with(&[("MAX_EVENT_AGE_SECONDS", "86400"), ("DEDUPE_TTL_SECONDS", "604800")]);
+    let at_time = |now: i64| run(provider, &cfg, &sent.headers, sent.client_ip, sent.rdns, now, &body).map(|_| "ok").unwrap_or_else(|e| e.code());
+    assert_eq!(at_time(at + 86_400), "ok", "a day old, as the providers' retries can be");
+    assert_eq!(at_time(at + 86_401), "stale_event", "older than MAX_EVENT_AGE_SECONDS");
+    assert_eq!(at_time(at - 300), "ok", "within clock skew");
+    assert_eq!(at_time(at - 3600), "stale_event", "an hour in the future");
 }

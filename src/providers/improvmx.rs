@@ -1,0 +1,120 @@
+//! ImprovMX inbound mail (docs: `shared/providers/improvmx.txt`).
+//!
+//! Not signed: ImprovMX "will always come from" one static address, so the
+//! source address (`CF-Connecting-IP`) must be in `IMPROVMX_ALLOWED_IPS`.
+//! The payload carries the whole message: headers (each a string or an array
+//! of strings), `to`/`from`/`return-path` as `{name, email}`, text, html,
+//! and `inlines`/`attachments` with base64 `content`, kept intact.
+//! ImprovMX retries twice on 4xx or 5xx, then gives up.
+
+use super::{ip_allowed, parse_json, Inbound};
+use crate::address;
+use crate::config::Config;
+use crate::dedupe;
+use crate::error::ApiError;
+use crate::event::{Attachment, AuthResults, Event, EventData, EventType, Inbound as InboundMail};
+use crate::mailauth;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub const NAME: &str = "improvmx";
+
+#[derive(Deserialize)]
+struct Payload {
+    #[serde(default)]
+    headers: Option<Map<String, Value>>,
+    #[serde(default)]
+    to: Value,
+    #[serde(default)]
+    from: Value,
+    subject: Option<String>,
+    #[serde(rename = "message-id")]
+    message_id: Option<String>,
+    #[serde(rename = "return-path", default)]
+    return_path: Value,
+    #[serde(default)]
+    timestamp: Value,
+    text: Option<String>,
+    html: Option<String>,
+    #[serde(default)]
+    inlines: Vec<Part>,
+    #[serde(default)]
+    attachments: Vec<Part>,
+}
+
+#[derive(Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    content_type: Option<String>,
+    name: Option<String>,
+    content: Option<String>,
+    cid: Option<String>,
+}
+
+impl Part {
+    fn into_attachment(self, inline: bool) -> Attachment {
+        Attachment {
+            size: self.content.as_deref().map(mailauth::base64_decoded_len),
+            filename: self.name,
+            content_type: self.content_type,
+            content_id: self.cid,
+            inline,
+            content_base64: self.content,
+        }
+    }
+}
+
+pub fn authenticate(cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
+    ip_allowed(&cfg.improvmx_allowed_ips, req, "IMPROVMX_ALLOWED_IPS")
+}
+
+pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
+    let p: Payload = parse_json(NAME, req.body)?;
+    if p.headers.is_none() && p.from.is_null() && p.to.is_null() {
+        return Err(ApiError::BadRequest("the body has none of headers, from, to: not an ImprovMX inbound email".into()));
+    }
+    let headers = p.headers.unwrap_or_default();
+    let to = address::from_json(&p.to);
+    let delivered_to = mailauth::header(&headers, "Delivered-To").map(str::trim).map(String::from);
+    let message_id = p.message_id.as_deref().or_else(|| mailauth::header(&headers, "Message-ID")).and_then(crate::event::message_id);
+
+    // Identity: the Message-ID and who it was for. The same message forwarded
+    // to two aliases is two events; ImprovMX's retry of one is a duplicate.
+    let id = match &message_id {
+        Some(mid) => {
+            let mut rcpts: Vec<String> = to.iter().map(|a| a.email.to_ascii_lowercase()).collect();
+            rcpts.sort();
+            let delivered = delivered_to.as_deref().unwrap_or("").to_ascii_lowercase();
+            dedupe::event_id(NAME, &[mid, &rcpts.join(","), &delivered])
+        }
+        None => dedupe::event_id_from_body(NAME, req.body),
+    };
+
+    let mut auth = mailauth::header(&headers, "Authentication-Results").map(mailauth::authentication_results).unwrap_or_default();
+    let (spf_word, sender_ip) = mailauth::header(&headers, "Received-SPF").map(mailauth::received_spf).unwrap_or_default();
+    if auth.spf.is_none() {
+        auth.spf = spf_word;
+    }
+    let attachments = p.inlines.into_iter().map(|a| a.into_attachment(true)).chain(p.attachments.into_iter().map(|a| a.into_attachment(false))).collect();
+
+    let mut data = EventData::new(NAME);
+    data.message_id = message_id;
+    data.from = address::from_json(&p.from).into_iter().next();
+    data.recipient = delivered_to.or_else(|| to.first().map(|a| a.email.clone()));
+    data.to = to;
+    data.subject = p.subject.or_else(|| mailauth::header(&headers, "Subject").map(String::from));
+    if let Some(rp) = address::from_json(&p.return_path).into_iter().next() {
+        data.metadata.insert("return_path".into(), Value::String(rp.email));
+    }
+    data.inbound = Some(InboundMail {
+        headers: headers.into_iter().collect(),
+        text: p.text,
+        html: p.html,
+        attachments,
+        auth: (auth != AuthResults::default()).then_some(auth),
+        spam: None,
+        sender_ip,
+    });
+    let time = crate::time::from_json(&p.timestamp);
+    Ok(vec![Event::new(id, EventType::Received, time, data)])
+}

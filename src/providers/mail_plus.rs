@@ -1,0 +1,153 @@
+//! Mail-Plus inbound mail (docs: `shared/providers/mail-plus.txt`).
+//!
+//! Not signed. Verified by source address (`MAIL_PLUS_ALLOWED_IPS`, from its
+//! client area) and/or forward-confirmed reverse DNS under
+//! `MAIL_PLUS_RDNS_SUFFIX`, as `MAIL_PLUS_VERIFY` says. The reverse-DNS
+//! lookup is I/O, so the edge does it (see `rdns_lookup`) and hands the
+//! verdict in `Inbound::rdns`. The payload holds whichever fields the
+//! customer selected: timestamp, header, body, subject, from, to, bcc, spf,
+//! dkim, spam_score, ip_address; any subset may be present.
+
+use super::{ip_allowed, parse_json, Inbound};
+use crate::address;
+use crate::config::{Config, VerifyMode};
+use crate::dedupe;
+use crate::error::ApiError;
+use crate::event::{AuthResults, Event, EventData, EventType, Inbound as InboundMail, Spam};
+use crate::mailauth;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::net::IpAddr;
+
+pub const NAME: &str = "mail-plus";
+
+#[derive(Deserialize)]
+struct Payload {
+    #[serde(default)]
+    timestamp: Value,
+    #[serde(default)]
+    header: Value,
+    body: Option<String>,
+    subject: Option<String>,
+    #[serde(default)]
+    from: Value,
+    #[serde(default)]
+    to: Value,
+    #[serde(default)]
+    bcc: Value,
+    spf: Option<String>,
+    dkim: Option<String>,
+    #[serde(default)]
+    spam_score: Value,
+    ip_address: Option<String>,
+}
+
+const FIELDS: [&str; 11] = ["timestamp", "header", "body", "subject", "from", "to", "bcc", "spf", "dkim", "spam_score", "ip_address"];
+
+/// The address whose reverse DNS the edge must check before `authenticate`,
+/// or `None` when the mode does not need it for this request.
+pub fn rdns_lookup(cfg: &Config, req: &Inbound) -> Option<IpAddr> {
+    let mode = cfg.mail_plus_verify;
+    cfg.mail_plus_rdns_suffix.as_ref()?;
+    if !mode.uses_rdns() {
+        return None;
+    }
+    let ip = req.client_ip?.trim();
+    if mode == VerifyMode::IpOrRdns && cfg.mail_plus_allowed_ips.contains(ip) {
+        return None;
+    }
+    ip.parse().ok()
+}
+
+pub fn authenticate(cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
+    let ip = || ip_allowed(&cfg.mail_plus_allowed_ips, req, "MAIL_PLUS_ALLOWED_IPS");
+    let rdns = || {
+        let suffix = cfg.mail_plus_rdns_suffix.as_deref().unwrap_or_default();
+        let addr = req.client_ip.unwrap_or("(none)");
+        match req.rdns {
+            Some(true) => Ok(()),
+            Some(false) => Err(ApiError::Forbidden(format!(
+                "the reverse DNS of {addr} is not a name under .{suffix} that resolves back to {addr} (MAIL_PLUS_RDNS_SUFFIX)"
+            ))),
+            None => Err(ApiError::Forbidden(format!("the reverse DNS of {addr} could not be checked"))),
+        }
+    };
+    match cfg.mail_plus_verify {
+        VerifyMode::Ip => ip(),
+        VerifyMode::Rdns => rdns(),
+        VerifyMode::IpAndRdns => ip().and_then(|()| rdns()),
+        VerifyMode::IpOrRdns => ip().or_else(|_| rdns()),
+    }
+}
+
+/// `None` when the configured mode has what it needs.
+pub fn missing_config(cfg: &Config) -> Option<&'static str> {
+    let ips = !cfg.mail_plus_allowed_ips.is_empty();
+    let rdns = cfg.mail_plus_rdns_suffix.is_some();
+    let ok = match cfg.mail_plus_verify {
+        VerifyMode::Ip => ips,
+        VerifyMode::Rdns => rdns,
+        VerifyMode::IpAndRdns => ips && rdns,
+        VerifyMode::IpOrRdns => ips || rdns,
+    };
+    (!ok).then_some(
+        "Mail-Plus is not configured: MAIL_PLUS_VERIFY needs MAIL_PLUS_ALLOWED_IPS (from its client area) and/or MAIL_PLUS_RDNS_SUFFIX",
+    )
+}
+
+pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
+    let raw: Map<String, Value> = parse_json(NAME, req.body)?;
+    if !FIELDS.iter().any(|f| raw.contains_key(*f)) {
+        return Err(ApiError::BadRequest(format!("the body has none of Mail-Plus's fields ({})", FIELDS.join(", "))));
+    }
+    let p: Payload = serde_json::from_value(Value::Object(raw))
+        .map_err(|e| ApiError::BadRequest(format!("the body is JSON but not a Mail-Plus payload: {e}")))?;
+    // `header` is a JSON object in the docs' sample; a raw header block is accepted too.
+    let headers = match p.header {
+        Value::Object(m) => m,
+        Value::String(block) => mailauth::parse_header_block(&block),
+        _ => Map::new(),
+    };
+    let field_or_header = |v: &Value, name: &str| match v {
+        Value::Null => mailauth::header(&headers, name).map(address::parse_list).unwrap_or_default(),
+        v => address::from_json(v),
+    };
+    let to = field_or_header(&p.to, "To");
+    let bcc = address::from_json(&p.bcc);
+    let from = field_or_header(&p.from, "From").into_iter().next();
+    let message_id = mailauth::header(&headers, "Message-ID").and_then(crate::event::message_id);
+
+    let id = match &message_id {
+        Some(mid) => {
+            let mut rcpts: Vec<String> = to.iter().chain(&bcc).map(|a| a.email.to_ascii_lowercase()).collect();
+            rcpts.sort();
+            dedupe::event_id(NAME, &[mid, &rcpts.join(",")])
+        }
+        None => dedupe::event_id_from_body(NAME, req.body),
+    };
+    let score = match &p.spam_score {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    let auth = AuthResults { spf: p.spf.map(|s| s.to_ascii_lowercase()), dkim: p.dkim.map(|s| s.to_ascii_lowercase()), dmarc: None };
+
+    let mut data = EventData::new(NAME);
+    data.subject = p.subject.or_else(|| mailauth::header(&headers, "Subject").map(String::from));
+    data.message_id = message_id;
+    data.from = from;
+    data.recipient = to.first().or(bcc.first()).map(|a| a.email.clone());
+    data.to = to;
+    data.bcc = bcc;
+    data.inbound = Some(InboundMail {
+        headers: headers.into_iter().collect(),
+        text: p.body,
+        html: None,
+        attachments: Vec::new(),
+        auth: (auth != AuthResults::default()).then_some(auth),
+        spam: score.map(|score| Spam { score: Some(score), verdict: None }),
+        sender_ip: p.ip_address,
+    });
+    let time = crate::time::from_json(&p.timestamp);
+    Ok(vec![Event::new(id, EventType::Received, time, data)])
+}
