@@ -2,6 +2,7 @@
 // through Miniflare with real local KV, Queues and R2, configured from
 // wrangler.toml (overrides per test), and a real HTTP origin on 127.0.0.1
 // whose deliveries are verified with the `standardwebhooks` package.
+import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import path from "node:path";
@@ -144,4 +145,56 @@ async function call(mf, url, init) {
 /** Headers adm.tools sends. */
 export function admHeaders(token = SECRETS.ADM_TOOLS_WEBHOOK_TOKEN) {
   return { "content-type": "application/json", "user-agent": "adm.tools mail webhook", "x-webhook-token": token };
+}
+
+/** Hex HMAC-SHA256 of the raw body, as Mailtura and Maileroo sign. */
+export function hexHmac(secret, body) {
+  return createHmac("sha256", secret).update(body).digest("hex");
+}
+
+export const signedHeaders = {
+  mailtura: (body, secret = SECRETS.MAILTURA_WEBHOOK_SECRET) => ({
+    "content-type": "application/json",
+    "x-mailtura-signature": hexHmac(secret, body),
+  }),
+  maileroo: (body, secret = SECRETS.MAILEROO_WEBHOOK_SECRET) => ({
+    "content-type": "application/json",
+    "x-maileroo-signature": hexHmac(secret, body),
+  }),
+};
+
+/**
+ * A DNS-over-HTTPS server (JSON API) on 127.0.0.1. `records` maps a name to
+ * `{ PTR: [...], A: [...], AAAA: [...] }`; `fail` names answer HTTP 500.
+ * `queries` lists what was asked, as "NAME TYPE".
+ */
+export async function startDoh(records, { fail = [] } = {}) {
+  const types = { A: 1, PTR: 12, AAAA: 28 };
+  const doh = { queries: [] };
+  const server = createServer((req, res) => {
+    const url = new URL(req.url, "http://127.0.0.1");
+    const name = url.searchParams.get("name");
+    const type = url.searchParams.get("type");
+    doh.queries.push(`${name} ${type}`);
+    if (fail.includes(name)) return res.writeHead(500).end();
+    const data = records[name]?.[type] ?? [];
+    const body = {
+      Status: records[name] ? 0 : 3,
+      Answer: data.map((d) => ({ name: `${name}.`, type: types[type], TTL: 300, data: type === "PTR" ? `${d}.` : d })),
+    };
+    res.writeHead(200, { "content-type": "application/dns-json" }).end(JSON.stringify(body));
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  doh.url = `http://127.0.0.1:${server.address().port}/dns-query`;
+  doh.close = () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); });
+  return doh;
+}
+
+/** The PTR name of an IPv4 or (fully written) IPv6 address. */
+export function ptrName(ip) {
+  if (ip.includes(".")) return ip.split(".").reverse().join(".") + ".in-addr.arpa";
+  const full = ip.split("::").length === 2
+    ? (() => { const [a, b] = ip.split("::"); const l = a ? a.split(":") : [], r = b ? b.split(":") : []; return [...l, ...Array(8 - l.length - r.length).fill("0"), ...r]; })()
+    : ip.split(":");
+  return full.map((g) => g.padStart(4, "0")).join("").split("").reverse().join(".") + ".ip6.arpa";
 }
