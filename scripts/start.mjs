@@ -27,6 +27,17 @@ const origin = startDemoOrigin({ port: 8789, secret: secrets.ORIGIN_SIGNING_SECR
 const state = ".wrangler/dev-state";
 if (!process.env.MAILHOOK_KEEP_STATE) rmSync(state, { recursive: true, force: true });
 
+// The D1 migrations (the dead-letter record) into the local state.
+const migrate = spawnSync(
+  "node_modules/.bin/wrangler",
+  ["d1", "migrations", "apply", "mailhook", "--local", "--persist-to", state],
+  { stdio: "inherit", env: { ...process.env, CI: "true" } },
+);
+if (migrate.status !== 0) {
+  console.error("applying migrations/ to the local D1 database failed; see above");
+  process.exit(migrate.status ?? 1);
+}
+
 const wrangler = spawn(
   "node_modules/.bin/wrangler",
   ["dev", "--ip", "127.0.0.1", "--port", "8787", "--persist-to", state, "--show-interactive-dev-session=false"],

@@ -326,6 +326,14 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_schedule_table_is_the_default() {
+        let readme = include_str!("../README.md");
+        let row = readme.lines().find(|l| l.starts_with("| delay (s) |")).expect("README has the schedule table");
+        let delays: Vec<u32> = row.split('|').filter_map(|c| c.trim().parse().ok()).collect();
+        assert_eq!(delays, cfg(&[]).unwrap().retry_schedule);
+    }
+
+    #[test]
     fn every_variable_is_listed_for_the_edge() {
         let src = include_str!("config.rs");
         let reads = src.split("get(\"").skip(1).chain(src.split("&get, \"").skip(1));

@@ -5,7 +5,7 @@
 //! A retry is a fresh message carrying `attempt + 1`, sent with the schedule's
 //! delay, after which the original is acked (see `delivery::Envelope`).
 
-use super::{config, fetch_with_timeout, log, now_millis, now_seconds, BUCKET_PAYLOADS, QUEUE_DEAD_LETTERS, QUEUE_EVENTS};
+use super::{config, fetch_with_timeout, log, now_millis, now_seconds, BUCKET_PAYLOADS, D1_DATABASE, QUEUE_DEAD_LETTERS, QUEUE_EVENTS};
 use crate::config::Config;
 use crate::delivery::{classify, next_delay, parse_retry_after, sign, Envelope, Outcome, USER_AGENT};
 use futures_util::future::join_all;
@@ -192,31 +192,39 @@ async fn dead_letter(msg: &RawMessage, mut envelope: Envelope, attempt: Attempt,
     }
 }
 
-/// Records a dead event as `dead-letters/{id}.json` in R2, where an operator
-/// can list it and from where it can be replayed. Envelopes arrive here from
+/// Records a dead event in D1 (`dead_letters`), where an operator can list
+/// it and from where it can be replayed. Envelopes arrive here from
 /// `dead_letter` (with the last status and error), or from the queue itself
 /// when it gave up on a message after `max_retries` infrastructure failures.
 async fn record_dead(msg: &RawMessage, env: &Env) {
     let Some(envelope) = envelope_of(msg) else { return };
-    let record = json!({
-        "id": envelope.id,
-        "provider": envelope.provider,
-        "type": envelope.kind,
-        "attempts": envelope.attempt,
-        "last_status": envelope.last_status,
-        "last_error": envelope.last_error,
-        "dead_at": crate::time::to_rfc3339(now_seconds()),
-        "envelope": envelope,
-    });
-    let key = format!("dead-letters/{}.json", envelope.id);
-    let stored = match env.bucket(BUCKET_PAYLOADS) {
-        Ok(bucket) => bucket.put(&key, record.to_string()).execute().await.map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let last_error = envelope.last_error.clone().or_else(|| Some("the queue gave up after max_retries infrastructure failures".into()));
+    let dead_at = crate::time::to_rfc3339(now_seconds());
+    let args = [
+        JsValue::from_str(&envelope.id),
+        JsValue::from_str(&envelope.provider),
+        JsValue::from_str(&envelope.kind),
+        JsValue::from_f64(f64::from(envelope.attempt)),
+        envelope.last_status.map_or(JsValue::NULL, |s| JsValue::from_f64(f64::from(s))),
+        last_error.as_deref().map_or(JsValue::NULL, JsValue::from_str),
+        JsValue::from_str(&dead_at),
+        JsValue::from_str(&envelope.to_json()),
+    ];
+    let stored = async {
+        env.d1(D1_DATABASE)?
+            .prepare(
+                "INSERT OR REPLACE INTO dead_letters (id, provider, type, attempts, last_status, last_error, dead_at, envelope) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .bind(&args)?
+            .run()
+            .await
+    }
+    .await;
     match stored {
-        Ok(()) => {
+        Ok(_) => {
             log(json!({"kind": "dead_letter", "id": envelope.id, "provider": envelope.provider, "type": envelope.kind,
-                       "attempts": envelope.attempt, "last_status": envelope.last_status, "key": key}));
+                       "attempts": envelope.attempt, "last_status": envelope.last_status, "last_error": last_error}));
             msg.ack();
         }
         Err(e) => {

@@ -20,6 +20,7 @@ pub const KV_DEDUPE: &str = "DEDUPE";
 pub const QUEUE_EVENTS: &str = "EVENTS";
 pub const QUEUE_DEAD_LETTERS: &str = "DEAD_LETTERS";
 pub const BUCKET_PAYLOADS: &str = "PAYLOADS";
+pub const D1_DATABASE: &str = "DB";
 
 thread_local! {
     /// Variables cannot change within an isolate, so they are parsed once.

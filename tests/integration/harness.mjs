@@ -3,7 +3,7 @@
 // wrangler.toml (overrides per test), and a real HTTP origin on 127.0.0.1
 // whose deliveries are verified with the `standardwebhooks` package.
 import { createHmac } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -73,6 +73,7 @@ export async function startOrigin({ secret = SECRETS.ORIGIN_SIGNING_SECRET, resp
   });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
   origin.url = `http://127.0.0.1:${server.address().port}/events`;
+  origin.server = server;
   origin.close = () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); });
   return origin;
 }
@@ -109,6 +110,7 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [] } = 
     compatibilityDate: wrangler.compatibility_date,
     kvNamespaces: wrangler.kv_namespaces.map((k) => k.binding).filter((b) => keep(0, b)),
     r2Buckets: wrangler.r2_buckets.map((b) => b.binding).filter((b) => keep(0, b)),
+    d1Databases: wrangler.d1_databases.map((d) => d.binding),
     queueProducers: producers,
     queueConsumers: consumers,
     bindings,
@@ -117,6 +119,7 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [] } = 
     },
   });
   await mf.ready;
+  await applyMigrations(await mf.getD1Database("DB"));
   const base = "http://127.0.0.1/";
   return {
     mf,
@@ -129,9 +132,25 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [] } = 
       return call(mf, base + pathname.replace(/^\//, ""), init);
     },
     kv: () => mf.getKVNamespace("DEDUPE"),
+    db: () => mf.getD1Database("DB"),
+    /** Rows of the dead-letter record. */
+    async deadLetters() {
+      const db = await mf.getD1Database("DB");
+      return (await db.prepare("SELECT * FROM dead_letters ORDER BY dead_at").all()).results;
+    },
     r2: () => mf.getR2Bucket("PAYLOADS"),
     dispose: () => mf.dispose(),
   };
+}
+
+/** Applies migrations/*.sql in order, as `wrangler d1 migrations apply` does. */
+export async function applyMigrations(db) {
+  const dir = path.join(root, "migrations");
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".sql")).sort()) {
+    const sql = readFileSync(path.join(dir, file), "utf8").replace(/^\s*--.*$/gm, "");
+    const statements = sql.split(/;\s*$/m).map((s) => s.trim()).filter(Boolean);
+    await db.batch(statements.map((s) => db.prepare(s)));
+  }
 }
 
 async function call(mf, url, init) {

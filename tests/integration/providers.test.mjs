@@ -122,6 +122,8 @@ describe("providers end to end", () => {
     assert.equal(r.status, 200, r.text);
     const d = await delivered(r.json.ids[0]);
     assert.equal(d.event.data.inbound.spam.score, 0.1);
+    const dup = await hook.post("mail-plus", body, { "content-type": "application/json", "cf-connecting-ip": ADDR.good });
+    assert.deepEqual(dup.json, { status: "duplicate", ids: r.json.ids });
     const v6 = await hook.post("mail-plus", fixture("mail-plus", "unicode"), { "cf-connecting-ip": ADDR.v6 });
     assert.equal(v6.status, 200, v6.text);
     assert.ok(doh.queries.includes(`${ptrName(ADDR.v6)} PTR`) && doh.queries.includes("mx6.mail-plus.com AAAA"));

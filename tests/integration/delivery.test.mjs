@@ -1,0 +1,178 @@
+// Delivery that loses nothing, under injected faults. The origin is real
+// (127.0.0.1), delays are shortened (RETRY_SCHEDULE_SECONDS of 1 s steps,
+// ORIGIN_TIMEOUT_SECONDS=1) so the suite ends within a minute or two.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { Webhook } from "standardwebhooks";
+import { admHeaders, SECRETS, sleep, startMailhook, startOrigin, waitFor } from "./harness.mjs";
+
+/** A small seeded PRNG, so a failing run can be repeated exactly. */
+function mulberry32(seed) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const SCENARIOS = ["ok", "random", "429", "hang", "flaky", "400", "410"];
+const PERMANENT = new Set(["400", "410"]);
+const admEvent = (uid) =>
+  JSON.stringify({ mailbox: "load@example.com.ua", uid, tstamp: 1731402000 + uid, event: "new", folder: "INBOX", subject: `load ${uid}` });
+
+describe("delivery under faults", () => {
+  test("300 events with duplicates: every accepted event is delivered once, permanent failures only in the dead letters", { timeout: 240_000 }, async () => {
+    const seed = Number(process.env.FAULT_SEED ?? 20261123);
+    const random = mulberry32(seed);
+    const state = new Map(); // id → { scenario, attempts, randomFailures }
+    let down = true; // the origin starts down (connections reset), and comes up after 3 s
+    setTimeout(() => (down = false), 3000);
+
+    const origin = await startOrigin({
+      respond(delivery) {
+        const uid = delivery.event.data.mailbox.uid;
+        const s = state.get(delivery.id) ?? { scenario: SCENARIOS[Number(uid) % SCENARIOS.length], attempts: 0, randomFailures: 0 };
+        state.set(delivery.id, s);
+        s.attempts += 1;
+        switch (s.scenario) {
+          case "random":
+            // About half the attempts fail, never more than 4 in a row (the schedule has 10 retries).
+            if (s.randomFailures < 4 && random() < 0.5) {
+              s.randomFailures += 1;
+              return 500;
+            }
+            return 200;
+          case "429":
+            return s.attempts === 1 ? { status: 429, headers: { "retry-after": "1" } } : 200;
+          case "hang":
+            return s.attempts === 1 ? { hang: true } : 204;
+          case "flaky":
+            return s.attempts <= 2 ? 503 : 200;
+          case "400":
+            return 400;
+          case "410":
+            return 410;
+          default:
+            return 200;
+        }
+      },
+    });
+    // While "down", every connection is reset before an answer.
+    const realEmit = origin.server.emit.bind(origin.server);
+    origin.server.emit = (name, req, res) => {
+      if (name === "request" && down) {
+        req.socket.destroy();
+        return true;
+      }
+      return realEmit(name, req, res);
+    };
+
+    const hook = await startMailhook({
+      vars: { ORIGIN_URL: origin.url, ORIGIN_TIMEOUT_SECONDS: "1", RETRY_SCHEDULE_SECONDS: "1,1,1,1,1,1,1,1,1,1" },
+    });
+    try {
+      const accepted = new Map(); // id → scenario
+      let duplicates = 0;
+      for (let uid = 1; uid <= 300; uid++) {
+        const r = await hook.post("adm-tools", admEvent(uid), admHeaders());
+        assert.equal(r.status, 200, r.text);
+        assert.equal(r.json.status, "accepted");
+        accepted.set(r.json.ids[0], SCENARIOS[uid % SCENARIOS.length]);
+        if (uid % 5 === 0) {
+          const again = await hook.post("adm-tools", admEvent(uid), admHeaders());
+          assert.deepEqual(again.json, { status: "duplicate", ids: r.json.ids });
+          duplicates += 1;
+        }
+      }
+      assert.equal(accepted.size, 300);
+      assert.equal(duplicates, 60);
+
+      const permanent = [...accepted].filter(([, s]) => PERMANENT.has(s)).map(([id]) => id);
+      const settled = async () => {
+        const dead = await hook.deadLetters();
+        const delivered = new Set(origin.deliveries.map((d) => d.id));
+        return delivered.size + dead.length >= accepted.size ? { dead, delivered } : null;
+      };
+      const { dead } = await waitFor(settled, { ms: 180_000, what: "every event delivered or dead" });
+      await sleep(3000); // anything delivered twice would show up now
+
+      const okCount = new Map();
+      for (const d of origin.deliveries) okCount.set(d.id, (okCount.get(d.id) ?? 0) + 1);
+      for (const [id, scenario] of accepted) {
+        if (PERMANENT.has(scenario)) {
+          assert.equal(okCount.get(id), undefined, `${id} (${scenario}) was delivered`);
+        } else {
+          assert.equal(okCount.get(id), 1, `${id} (${scenario}) delivered ${okCount.get(id) ?? 0} times`);
+          const attempts = origin.attempts.filter((a) => a.id === id);
+          assert.equal(attempts.at(-1), origin.deliveries.find((d) => d.id === id), `${id} was attempted again after its 2xx`);
+        }
+      }
+      assert.deepEqual(dead.map((r) => r.id).sort(), permanent.sort(), "the dead letters are exactly the permanent failures");
+      for (const row of dead) {
+        assert.equal(row.last_status, Number(accepted.get(row.id)));
+        assert.ok(row.attempts >= 1);
+        assert.equal(JSON.parse(row.envelope).id, row.id);
+      }
+      const retried = ["random", "429", "hang", "flaky"].map((s) => [...state.values()].filter((x) => x.scenario === s && x.attempts > 1).length);
+      assert.ok(retried.every((n) => n > 0), `every failing scenario was retried: ${retried}`);
+      assert.equal(origin.invalid.length, 0, "every delivery's signature verified");
+      console.log(`seed ${seed}: ${origin.attempts.length} attempts for 300 events, ${dead.length} dead letters`);
+    } finally {
+      await hook.dispose();
+      await origin.close();
+    }
+  });
+});
+
+describe("delivery details", () => {
+  test("the schedule running out dead-letters the event with its last status and error", async () => {
+    const origin = await startOrigin({ respond: () => 503 });
+    const hook = await startMailhook({ vars: { ORIGIN_URL: origin.url, RETRY_SCHEDULE_SECONDS: "1,1" } });
+    try {
+      const r = await hook.post("adm-tools", admEvent(9001), admHeaders());
+      const [row] = await waitFor(async () => ((await hook.deadLetters()).length ? hook.deadLetters() : null), { what: "the dead letter" });
+      assert.equal(row.id, r.json.ids[0]);
+      assert.equal(row.attempts, 3, "the first attempt and two retries");
+      assert.equal(row.last_status, 503);
+      assert.match(row.last_error, /503/);
+      assert.equal(origin.attempts.length, 3);
+    } finally {
+      await hook.dispose();
+      await origin.close();
+    }
+  });
+
+  test("ORIGIN_SIGNING_SECRET rotation: one signature per key, each verifies", async () => {
+    const next = "whsec_" + Buffer.from("the next origin key").toString("base64");
+    const origin = await startOrigin({ secret: next });
+    const hook = await startMailhook({ vars: { ORIGIN_URL: origin.url }, secrets: { ORIGIN_SIGNING_SECRET: `${SECRETS.ORIGIN_SIGNING_SECRET},${next}` } });
+    try {
+      const r = await hook.post("adm-tools", admEvent(9002), admHeaders());
+      const d = await waitFor(() => origin.deliveries.find((x) => x.id === r.json.ids[0]));
+      const sigs = d.headers["webhook-signature"].split(" ");
+      assert.equal(sigs.length, 2);
+      assert.ok(sigs.every((s) => s.startsWith("v1,")));
+      assert.ok(new Webhook(SECRETS.ORIGIN_SIGNING_SECRET).verify(d.body, d.headers), "the old key verifies too");
+    } finally {
+      await hook.dispose();
+      await origin.close();
+    }
+  });
+
+  test("without KV, dedupe falls open: the event is accepted twice and delivered with the same webhook-id", async () => {
+    const origin = await startOrigin();
+    const hook = await startMailhook({ vars: { ORIGIN_URL: origin.url }, without: ["DEDUPE"] });
+    try {
+      const a = await hook.post("adm-tools", admEvent(9003), admHeaders());
+      const b = await hook.post("adm-tools", admEvent(9003), admHeaders());
+      assert.equal(a.json.status, "accepted");
+      assert.equal(b.json.status, "accepted");
+      await waitFor(() => origin.deliveries.filter((d) => d.id === a.json.ids[0]).length === 2);
+      assert.equal(b.json.ids[0], a.json.ids[0], "the origin can drop the second by webhook-id");
+    } finally {
+      await hook.dispose();
+      await origin.close();
+    }
+  });
+});
