@@ -28,6 +28,8 @@ pub const VARIABLES: &[&str] = &[
     "ORIGIN_TIMEOUT_SECONDS",
     "RETRY_SCHEDULE_SECONDS",
     "DEAD_LETTER_QUEUE",
+    "ADMIN_TOKEN",
+    "LOG_RETENTION_DAYS",
 ];
 
 /// How Mail-Plus requests are verified (`MAIL_PLUS_VERIFY`).
@@ -149,6 +151,9 @@ pub struct Config {
     pub origin_timeout_seconds: u32,
     pub retry_schedule: Vec<u32>,
     pub dead_letter_queue: String,
+    /// Bearer tokens of `/admin`; the API is off while empty.
+    pub admin_tokens: Secrets,
+    pub log_retention_days: u32,
 }
 
 impl Config {
@@ -175,6 +180,8 @@ impl Config {
             origin_timeout_seconds: number(&get, "ORIGIN_TIMEOUT_SECONDS", 15)?,
             retry_schedule: schedule(get("RETRY_SCHEDULE_SECONDS").as_deref())?,
             dead_letter_queue: get("DEAD_LETTER_QUEUE").unwrap_or_else(|| "mailhook-dead-letters".into()),
+            admin_tokens: Secrets::parse(get("ADMIN_TOKEN").as_deref()),
+            log_retention_days: number(&get, "LOG_RETENTION_DAYS", 30)?,
         };
         cfg.validate()
     }
@@ -194,6 +201,9 @@ impl Config {
                     self.max_event_age_seconds, self.dedupe_ttl_seconds
                 ),
             });
+        }
+        if self.log_retention_days == 0 {
+            return Err(ConfigError { var: "LOG_RETENTION_DAYS", message: "must be at least 1".into() });
         }
         if self.origin_timeout_seconds == 0 {
             return Err(ConfigError { var: "ORIGIN_TIMEOUT_SECONDS", message: "must be at least 1".into() });

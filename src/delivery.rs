@@ -22,8 +22,11 @@ pub struct Envelope {
     pub provider: String,
     #[serde(rename = "type")]
     pub kind: String,
-    /// Delivery attempts already made.
+    /// Delivery attempts already made (since the last replay).
     pub attempt: u32,
+    /// When mailhook accepted the event, Unix seconds.
+    #[serde(default)]
+    pub received_at: i64,
     /// The canonical event, unless it lives in R2 under `r2_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<Box<RawValue>>,
@@ -39,12 +42,13 @@ pub struct Envelope {
 impl Envelope {
     /// The envelope of a new event, inline when it fits a queue message,
     /// otherwise pointing at `r2_key(id)` where the edge must store `event_json`.
-    pub fn new(id: &str, provider: &str, kind: &str, event_json: &str) -> Self {
+    pub fn new(id: &str, provider: &str, kind: &str, event_json: &str, received_at: i64) -> Self {
         let mut env = Envelope {
             id: id.to_string(),
             provider: provider.to_string(),
             kind: kind.to_string(),
             attempt: 0,
+            received_at,
             event: None,
             r2_key: None,
             last_status: None,
@@ -63,9 +67,17 @@ impl Envelope {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// The same event, to be delivered again from the first attempt.
+    pub fn for_replay(mut self) -> Self {
+        self.attempt = 0;
+        self.last_status = None;
+        self.last_error = None;
+        self
+    }
 }
 
-/// Where a large event's JSON is kept in R2 until it is delivered.
+/// Where a large event's JSON is kept in R2 (until the retention cron removes it).
 pub fn r2_key(event_id: &str) -> String {
     format!("events/{event_id}.json")
 }
@@ -203,12 +215,12 @@ mod tests {
 
     #[test]
     fn large_events_go_to_r2() {
-        let small = Envelope::new("evt_1", "adm-tools", "email.received", r#"{"a":1}"#);
+        let small = Envelope::new("evt_1", "adm-tools", "email.received", r#"{"a":1}"#, 0);
         assert!(small.event.is_some() && small.r2_key.is_none());
         let back: Envelope = serde_json::from_str(&small.to_json()).unwrap();
         assert_eq!(back.event.unwrap().get(), r#"{"a":1}"#);
         let big_json = format!(r#"{{"a":"{}"}}"#, "x".repeat(MAX_INLINE_ENVELOPE_BYTES));
-        let big = Envelope::new("evt_2", "adm-tools", "email.received", &big_json);
+        let big = Envelope::new("evt_2", "adm-tools", "email.received", &big_json, 0);
         assert!(big.event.is_none());
         assert_eq!(big.r2_key.as_deref(), Some("events/evt_2.json"));
         assert!(big.to_json().len() < 300);

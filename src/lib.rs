@@ -19,6 +19,7 @@
 //! - [`dns`]: reverse DNS over DoH for Mail-Plus: queries, answers, verdict (no I/O).
 //! - [`dedupe`]: stable event ids and KV keys.
 //! - [`delivery`]: the queue envelope, signing, outcome, retry schedule.
+//! - [`admin`]: the operator API: routes, bearer check, event-log queries (no I/O).
 //! - [`error`]: the refusals and their one mapping to HTTP. [`routes`]: method + path → handler.
 //!
 //! `edge` (wasm32 only) moves bytes between the Workers runtime and the core:
@@ -26,6 +27,7 @@
 //! handler delivers and dead-letters.
 
 pub mod address;
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod dedupe;

@@ -1,9 +1,10 @@
 //! Which handler a request goes to, decided from its method and path alone.
 
+use crate::admin::{self, AdminRoute};
 use crate::error::ApiError;
 use crate::providers::Provider;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// `GET /healthz`
     Health,
@@ -11,6 +12,8 @@ pub enum Route {
     Confirm,
     /// `POST /webhooks/{provider}`
     Webhook(Provider),
+    /// `/admin/…`, the operator API.
+    Admin(AdminRoute),
 }
 
 /// The route for `method` and `path`, or the refusal (404, or 405 with `Allow`).
@@ -20,6 +23,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     let (route, allow) = match path {
         "/healthz" => (Route::Health, "GET, HEAD"),
         "/webhook-confirm.txt" => (Route::Confirm, "GET, HEAD"),
+        _ if path == "/admin" || path.starts_with("/admin/") => return admin::route(method, path).map(Route::Admin),
         _ => {
             let name = path.strip_prefix("/webhooks/").ok_or(ApiError::NotFound)?;
             let provider = Provider::from_route(name).ok_or(ApiError::NotFound)?;
@@ -52,5 +56,7 @@ mod tests {
         assert_eq!(route("POST", "/healthz"), Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }));
         assert_eq!(route("GET", "/"), Err(ApiError::NotFound));
         assert_eq!(route("GET", "/etc/passwd"), Err(ApiError::NotFound));
+        assert_eq!(route("GET", "/admin/events"), Ok(Route::Admin(AdminRoute::ListEvents)));
+        assert_eq!(route("GET", "/administrator"), Err(ApiError::NotFound));
     }
 }

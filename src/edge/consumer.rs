@@ -5,7 +5,7 @@
 //! A retry is a fresh message carrying `attempt + 1`, sent with the schedule's
 //! delay, after which the original is acked (see `delivery::Envelope`).
 
-use super::{config, fetch_with_timeout, log, now_millis, now_seconds, BUCKET_PAYLOADS, D1_DATABASE, QUEUE_DEAD_LETTERS, QUEUE_EVENTS};
+use super::{config, eventlog, fetch_with_timeout, log, now_millis, now_seconds, BUCKET_PAYLOADS, QUEUE_DEAD_LETTERS, QUEUE_EVENTS};
 use crate::config::Config;
 use crate::delivery::{classify, next_delay, parse_retry_after, sign, Envelope, Outcome, USER_AGENT};
 use futures_util::future::join_all;
@@ -45,8 +45,9 @@ fn retry_later(msg: &RawMessage) {
     msg.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(INFRA_RETRY_SECONDS).build());
 }
 
-fn envelope_of(msg: &RawMessage) -> Option<Envelope> {
-    let parsed = msg.body().as_string().and_then(|text| serde_json::from_str::<Envelope>(&text).ok());
+/// The envelope of a message and its JSON text.
+fn envelope_of(msg: &RawMessage) -> Option<(Envelope, String)> {
+    let parsed = msg.body().as_string().and_then(|text| Some((serde_json::from_str::<Envelope>(&text).ok()?, text)));
     if parsed.is_none() {
         // Not ours: nothing can ever deliver it, so retrying would loop forever.
         log(json!({"kind": "malformed_message", "message_id": msg.id()}));
@@ -63,7 +64,7 @@ struct Attempt {
 }
 
 async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env) {
-    let Some(mut envelope) = envelope_of(msg) else { return };
+    let Some((mut envelope, envelope_json)) = envelope_of(msg) else { return };
     let event_json = match load_event(&envelope, env).await {
         Ok(j) => j,
         Err(e) => {
@@ -81,6 +82,14 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env) {
         Some(_) if attempt.status.is_none() => Outcome::Retry,
         _ => classify(attempt.status),
     };
+    let ms = now_millis().saturating_sub(started);
+    envelope.last_status = attempt.status;
+    envelope.last_error.clone_from(&attempt.error);
+    let status = match outcome {
+        Outcome::Delivered => "delivered",
+        _ => "retrying",
+    };
+    eventlog::record_attempt(env, &envelope, &envelope_json, status, attempt.status, ms).await;
     log(json!({
         "kind": "delivery_attempt",
         "id": envelope.id,
@@ -90,27 +99,20 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env) {
         "status": attempt.status,
         "error": attempt.error,
         "outcome": format!("{outcome:?}").to_lowercase(),
-        "ms": now_millis().saturating_sub(started),
+        "ms": ms,
     }));
 
     match outcome {
-        Outcome::Delivered => {
-            msg.ack();
-            if let Some(key) = &envelope.r2_key {
-                // Best effort: a leftover object is harmless, and the bucket's lifecycle rule removes it.
-                if let Ok(bucket) = env.bucket(BUCKET_PAYLOADS) {
-                    let _ = bucket.delete(key).await;
-                }
-            }
-        }
+        // A large event's R2 object stays for replay until the retention cron removes it.
+        Outcome::Delivered => msg.ack(),
         Outcome::Retry => {
             let jitter = getrandom::u32().map(|x| f64::from(x) / 4_294_967_296.0).unwrap_or(0.5);
             match next_delay(&cfg.retry_schedule, envelope.attempt, attempt.retry_after, jitter) {
                 Some(delay) => requeue(msg, &envelope, delay, env).await,
-                None => dead_letter(msg, envelope, attempt, env).await,
+                None => dead_letter(msg, envelope, env).await,
             }
         }
-        Outcome::Permanent => dead_letter(msg, envelope, attempt, env).await,
+        Outcome::Permanent => dead_letter(msg, envelope, env).await,
     }
 }
 
@@ -180,9 +182,7 @@ async fn requeue(msg: &RawMessage, envelope: &Envelope, delay: u32, env: &Env) {
     }
 }
 
-async fn dead_letter(msg: &RawMessage, mut envelope: Envelope, attempt: Attempt, env: &Env) {
-    envelope.last_status = attempt.status;
-    envelope.last_error = attempt.error;
+async fn dead_letter(msg: &RawMessage, envelope: Envelope, env: &Env) {
     match send(env, QUEUE_DEAD_LETTERS, &envelope, None).await {
         Ok(()) => msg.ack(),
         Err(e) => {
@@ -192,39 +192,19 @@ async fn dead_letter(msg: &RawMessage, mut envelope: Envelope, attempt: Attempt,
     }
 }
 
-/// Records a dead event in D1 (`dead_letters`), where an operator can list
-/// it and from where it can be replayed. Envelopes arrive here from
-/// `dead_letter` (with the last status and error), or from the queue itself
-/// when it gave up on a message after `max_retries` infrastructure failures.
+/// Records a dead event in the event log (D1, status `dead`), where an
+/// operator can list it and from where it can be replayed. Envelopes arrive
+/// here from `dead_letter` (with the last status and error), or from the queue
+/// itself when it gave up on a message after `max_retries` infrastructure failures.
 async fn record_dead(msg: &RawMessage, env: &Env) {
-    let Some(envelope) = envelope_of(msg) else { return };
-    let last_error = envelope.last_error.clone().or_else(|| Some("the queue gave up after max_retries infrastructure failures".into()));
-    let dead_at = crate::time::to_rfc3339(now_seconds());
-    let args = [
-        JsValue::from_str(&envelope.id),
-        JsValue::from_str(&envelope.provider),
-        JsValue::from_str(&envelope.kind),
-        JsValue::from_f64(f64::from(envelope.attempt)),
-        envelope.last_status.map_or(JsValue::NULL, |s| JsValue::from_f64(f64::from(s))),
-        last_error.as_deref().map_or(JsValue::NULL, JsValue::from_str),
-        JsValue::from_str(&dead_at),
-        JsValue::from_str(&envelope.to_json()),
-    ];
-    let stored = async {
-        env.d1(D1_DATABASE)?
-            .prepare(
-                "INSERT OR REPLACE INTO dead_letters (id, provider, type, attempts, last_status, last_error, dead_at, envelope) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .bind(&args)?
-            .run()
-            .await
+    let Some((mut envelope, _)) = envelope_of(msg) else { return };
+    if envelope.last_error.is_none() {
+        envelope.last_error = Some("the queue gave up after max_retries infrastructure failures".into());
     }
-    .await;
-    match stored {
-        Ok(_) => {
+    match eventlog::record_dead(env, &envelope).await {
+        Ok(()) => {
             log(json!({"kind": "dead_letter", "id": envelope.id, "provider": envelope.provider, "type": envelope.kind,
-                       "attempts": envelope.attempt, "last_status": envelope.last_status, "last_error": last_error}));
+                       "attempts": envelope.attempt, "last_status": envelope.last_status, "last_error": envelope.last_error}));
             msg.ack();
         }
         Err(e) => {

@@ -2,8 +2,10 @@
 //! core, and owns every binding. No decisions live here that the core could
 //! make; the one error → Response map is `refuse`.
 
+mod admin;
 mod consumer;
 mod dns;
+mod eventlog;
 mod ingest;
 
 use crate::config::{Config, ConfigError, VARIABLES};
@@ -13,7 +15,10 @@ use crate::routes::{route, Route};
 use serde::Serialize;
 use std::cell::OnceCell;
 use std::rc::Rc;
-use worker::{console_log, event, AbortController, Context, Delay, Env, Fetch, MessageBatch, Request, Response, Result};
+use worker::{
+    console_log, event, AbortController, Context, Delay, Env, Fetch, MessageBatch, Request, Response, Result, ScheduleContext,
+    ScheduledEvent,
+};
 
 /// Binding names, as declared in `wrangler.toml`.
 pub const KV_DEDUPE: &str = "DEDUPE";
@@ -90,7 +95,7 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let started = now_millis();
     let method = req.method().to_string();
     let path = req.path();
@@ -99,9 +104,13 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Ok(Route::Health) => (health(&env)?, None, Vec::new()),
         Ok(Route::Confirm) => (confirm(&env)?, None, Vec::new()),
         Ok(Route::Webhook(p)) => {
-            let (resp, ids) = ingest::handle(p, req, &env).await?;
+            let (resp, ids) = ingest::handle(p, req, &env, &ctx).await?;
             (resp, Some(p.name()), ids)
         }
+        Ok(Route::Admin(r)) => match config(&env) {
+            Ok(cfg) => (admin::handle(r, &req, &cfg, &env).await?, None, Vec::new()),
+            Err(e) => (refuse(&ApiError::NotConfigured(e.to_string()))?, None, Vec::new()),
+        },
     };
     log(serde_json::json!({
         "kind": "request",
@@ -146,6 +155,24 @@ fn confirm(env: &Env) -> Result<Response> {
             Ok(resp)
         }
         None => refuse(&ApiError::NotFound),
+    }
+}
+
+/// The retention cron: removes event-log rows older than LOG_RETENTION_DAYS
+/// and the R2 objects they reference.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let days = match config(&env) {
+        Ok(c) => c.log_retention_days,
+        Err(e) => {
+            log(serde_json::json!({"kind": "retention_skipped", "error": e.to_string()}));
+            return;
+        }
+    };
+    let cutoff = now_seconds() - i64::from(days) * 86_400;
+    match eventlog::remove_older_than(&env, cutoff).await {
+        Ok(n) => log(serde_json::json!({"kind": "retention", "removed": n, "cutoff": crate::time::to_rfc3339(cutoff)})),
+        Err(e) => log(serde_json::json!({"kind": "retention_failed", "error": e.to_string()})),
     }
 }
 

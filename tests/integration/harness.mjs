@@ -82,7 +82,7 @@ export async function startOrigin({ secret = SECRETS.ORIGIN_SIGNING_SECRET, resp
  * Starts mailhook. `vars` override wrangler.toml's [vars]; `secrets` override
  * SECRETS (a value of undefined removes it); `without` drops bindings by name.
  */
-export async function startMailhook({ vars = {}, secrets = {}, without = [] } = {}) {
+export async function startMailhook({ vars = {}, secrets = {}, without = [], listen = false } = {}) {
   const bindings = { ...wrangler.vars, RETRY_SCHEDULE_SECONDS: "1,1,1", ...SECRETS, ...secrets, ...vars };
   for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
   const keep = (list, name) => !without.includes(name);
@@ -103,6 +103,7 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [] } = 
   );
   const logs = [];
   const mf = new Miniflare({
+    ...(listen ? { host: "127.0.0.1", port: 0 } : {}),
     rootPath: root,
     modules: true,
     scriptPath: path.join(root, wrangler.main),
@@ -118,12 +119,14 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [] } = 
       for (const s of [stdout, stderr]) s.on("data", (d) => logs.push(...String(d).split("\n").filter(Boolean)));
     },
   });
-  await mf.ready;
+  const url = await mf.ready;
   await applyMigrations(await mf.getD1Database("DB"));
   const base = "http://127.0.0.1/";
   return {
     mf,
     logs,
+    /** The listening URL, with `listen: true`. */
+    url: listen ? url.toString().replace(/\/$/, "") : undefined,
     /** POSTs `body` to /webhooks/{provider}, returns { status, headers, json }. */
     async post(provider, body, headers = {}) {
       return call(mf, `${base}webhooks/${provider}`, { method: "POST", body, headers });
@@ -133,10 +136,20 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [] } = 
     },
     kv: () => mf.getKVNamespace("DEDUPE"),
     db: () => mf.getD1Database("DB"),
-    /** Rows of the dead-letter record. */
+    /** The dead letters: event-log rows with status 'dead'. */
     async deadLetters() {
       const db = await mf.getD1Database("DB");
-      return (await db.prepare("SELECT * FROM dead_letters ORDER BY dead_at").all()).results;
+      return (await db.prepare("SELECT * FROM events WHERE status = 'dead' ORDER BY updated_at").all()).results;
+    },
+    /** Runs the cron trigger (the retention job) once. */
+    async scheduled() {
+      const worker = await mf.getWorker();
+      return worker.scheduled({ cron: wrangler.triggers.crons[0] });
+    },
+    /** GET/POST an admin endpoint with the bearer token. */
+    async admin(pathname, { method = "GET", token = SECRETS.ADMIN_TOKEN } = {}) {
+      const headers = token === null ? {} : { authorization: `Bearer ${token}` };
+      return call(mf, base + pathname.replace(/^\//, ""), { method, headers });
     },
     r2: () => mf.getR2Bucket("PAYLOADS"),
     dispose: () => mf.dispose(),

@@ -1,6 +1,6 @@
 // Large events: a 25 MB ImprovMX email is too big for a queue message, so it
 // travels through R2 and must reach the origin with every attachment
-// byte-identical; the R2 object is removed once delivered.
+// byte-identical; the R2 object stays, referenced by the event log, until retention.
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { test } from "node:test";
@@ -40,9 +40,14 @@ test("a 25 MB inbound email reaches the origin with every attachment byte-identi
       assert.equal(sha256(Buffer.from(a.content_base64, "base64")), sha256(want.bytes), `${want.name} bytes`);
     }
     assert.equal(got.find((x) => x.filename === inline.name).inline, true);
-    // Delivered: the R2 copy is gone.
+    // Delivered; the R2 copy stays for replay and the log references it.
     const bucket = await hook.r2();
-    await waitFor(async () => (await bucket.get(`events/${id}.json`)) === null, { what: "the R2 object to be deleted" });
+    assert.ok(await bucket.head(`events/${id}.json`));
+    const row = await waitFor(async () => {
+      const r = await hook.admin(`/admin/events/${id}`);
+      return r.json?.status === "delivered" ? r.json : null;
+    });
+    assert.equal(row.payload_ref, `events/${id}.json`);
   } finally {
     await hook.dispose();
     await origin.close();

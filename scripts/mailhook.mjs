@@ -1,0 +1,191 @@
+// The mailhook command line: `npm run mailhook -- <command>`.
+//
+//   send <provider> [fixture | --type TYPE]   a provider's "send test event" button
+//   export [--from D] [--to D] [--limit N] [--page N] [--format jsonl|csv] [--provider P] [--type T] [--status S]
+//   replay <id> | --dead [--from D] [--to D]
+//
+// Options everywhere: --url (default $MAILHOOK_URL or http://127.0.0.1:8787).
+// Secrets come from the environment, else from .dev.vars.
+import { randomBytes, createHmac } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const PROVIDERS = ["mail-plus", "mailtura", "maileroo", "improvmx", "adm-tools"];
+
+function fail(message) {
+  console.error(`mailhook: ${message}`);
+  process.exit(2);
+}
+
+function secret(name) {
+  if (process.env[name]) return process.env[name];
+  const file = path.join(root, ".dev.vars");
+  if (existsSync(file)) {
+    const m = readFileSync(file, "utf8").match(new RegExp(`^\\s*${name}\\s*=\\s*(.*?)\\s*$`, "m"));
+    if (m) return m[1].replace(/^"(.*)"$/, "$1").split(",").pop().trim();
+  }
+  return undefined;
+}
+
+const hex = (n) => randomBytes(n).toString("hex");
+const nowSec = () => Math.floor(Date.now() / 1000);
+
+function loadFixture(provider, name) {
+  const file = existsSync(name) ? name : path.join(root, "fixtures", provider, `${name}.json`);
+  if (!existsSync(file)) fail(`no fixture ${name} for ${provider} (see fixtures/${provider}/)`);
+  return JSON.parse(readFileSync(file, "utf8"));
+}
+
+/** Each provider: a default fixture, how to pick one by type, and how to make a payload new. */
+const BUILD = {
+  maileroo: {
+    fixture: (type) => type ?? "delivered",
+    fresh(p) {
+      p.event_id = hex(12);
+      p.message_id = `<${hex(8)}@mailhook.test>`;
+    },
+    retime: (p) => (p.event_time = nowSec()),
+  },
+  mailtura: {
+    fixture: (type) => (type ?? "delivered").replace(/^email\./, ""),
+    fresh: (p) => (p.id = `evt_${hex(6)}`),
+    retime: (p) => (p.timestamp = new Date().toISOString().replace(/\.\d+Z$/, "Z")),
+  },
+  "adm-tools": {
+    fixture: (type) => ({ undefined: "new", new: "new", create: "create", "flags-set": "flags-set", deleted: "flags-set-deleted" })[type] ?? type,
+    fresh: (p) => (p.uid = Number.parseInt(hex(3), 16)),
+    retime: (p) => (p.tstamp = nowSec()),
+  },
+  improvmx: {
+    fixture: (type) => type ?? "sample",
+    fresh: (p) => (p["message-id"] = `<${hex(8)}@mailhook.test>`),
+    retime: (p) => (p.timestamp = nowSec()),
+  },
+  "mail-plus": {
+    fixture: (type) => type ?? "sample",
+    fresh(p) {
+      p.header = { ...(typeof p.header === "object" ? p.header : {}), "Message-ID": `<${hex(8)}@mailhook.test>` };
+    },
+    retime: (p) => (p.timestamp = new Date().toISOString().replace(/\.\d+Z$/, "Z")),
+  },
+};
+
+/** Headers that authenticate `body` exactly as the provider does. */
+function authenticate(provider, body, ip) {
+  const need = (name) => secret(name) ?? fail(`${name} is not set in the environment or .dev.vars`);
+  const h = { "content-type": "application/json" };
+  if (provider === "maileroo") h["x-maileroo-signature"] = createHmac("sha256", need("MAILEROO_WEBHOOK_SECRET")).update(body).digest("hex");
+  if (provider === "mailtura") h["x-mailtura-signature"] = createHmac("sha256", need("MAILTURA_WEBHOOK_SECRET")).update(body).digest("hex");
+  if (provider === "adm-tools") {
+    h["x-webhook-token"] = need("ADM_TOOLS_WEBHOOK_TOKEN");
+    h["user-agent"] = "adm.tools mail webhook";
+  }
+  // Allow-listed providers are recognised by their source address; locally it can be set.
+  if (provider === "improvmx" || provider === "mail-plus") h["cf-connecting-ip"] = ip ?? (provider === "improvmx" ? "15.237.103.194" : "127.0.0.1");
+  return h;
+}
+
+async function send(args) {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { type: { type: "string" }, url: { type: "string" }, ip: { type: "string" } } });
+  const [provider, fixtureName] = positionals;
+  if (!PROVIDERS.includes(provider)) fail(`send <provider>: one of ${PROVIDERS.join(", ")}`);
+  const b = BUILD[provider];
+  const payload = loadFixture(provider, fixtureName ?? b.fixture(values.type));
+  // A named fixture keeps its identity (send it twice: a duplicate); a built one is new each time.
+  if (!fixtureName) b.fresh(payload);
+  if (!fixtureName && values.type && provider === "maileroo") payload.event_type = values.type;
+  if (!fixtureName && values.type && provider === "mailtura") payload.type = `email.${values.type.replace(/^email\./, "")}`;
+  // Signed providers' events must be recent (MAX_EVENT_AGE_SECONDS); their identity is their id, not their time.
+  if (!fixtureName || provider === "maileroo" || provider === "mailtura") b.retime(payload);
+  const body = JSON.stringify(payload);
+  const url = `${base(values)}/webhooks/${provider}`;
+  const res = await request(url, { method: "POST", headers: authenticate(provider, body, values.ip), body });
+  console.log(`${res.status} ${JSON.stringify(res.json ?? res.text)}`);
+  if (res.status !== 200) process.exit(1);
+}
+
+function base(values) {
+  return (values.url ?? process.env.MAILHOOK_URL ?? "http://127.0.0.1:8787").replace(/\/$/, "");
+}
+
+async function request(url, init) {
+  let res;
+  try {
+    res = await fetch(url, init);
+  } catch (e) {
+    fail(`cannot reach ${url}: ${e.cause?.code ?? e.message}. Is mailhook running (npm start)?`);
+  }
+  const text = await res.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: res.status, json, text };
+}
+
+async function admin(values, pathAndQuery, method = "GET") {
+  const token = secret("ADMIN_TOKEN") ?? fail("ADMIN_TOKEN is not set in the environment or .dev.vars");
+  const res = await request(`${base(values)}${pathAndQuery}`, { method, headers: { authorization: `Bearer ${token}` } });
+  if (res.status >= 300) fail(`${method} ${pathAndQuery}: ${res.status} ${res.json?.error?.message ?? res.text}`);
+  return res.json;
+}
+
+const FILTERS = ["from", "to", "provider", "type", "status"];
+const filterQuery = (values) => FILTERS.filter((f) => values[f]).map((f) => `${f}=${encodeURIComponent(values[f])}`);
+
+const CSV_COLUMNS = ["id", "provider", "type", "received_at", "status", "attempts", "last_status", "last_error", "payload_ref"];
+const csvCell = (v) => (v === null || v === undefined ? "" : /[",\n\r]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
+
+async function exportEvents(args) {
+  const opts = Object.fromEntries([...FILTERS, "limit", "page", "format", "url"].map((o) => [o, { type: "string" }]));
+  const { values } = parseArgs({ args, options: opts });
+  const format = values.format ?? "jsonl";
+  if (!["jsonl", "csv"].includes(format)) fail("--format is jsonl or csv");
+  const limit = values.limit === undefined ? Infinity : Number(values.limit);
+  if (!(limit >= 1)) fail("--limit takes a number of events, 1 or more");
+  if (values.page !== undefined && !(Number(values.page) >= 1 && limit <= 1000)) fail("--page takes 1 or more, with a --limit of at most 1000 (the page size)");
+  const out = (line) => process.stdout.write(line + "\n");
+  if (format === "csv") out(CSV_COLUMNS.join(","));
+  // --page: one page of --limit events; otherwise every page until --limit events.
+  let page = Number(values.page ?? 1);
+  const size = Math.min(limit, 1000);
+  let written = 0;
+  for (;;) {
+    const want = Math.min(size, limit - written);
+    const q = [...filterQuery(values), `limit=${want}`, `page=${page}`].join("&");
+    const res = await admin(values, `/admin/events?${q}`);
+    for (const e of res.events) out(format === "csv" ? CSV_COLUMNS.map((c) => csvCell(e[c])).join(",") : JSON.stringify(e));
+    written += res.events.length;
+    const goal = Math.min(limit, res.total);
+    if (goal > size) process.stderr.write(`exported ${written}/${goal}\n`);
+    if (values.page !== undefined || res.events.length < want || written >= limit) break;
+    page += 1;
+  }
+}
+
+async function replay(args) {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { dead: { type: "boolean" }, from: { type: "string" }, to: { type: "string" }, url: { type: "string" } } });
+  if (positionals[0] && !values.dead) {
+    const res = await admin(values, `/admin/events/${encodeURIComponent(positionals[0])}/replay`, "POST");
+    console.log(JSON.stringify(res));
+    return;
+  }
+  if (!values.dead) fail("replay <id> | --dead [--from D] [--to D]");
+  let total = 0;
+  for (let round = 0; round < 1000; round++) {
+    const res = await admin(values, `/admin/replay?${["status=dead", ...filterQuery({ from: values.from, to: values.to }), "limit=1000"].join("&")}`, "POST");
+    total += res.count;
+    if (res.count > 0) process.stderr.write(`replayed ${total}\n`);
+    if (res.count === 0 || res.remaining === 0) break;
+  }
+  console.log(JSON.stringify({ status: "replayed", count: total }));
+}
+
+const [command, ...rest] = process.argv.slice(2);
+const commands = { send, export: exportEvents, replay };
+if (!commands[command]) {
+  console.error("usage: npm run mailhook -- send <provider> [fixture | --type TYPE] | export [--from --to --limit --page --format jsonl|csv] | replay <id> | replay --dead [--from --to]");
+  process.exit(2);
+}
+await commands[command](rest);

@@ -1,0 +1,233 @@
+//! The operator API over the event log: list, show, replay (CONTRACT §6).
+//! Off without `ADMIN_TOKEN`; every answer is JSON.
+
+use super::{json_response, log, refuse, D1_DATABASE, QUEUE_EVENTS};
+use crate::admin::{authorize, batches, AdminRoute, EventQuery, SqlValue};
+use crate::config::Config;
+use crate::delivery::Envelope;
+use crate::error::ApiError;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use worker::wasm_bindgen::JsValue;
+use worker::{BatchMessageBuilder, Env, MessageBuilder, QueueContentType, Request, Response, Result};
+
+/// Queues' `sendBatch` limits.
+const BATCH_COUNT: usize = 100;
+const BATCH_BYTES: usize = 250_000;
+
+#[derive(Deserialize, Serialize)]
+struct EventRow {
+    id: String,
+    provider: String,
+    #[serde(rename = "type")]
+    kind: String,
+    received_at: i64,
+    status: String,
+    attempts: i64,
+    last_status: Option<i64>,
+    last_error: Option<String>,
+    payload_ref: Option<String>,
+}
+
+impl EventRow {
+    fn to_json(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        v["received_at"] = Value::String(crate::time::to_rfc3339(self.received_at));
+        v
+    }
+}
+
+const COLUMNS: &str = "id, provider, type, received_at, status, attempts, last_status, last_error, payload_ref";
+
+pub async fn handle(route: AdminRoute, req: &Request, cfg: &Config, env: &Env) -> Result<Response> {
+    let auth = req.headers().get("authorization").ok().flatten();
+    if let Err(e) = authorize(&cfg.admin_tokens, auth.as_deref()) {
+        return refuse(&e);
+    }
+    let query = req.url().map(|u| u.query().unwrap_or("").to_string()).unwrap_or_default();
+    let result = match route {
+        AdminRoute::ListEvents => list(&query, env).await,
+        AdminRoute::GetEvent(id) => show(&id, env).await,
+        AdminRoute::ReplayEvent(id) => replay_one(&id, env).await,
+        AdminRoute::BulkReplay => replay_many(&query, env).await,
+    };
+    match result {
+        Ok((status, body)) => json_response(status, &body),
+        Err(e) => refuse(&e),
+    }
+}
+
+fn storage(e: worker::Error) -> ApiError {
+    log(json!({"kind": "admin_storage_failed", "error": e.to_string()}));
+    ApiError::Unavailable("the event log (D1) could not be read; check the DB binding and that migrations/ were applied".into())
+}
+
+fn bind(params: &[SqlValue]) -> Vec<JsValue> {
+    params
+        .iter()
+        .map(|p| match p {
+            SqlValue::Text(s) => JsValue::from_str(s),
+            SqlValue::Int(n) => JsValue::from_f64(*n as f64),
+        })
+        .collect()
+}
+
+async fn list(query: &str, env: &Env) -> std::result::Result<(u16, Value), ApiError> {
+    let q = EventQuery::parse(query)?;
+    let (filter, params) = q.where_clause();
+    let db = env.d1(D1_DATABASE).map_err(storage)?;
+    let n = params.len();
+    let mut page_params = bind(&params);
+    page_params.push(JsValue::from_f64(f64::from(q.limit)));
+    page_params.push(JsValue::from_f64(q.offset() as f64));
+    let rows: Vec<EventRow> = db
+        .prepare(format!("SELECT {COLUMNS} FROM events{filter} ORDER BY received_at DESC, id LIMIT ?{} OFFSET ?{}", n + 1, n + 2))
+        .bind(&page_params)
+        .map_err(storage)?
+        .all()
+        .await
+        .map_err(storage)?
+        .results()
+        .map_err(storage)?;
+    let total: Option<i64> = db
+        .prepare(format!("SELECT COUNT(*) AS total FROM events{filter}"))
+        .bind(&bind(&params))
+        .map_err(storage)?
+        .first(Some("total"))
+        .await
+        .map_err(storage)?;
+    Ok((
+        200,
+        json!({"total": total.unwrap_or(0), "page": q.page, "limit": q.limit, "events": rows.iter().map(EventRow::to_json).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn envelope_of(id: &str, env: &Env) -> std::result::Result<(EventRow, Option<String>), ApiError> {
+    #[derive(Deserialize)]
+    struct Full {
+        #[serde(flatten)]
+        row: EventRow,
+        envelope: Option<String>,
+    }
+    let db = env.d1(D1_DATABASE).map_err(storage)?;
+    let row: Option<Full> = db
+        .prepare(format!("SELECT {COLUMNS}, envelope FROM events WHERE id = ?1"))
+        .bind(&[JsValue::from_str(id)])
+        .map_err(storage)?
+        .first(None)
+        .await
+        .map_err(storage)?;
+    let row = row.ok_or_else(|| ApiError::NotFound)?;
+    Ok((row.row, row.envelope))
+}
+
+async fn show(id: &str, env: &Env) -> std::result::Result<(u16, Value), ApiError> {
+    #[derive(Deserialize, Serialize)]
+    struct Attempt {
+        attempt: i64,
+        at: i64,
+        status_code: Option<i64>,
+        duration_ms: Option<i64>,
+        error: Option<String>,
+    }
+    let (row, envelope) = envelope_of(id, env).await?;
+    let db = env.d1(D1_DATABASE).map_err(storage)?;
+    let attempts: Vec<Attempt> = db
+        .prepare("SELECT attempt, at, status_code, duration_ms, error FROM delivery_attempts WHERE event_id = ?1 ORDER BY at, attempt")
+        .bind(&[JsValue::from_str(id)])
+        .map_err(storage)?
+        .all()
+        .await
+        .map_err(storage)?
+        .results()
+        .map_err(storage)?;
+    let mut body = row.to_json();
+    body["delivery_attempts"] = attempts
+        .iter()
+        .map(|a| {
+            let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
+            v["at"] = Value::String(crate::time::to_rfc3339(a.at));
+            v
+        })
+        .collect();
+    // The canonical event itself, when it travelled inline.
+    body["event"] = envelope
+        .and_then(|e| serde_json::from_str::<Envelope>(&e).ok())
+        .and_then(|e| e.event)
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or(Value::Null);
+    Ok((200, body))
+}
+
+async fn replay_one(id: &str, env: &Env) -> std::result::Result<(u16, Value), ApiError> {
+    let (_, envelope) = envelope_of(id, env).await?;
+    let env_json = envelope.ok_or_else(|| ApiError::BadRequest(format!("{id} has no stored payload to replay")))?;
+    enqueue_replays(env, vec![env_json]).await?;
+    Ok((202, json!({"status": "replayed", "ids": [id]})))
+}
+
+async fn replay_many(query: &str, env: &Env) -> std::result::Result<(u16, Value), ApiError> {
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+        envelope: Option<String>,
+    }
+    let q = EventQuery::parse(query)?;
+    if q.status.is_none() {
+        return Err(ApiError::BadRequest("bulk replay needs a `status` filter, e.g. status=dead".into()));
+    }
+    let (filter, params) = q.where_clause();
+    let n = params.len();
+    let mut page = bind(&params);
+    page.push(JsValue::from_f64(f64::from(q.limit)));
+    let db = env.d1(D1_DATABASE).map_err(storage)?;
+    let rows: Vec<Row> = db
+        .prepare(format!("SELECT id, envelope FROM events{filter} ORDER BY received_at LIMIT ?{}", n + 1))
+        .bind(&page)
+        .map_err(storage)?
+        .all()
+        .await
+        .map_err(storage)?
+        .results()
+        .map_err(storage)?;
+    let (ids, envelopes): (Vec<String>, Vec<String>) = rows.into_iter().filter_map(|r| Some((r.id, r.envelope?))).unzip();
+    enqueue_replays(env, envelopes).await?;
+    let total: Option<i64> = db
+        .prepare(format!("SELECT COUNT(*) AS total FROM events{filter}"))
+        .bind(&bind(&params))
+        .map_err(storage)?
+        .first(Some("total"))
+        .await
+        .map_err(storage)?;
+    Ok((202, json!({"status": "replayed", "count": ids.len(), "ids": ids, "remaining": total.unwrap_or(0)})))
+}
+
+/// Sends each stored envelope again from its first attempt, and marks the rows queued.
+async fn enqueue_replays(env: &Env, envelopes: Vec<String>) -> std::result::Result<(), ApiError> {
+    let unavailable = |e: worker::Error| {
+        log(json!({"kind": "replay_failed", "error": e.to_string()}));
+        ApiError::Unavailable("could not enqueue the replay; nothing was replayed, please retry".into())
+    };
+    let fresh: Vec<Envelope> = envelopes.iter().filter_map(|e| serde_json::from_str::<Envelope>(e).ok()).map(Envelope::for_replay).collect();
+    let bodies: Vec<String> = fresh.iter().map(Envelope::to_json).collect();
+    let queue = env.queue(QUEUE_EVENTS).map_err(unavailable)?;
+    let db = env.d1(D1_DATABASE).map_err(unavailable)?;
+    for range in batches(&bodies.iter().map(String::len).collect::<Vec<_>>(), BATCH_COUNT, BATCH_BYTES) {
+        let mut batch = BatchMessageBuilder::<String>::new();
+        for body in &bodies[range.clone()] {
+            batch = batch.message(MessageBuilder::new(body.clone()).content_type(QueueContentType::Text).build());
+        }
+        queue.send_batch(batch.build()).await.map_err(unavailable)?;
+        let chunk = &fresh[range];
+        let marks = chunk
+            .iter()
+            .map(|e| db.prepare("UPDATE events SET status = 'queued' WHERE id = ?1").bind(&[JsValue::from_str(&e.id)]))
+            .collect::<Result<Vec<_>>>()
+            .map_err(unavailable)?;
+        db.batch(marks).await.map_err(unavailable)?;
+        for e in chunk {
+            log(json!({"kind": "replay", "id": e.id}));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! The event log in D1 (`migrations/`): a row per accepted event, one per
+//! delivery attempt, dead letters, replay, and retention. Writes that only
+//! serve operators are best effort (logged on failure); the dead-letter
+//! record is not (its caller retries).
+
+use super::{log, now_seconds, BUCKET_PAYLOADS, D1_DATABASE};
+use crate::delivery::Envelope;
+use serde_json::json;
+use worker::wasm_bindgen::JsValue;
+use worker::{D1PreparedStatement, Env, Result};
+
+fn text(s: &str) -> JsValue {
+    JsValue::from_str(s)
+}
+
+fn int(n: i64) -> JsValue {
+    JsValue::from_f64(n as f64)
+}
+
+fn opt_text(s: Option<&str>) -> JsValue {
+    s.map_or(JsValue::NULL, JsValue::from_str)
+}
+
+const INSERT: &str = "INSERT INTO events (id, provider, type, received_at, status, attempts, last_status, last_error, payload_ref, envelope, updated_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+/// Inserts an event's row, or (`update`) updates its status, adding
+/// `attempts_delta`. `envelope_json` is stored only when the row is new. An
+/// accepted event never updates: the consumer may already have delivered it.
+fn upsert(env: &Env, e: &Envelope, envelope_json: &str, status: &str, attempts_delta: i64, update: bool) -> Result<D1PreparedStatement> {
+    let on_conflict = if update {
+        " ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = events.attempts + ?6, \
+           last_status = excluded.last_status, last_error = excluded.last_error, updated_at = excluded.updated_at"
+    } else {
+        " ON CONFLICT (id) DO NOTHING"
+    };
+    env.d1(D1_DATABASE)?
+        .prepare(format!("{INSERT}{on_conflict}"))
+        .bind(&[
+            text(&e.id),
+            text(&e.provider),
+            text(&e.kind),
+            int(if e.received_at > 0 { e.received_at } else { now_seconds() }),
+            text(status),
+            int(attempts_delta),
+            e.last_status.map_or(JsValue::NULL, |s| int(i64::from(s))),
+            opt_text(e.last_error.as_deref()),
+            opt_text(e.r2_key.as_deref()),
+            text(envelope_json),
+            int(now_seconds()),
+        ])
+}
+
+/// New events, right after they are on the queue (run in `wait_until`).
+pub async fn record_accepted(env: Env, envelopes: Vec<(Envelope, String)>) {
+    let stmts: Result<Vec<_>> = envelopes.iter().map(|(e, json)| upsert(&env, e, json, "queued", 0, false)).collect();
+    let result = match (stmts, env.d1(D1_DATABASE)) {
+        (Ok(stmts), Ok(db)) => db.batch(stmts).await.map(|_| ()),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    if let Err(e) = result {
+        log(json!({"kind": "event_log_failed", "stage": "accepted", "error": e.to_string()}));
+    }
+}
+
+/// One delivery attempt and the event's new status.
+pub async fn record_attempt(env: &Env, e: &Envelope, envelope_json: &str, status: &str, code: Option<u16>, ms: u64) {
+    let result = async {
+        let db = env.d1(D1_DATABASE)?;
+        let attempt = db
+            .prepare("INSERT OR REPLACE INTO delivery_attempts (event_id, attempt, at, status_code, duration_ms, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .bind(&[
+                text(&e.id),
+                int(i64::from(e.attempt)),
+                int(now_seconds()),
+                code.map_or(JsValue::NULL, |c| int(i64::from(c))),
+                int(ms as i64),
+                opt_text(e.last_error.as_deref()),
+            ])?;
+        db.batch(vec![attempt, upsert(env, e, envelope_json, status, 1, true)?]).await
+    }
+    .await;
+    if let Err(err) = result {
+        log(json!({"kind": "event_log_failed", "stage": "attempt", "id": e.id, "error": err.to_string()}));
+    }
+}
+
+/// Marks an event dead. Its caller retries the message when this fails.
+pub async fn record_dead(env: &Env, e: &Envelope) -> Result<()> {
+    let db = env.d1(D1_DATABASE)?;
+    db.prepare(
+        "INSERT INTO events (id, provider, type, received_at, status, attempts, last_status, last_error, payload_ref, envelope, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, 'dead', ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (id) DO UPDATE SET status = 'dead', attempts = MAX(events.attempts, excluded.attempts), \
+           last_status = excluded.last_status, last_error = excluded.last_error, updated_at = excluded.updated_at",
+    )
+    .bind(&[
+        text(&e.id),
+        text(&e.provider),
+        text(&e.kind),
+        int(if e.received_at > 0 { e.received_at } else { now_seconds() }),
+        int(i64::from(e.attempt)),
+        e.last_status.map_or(JsValue::NULL, |s| int(i64::from(s))),
+        opt_text(e.last_error.as_deref()),
+        opt_text(e.r2_key.as_deref()),
+        text(&e.to_json()),
+        int(now_seconds()),
+    ])?
+    .run()
+    .await
+    .map(|_| ())
+}
+
+/// Deletes rows received before `cutoff` with their attempts, and the R2
+/// objects they reference; returns how many events were removed.
+pub async fn remove_older_than(env: &Env, cutoff: i64) -> Result<usize> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        payload_ref: Option<String>,
+    }
+    let db = env.d1(D1_DATABASE)?;
+    let refs: Vec<Row> = db
+        .prepare("SELECT payload_ref FROM events WHERE received_at < ?1 AND payload_ref IS NOT NULL")
+        .bind(&[int(cutoff)])?
+        .all()
+        .await?
+        .results()?;
+    let keys: Vec<String> = refs.into_iter().filter_map(|r| r.payload_ref).collect();
+    if !keys.is_empty() {
+        let bucket = env.bucket(BUCKET_PAYLOADS)?;
+        for chunk in keys.chunks(1000) {
+            bucket.delete_multiple(chunk.to_vec()).await?;
+        }
+    }
+    let results = db
+        .batch(vec![
+            db.prepare("DELETE FROM delivery_attempts WHERE event_id IN (SELECT id FROM events WHERE received_at < ?1)").bind(&[int(cutoff)])?,
+            db.prepare("DELETE FROM events WHERE received_at < ?1").bind(&[int(cutoff)])?,
+        ])
+        .await?;
+    let removed = results.get(1).and_then(|r| r.meta().ok().flatten()).and_then(|m| m.changes).unwrap_or(0);
+    Ok(removed)
+}
