@@ -1,0 +1,137 @@
+//! Robustness: no input may panic. Property tests over every provider's
+//! parse + normalise (arbitrary bytes, authenticated so that they reach the
+//! parser, and fixtures with fields replaced by arbitrary JSON) and over
+//! every header and value parser. They run in `npm test`; the long runs are
+//! the fuzz targets in `fuzz/` (see BENCHMARKS.md).
+
+mod common;
+use common::*;
+use mailhook::providers::Provider;
+use proptest::prelude::*;
+use serde_json::Value;
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        ".{0,40}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z_-]{0,12}", inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn fixtures(p: Provider) -> Vec<Value> {
+    let mut names: Vec<_> = std::fs::read_dir(fixtures_dir(p))
+        .unwrap()
+        .filter_map(|f| f.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".json") && !n.ends_with(".expected.json"))
+        .collect();
+    names.sort();
+    names.iter().map(|n| serde_json::from_slice(&fixture(p, n.trim_end_matches(".json"))).unwrap()).collect()
+}
+
+/// Replaces the value at a path chosen by `pick` with `new`, recursing into objects.
+fn mutate(v: &mut Value, pick: &[usize], new: Value) {
+    match (v, pick.split_first()) {
+        (Value::Object(m), Some((i, rest))) if !m.is_empty() => {
+            let key = m.keys().nth(i % m.len()).cloned().unwrap();
+            let child = m.get_mut(&key).unwrap();
+            if rest.is_empty() || !child.is_object() {
+                *child = new;
+            } else {
+                mutate(child, rest, new);
+            }
+        }
+        (v, _) => *v = new,
+    }
+}
+
+fn never_panics(p: Provider, body: &[u8]) {
+    let cfg = config();
+    let _ = ingest(p, &cfg, body);
+    let sent = as_sent_by(p, body);
+    let _ = run(p, &cfg, &sent.headers, sent.client_ip, Some(false), NOW, body);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn providers_take_any_bytes(body in prop::collection::vec(any::<u8>(), 0..512), p in 0..5usize) {
+        never_panics(Provider::ALL[p], &body);
+    }
+
+    #[test]
+    fn providers_take_any_json(v in arb_json(), p in 0..5usize) {
+        never_panics(Provider::ALL[p], &serde_json::to_vec(&v).unwrap());
+    }
+
+    #[test]
+    fn providers_take_mutated_fixtures(p in 0..5usize, f in any::<usize>(), pick in prop::collection::vec(any::<usize>(), 1..4), new in arb_json()) {
+        let provider = Provider::ALL[p];
+        let all = fixtures(provider);
+        let mut v = all[f % all.len()].clone();
+        mutate(&mut v, &pick, new);
+        never_panics(provider, &serde_json::to_vec(&v).unwrap());
+    }
+
+    #[test]
+    fn header_parsers_take_any_text(s in ".{0,300}", now in any::<i64>()) {
+        let _ = mailhook::mailauth::authentication_results(&s);
+        let _ = mailhook::mailauth::received_spf(&s);
+        let _ = mailhook::mailauth::parse_header_block(&s);
+        let _ = mailhook::mailauth::base64_decoded_len(&s);
+        let _ = mailhook::address::parse_list(&s);
+        let _ = mailhook::time::parse_rfc3339(&s);
+        let _ = mailhook::delivery::parse_retry_after(&s, now);
+        let _ = mailhook::admin::EventQuery::parse(&s);
+        let _ = mailhook::routes::route("POST", &s);
+        let _ = mailhook::dns::parse_answer(s.as_bytes(), mailhook::dns::RecordType::Ptr);
+        let _ = mailhook::dns::suffix_matches(&s, "mail-plus.com");
+        if let Ok(list) = mailhook::auth::IpList::parse(&s) {
+            let _ = list.contains(&s);
+        }
+        let secrets = mailhook::config::Secrets::parse(Some("k"));
+        let _ = mailhook::auth::verify_hex_hmac(&secrets, s.as_bytes(), &s);
+    }
+
+    #[test]
+    fn header_parsers_take_header_shaped_text(method in "[a-zA-Z]{1,8}", result in "[a-zA-Z]{0,10}", junk in "[ -~]{0,40}") {
+        let ar = format!("mx.example; {method}={result} ({junk}); {junk}={result}");
+        let parsed = mailhook::mailauth::authentication_results(&ar);
+        prop_assert!(parsed.spf.iter().chain(&parsed.dkim).chain(&parsed.dmarc).all(|r| !r.is_empty()));
+        let _ = mailhook::mailauth::received_spf(&format!("{result} {junk} client-ip={junk};"));
+        let _ = mailhook::delivery::parse_retry_after(&format!("{method}, {result} {junk} GMT"), 0);
+    }
+
+    #[test]
+    fn json_timestamps_take_any_json(v in arb_json()) {
+        let _ = mailhook::time::from_json(&v);
+        let _ = mailhook::address::from_json(&v);
+    }
+
+    #[test]
+    fn rfc3339_round_trips(t in -62_135_596_800i64..253_402_300_799) {
+        prop_assert_eq!(mailhook::time::parse_rfc3339(&mailhook::time::to_rfc3339(t)), Some(t));
+    }
+
+    #[test]
+    fn retry_delays_stay_within_the_queue_limit(schedule in prop::collection::vec(0u32..=43_200, 0..12), attempt in any::<u32>(), ra in any::<Option<u32>>(), j in any::<f64>()) {
+        if let Some(d) = mailhook::delivery::next_delay(&schedule, attempt, ra, j) {
+            prop_assert!(d <= mailhook::config::MAX_QUEUE_DELAY_SECONDS);
+        }
+    }
+
+    #[test]
+    fn cidr_membership_matches_arithmetic(net in any::<u32>(), len in 0u8..=32, ip in any::<u32>()) {
+        let list = mailhook::auth::IpList::parse(&format!("{}/{len}", std::net::Ipv4Addr::from(net))).unwrap();
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+        prop_assert_eq!(list.contains(&std::net::Ipv4Addr::from(ip).to_string()), (ip & mask) == (net & mask));
+    }
+}
