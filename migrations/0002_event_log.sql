@@ -1,5 +1,5 @@
--- The event log: one row per accepted event, updated on every delivery
--- attempt; dead letters are the rows with status 'dead'. `envelope` is the
+-- The event log: one row per event, written at its first delivery attempt
+-- and updated on every later one; dead letters are the rows with status 'dead'. `envelope` is the
 -- queue message (the event inline, or `r2_key`), kept for replay until
 -- LOG_RETENTION_DAYS, when the retention cron removes the row, its attempts
 -- and the R2 object it references (`payload_ref`).

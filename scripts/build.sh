@@ -8,4 +8,11 @@ bash scripts/setup.sh
 export WASM_BINDGEN_BIN="$(command -v wasm-bindgen)"
 export WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt"
 export ESBUILD_BIN="$PWD/node_modules/.bin/esbuild"
-exec worker-build --release
+worker-build --release
+
+# worker-build keeps the Wasm name section (wasm-opt --debuginfo) for readable
+# stack traces; it is a tenth of the binary. Panic messages still carry their
+# file and line (console_error_panic_hook), so mailhook ships without it.
+[ -n "${MAILHOOK_KEEP_NAMES:-}" ] || "$WASM_OPT_BIN" build/index_bg.wasm -o build/index_bg.wasm --strip-debug --strip-producers \
+  --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int --enable-bulk-memory \
+  --enable-multivalue --enable-reference-types --enable-exception-handling

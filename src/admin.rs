@@ -33,6 +33,12 @@ pub fn route(method: &str, path: &str) -> Result<AdminRoute, ApiError> {
     }
 }
 
+/// The query string of a serialised URL (`https://h/p?a=1#f` → `a=1`), without a URL parser.
+pub fn query_of(url: &str) -> &str {
+    let before_fragment = url.split('#').next().unwrap_or("");
+    before_fragment.split_once('?').map_or("", |(_, q)| q)
+}
+
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
@@ -212,6 +218,13 @@ mod tests {
         assert_eq!(route("GET", "/admin/events/a%20b"), Err(ApiError::NotFound));
         assert_eq!(route("GET", "/admin"), Err(ApiError::NotFound));
         assert_eq!(route("GET", "/admin/other"), Err(ApiError::NotFound));
+    }
+
+    #[test]
+    fn query_strings() {
+        assert_eq!(query_of("https://h.example/admin/events?limit=5&page=2#x"), "limit=5&page=2");
+        assert_eq!(query_of("https://h.example/admin/events"), "");
+        assert_eq!(query_of("https://h.example/a#b?c"), "");
     }
 
     #[test]

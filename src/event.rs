@@ -3,7 +3,6 @@
 //! Fields a provider does not send are `null` or empty, never invented.
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -146,9 +145,8 @@ pub struct EventData {
     pub client: Option<Client>,
     pub inbound: Option<Inbound>,
     pub mailbox: Option<Mailbox>,
-    /// The provider's payload exactly as received; omitted when `INCLUDE_RAW=false`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub raw: Option<Box<RawValue>>,
+    // `raw`, the provider's payload as received, is spliced in by
+    // `Event::to_json_with_raw` from the request's own bytes, never copied.
 }
 
 impl EventData {
@@ -171,7 +169,6 @@ impl EventData {
             client: None,
             inbound: None,
             mailbox: None,
-            raw: None,
         }
     }
 }
@@ -208,8 +205,39 @@ impl Event {
     }
 
     pub fn to_json(&self) -> String {
+        self.to_json_with_raw(None)
+    }
+
+    /// The event's JSON with `data.raw` set to `raw` (JSON text, the request
+    /// body) when given. The body is written straight into an output buffer
+    /// sized up front, so a 25 MB email is neither copied nor re-parsed for
+    /// `raw`, and the buffer never doubles while it grows.
+    pub fn to_json_with_raw(&self, raw: Option<&str>) -> String {
+        let mut out = Vec::with_capacity(self.estimated_len() + raw.map_or(0, |r| r.len() + 8));
         // Serialising these plain structs cannot fail: no maps with non-string keys, no I/O.
-        serde_json::to_string(self).unwrap_or_default()
+        if serde_json::to_writer(&mut out, self).is_err() {
+            return String::new();
+        }
+        // `data` is the last field of the event and `raw` the last of `data`,
+        // so the JSON ends in `}}` and `raw` goes just before it.
+        if let (Some(raw), true) = (raw, out.ends_with(b"}}")) {
+            out.truncate(out.len() - 2);
+            out.extend_from_slice(b",\"raw\":");
+            out.extend_from_slice(raw.as_bytes());
+            out.extend_from_slice(b"}}");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// A generous estimate of the JSON size without `raw`: its large strings plus room for the rest.
+    fn estimated_len(&self) -> usize {
+        let inbound = self.data.inbound.as_ref().map_or(0, |i| {
+            let text = i.text.as_ref().map_or(0, String::len) + i.html.as_ref().map_or(0, String::len);
+            let parts: usize = i.attachments.iter().map(|a| a.content_base64.as_ref().map_or(0, String::len) + 256).sum();
+            let headers: usize = i.headers.iter().map(|(k, v)| k.len() + v.to_string().len() + 8).sum();
+            text + text / 8 + parts + headers
+        });
+        4096 + inbound
     }
 }
 
@@ -231,6 +259,9 @@ mod tests {
         assert_eq!(v["data"]["bounce"], Value::Null);
         assert_eq!(v["data"]["cc"], serde_json::json!([]));
         assert!(v["data"].get("raw").is_none());
+        let with_raw: Value = serde_json::from_str(&e.to_json_with_raw(Some(r#"{"a": [1, "}}"]}"#))).unwrap();
+        assert_eq!(with_raw["data"]["raw"], serde_json::json!({"a": [1, "}}"]}));
+        assert_eq!(with_raw["data"]["provider"], "maileroo");
     }
 }
 

@@ -38,6 +38,8 @@ pub mod event;
 pub mod mailauth;
 pub mod providers;
 pub mod routes;
+#[doc(hidden)]
+pub mod testkit;
 pub mod time;
 
 #[cfg(target_arch = "wasm32")]

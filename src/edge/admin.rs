@@ -44,12 +44,13 @@ pub async fn handle(route: AdminRoute, req: &Request, cfg: &Config, env: &Env) -
     if let Err(e) = authorize(&cfg.admin_tokens, auth.as_deref()) {
         return refuse(&e);
     }
-    let query = req.url().map(|u| u.query().unwrap_or("").to_string()).unwrap_or_default();
+    let url = req.inner().url();
+    let query = crate::admin::query_of(&url);
     let result = match route {
-        AdminRoute::ListEvents => list(&query, env).await,
+        AdminRoute::ListEvents => list(query, env).await,
         AdminRoute::GetEvent(id) => show(&id, env).await,
         AdminRoute::ReplayEvent(id) => replay_one(&id, env).await,
-        AdminRoute::BulkReplay => replay_many(&query, env).await,
+        AdminRoute::BulkReplay => replay_many(query, env).await,
     };
     match result {
         Ok((status, body)) => json_response(status, &body),

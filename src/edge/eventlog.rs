@@ -1,5 +1,6 @@
-//! The event log in D1 (`migrations/`): a row per accepted event, one per
-//! delivery attempt, dead letters, replay, and retention. Writes that only
+//! The event log in D1 (`migrations/`): a row per event, written at its first
+//! delivery attempt and updated on each, one row per attempt, dead letters,
+//! and retention. Writes that only
 //! serve operators are best effort (logged on failure); the dead-letter
 //! record is not (its caller retries).
 
@@ -24,18 +25,14 @@ fn opt_text(s: Option<&str>) -> JsValue {
 const INSERT: &str = "INSERT INTO events (id, provider, type, received_at, status, attempts, last_status, last_error, payload_ref, envelope, updated_at) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
-/// Inserts an event's row, or (`update`) updates its status, adding
-/// `attempts_delta`. `envelope_json` is stored only when the row is new. An
-/// accepted event never updates: the consumer may already have delivered it.
-fn upsert(env: &Env, e: &Envelope, envelope_json: &str, status: &str, attempts_delta: i64, update: bool) -> Result<D1PreparedStatement> {
-    let on_conflict = if update {
-        " ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = events.attempts + ?6, \
-           last_status = excluded.last_status, last_error = excluded.last_error, updated_at = excluded.updated_at"
-    } else {
-        " ON CONFLICT (id) DO NOTHING"
-    };
+/// Inserts an event's row at its first attempt, or updates its status,
+/// adding `attempts_delta`; `envelope_json` is stored only when the row is new.
+fn upsert(env: &Env, e: &Envelope, envelope_json: &str, status: &str, attempts_delta: i64) -> Result<D1PreparedStatement> {
     env.d1(D1_DATABASE)?
-        .prepare(format!("{INSERT}{on_conflict}"))
+        .prepare(format!(
+            "{INSERT} ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = events.attempts + ?6, \
+             last_status = excluded.last_status, last_error = excluded.last_error, updated_at = excluded.updated_at"
+        ))
         .bind(&[
             text(&e.id),
             text(&e.provider),
@@ -49,18 +46,6 @@ fn upsert(env: &Env, e: &Envelope, envelope_json: &str, status: &str, attempts_d
             text(envelope_json),
             int(now_seconds()),
         ])
-}
-
-/// New events, right after they are on the queue (run in `wait_until`).
-pub async fn record_accepted(env: Env, envelopes: Vec<(Envelope, String)>) {
-    let stmts: Result<Vec<_>> = envelopes.iter().map(|(e, json)| upsert(&env, e, json, "queued", 0, false)).collect();
-    let result = match (stmts, env.d1(D1_DATABASE)) {
-        (Ok(stmts), Ok(db)) => db.batch(stmts).await.map(|_| ()),
-        (Err(e), _) | (_, Err(e)) => Err(e),
-    };
-    if let Err(e) = result {
-        log(json!({"kind": "event_log_failed", "stage": "accepted", "error": e.to_string()}));
-    }
 }
 
 /// One delivery attempt and the event's new status.
@@ -77,7 +62,7 @@ pub async fn record_attempt(env: &Env, e: &Envelope, envelope_json: &str, status
                 int(ms as i64),
                 opt_text(e.last_error.as_deref()),
             ])?;
-        db.batch(vec![attempt, upsert(env, e, envelope_json, status, 1, true)?]).await
+        db.batch(vec![attempt, upsert(env, e, envelope_json, status, 1)?]).await
     }
     .await;
     if let Err(err) = result {

@@ -95,7 +95,7 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let started = now_millis();
     let method = req.method().to_string();
     let path = req.path();
@@ -104,7 +104,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         Ok(Route::Health) => (health(&env)?, None, Vec::new()),
         Ok(Route::Confirm) => (confirm(&env)?, None, Vec::new()),
         Ok(Route::Webhook(p)) => {
-            let (resp, ids) = ingest::handle(p, req, &env, &ctx).await?;
+            let (resp, ids) = ingest::handle(p, req, &env).await?;
             (resp, Some(p.name()), ids)
         }
         Ok(Route::Admin(r)) => match config(&env) {
@@ -120,6 +120,8 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         "status": resp.status_code(),
         "ids": ids,
         "ms": now_millis().saturating_sub(started),
+        // Linear memory only grows, so this is the instance's peak so far.
+        "wasm_kib": core::arch::wasm32::memory_size(0) * 64,
     }));
     Ok(resp)
 }

@@ -15,7 +15,6 @@ use crate::auth::{verify_hex_hmac, IpList};
 use crate::config::{Config, Secrets};
 use crate::error::ApiError;
 use crate::event::Event;
-use serde_json::value::RawValue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -108,6 +107,7 @@ impl Provider {
     }
 
     /// The pure pipeline: every check and the canonical events, or the refusal.
+    /// Serialise them with `Event::to_json_with_raw(raw_payload(cfg, body))`.
     pub fn ingest(self, cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
         if let Some(missing) = self.missing_config(cfg) {
             return Err(ApiError::NotConfigured(missing.into()));
@@ -119,15 +119,17 @@ impl Provider {
         if req.body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::BadRequest("the body is empty; expected the provider's JSON payload".into()));
         }
-        let mut events = self.normalise(cfg, req)?;
-        if cfg.include_raw {
-            let raw: Option<Box<RawValue>> = serde_json::from_slice::<&RawValue>(req.body).ok().map(|r| r.to_owned());
-            for e in events.iter_mut().filter(|e| e.data.raw.is_none()) {
-                e.data.raw.clone_from(&raw);
-            }
-        }
-        Ok(events)
+        self.normalise(cfg, req)
     }
+}
+
+/// The `data.raw` of this request's events: the body itself (it parsed as
+/// JSON, so it is valid JSON text), unless `INCLUDE_RAW=false`.
+pub fn raw_payload<'a>(cfg: &Config, body: &'a [u8]) -> Option<&'a str> {
+    if !cfg.include_raw {
+        return None;
+    }
+    std::str::from_utf8(body).ok().map(str::trim).filter(|b| !b.is_empty())
 }
 
 /// Checks a hex HMAC-SHA256 signature of the raw body in `header`

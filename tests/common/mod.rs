@@ -6,77 +6,20 @@
 use mailhook::config::Config;
 use mailhook::providers::{Inbound, Provider};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+pub use mailhook::testkit::{as_sent_by, hex_hmac, Sent, ADM_TOOLS_TOKEN, IMPROVMX_IP, LONG_WINDOW, MAILEROO_SECRET, MAILTURA_SECRET, MAIL_PLUS_IP};
 
 /// The fixed "now" of every native test: 2025-01-01T00:00:00Z, after every fixture.
 pub const NOW: i64 = 1_735_689_600;
 
-pub const ADM_TOOLS_TOKEN: &str = "test-adm-tools-token";
-pub const MAILTURA_SECRET: &str = "test-mailtura-secret";
-pub const MAILEROO_SECRET: &str = "test-maileroo-secret";
-pub const IMPROVMX_IP: &str = "15.237.103.194";
-pub const MAIL_PLUS_IP: &str = "192.0.2.10";
-
-/// Ten years: the fixtures are real payloads with their own old dates, so the
-/// golden tests open the age window; the stale tests close it again.
-pub const LONG_WINDOW: &str = "315360000";
-
-/// The variables every test starts from; `overrides` replace or remove (empty value) them.
+/// Every provider configured (see `mailhook::testkit`); `overrides` replace or remove (empty value) values.
 pub fn config_with(overrides: &[(&str, &str)]) -> Config {
-    let mut vars: HashMap<String, String> = [
-        ("ADM_TOOLS_WEBHOOK_TOKEN", ADM_TOOLS_TOKEN),
-        ("MAILTURA_WEBHOOK_SECRET", MAILTURA_SECRET),
-        ("MAILEROO_WEBHOOK_SECRET", MAILEROO_SECRET),
-        ("MAIL_PLUS_ALLOWED_IPS", "192.0.2.0/24, 2001:db8::/32"),
-        ("MAIL_PLUS_RDNS_SUFFIX", "mail-plus.com"),
-        ("MAIL_PLUS_VERIFY", "ip+rdns"),
-        ("MAX_EVENT_AGE_SECONDS", LONG_WINDOW),
-        ("DEDUPE_TTL_SECONDS", LONG_WINDOW),
-    ]
-    .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    for (k, v) in overrides {
-        vars.insert(k.to_string(), v.to_string());
-    }
-    Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration is valid")
+    mailhook::testkit::config_with(overrides).expect("test configuration is valid")
 }
 
 pub fn config() -> Config {
     config_with(&[])
-}
-
-/// Hex HMAC-SHA256 of the raw body, as Mailtura and Maileroo sign.
-pub fn hex_hmac(secret: &str, body: &[u8]) -> String {
-    hex::encode(mailhook::auth::hmac_sha256(secret.as_bytes(), &[body]))
-}
-
-/// What `provider` sends with `body`, authenticated as it does: headers, the
-/// source address, and (Mail-Plus) the verdict of a passing reverse DNS.
-pub struct Sent {
-    pub headers: Vec<(String, String)>,
-    pub client_ip: Option<&'static str>,
-    pub rdns: Option<bool>,
-}
-
-pub fn as_sent_by(provider: Provider, body: &[u8]) -> Sent {
-    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
-    let (mut client_ip, mut rdns) = (Some("203.0.113.50"), None);
-    match provider {
-        Provider::AdmTools => {
-            headers.push(("user-agent".into(), "adm.tools mail webhook".into()));
-            headers.push(("x-webhook-token".into(), ADM_TOOLS_TOKEN.into()));
-        }
-        Provider::Mailtura => headers.push(("x-mailtura-signature".into(), hex_hmac(MAILTURA_SECRET, body))),
-        Provider::Maileroo => headers.push(("x-maileroo-signature".into(), hex_hmac(MAILEROO_SECRET, body))),
-        Provider::ImprovMx => client_ip = Some(IMPROVMX_IP),
-        Provider::MailPlus => {
-            client_ip = Some(MAIL_PLUS_IP);
-            rdns = Some(true);
-        }
-    }
-    Sent { headers, client_ip, rdns }
 }
 
 /// Runs the pure pipeline on `body` as `provider` would send it.
@@ -106,7 +49,8 @@ pub fn run(
 ) -> Result<Vec<Value>, mailhook::error::ApiError> {
     let req = Inbound { headers, client_ip, body, now, rdns };
     let events = provider.ingest(cfg, &req)?;
-    Ok(events.iter().map(|e| serde_json::from_str(&e.to_json()).expect("events serialise to JSON")).collect())
+    let raw = mailhook::providers::raw_payload(cfg, body);
+    Ok(events.iter().map(|e| serde_json::from_str(&e.to_json_with_raw(raw)).expect("events serialise to JSON")).collect())
 }
 
 pub fn fixtures_dir(provider: Provider) -> PathBuf {

@@ -82,7 +82,7 @@ export async function startOrigin({ secret = SECRETS.ORIGIN_SIGNING_SECRET, resp
  * Starts mailhook. `vars` override wrangler.toml's [vars]; `secrets` override
  * SECRETS (a value of undefined removes it); `without` drops bindings by name.
  */
-export async function startMailhook({ vars = {}, secrets = {}, without = [], listen = false } = {}) {
+export async function startMailhook({ vars = {}, secrets = {}, without = [], listen = false, consumers: withConsumers = true, inspectorPort } = {}) {
   const bindings = { ...wrangler.vars, RETRY_SCHEDULE_SECONDS: "1,1,1", ...SECRETS, ...secrets, ...vars };
   for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
   const keep = (list, name) => !without.includes(name);
@@ -104,6 +104,7 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
   const logs = [];
   const mf = new Miniflare({
     ...(listen ? { host: "127.0.0.1", port: 0 } : {}),
+    ...(inspectorPort ? { inspectorPort } : {}),
     rootPath: root,
     modules: true,
     scriptPath: path.join(root, wrangler.main),
@@ -113,7 +114,7 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
     r2Buckets: wrangler.r2_buckets.map((b) => b.binding).filter((b) => keep(0, b)),
     d1Databases: wrangler.d1_databases.map((d) => d.binding),
     queueProducers: producers,
-    queueConsumers: consumers,
+    queueConsumers: withConsumers ? consumers : {},
     bindings,
     handleRuntimeStdio(stdout, stderr) {
       for (const s of [stdout, stderr]) s.on("data", (d) => logs.push(...String(d).split("\n").filter(Boolean)));

@@ -1,0 +1,48 @@
+// A V8 CPU profile of mailhook under the bench's Maileroo load, through
+// workerd's inspector: prints the functions with the most self time.
+// `node bench/profile-cpu.mjs` (build without stripping names for Wasm
+// function names: MAILHOOK_KEEP_NAMES=1 bash scripts/build.sh).
+import { createHmac, randomBytes } from "node:crypto";
+import autocannon from "autocannon";
+import WebSocket from "ws";
+import { SECRETS, startMailhook } from "../tests/integration/harness.mjs";
+
+const PORT = 9329;
+const hook = await startMailhook({ listen: true, consumers: false, inspectorPort: PORT });
+const targets = await (await fetch(`http://127.0.0.1:${PORT}/json`)).json();
+const target = targets.find((t) => t.webSocketDebuggerUrl) ?? targets[0];
+const ws = new WebSocket(target.webSocketDebuggerUrl);
+await new Promise((r) => ws.on("open", r));
+let id = 0;
+const pending = new Map();
+ws.on("message", (m) => { const msg = JSON.parse(m); pending.get(msg.id)?.(msg.result); });
+const send = (method, params = {}) => new Promise((r) => { const i = ++id; pending.set(i, r); ws.send(JSON.stringify({ id: i, method, params })); });
+
+let seq = 0;
+const req = () => {
+  seq++;
+  const body = JSON.stringify({ domain_id: 1, event_data: { from: ["a@b.c"], to: ["d@e.f"] }, event_id: `p-${seq}-${randomBytes(4).toString("hex")}`, event_time: Math.floor(Date.now() / 1000), event_type: "delivered", message_id: `<m${seq}@x>`, tags: null, user_id: 1 });
+  return { body, headers: { "content-type": "application/json", "x-maileroo-signature": createHmac("sha256", SECRETS.MAILEROO_WEBHOOK_SECRET).update(body).digest("hex") } };
+};
+const load = () => autocannon({ url: hook.url, connections: 10, duration: 5, requests: [{ method: "POST", path: "/webhooks/maileroo", setupRequest: (r) => ({ ...r, ...req() }) }] });
+await load();
+await send("Profiler.enable");
+await send("Profiler.setSamplingInterval", { interval: 100 });
+await send("Profiler.start");
+const res = await load();
+const { profile } = await send("Profiler.stop");
+const dt = (profile.endTime - profile.startTime) / profile.samples.length;
+const self = new Map();
+for (const n of profile.nodes) {
+  const f = n.callFrame;
+  const key = `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}:${f.lineNumber}`;
+  self.set(key, (self.get(key) ?? 0) + n.hitCount * dt);
+}
+const total = [...self.values()].reduce((a, b) => a + b, 0);
+console.log(`${res.requests.total} requests; sampled ${(total / 1000).toFixed(0)} ms in the isolate, ${(total / 1000 / res.requests.total).toFixed(3)} ms per request`);
+for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.TOP ?? 30))) {
+  console.log(`${(v / 1000).toFixed(1).padStart(8)} ms ${((v / total) * 100).toFixed(1).padStart(5)} %  ${k.slice(0, 110)}`);
+}
+ws.close();
+await hook.dispose();
+process.exit(0);

@@ -1,0 +1,65 @@
+//! Shared by the tests, the bench and the fuzz targets (not part of the API):
+//! a configuration with every provider set up, and a body authenticated
+//! exactly as its provider sends it.
+
+use crate::auth::hmac_sha256;
+use crate::config::Config;
+use crate::providers::Provider;
+
+pub const ADM_TOOLS_TOKEN: &str = "test-adm-tools-token";
+pub const MAILTURA_SECRET: &str = "test-mailtura-secret";
+pub const MAILEROO_SECRET: &str = "test-maileroo-secret";
+pub const IMPROVMX_IP: &str = "15.237.103.194";
+pub const MAIL_PLUS_IP: &str = "192.0.2.10";
+
+/// Ten years: fixtures are real payloads with their own old dates.
+pub const LONG_WINDOW: &str = "315360000";
+
+/// Every provider configured; `overrides` replace values (an empty value unsets).
+pub fn config_with(overrides: &[(&str, &str)]) -> Result<Config, crate::config::ConfigError> {
+    let base = [
+        ("ADM_TOOLS_WEBHOOK_TOKEN", ADM_TOOLS_TOKEN),
+        ("MAILTURA_WEBHOOK_SECRET", MAILTURA_SECRET),
+        ("MAILEROO_WEBHOOK_SECRET", MAILEROO_SECRET),
+        ("MAIL_PLUS_ALLOWED_IPS", "192.0.2.0/24, 2001:db8::/32"),
+        ("MAIL_PLUS_RDNS_SUFFIX", "mail-plus.com"),
+        ("MAIL_PLUS_VERIFY", "ip+rdns"),
+        ("MAX_EVENT_AGE_SECONDS", LONG_WINDOW),
+        ("DEDUPE_TTL_SECONDS", LONG_WINDOW),
+    ];
+    Config::from_lookup(|k| {
+        overrides.iter().chain(base.iter()).find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    })
+}
+
+/// Hex HMAC-SHA256 of the raw body, as Mailtura and Maileroo sign.
+pub fn hex_hmac(secret: &str, body: &[u8]) -> String {
+    hex::encode(hmac_sha256(secret.as_bytes(), &[body]))
+}
+
+/// What `provider` sends with a body: headers, the source address, and
+/// (Mail-Plus) the verdict of a passing reverse DNS.
+pub struct Sent {
+    pub headers: Vec<(String, String)>,
+    pub client_ip: Option<&'static str>,
+    pub rdns: Option<bool>,
+}
+
+pub fn as_sent_by(provider: Provider, body: &[u8]) -> Sent {
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    let (mut client_ip, mut rdns) = (Some("203.0.113.50"), None);
+    match provider {
+        Provider::AdmTools => {
+            headers.push(("user-agent".into(), "adm.tools mail webhook".into()));
+            headers.push(("x-webhook-token".into(), ADM_TOOLS_TOKEN.into()));
+        }
+        Provider::Mailtura => headers.push(("x-mailtura-signature".into(), hex_hmac(MAILTURA_SECRET, body))),
+        Provider::Maileroo => headers.push(("x-maileroo-signature".into(), hex_hmac(MAILEROO_SECRET, body))),
+        Provider::ImprovMx => client_ip = Some(IMPROVMX_IP),
+        Provider::MailPlus => {
+            client_ip = Some(MAIL_PLUS_IP);
+            rdns = Some(true);
+        }
+    }
+    Sent { headers, client_ip, rdns }
+}
