@@ -145,7 +145,7 @@ pub const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
 pub fn check_age(event_time: Option<i64>, now: i64, max_age: u64, field: &str) -> Result<(), crate::error::ApiError> {
     use crate::error::ApiError;
     let t = event_time.ok_or_else(|| ApiError::BadRequest(format!("the event has no valid `{field}`; it is needed to refuse replays")))?;
-    let age = now - t;
+    let age = now.saturating_sub(t);
     if age > i64::try_from(max_age).unwrap_or(i64::MAX) {
         return Err(ApiError::StaleEvent(format!(
             "`{field}` is {age} s old, more than MAX_EVENT_AGE_SECONDS ({max_age}); a replay of an old event is refused"
@@ -192,5 +192,9 @@ mod ip_tests {
         assert!(check_age(Some(now + MAX_CLOCK_SKEW_SECONDS), now, 100, "t").is_ok());
         assert_eq!(check_age(Some(now + MAX_CLOCK_SKEW_SECONDS + 1), now, 100, "t").unwrap_err().code(), "stale_event");
         assert_eq!(check_age(None, now, 100, "t").unwrap_err().code(), "bad_request");
+        // An attacker's extreme timestamps: refused, no overflow.
+        assert_eq!(check_age(Some(i64::MIN), now, 100, "t").unwrap_err().code(), "stale_event");
+        assert_eq!(check_age(Some(i64::MAX), now, 100, "t").unwrap_err().code(), "stale_event");
+        assert_eq!(check_age(Some(i64::MIN), i64::MAX, u64::MAX, "t").map_err(|e| e.code()), Ok(()));
     }
 }

@@ -134,7 +134,7 @@ pub fn parse_retry_after(value: &str, now: i64) -> Option<u32> {
         return Some(secs.min(u64::from(MAX_QUEUE_DELAY_SECONDS)) as u32);
     }
     let at = parse_http_date(v)?;
-    Some((at - now).clamp(0, i64::from(MAX_QUEUE_DELAY_SECONDS)) as u32)
+    Some(at.saturating_sub(now).clamp(0, i64::from(MAX_QUEUE_DELAY_SECONDS)) as u32)
 }
 
 /// IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 §5.6.7).

@@ -87,7 +87,7 @@ pub fn from_json(v: &Value) -> Option<i64> {
         _ => return None,
     };
     // 10^11 seconds is the year 5138: anything larger is milliseconds.
-    Some(if n.abs() >= 100_000_000_000 { n / 1000 } else { n })
+    Some(if n.unsigned_abs() >= 100_000_000_000 { n / 1000 } else { n })
 }
 
 #[cfg(test)]
@@ -123,5 +123,16 @@ mod tests {
         assert_eq!(from_json(&json!(1_710_545_542.9)), Some(1_710_545_542));
         assert_eq!(from_json(&json!(null)), None);
         assert_eq!(from_json(&json!("soon")), None);
+    }
+
+    #[test]
+    fn extreme_timestamps_do_not_panic() {
+        // Found by the property tests: `i64::MIN.abs()` overflowed.
+        use serde_json::json;
+        assert_eq!(from_json(&json!(i64::MIN)), Some(i64::MIN / 1000));
+        assert_eq!(from_json(&json!(i64::MAX)), Some(i64::MAX / 1000));
+        assert_eq!(from_json(&json!("-9223372036854775808")), Some(i64::MIN / 1000));
+        let _ = to_rfc3339(i64::MAX / 1000);
+        let _ = to_rfc3339(i64::MIN / 1000);
     }
 }
