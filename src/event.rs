@@ -241,6 +241,14 @@ impl Event {
     }
 }
 
+/// A Message-ID in its angle-bracketed form, so that `<a@b>` and `a@b` from
+/// two providers name the same message.
+pub fn message_id(s: &str) -> Option<String> {
+    let s = s.trim();
+    let bare = s.strip_prefix('<').and_then(|r| r.strip_suffix('>')).unwrap_or(s).trim();
+    (!bare.is_empty()).then(|| format!("<{bare}>"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,12 +271,4 @@ mod tests {
         assert_eq!(with_raw["data"]["raw"], serde_json::json!({"a": [1, "}}"]}));
         assert_eq!(with_raw["data"]["provider"], "maileroo");
     }
-}
-
-/// A Message-ID in its angle-bracketed form, so that `<a@b>` and `a@b` from
-/// two providers name the same message.
-pub fn message_id(s: &str) -> Option<String> {
-    let s = s.trim();
-    let bare = s.strip_prefix('<').and_then(|r| r.strip_suffix('>')).unwrap_or(s).trim();
-    (!bare.is_empty()).then(|| format!("<{bare}>"))
 }

@@ -63,3 +63,26 @@ pub fn as_sent_by(provider: Provider, body: &[u8]) -> Sent {
     }
     Sent { headers, client_ip, rdns }
 }
+
+/// Every header and value parser on `text` (and `bytes` where bytes are
+/// taken): the property tests and the `parsers` fuzz target both run it, so
+/// a new parser is added in one place.
+pub fn exercise_parsers(text: &str, bytes: &[u8], now: i64) {
+    let _ = crate::mailauth::authentication_results(text);
+    let _ = crate::mailauth::received_spf(text);
+    let _ = crate::mailauth::parse_header_block(text);
+    let _ = crate::mailauth::base64_decoded_len(text);
+    let _ = crate::address::parse_list(text);
+    let _ = crate::time::parse_rfc3339(text);
+    let _ = crate::delivery::parse_retry_after(text, now);
+    let _ = crate::admin::EventQuery::parse(text);
+    let _ = crate::admin::query_of(text);
+    let _ = crate::routes::route("POST", text);
+    let _ = crate::dns::parse_answer(bytes, crate::dns::RecordType::Ptr);
+    let _ = crate::dns::suffix_matches(text, "mail-plus.com");
+    if let Ok(list) = crate::auth::IpList::parse(text) {
+        let _ = list.contains(text);
+    }
+    let secrets = crate::config::Secrets::parse(Some("k"));
+    let _ = crate::auth::verify_hex_hmac(&secrets, bytes, text);
+}

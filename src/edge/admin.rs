@@ -63,6 +63,41 @@ fn storage(e: worker::Error) -> ApiError {
     ApiError::Unavailable("the event log (D1) could not be read; check the DB binding and that migrations/ were applied".into())
 }
 
+/// Every row of `sql` with `params` bound.
+async fn rows<T: serde::de::DeserializeOwned>(env: &Env, sql: String, params: &[JsValue]) -> std::result::Result<Vec<T>, ApiError> {
+    env.d1(D1_DATABASE)
+        .map_err(storage)?
+        .prepare(sql)
+        .bind(params)
+        .map_err(storage)?
+        .all()
+        .await
+        .map_err(storage)?
+        .results()
+        .map_err(storage)
+}
+
+/// How many events match `filter` (a `WHERE` clause and its parameters).
+async fn count(env: &Env, filter: &str, params: &[SqlValue]) -> std::result::Result<i64, ApiError> {
+    let total: Option<i64> = env
+        .d1(D1_DATABASE)
+        .map_err(storage)?
+        .prepare(format!("SELECT COUNT(*) AS total FROM events{filter}"))
+        .bind(&bind(params))
+        .map_err(storage)?
+        .first(Some("total"))
+        .await
+        .map_err(storage)?;
+    Ok(total.unwrap_or(0))
+}
+
+/// The filter's parameters, then `extra` (LIMIT, OFFSET), as bound values.
+fn with_extra(params: &[SqlValue], extra: &[u64]) -> Vec<JsValue> {
+    let mut all = bind(params);
+    all.extend(extra.iter().map(|n| JsValue::from_f64(*n as f64)));
+    all
+}
+
 fn bind(params: &[SqlValue]) -> Vec<JsValue> {
     params
         .iter()
@@ -76,30 +111,13 @@ fn bind(params: &[SqlValue]) -> Vec<JsValue> {
 async fn list(query: &str, env: &Env) -> std::result::Result<(u16, Value), ApiError> {
     let q = EventQuery::parse(query)?;
     let (filter, params) = q.where_clause();
-    let db = env.d1(D1_DATABASE).map_err(storage)?;
     let n = params.len();
-    let mut page_params = bind(&params);
-    page_params.push(JsValue::from_f64(f64::from(q.limit)));
-    page_params.push(JsValue::from_f64(q.offset() as f64));
-    let rows: Vec<EventRow> = db
-        .prepare(format!("SELECT {COLUMNS} FROM events{filter} ORDER BY received_at DESC, id LIMIT ?{} OFFSET ?{}", n + 1, n + 2))
-        .bind(&page_params)
-        .map_err(storage)?
-        .all()
-        .await
-        .map_err(storage)?
-        .results()
-        .map_err(storage)?;
-    let total: Option<i64> = db
-        .prepare(format!("SELECT COUNT(*) AS total FROM events{filter}"))
-        .bind(&bind(&params))
-        .map_err(storage)?
-        .first(Some("total"))
-        .await
-        .map_err(storage)?;
+    let sql = format!("SELECT {COLUMNS} FROM events{filter} ORDER BY received_at DESC, id LIMIT ?{} OFFSET ?{}", n + 1, n + 2);
+    let page: Vec<EventRow> = rows(env, sql, &with_extra(&params, &[u64::from(q.limit), q.offset()])).await?;
+    let total = count(env, &filter, &params).await?;
     Ok((
         200,
-        json!({"total": total.unwrap_or(0), "page": q.page, "limit": q.limit, "events": rows.iter().map(EventRow::to_json).collect::<Vec<_>>()}),
+        json!({"total": total, "page": q.page, "limit": q.limit, "events": page.iter().map(EventRow::to_json).collect::<Vec<_>>()}),
     ))
 }
 
@@ -110,15 +128,8 @@ async fn envelope_of(id: &str, env: &Env) -> std::result::Result<(EventRow, Opti
         row: EventRow,
         envelope: Option<String>,
     }
-    let db = env.d1(D1_DATABASE).map_err(storage)?;
-    let row: Option<Full> = db
-        .prepare(format!("SELECT {COLUMNS}, envelope FROM events WHERE id = ?1"))
-        .bind(&[JsValue::from_str(id)])
-        .map_err(storage)?
-        .first(None)
-        .await
-        .map_err(storage)?;
-    let row = row.ok_or_else(|| ApiError::NotFound)?;
+    let found: Vec<Full> = rows(env, format!("SELECT {COLUMNS}, envelope FROM events WHERE id = ?1"), &[JsValue::from_str(id)]).await?;
+    let row = found.into_iter().next().ok_or(ApiError::NotFound)?;
     Ok((row.row, row.envelope))
 }
 
@@ -132,16 +143,8 @@ async fn show(id: &str, env: &Env) -> std::result::Result<(u16, Value), ApiError
         error: Option<String>,
     }
     let (row, envelope) = envelope_of(id, env).await?;
-    let db = env.d1(D1_DATABASE).map_err(storage)?;
-    let attempts: Vec<Attempt> = db
-        .prepare("SELECT attempt, at, status_code, duration_ms, error FROM delivery_attempts WHERE event_id = ?1 ORDER BY at, attempt")
-        .bind(&[JsValue::from_str(id)])
-        .map_err(storage)?
-        .all()
-        .await
-        .map_err(storage)?
-        .results()
-        .map_err(storage)?;
+    let sql = "SELECT attempt, at, status_code, duration_ms, error FROM delivery_attempts WHERE event_id = ?1 ORDER BY at, attempt";
+    let attempts: Vec<Attempt> = rows(env, sql.into(), &[JsValue::from_str(id)]).await?;
     let mut body = row.to_json();
     body["delivery_attempts"] = attempts
         .iter()
@@ -178,29 +181,13 @@ async fn replay_many(query: &str, env: &Env) -> std::result::Result<(u16, Value)
         return Err(ApiError::BadRequest("bulk replay needs a `status` filter, e.g. status=dead".into()));
     }
     let (filter, params) = q.where_clause();
-    let n = params.len();
-    let mut page = bind(&params);
-    page.push(JsValue::from_f64(f64::from(q.limit)));
-    let db = env.d1(D1_DATABASE).map_err(storage)?;
-    let rows: Vec<Row> = db
-        .prepare(format!("SELECT id, envelope FROM events{filter} ORDER BY received_at LIMIT ?{}", n + 1))
-        .bind(&page)
-        .map_err(storage)?
-        .all()
-        .await
-        .map_err(storage)?
-        .results()
-        .map_err(storage)?;
-    let (ids, envelopes): (Vec<String>, Vec<String>) = rows.into_iter().filter_map(|r| Some((r.id, r.envelope?))).unzip();
+    let sql = format!("SELECT id, envelope FROM events{filter} ORDER BY received_at LIMIT ?{}", params.len() + 1);
+    let found: Vec<Row> = rows(env, sql, &with_extra(&params, &[u64::from(q.limit)])).await?;
+    let (ids, envelopes): (Vec<String>, Vec<String>) = found.into_iter().filter_map(|r| Some((r.id, r.envelope?))).unzip();
     enqueue_replays(env, envelopes).await?;
-    let total: Option<i64> = db
-        .prepare(format!("SELECT COUNT(*) AS total FROM events{filter}"))
-        .bind(&bind(&params))
-        .map_err(storage)?
-        .first(Some("total"))
-        .await
-        .map_err(storage)?;
-    Ok((202, json!({"status": "replayed", "count": ids.len(), "ids": ids, "remaining": total.unwrap_or(0)})))
+    // Replayed rows are `queued` now, so what still matches is what is left.
+    let remaining = count(env, &filter, &params).await?;
+    Ok((202, json!({"status": "replayed", "count": ids.len(), "ids": ids, "remaining": remaining})))
 }
 
 /// Sends each stored envelope again from its first attempt, and marks the rows queued.

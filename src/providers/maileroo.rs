@@ -10,7 +10,6 @@ use super::{hmac_header, parse_json, Inbound};
 use crate::address;
 use crate::auth::check_age;
 use crate::config::Config;
-use crate::dedupe;
 use crate::error::ApiError;
 use crate::event::{Bounce, Click, Client, Event, EventData, EventType};
 use serde::Deserialize;
@@ -101,10 +100,7 @@ pub fn normalise(cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
     let time = crate::time::from_json(&p.event_time);
     check_age(time, req.now, cfg.max_event_age_seconds, "event_time")?;
     let kind = event_type(&p.event_type);
-    let id = match &p.event_id {
-        Some(id) if !id.is_empty() => dedupe::event_id(NAME, &[id]),
-        _ => dedupe::event_id_from_body(NAME, req.body),
-    };
+    let id = super::id_from(NAME, p.event_id.as_deref(), req.body);
     let f = p.event_data;
     let mut data = EventData::new(NAME);
     data.provider_event_type = Some(p.event_type);

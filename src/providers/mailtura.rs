@@ -9,7 +9,6 @@
 use super::{hmac_header, parse_json, Inbound};
 use crate::auth::check_age;
 use crate::config::Config;
-use crate::dedupe;
 use crate::error::ApiError;
 use crate::event::{Address, Bounce, Click, Client, Event, EventData, EventType};
 use serde::Deserialize;
@@ -74,10 +73,7 @@ pub fn normalise(cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
     let time = crate::time::from_json(&p.timestamp);
     check_age(time, req.now, cfg.max_event_age_seconds, "timestamp")?;
     let kind = event_type(&p.kind);
-    let id = match &p.id {
-        Some(id) if !id.is_empty() => dedupe::event_id(NAME, &[id]),
-        _ => dedupe::event_id_from_body(NAME, req.body),
-    };
+    let id = super::id_from(NAME, p.id.as_deref(), req.body);
     let d = p.data;
     let mut data = EventData::new(NAME);
     data.provider_event_type = Some(p.kind);

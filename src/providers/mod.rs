@@ -158,6 +158,15 @@ pub fn ip_allowed(list: &IpList, req: &Inbound, var: &str) -> Result<(), ApiErro
     }
 }
 
+/// The event id from the provider's own event id, or from the raw body when
+/// the payload carries none (CONTRACT §4).
+pub fn id_from(provider: &str, own_id: Option<&str>, body: &[u8]) -> String {
+    match own_id.filter(|id| !id.is_empty()) {
+        Some(id) => crate::dedupe::event_id(provider, &[id]),
+        None => crate::dedupe::event_id_from_body(provider, body),
+    }
+}
+
 /// Parses the body as JSON, or says where it is not.
 pub fn parse_json<'a, T: serde::Deserialize<'a>>(provider: &str, body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {

@@ -8,6 +8,7 @@ use mailhook::providers::{Inbound, Provider};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+#[allow(unused_imports)] // each test file uses its own part
 pub use mailhook::testkit::{as_sent_by, hex_hmac, Sent, ADM_TOOLS_TOKEN, IMPROVMX_IP, LONG_WINDOW, MAILEROO_SECRET, MAILTURA_SECRET, MAIL_PLUS_IP};
 
 /// The fixed "now" of every native test: 2025-01-01T00:00:00Z, after every fixture.
