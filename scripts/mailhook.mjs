@@ -134,7 +134,7 @@ async function admin(values, pathAndQuery, method = "GET") {
 const FILTERS = ["from", "to", "provider", "type", "status"];
 const filterQuery = (values) => FILTERS.filter((f) => values[f]).map((f) => `${f}=${encodeURIComponent(values[f])}`);
 
-const CSV_COLUMNS = ["id", "provider", "type", "received_at", "status", "attempts", "last_status", "last_error", "payload_ref"];
+const CSV_COLUMNS = ["id", "provider", "type", "received_at", "status", "attempts", "last_status", "last_error", "payload_ref", "updated_at"];
 const csvCell = (v) => (v === null || v === undefined ? "" : /[",\n\r]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
 
 async function exportEvents(args) {

@@ -27,17 +27,20 @@ struct EventRow {
     last_status: Option<i64>,
     last_error: Option<String>,
     payload_ref: Option<String>,
+    /// When the status last changed: for a dead event, when it died.
+    updated_at: i64,
 }
 
 impl EventRow {
     fn to_json(&self) -> Value {
         let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
         v["received_at"] = Value::String(crate::time::to_rfc3339(self.received_at));
+        v["updated_at"] = Value::String(crate::time::to_rfc3339(self.updated_at));
         v
     }
 }
 
-const COLUMNS: &str = "id, provider, type, received_at, status, attempts, last_status, last_error, payload_ref";
+const COLUMNS: &str = "id, provider, type, received_at, status, attempts, last_status, last_error, payload_ref, updated_at";
 
 pub async fn handle(route: AdminRoute, req: &Request, cfg: &Config, env: &Env) -> Result<Response> {
     let auth = req.headers().get("authorization").ok().flatten();

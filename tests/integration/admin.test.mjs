@@ -61,6 +61,7 @@ describe("admin API", () => {
     const dead = await hook.admin("/admin/events?status=dead");
     assert.equal(dead.json.total, 1);
     assert.equal(dead.json.events[0].last_status, 410);
+    assert.match(dead.json.events[0].updated_at, /^\d{4}-\d\d-\d\dT/, "when it died");
     const today = new Date().toISOString().slice(0, 10);
     assert.equal((await hook.admin(`/admin/events?from=${today}&to=${today}`)).json.total, 13);
     assert.equal((await hook.admin("/admin/events?to=2020-01-01")).json.total, 0);

@@ -51,7 +51,7 @@ describe("the mailhook command line", () => {
     assert.equal(page2.stdout.trim().split("\n").length, 2);
     const csv = await run(["export", "--provider", "maileroo", "--format", "csv"], env);
     const rows = csv.stdout.trim().split("\n");
-    assert.equal(rows[0], "id,provider,type,received_at,status,attempts,last_status,last_error,payload_ref");
+    assert.equal(rows[0], "id,provider,type,received_at,status,attempts,last_status,last_error,payload_ref,updated_at");
     assert.equal(rows.length, 3, "a header and two maileroo events");
   });
 
