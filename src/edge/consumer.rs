@@ -78,10 +78,8 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env) {
         Some(problem) => Attempt { status: None, retry_after: None, error: Some(problem.to_string()) },
         None => post(cfg, &envelope.id, &event_json).await,
     };
-    let outcome = match attempt.error {
-        Some(_) if attempt.status.is_none() => Outcome::Retry,
-        _ => classify(attempt.status),
-    };
+    // No status (timeout, connection error, delivery not configured) is a retry.
+    let outcome = classify(attempt.status);
     let ms = now_millis().saturating_sub(started);
     envelope.last_status = attempt.status;
     envelope.last_error.clone_from(&attempt.error);
