@@ -2,10 +2,9 @@
 // workerd's inspector: prints the functions with the most self time.
 // `node bench/profile-cpu.mjs` (build without stripping names for Wasm
 // function names: MAILHOOK_KEEP_NAMES=1 bash scripts/build.sh).
-import { createHmac, randomBytes } from "node:crypto";
-import autocannon from "autocannon";
 import WebSocket from "ws";
-import { SECRETS, startMailhook } from "../tests/integration/harness.mjs";
+import { startMailhook } from "../tests/integration/harness.mjs";
+import { load as loadWith } from "./load.mjs";
 
 const PORT = 9329;
 const hook = await startMailhook({ listen: true, consumers: false, inspectorPort: PORT });
@@ -18,13 +17,7 @@ const pending = new Map();
 ws.on("message", (m) => { const msg = JSON.parse(m); pending.get(msg.id)?.(msg.result); });
 const send = (method, params = {}) => new Promise((r) => { const i = ++id; pending.set(i, r); ws.send(JSON.stringify({ id: i, method, params })); });
 
-let seq = 0;
-const req = () => {
-  seq++;
-  const body = JSON.stringify({ domain_id: 1, event_data: { from: ["a@b.c"], to: ["d@e.f"] }, event_id: `p-${seq}-${randomBytes(4).toString("hex")}`, event_time: Math.floor(Date.now() / 1000), event_type: "delivered", message_id: `<m${seq}@x>`, tags: null, user_id: 1 });
-  return { body, headers: { "content-type": "application/json", "x-maileroo-signature": createHmac("sha256", SECRETS.MAILEROO_WEBHOOK_SECRET).update(body).digest("hex") } };
-};
-const load = () => autocannon({ url: hook.url, connections: 10, duration: 5, requests: [{ method: "POST", path: "/webhooks/maileroo", setupRequest: (r) => ({ ...r, ...req() }) }] });
+const load = () => loadWith(hook.url, { duration: 5 });
 await load();
 await send("Profiler.enable");
 await send("Profiler.setSamplingInterval", { interval: 100 });

@@ -8,15 +8,15 @@
 // Targets are reported, never asserted. Queue consumers are off while
 // measuring, so the numbers are the ingest path alone.
 import { execFileSync, spawnSync } from "node:child_process";
-import { createHmac, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
-import autocannon from "autocannon";
 import { Miniflare } from "miniflare";
-import { SECRETS, startMailhook, wrangler } from "../tests/integration/harness.mjs";
+import { startMailhook, wrangler } from "../tests/integration/harness.mjs";
+import { load as loadWith, MAILEROO_SECRET } from "./load.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 process.chdir(root);
@@ -62,26 +62,7 @@ async function withPid(start) {
   return { ...instance, pid };
 }
 
-const MAILEROO_SECRET = SECRETS.MAILEROO_WEBHOOK_SECRET;
-let seq = 0;
-function mailerooRequest() {
-  seq += 1;
-  const body = JSON.stringify({
-    domain_id: 123, event_data: { from: ["sender@examplemail.com"], to: ["receiver@examplemail.com"] },
-    event_id: `bench-${process.pid}-${seq}-${randomBytes(4).toString("hex")}`, event_time: Math.floor(Date.now() / 1000),
-    event_type: "delivered", inserted_at: new Date().toISOString(), message_id: `<bench-${seq}@examplemail.com>`,
-    message_reference_id: "mref1234567890abcdef", tags: null, user_id: 1001,
-  });
-  return { body, headers: { "content-type": "application/json", "x-maileroo-signature": createHmac("sha256", MAILEROO_SECRET).update(body).digest("hex") } };
-}
-
-async function load(url) {
-  const result = await autocannon({
-    url, connections: CONNECTIONS, duration: DURATION,
-    requests: [{ method: "POST", path: "/webhooks/maileroo", setupRequest: (req) => ({ ...req, ...mailerooRequest() }) }],
-  });
-  return result;
-}
+const load = (url) => loadWith(url, { connections: CONNECTIONS, duration: DURATION });
 
 /** One measured load round against `instance`. */
 async function round(name, instance, r) {

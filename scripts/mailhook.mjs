@@ -11,6 +11,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { readDevVars } from "./demo-origin.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const PROVIDERS = ["mail-plus", "mailtura", "maileroo", "improvmx", "adm-tools"];
@@ -20,14 +21,12 @@ function fail(message) {
   process.exit(2);
 }
 
+const devVarsFile = path.join(root, ".dev.vars");
+const devVars = existsSync(devVarsFile) ? readDevVars(devVarsFile) : {};
+
+/** A secret from the environment, else `.dev.vars`; of several (rotation), the newest, last. */
 function secret(name) {
-  if (process.env[name]) return process.env[name];
-  const file = path.join(root, ".dev.vars");
-  if (existsSync(file)) {
-    const m = readFileSync(file, "utf8").match(new RegExp(`^\\s*${name}\\s*=\\s*(.*?)\\s*$`, "m"));
-    if (m) return m[1].replace(/^"(.*)"$/, "$1").split(",").pop().trim();
-  }
-  return undefined;
+  return process.env[name] ?? devVars[name]?.split(",").pop().trim();
 }
 
 const hex = (n) => randomBytes(n).toString("hex");

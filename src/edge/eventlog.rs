@@ -1,8 +1,7 @@
 //! The event log in D1 (`migrations/`): a row per event, written at its first
 //! delivery attempt and updated on each, one row per attempt, dead letters,
-//! and retention. Writes that only
-//! serve operators are best effort (logged on failure); the dead-letter
-//! record is not (its caller retries).
+//! and retention. Writes that only serve operators are best effort (logged
+//! on failure); the dead-letter record is not (its caller retries).
 
 use super::{log, now_seconds, BUCKET_PAYLOADS, D1_DATABASE};
 use crate::delivery::Envelope;
@@ -22,16 +21,21 @@ fn opt_text(s: Option<&str>) -> JsValue {
     s.map_or(JsValue::NULL, JsValue::from_str)
 }
 
-const INSERT: &str = "INSERT INTO events (id, provider, type, received_at, status, attempts, last_status, last_error, payload_ref, envelope, updated_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+/// What an event's row becomes when it exists already.
+const ON_ATTEMPT: &str = "status = excluded.status, attempts = events.attempts + excluded.attempts, \
+     last_status = excluded.last_status, last_error = excluded.last_error, updated_at = excluded.updated_at";
+const ON_DEAD: &str = "status = 'dead', attempts = MAX(events.attempts, excluded.attempts), \
+     last_status = excluded.last_status, last_error = excluded.last_error, updated_at = excluded.updated_at";
 
-/// Inserts an event's row at its first attempt, or updates its status,
-/// adding `attempts_delta`; `envelope_json` is stored only when the row is new.
-fn upsert(env: &Env, e: &Envelope, envelope_json: &str, status: &str, attempts_delta: i64) -> Result<D1PreparedStatement> {
+/// Inserts an event's row (its first attempt, or a dead letter the log has
+/// not seen), or applies `on_conflict` to the existing one. `attempts` is
+/// the new row's count, and what `on_conflict` reads as `excluded.attempts`;
+/// `envelope_json` is stored only when the row is new.
+fn write_row(env: &Env, e: &Envelope, envelope_json: &str, status: &str, attempts: i64, on_conflict: &str) -> Result<D1PreparedStatement> {
     env.d1(D1_DATABASE)?
         .prepare(format!(
-            "{INSERT} ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = events.attempts + ?6, \
-             last_status = excluded.last_status, last_error = excluded.last_error, updated_at = excluded.updated_at"
+            "INSERT INTO events (id, provider, type, received_at, status, attempts, last_status, last_error, payload_ref, envelope, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO UPDATE SET {on_conflict}"
         ))
         .bind(&[
             text(&e.id),
@@ -39,7 +43,7 @@ fn upsert(env: &Env, e: &Envelope, envelope_json: &str, status: &str, attempts_d
             text(&e.kind),
             int(if e.received_at > 0 { e.received_at } else { now_seconds() }),
             text(status),
-            int(attempts_delta),
+            int(attempts),
             e.last_status.map_or(JsValue::NULL, |s| int(i64::from(s))),
             opt_text(e.last_error.as_deref()),
             opt_text(e.r2_key.as_deref()),
@@ -62,7 +66,7 @@ pub async fn record_attempt(env: &Env, e: &Envelope, envelope_json: &str, status
                 int(ms as i64),
                 opt_text(e.last_error.as_deref()),
             ])?;
-        db.batch(vec![attempt, upsert(env, e, envelope_json, status, 1)?]).await
+        db.batch(vec![attempt, write_row(env, e, envelope_json, status, 1, ON_ATTEMPT)?]).await
     }
     .await;
     if let Err(err) = result {
@@ -72,28 +76,7 @@ pub async fn record_attempt(env: &Env, e: &Envelope, envelope_json: &str, status
 
 /// Marks an event dead. Its caller retries the message when this fails.
 pub async fn record_dead(env: &Env, e: &Envelope) -> Result<()> {
-    let db = env.d1(D1_DATABASE)?;
-    db.prepare(
-        "INSERT INTO events (id, provider, type, received_at, status, attempts, last_status, last_error, payload_ref, envelope, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, 'dead', ?5, ?6, ?7, ?8, ?9, ?10) \
-         ON CONFLICT (id) DO UPDATE SET status = 'dead', attempts = MAX(events.attempts, excluded.attempts), \
-           last_status = excluded.last_status, last_error = excluded.last_error, updated_at = excluded.updated_at",
-    )
-    .bind(&[
-        text(&e.id),
-        text(&e.provider),
-        text(&e.kind),
-        int(if e.received_at > 0 { e.received_at } else { now_seconds() }),
-        int(i64::from(e.attempt)),
-        e.last_status.map_or(JsValue::NULL, |s| int(i64::from(s))),
-        opt_text(e.last_error.as_deref()),
-        opt_text(e.r2_key.as_deref()),
-        text(&e.to_json()),
-        int(now_seconds()),
-    ])?
-    .run()
-    .await
-    .map(|_| ())
+    write_row(env, e, &e.to_json(), "dead", i64::from(e.attempt), ON_DEAD)?.run().await.map(|_| ())
 }
 
 /// Deletes rows received before `cutoff` with their attempts, and the R2

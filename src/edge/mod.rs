@@ -8,7 +8,7 @@ mod dns;
 mod eventlog;
 mod ingest;
 
-use crate::config::{Config, ConfigError, VARIABLES};
+use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
 use crate::providers::Provider;
 use crate::routes::{route, Route};
@@ -34,12 +34,8 @@ thread_local! {
 
 pub fn config(env: &Env) -> std::result::Result<Rc<Config>, ConfigError> {
     CONFIG.with(|c| {
-        c.get_or_init(|| {
-            let values: Vec<(&str, Option<String>)> =
-                VARIABLES.iter().map(|name| (*name, env.var(name).ok().map(|v| v.to_string()))).collect();
-            Config::from_lookup(|name| values.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.clone())).map(Rc::new)
-        })
-        .clone()
+        c.get_or_init(|| Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string())).map(Rc::new))
+            .clone()
     })
 }
 
