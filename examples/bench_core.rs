@@ -22,7 +22,8 @@ fn main() {
             .filter_map(|f| std::fs::read(f.path()).ok())
             .collect();
         bodies.sort();
-        let requests: Vec<(mailhook::testkit::Sent, Vec<u8>)> = bodies.into_iter().map(|body| (as_sent_by(provider, &body), body)).collect();
+        let requests: Vec<(mailhook::testkit::Sent, Vec<u8>)> =
+            bodies.into_iter().map(|body| (as_sent_by(provider, &body), body)).collect();
         let run_once = || {
             let mut events = 0usize;
             for (sent, body) in &requests {

@@ -2,7 +2,7 @@
 # Installs everything mailhook's build and tests need, at pinned versions, and
 # nothing that is already there. Safe to run again: a second run only checks.
 #
-#   rustup target wasm32-unknown-unknown
+#   rustup target wasm32-unknown-unknown, components rustfmt and clippy
 #   worker-build        WORKER_BUILD_VERSION below
 #   wasm-bindgen-cli    exactly the wasm-bindgen version in Cargo.lock
 #   npm packages        package-lock.json (wrangler, miniflare, binaryen for wasm-opt, esbuild, …)
@@ -25,6 +25,14 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
   say "adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown
 fi
+
+# rustfmt and clippy: `npm test` checks formatting and lints.
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    say "adding the $component component"
+    rustup component add "$component"
+  fi
+done
 
 # cargo install at an exact version; --locked first for a reproducible build,
 # then without it when a locked dependency is not on the registry here.

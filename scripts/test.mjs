@@ -31,6 +31,20 @@ if (build.code !== 0) {
   process.exit(1);
 }
 
+step("format and lints (cargo fmt --check, cargo clippy -D warnings, native and wasm32)");
+for (const args of [
+  ["fmt", "--check"],
+  ["clippy", "--all-targets", "--color", "never", "--", "-D", "warnings"],
+  ["clippy", "--lib", "--target", "wasm32-unknown-unknown", "--color", "never", "--", "-D", "warnings"],
+]) {
+  const r = await run("cargo", args);
+  if (r.code === 0) totals.passed += 1;
+  else {
+    totals.failed += 1;
+    console.error(`cargo ${args.join(" ")} failed; run it locally and fix what it names`);
+  }
+}
+
 step("native tests (cargo test)");
 const native = await run("cargo", ["test", "--color", "never"], { capture: true });
 for (const m of native.output.matchAll(/test result: \w+\. (\d+) passed; (\d+) failed/g)) {

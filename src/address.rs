@@ -14,10 +14,7 @@ pub fn parse_one(s: &str) -> Option<Address> {
         (Some(lt), true) => {
             let email = s.get(lt + 1..s.len() - 1)?.trim();
             let name = unquote(s.get(..lt)?.trim());
-            Some(Address {
-                email: email.to_string(),
-                name: (!name.is_empty()).then(|| name.to_string()),
-            })
+            Some(Address { email: email.to_string(), name: (!name.is_empty()).then(|| name.to_string()) })
         }
         _ => Some(Address { email: s.to_string(), name: None }),
     }

@@ -106,7 +106,11 @@ impl EventQuery {
                 "from" => q.from = Some(parse_bound(&v, false).ok_or_else(|| bad(k, "must be YYYY-MM-DD or RFC 3339"))?),
                 "to" => q.to = Some(parse_bound(&v, true).ok_or_else(|| bad(k, "must be YYYY-MM-DD or RFC 3339"))?),
                 "limit" => {
-                    q.limit = v.parse().ok().filter(|l| (1..=MAX_LIMIT).contains(l)).ok_or_else(|| bad(k, &format!("must be 1 to {MAX_LIMIT}")))?
+                    q.limit = v
+                        .parse()
+                        .ok()
+                        .filter(|l| (1..=MAX_LIMIT).contains(l))
+                        .ok_or_else(|| bad(k, &format!("must be 1 to {MAX_LIMIT}")))?
                 }
                 "page" => q.page = v.parse().ok().filter(|p| *p >= 1).ok_or_else(|| bad(k, "must be 1 or more"))?,
                 _ => return Err(bad(k, "is not a filter; use provider, type, status, from, to, limit, page")),
@@ -240,7 +244,8 @@ mod tests {
 
     #[test]
     fn queries_bind_every_value() {
-        let q = EventQuery::parse("provider=maileroo&type=email.delivered&status=dead&from=2024-03-15&to=2024-03-15&limit=10&page=3").unwrap();
+        let q =
+            EventQuery::parse("provider=maileroo&type=email.delivered&status=dead&from=2024-03-15&to=2024-03-15&limit=10&page=3").unwrap();
         assert_eq!((q.limit, q.page, q.offset()), (10, 3, 20));
         let (sql, params) = q.where_clause();
         assert_eq!(sql, " WHERE provider = ?1 AND type = ?2 AND status = ?3 AND received_at >= ?4 AND received_at < ?5");
@@ -254,7 +259,15 @@ mod tests {
 
     #[test]
     fn bad_queries_name_the_parameter() {
-        for (q, name) in [("limit=0", "limit"), ("limit=1001", "limit"), ("page=0", "page"), ("from=yesterday", "from"), ("status=lost", "status"), ("color=red", "color"), ("provider=%zz", "provider")] {
+        for (q, name) in [
+            ("limit=0", "limit"),
+            ("limit=1001", "limit"),
+            ("page=0", "page"),
+            ("from=yesterday", "from"),
+            ("status=lost", "status"),
+            ("color=red", "color"),
+            ("provider=%zz", "provider"),
+        ] {
             let e = EventQuery::parse(q).unwrap_err();
             assert_eq!(e.status(), 400);
             assert!(e.to_string().contains(name), "{e}");

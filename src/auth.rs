@@ -20,16 +20,12 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// an attacker how long the real token is; every configured value is checked.
 pub fn token_matches(tokens: &Secrets, presented: &str) -> bool {
     let p = Sha256::digest(presented.as_bytes());
-    tokens
-        .iter()
-        .fold(false, |found, t| found | constant_time_eq(&Sha256::digest(t.as_bytes()), &p))
+    tokens.iter().fold(false, |found, t| found | constant_time_eq(&Sha256::digest(t.as_bytes()), &p))
 }
 
 /// HMAC-SHA256 of the concatenated `parts` with `key`.
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let Ok(mut mac) = HmacSha256::new_from_slice(key) else {
-        unreachable!("HMAC accepts keys of any length")
-    };
+    let Ok(mut mac) = HmacSha256::new_from_slice(key) else { unreachable!("HMAC accepts keys of any length") };
     for p in parts {
         mac.update(p);
     }
@@ -42,9 +38,7 @@ pub fn verify_hex_hmac(secrets: &Secrets, body: &[u8], signature_hex: &str) -> b
     let Ok(sig) = hex::decode(signature_hex.trim().to_ascii_lowercase()) else {
         return false;
     };
-    secrets
-        .iter()
-        .fold(false, |ok, s| ok | constant_time_eq(&hmac_sha256(s.as_bytes(), &[body]), &sig))
+    secrets.iter().fold(false, |ok, s| ok | constant_time_eq(&hmac_sha256(s.as_bytes(), &[body]), &sig))
 }
 
 #[cfg(test)]
@@ -107,7 +101,9 @@ impl IpList {
                 let max = if ip.is_ipv4() { 32 } else { 128 };
                 let len = match len {
                     None => max,
-                    Some(l) => l.trim().parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| format!("{entry:?} has a bad prefix length"))?,
+                    Some(l) => {
+                        l.trim().parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| format!("{entry:?} has a bad prefix length"))?
+                    }
                 };
                 Ok((ip, len))
             })

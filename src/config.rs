@@ -38,14 +38,7 @@ pub struct Secrets(Vec<String>);
 
 impl Secrets {
     pub fn parse(raw: Option<&str>) -> Self {
-        Self(
-            raw.unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
-        )
+        Self(raw.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -189,10 +182,7 @@ impl Config {
         }
         if let Some(url) = &self.origin_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(ConfigError {
-                    var: "ORIGIN_URL",
-                    message: "must be an absolute http:// or https:// URL".into(),
-                });
+                return Err(ConfigError { var: "ORIGIN_URL", message: "must be an absolute http:// or https:// URL".into() });
             }
         }
         Ok(self)
@@ -210,17 +200,10 @@ impl Config {
     }
 }
 
-fn number<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
-    default: T,
-) -> Result<T, ConfigError> {
+fn number<T: std::str::FromStr>(get: &impl Fn(&str) -> Option<String>, var: &'static str, default: T) -> Result<T, ConfigError> {
     match get(var) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| ConfigError {
-            var,
-            message: format!("{v:?} is not a whole non-negative number"),
-        }),
+        Some(v) => v.parse().map_err(|_| ConfigError { var, message: format!("{v:?} is not a whole non-negative number") }),
     }
 }
 
@@ -243,10 +226,7 @@ fn verify_mode(raw: Option<&str>) -> Result<VerifyMode, ConfigError> {
         Some("ip") => Ok(VerifyMode::Ip),
         Some("ip+rdns") => Ok(VerifyMode::IpAndRdns),
         Some("ip|rdns") => Ok(VerifyMode::IpOrRdns),
-        Some(other) => Err(ConfigError {
-            var: "MAIL_PLUS_VERIFY",
-            message: format!("{other:?} is not one of ip, rdns, ip+rdns, ip|rdns"),
-        }),
+        Some(other) => Err(ConfigError { var: "MAIL_PLUS_VERIFY", message: format!("{other:?} is not one of ip, rdns, ip+rdns, ip|rdns") }),
     }
 }
 
@@ -256,15 +236,12 @@ fn signing_keys(raw: Option<&str>) -> Result<Vec<SigningKey>, ConfigError> {
         .enumerate()
         .map(|(i, s)| {
             let b64 = s.strip_prefix("whsec_").unwrap_or(s);
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .ok()
-                .filter(|k| !k.is_empty())
-                .map(SigningKey)
-                .ok_or_else(|| ConfigError {
+            base64::engine::general_purpose::STANDARD.decode(b64).ok().filter(|k| !k.is_empty()).map(SigningKey).ok_or_else(|| {
+                ConfigError {
                     var: "ORIGIN_SIGNING_SECRET",
                     message: format!("value #{} is not whsec_<base64>; generate one with `npm run gen-secret`", i + 1),
-                })
+                }
+            })
         })
         .collect()
 }
@@ -356,11 +333,9 @@ mod tests {
 
     #[test]
     fn signing_keys_decode_with_or_without_prefix() {
-        let c = cfg(&[
-            ("ORIGIN_URL", "http://127.0.0.1:8789/"),
-            ("ORIGIN_SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,c2Vjb25k"),
-        ])
-        .unwrap();
+        let c =
+            cfg(&[("ORIGIN_URL", "http://127.0.0.1:8789/"), ("ORIGIN_SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,c2Vjb25k")])
+                .unwrap();
         assert_eq!(c.origin_signing_keys.len(), 2);
         assert_eq!(c.origin_signing_keys[1].bytes(), b"second");
         assert_eq!(c.delivery_problem(), None);

@@ -77,9 +77,7 @@ impl ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotFound => f.write_str(
-                "no such route; providers post to /webhooks/{mail-plus|mailtura|maileroo|improvmx|adm-tools}",
-            ),
+            Self::NotFound => f.write_str("no such route; providers post to /webhooks/{mail-plus|mailtura|maileroo|improvmx|adm-tools}"),
             Self::MethodNotAllowed { allow } => write!(f, "this route accepts {allow} only"),
             Self::PayloadTooLarge { limit } => {
                 write!(f, "the body is larger than MAX_BODY_BYTES ({limit} bytes); raise it if this provider's payloads are legitimately this large")

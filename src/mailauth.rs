@@ -109,7 +109,9 @@ mod tests {
 
     #[test]
     fn header_blocks_fold_and_repeat() {
-        let m = parse_header_block("From: a@b.c\r\nSubject: Hello\r\n  world\r\nReceived: one\r\nReceived: two\r\nReceived: three\r\nbogus line\r\n");
+        let m = parse_header_block(
+            "From: a@b.c\r\nSubject: Hello\r\n  world\r\nReceived: one\r\nReceived: two\r\nReceived: three\r\nbogus line\r\n",
+        );
         assert_eq!(m["Subject"], "Hello world");
         assert_eq!(m["Received"], serde_json::json!(["one", "two", "three"]));
         assert_eq!(header(&m, "from"), Some("a@b.c"));

@@ -27,9 +27,7 @@ pub fn config_with(overrides: &[(&str, &str)]) -> Result<Config, crate::config::
         ("MAX_EVENT_AGE_SECONDS", LONG_WINDOW),
         ("DEDUPE_TTL_SECONDS", LONG_WINDOW),
     ];
-    Config::from_lookup(|k| {
-        overrides.iter().chain(base.iter()).find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
-    })
+    Config::from_lookup(|k| overrides.iter().chain(base.iter()).find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
 }
 
 /// Hex HMAC-SHA256 of the raw body, as Mailtura and Maileroo sign.

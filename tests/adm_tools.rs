@@ -70,7 +70,17 @@ fn the_token_is_checked_before_the_body() {
 fn empty_invalid_or_foreign_bodies_are_400() {
     let cfg = config();
     let h = headers_with_token(Some(ADM_TOOLS_TOKEN));
-    for body in [&b""[..], b"  \n", b"{", b"not json", b"[1,2]", b"{}", br#"{"mailbox":"a@b.c"}"#, br#"{"event":"new"}"#, br#"{"mailbox":1,"event":"new"}"#] {
+    for body in [
+        &b""[..],
+        b"  \n",
+        b"{",
+        b"not json",
+        b"[1,2]",
+        b"{}",
+        br#"{"mailbox":"a@b.c"}"#,
+        br#"{"event":"new"}"#,
+        br#"{"mailbox":1,"event":"new"}"#,
+    ] {
         let e = refused(&cfg, &h, body);
         assert_eq!((e.status(), e.code()), (400, "bad_request"), "{}", String::from_utf8_lossy(body));
     }

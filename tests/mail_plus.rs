@@ -28,7 +28,16 @@ fn each_mode_needs_its_settings() {
     assert!(missing(&[("MAIL_PLUS_VERIFY", "ip+rdns"), ("MAIL_PLUS_ALLOWED_IPS", "")]));
     assert!(!missing(&[("MAIL_PLUS_VERIFY", "ip|rdns"), ("MAIL_PLUS_ALLOWED_IPS", "")]));
     assert!(missing(&[("MAIL_PLUS_VERIFY", "ip|rdns"), ("MAIL_PLUS_ALLOWED_IPS", ""), ("MAIL_PLUS_RDNS_SUFFIX", "")]));
-    let e = run(P, &config_with(&[("MAIL_PLUS_VERIFY", "ip"), ("MAIL_PLUS_ALLOWED_IPS", "")]), &[], Some(MAIL_PLUS_IP), None, NOW, &fixture(P, "sample")).unwrap_err();
+    let e = run(
+        P,
+        &config_with(&[("MAIL_PLUS_VERIFY", "ip"), ("MAIL_PLUS_ALLOWED_IPS", "")]),
+        &[],
+        Some(MAIL_PLUS_IP),
+        None,
+        NOW,
+        &fixture(P, "sample"),
+    )
+    .unwrap_err();
     assert_eq!((e.status(), e.code()), (503, "not_configured"));
 }
 

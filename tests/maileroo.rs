@@ -21,7 +21,13 @@ fn the_event_time_window() {
 #[test]
 fn a_missing_event_time_or_type_or_foreign_body_is_400() {
     let cfg = config();
-    for body in [&br#"{"event_type":"delivered"}"#[..], br#"{"event_time":1710545542}"#, br#"{"event_type":"delivered","event_time":"later"}"#, b"null", b""] {
+    for body in [
+        &br#"{"event_type":"delivered"}"#[..],
+        br#"{"event_time":1710545542}"#,
+        br#"{"event_type":"delivered","event_time":"later"}"#,
+        b"null",
+        b"",
+    ] {
         let e = ingest(P, &cfg, body).unwrap_err();
         assert_eq!(e.code(), "bad_request", "{}", String::from_utf8_lossy(body));
     }

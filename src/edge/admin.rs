@@ -118,10 +118,7 @@ async fn list(query: &str, env: &Env) -> std::result::Result<(u16, Value), ApiEr
     let sql = format!("SELECT {COLUMNS} FROM events{filter} ORDER BY received_at DESC, id LIMIT ?{} OFFSET ?{}", n + 1, n + 2);
     let page: Vec<EventRow> = rows(env, sql, &with_extra(&params, &[u64::from(q.limit), q.offset()])).await?;
     let total = count(env, &filter, &params).await?;
-    Ok((
-        200,
-        json!({"total": total, "page": q.page, "limit": q.limit, "events": page.iter().map(EventRow::to_json).collect::<Vec<_>>()}),
-    ))
+    Ok((200, json!({"total": total, "page": q.page, "limit": q.limit, "events": page.iter().map(EventRow::to_json).collect::<Vec<_>>()})))
 }
 
 async fn envelope_of(id: &str, env: &Env) -> std::result::Result<(EventRow, Option<String>), ApiError> {
@@ -199,7 +196,8 @@ async fn enqueue_replays(env: &Env, envelopes: Vec<String>) -> std::result::Resu
         log(json!({"kind": "replay_failed", "error": e.to_string()}));
         ApiError::Unavailable("could not enqueue the replay; nothing was replayed, please retry".into())
     };
-    let fresh: Vec<Envelope> = envelopes.iter().filter_map(|e| serde_json::from_str::<Envelope>(e).ok()).map(Envelope::for_replay).collect();
+    let fresh: Vec<Envelope> =
+        envelopes.iter().filter_map(|e| serde_json::from_str::<Envelope>(e).ok()).map(Envelope::for_replay).collect();
     let bodies: Vec<String> = fresh.iter().map(Envelope::to_json).collect();
     let queue = env.queue(QUEUE_EVENTS).map_err(unavailable)?;
     let db = env.d1(D1_DATABASE).map_err(unavailable)?;

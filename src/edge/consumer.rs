@@ -12,8 +12,8 @@ use futures_util::future::join_all;
 use serde_json::json;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    Env, Headers, MessageBatch, MessageBuilder, MessageExt, Method, QueueContentType,
-    QueueRetryOptionsBuilder, RawMessage, Request, RequestInit,
+    Env, Headers, MessageBatch, MessageBuilder, MessageExt, Method, QueueContentType, QueueRetryOptionsBuilder, RawMessage, Request,
+    RequestInit,
 };
 
 /// How long to wait before looking at a message again after an

@@ -102,7 +102,8 @@ pub async fn remove_older_than(env: &Env, cutoff: i64) -> Result<usize> {
     }
     let results = db
         .batch(vec![
-            db.prepare("DELETE FROM delivery_attempts WHERE event_id IN (SELECT id FROM events WHERE received_at < ?1)").bind(&[int(cutoff)])?,
+            db.prepare("DELETE FROM delivery_attempts WHERE event_id IN (SELECT id FROM events WHERE received_at < ?1)")
+                .bind(&[int(cutoff)])?,
             db.prepare("DELETE FROM events WHERE received_at < ?1").bind(&[int(cutoff)])?,
         ])
         .await?;

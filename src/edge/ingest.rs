@@ -37,10 +37,7 @@ async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::R
     }
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let client_ip = headers.iter().find(|(k, _)| k == "cf-connecting-ip").map(|(_, v)| v.clone());
-    let body = req
-        .bytes()
-        .await
-        .map_err(|_| ApiError::BadRequest("the request body could not be read; send it again".into()))?;
+    let body = req.bytes().await.map_err(|_| ApiError::BadRequest("the request body could not be read; send it again".into()))?;
     let mut inbound = Inbound { headers: &headers, client_ip: client_ip.as_deref(), body: &body, now: now_seconds(), rdns: None };
     if provider == Provider::MailPlus {
         if let Some(ip) = crate::providers::mail_plus::rdns_lookup(&cfg, &inbound) {

@@ -33,10 +33,7 @@ thread_local! {
 }
 
 pub fn config(env: &Env) -> std::result::Result<Rc<Config>, ConfigError> {
-    CONFIG.with(|c| {
-        c.get_or_init(|| Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string())).map(Rc::new))
-            .clone()
-    })
+    CONFIG.with(|c| c.get_or_init(|| Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string())).map(Rc::new)).clone())
 }
 
 pub fn now_millis() -> u64 {
@@ -129,10 +126,8 @@ fn health(env: &Env) -> Result<Response> {
             return json_response(503, &serde_json::json!({"status": "misconfigured", "version": crate::VERSION, "error": e.to_string()}))
         }
     };
-    let providers: serde_json::Map<String, serde_json::Value> = Provider::ALL
-        .iter()
-        .map(|p| (p.name().to_string(), serde_json::json!({"configured": p.missing_config(&cfg).is_none()})))
-        .collect();
+    let providers: serde_json::Map<String, serde_json::Value> =
+        Provider::ALL.iter().map(|p| (p.name().to_string(), serde_json::json!({"configured": p.missing_config(&cfg).is_none()}))).collect();
     json_response(
         200,
         &serde_json::json!({

@@ -37,9 +37,9 @@ struct Payload {
 }
 
 pub fn authenticate(cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
-    let token = req.header("x-webhook-token").ok_or_else(|| {
-        ApiError::Unauthorized("the X-Webhook-Token header is missing; adm.tools sends it with every request".into())
-    })?;
+    let token = req
+        .header("x-webhook-token")
+        .ok_or_else(|| ApiError::Unauthorized("the X-Webhook-Token header is missing; adm.tools sends it with every request".into()))?;
     if token_matches(&cfg.adm_tools_tokens, token.trim()) {
         Ok(())
     } else {
@@ -103,13 +103,7 @@ pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
     if let Some(hook) = req.header("x-webhook-id") {
         data.metadata.insert("webhook_id".into(), Value::String(hook.to_string()));
     }
-    data.mailbox = Some(Mailbox {
-        address: Some(p.mailbox),
-        folder: p.folder,
-        uid,
-        flags,
-        snippet: p.snippet,
-    });
+    data.mailbox = Some(Mailbox { address: Some(p.mailbox), folder: p.folder, uid, flags, snippet: p.snippet });
     let time = crate::time::from_json(&p.tstamp);
     Ok(vec![Event::new(id, kind, time, data)])
 }

@@ -95,7 +95,8 @@ pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
     if auth.spf.is_none() {
         auth.spf = spf_word;
     }
-    let attachments = p.inlines.into_iter().map(|a| a.into_attachment(true)).chain(p.attachments.into_iter().map(|a| a.into_attachment(false))).collect();
+    let attachments =
+        p.inlines.into_iter().map(|a| a.into_attachment(true)).chain(p.attachments.into_iter().map(|a| a.into_attachment(false))).collect();
 
     let mut data = EventData::new(NAME);
     data.message_id = message_id;

@@ -9,7 +9,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 #[allow(unused_imports)] // each test file uses its own part
-pub use mailhook::testkit::{as_sent_by, hex_hmac, Sent, ADM_TOOLS_TOKEN, IMPROVMX_IP, LONG_WINDOW, MAILEROO_SECRET, MAILTURA_SECRET, MAIL_PLUS_IP};
+pub use mailhook::testkit::{
+    as_sent_by, hex_hmac, Sent, ADM_TOOLS_TOKEN, IMPROVMX_IP, LONG_WINDOW, MAILEROO_SECRET, MAILTURA_SECRET, MAIL_PLUS_IP,
+};
 
 /// The fixed "now" of every native test: 2025-01-01T00:00:00Z, after every fixture.
 pub const NOW: i64 = 1_735_689_600;
@@ -138,7 +140,8 @@ pub fn check_age_window(provider: Provider, fixture_name: &str, at: i64) {
     let body = fixture(provider, fixture_name);
     let sent = as_sent_by(provider, &body);
     let cfg = config_with(&[("MAX_EVENT_AGE_SECONDS", "86400"), ("DEDUPE_TTL_SECONDS", "604800")]);
-    let at_time = |now: i64| run(provider, &cfg, &sent.headers, sent.client_ip, sent.rdns, now, &body).map(|_| "ok").unwrap_or_else(|e| e.code());
+    let at_time =
+        |now: i64| run(provider, &cfg, &sent.headers, sent.client_ip, sent.rdns, now, &body).map(|_| "ok").unwrap_or_else(|e| e.code());
     assert_eq!(at_time(at + 86_400), "ok", "a day old, as the providers' retries can be");
     assert_eq!(at_time(at + 86_401), "stale_event", "older than MAX_EVENT_AGE_SECONDS");
     assert_eq!(at_time(at - 300), "ok", "within clock skew");
