@@ -82,33 +82,42 @@ mod tests {
     }
 }
 
+/// One allow-list entry, normalised to its address family: an IPv4-mapped
+/// IPv6 entry (`::ffff:192.0.2.1`, `::ffff:192.0.2.0/120`) is the IPv4 range
+/// it names, so a prefix is always within its family's width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Net {
+    V4 { net: u32, len: u8 },
+    V6 { net: u128, len: u8 },
+}
+
+impl Net {
+    fn contains(self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        match (self, ip.to_canonical()) {
+            (Net::V4 { net, len }, V4(a)) => {
+                u32::from(a).checked_shr(32 - u32::from(len)).unwrap_or(0) == net.checked_shr(32 - u32::from(len)).unwrap_or(0)
+            }
+            (Net::V6 { net, len }, V6(a)) => {
+                u128::from(a).checked_shr(128 - u32::from(len)).unwrap_or(0) == net.checked_shr(128 - u32::from(len)).unwrap_or(0)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A comma-separated allow-list of addresses and CIDR ranges, IPv4 and IPv6.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IpList(Vec<(std::net::IpAddr, u8)>);
+pub struct IpList(Vec<Net>);
+
+/// The bits of the IPv4-mapped prefix `::ffff:0:0/96`.
+const MAPPED_PREFIX_LEN: u8 = 96;
 
 impl IpList {
-    /// Parses `15.237.103.194, 192.0.2.0/24, 2001:db8::/32`; the error names the bad entry.
+    /// Parses `15.237.103.194, 192.0.2.0/24, 2001:db8::/32, ::ffff:192.0.2.1`;
+    /// empty items are skipped; the error names the bad entry and what to write.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        raw.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|entry| {
-                let (addr, len) = match entry.split_once('/') {
-                    Some((a, l)) => (a, Some(l)),
-                    None => (entry, None),
-                };
-                let ip: std::net::IpAddr = addr.trim().parse().map_err(|_| format!("{entry:?} is not an IP address or CIDR range"))?;
-                let max = if ip.is_ipv4() { 32 } else { 128 };
-                let len = match len {
-                    None => max,
-                    Some(l) => {
-                        l.trim().parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| format!("{entry:?} has a bad prefix length"))?
-                    }
-                };
-                Ok((ip, len))
-            })
-            .collect::<Result<_, _>>()
-            .map(IpList)
+        raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse_entry).collect::<Result<_, _>>().map(IpList)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -118,20 +127,35 @@ impl IpList {
     /// True when `ip` (a textual address; IPv4-mapped IPv6 counts as IPv4) is in the list.
     pub fn contains(&self, ip: &str) -> bool {
         let Ok(ip) = ip.trim().parse::<std::net::IpAddr>() else { return false };
-        let ip = ip.to_canonical();
-        self.0.iter().any(|(net, len)| in_network(ip, *net, *len))
+        self.0.iter().any(|n| n.contains(ip))
     }
 }
 
-fn in_network(ip: std::net::IpAddr, net: std::net::IpAddr, len: u8) -> bool {
-    use std::net::IpAddr::{V4, V6};
-    let (a, n, bits) = match (ip, net.to_canonical()) {
-        (V4(a), V4(n)) => (u128::from(u32::from(a)), u128::from(u32::from(n)), 32),
-        (V6(a), V6(n)) => (u128::from(a), u128::from(n), 128),
-        _ => return false,
+fn parse_entry(entry: &str) -> Result<Net, String> {
+    use std::net::IpAddr;
+    let (addr, len) = match entry.split_once('/') {
+        Some((a, l)) => (a.trim(), Some(l.trim())),
+        None => (entry, None),
     };
-    let shift = bits - u32::from(len);
-    shift >= bits || (a >> shift) == (n >> shift)
+    let ip: IpAddr = addr.parse().map_err(|_| format!("{entry:?} is not an IP address or CIDR range"))?;
+    let width: u8 = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => width,
+        Some(l) => l.parse::<u8>().ok().filter(|l| *l <= width).ok_or_else(|| {
+            format!("{entry:?} has a bad prefix length: an IPv{} prefix is 0 to {width}", if width == 32 { 4 } else { 6 })
+        })?,
+    };
+    match ip {
+        IpAddr::V4(v4) => Ok(Net::V4 { net: u32::from(v4), len }),
+        // `::ffff:a.b.c.d` is how an IPv4 client is written in IPv6: the IPv4 range it names.
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) if len >= MAPPED_PREFIX_LEN => Ok(Net::V4 { net: u32::from(v4), len: len - MAPPED_PREFIX_LEN }),
+            Some(_) => Err(format!(
+                "{entry:?} is an IPv4-mapped address with a prefix shorter than /96, which would mix IPv4 and IPv6; write the IPv4 range (a.b.c.d/N) or an IPv6 range outside ::ffff:0:0/96"
+            )),
+            None => Ok(Net::V6 { net: u128::from(v6), len }),
+        },
+    }
 }
 
 /// How far in the future a provider's timestamp may be (clock skew).
@@ -174,10 +198,48 @@ mod ip_tests {
 
     #[test]
     fn bad_entries_are_named() {
-        for bad in ["1.2.3", "1.2.3.4/33", "::1/129", "1.2.3.4/x", "example.com"] {
+        for bad in [
+            "1.2.3",
+            "1.2.3.4/33",
+            "::1/129",
+            "1.2.3.4/x",
+            "example.com",
+            "::ffff:15.237.103.194/129",
+            "::ffff:1.2.3.4/64",
+            "1.2.3.4/",
+            "/8",
+            "1.2.3.4/-1",
+        ] {
             let e = IpList::parse(bad).unwrap_err();
             assert!(e.contains(bad), "{e}");
         }
+    }
+
+    #[test]
+    fn mapped_ipv6_entries_are_their_ipv4_range() {
+        // Found in review: `::ffff:15.237.103.194` kept prefix 128 as IPv4, and `32 - 128` matched everything.
+        let l = IpList::parse("::ffff:15.237.103.194").unwrap();
+        assert!(l.contains("15.237.103.194"));
+        assert!(l.contains("::ffff:15.237.103.194"));
+        for other in ["15.237.103.195", "1.1.1.1", "0.0.0.0", "255.255.255.255", "::1", "::ffff:1.1.1.1"] {
+            assert!(!l.contains(other), "{other}");
+        }
+        let l = IpList::parse("::FFFF:192.0.2.0/120, ::ffff:c633:6400/120").unwrap();
+        assert!(l.contains("192.0.2.77") && l.contains("198.51.100.9"));
+        assert!(!l.contains("192.0.3.1"));
+        assert!(IpList::parse("::ffff:0.0.0.0/96").unwrap().contains("8.8.8.8"));
+        assert!(!IpList::parse("::ffff:0.0.0.0/96").unwrap().contains("2001:db8::1"));
+    }
+
+    #[test]
+    fn odd_but_valid_spellings() {
+        let l = IpList::parse(" , 192.0.2.1/32 ,, 2001:DB8::/32 , 10.0.0.0 / 8 ,").unwrap();
+        for ip in ["192.0.2.1", "2001:db8::abcd", "10.255.0.1", " 10.0.0.1 "] {
+            assert!(l.contains(ip), "{ip}");
+        }
+        assert!(IpList::parse("192.0.2.77/24").unwrap().contains("192.0.2.1"), "host bits are ignored");
+        assert!(IpList::parse("::/0").unwrap().contains("2001:db8::1"));
+        assert!(!IpList::parse("::/0").unwrap().contains("192.0.2.1"), "IPv6 /0 is IPv6 only");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! and checks it, so a bad value is a clear error naming the variable instead
 //! of a surprise at delivery time. Secrets never appear in `Debug` output.
 
-use crate::auth::IpList;
+use crate::auth::{IpList, MAX_CLOCK_SKEW_SECONDS};
 use base64::Engine as _;
 use std::fmt;
 
@@ -91,6 +91,9 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// What LOG_RETENTION_DAYS must exceed the retry schedule's span by.
+pub const RETENTION_MARGIN_SECONDS: u64 = 86_400;
+
 /// The Queues limit on a message delay and a retry delay: 12 hours.
 pub const MAX_QUEUE_DELAY_SECONDS: u32 = 43_200;
 
@@ -162,17 +165,33 @@ impl Config {
                 message: format!("{} is below Workers KV's minimum TTL of 60 seconds", self.dedupe_ttl_seconds),
             });
         }
-        if self.max_event_age_seconds > self.dedupe_ttl_seconds {
+        // A signed event is accepted from `skew` seconds before its own time
+        // until `max_age` after it: that whole window must fit in the dedupe
+        // window, or a replay after its key expired would be accepted again.
+        let acceptable_for = self.max_event_age_seconds.checked_add(MAX_CLOCK_SKEW_SECONDS.unsigned_abs());
+        if acceptable_for.is_none_or(|a| a > self.dedupe_ttl_seconds) {
+            let acceptable_for = acceptable_for.map_or_else(|| "a larger number".into(), |a| a.to_string());
             return Err(ConfigError {
                 var: "MAX_EVENT_AGE_SECONDS",
                 message: format!(
-                    "{} exceeds DEDUPE_TTL_SECONDS ({}): a replayed event older than the dedupe window would be accepted again; lower MAX_EVENT_AGE_SECONDS or raise DEDUPE_TTL_SECONDS",
+                    "{} plus the {MAX_CLOCK_SKEW_SECONDS} s allowed for clocks ahead exceeds DEDUPE_TTL_SECONDS ({}): a replayed event older than the dedupe window would be accepted again; lower MAX_EVENT_AGE_SECONDS or raise DEDUPE_TTL_SECONDS to at least {acceptable_for}",
                     self.max_event_age_seconds, self.dedupe_ttl_seconds
                 ),
             });
         }
-        if self.log_retention_days == 0 {
-            return Err(ConfigError { var: "LOG_RETENTION_DAYS", message: "must be at least 1".into() });
+        // The retention cron must not remove an event's row and payload while
+        // the schedule may still be retrying it.
+        let needed = crate::delivery::schedule_span_seconds(&self.retry_schedule) + RETENTION_MARGIN_SECONDS;
+        let needed_days = needed.div_ceil(86_400);
+        if u64::from(self.log_retention_days) < needed_days {
+            return Err(ConfigError {
+                var: "LOG_RETENTION_DAYS",
+                message: format!(
+                    "{} is shorter than RETRY_SCHEDULE_SECONDS can take (up to {} s with jitter) plus a day; set it to at least {needed_days}",
+                    self.log_retention_days,
+                    needed - RETENTION_MARGIN_SECONDS
+                ),
+            });
         }
         if self.origin_timeout_seconds == 0 {
             return Err(ConfigError { var: "ORIGIN_TIMEOUT_SECONDS", message: "must be at least 1".into() });
@@ -310,6 +329,37 @@ mod tests {
         assert_eq!(e.var, "MAX_EVENT_AGE_SECONDS");
         assert!(e.to_string().contains("DEDUPE_TTL_SECONDS"));
         assert_eq!(cfg(&[("DEDUPE_TTL_SECONDS", "30"), ("MAX_EVENT_AGE_SECONDS", "10")]).unwrap_err().var, "DEDUPE_TTL_SECONDS");
+    }
+
+    #[test]
+    fn the_clock_skew_allowance_counts_against_the_dedupe_window() {
+        // Found in review: equal values let an event stamped 300 s ahead be accepted again after its key expired.
+        let e = cfg(&[("MAX_EVENT_AGE_SECONDS", "86400"), ("DEDUPE_TTL_SECONDS", "86400")]).unwrap_err();
+        assert_eq!(e.var, "MAX_EVENT_AGE_SECONDS");
+        assert!(e.message.contains("86700"), "{e}");
+        assert!(cfg(&[("MAX_EVENT_AGE_SECONDS", "86100"), ("DEDUPE_TTL_SECONDS", "86400")]).is_ok());
+        assert!(cfg(&[("MAX_EVENT_AGE_SECONDS", "86101"), ("DEDUPE_TTL_SECONDS", "86400")]).is_err());
+        assert!(cfg(&[("MAX_EVENT_AGE_SECONDS", "18446744073709551615"), ("DEDUPE_TTL_SECONDS", "18446744073709551615")]).is_err());
+    }
+
+    #[test]
+    fn retention_must_outlast_the_retry_schedule() {
+        // Found in review: 1 day with a 48-hour schedule was accepted.
+        let two_days = "43200,43200,43200,43200";
+        let e = cfg(&[("LOG_RETENTION_DAYS", "1"), ("RETRY_SCHEDULE_SECONDS", two_days)]).unwrap_err();
+        assert_eq!(e.var, "LOG_RETENTION_DAYS");
+        assert!(e.message.contains("at least 3"), "{e}");
+        assert!(cfg(&[("LOG_RETENTION_DAYS", "3"), ("RETRY_SCHEDULE_SECONDS", two_days)]).is_ok());
+        // The default schedule (~33 h with jitter) needs 3 days.
+        assert_eq!(cfg(&[("LOG_RETENTION_DAYS", "2")]).unwrap_err().var, "LOG_RETENTION_DAYS");
+        assert!(cfg(&[("LOG_RETENTION_DAYS", "3")]).is_ok());
+        assert!(cfg(&[("LOG_RETENTION_DAYS", "2"), ("RETRY_SCHEDULE_SECONDS", "1,1,1")]).is_ok());
+        assert_eq!(
+            cfg(&[("LOG_RETENTION_DAYS", "1"), ("RETRY_SCHEDULE_SECONDS", "1,1,1")]).unwrap_err().var,
+            "LOG_RETENTION_DAYS",
+            "the margin is a day"
+        );
+        assert_eq!(cfg(&[("LOG_RETENTION_DAYS", "0"), ("RETRY_SCHEDULE_SECONDS", "")]).unwrap_err().var, "LOG_RETENTION_DAYS");
     }
 
     #[test]

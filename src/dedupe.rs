@@ -23,6 +23,35 @@ pub fn event_id_from_body(provider: &str, body: &[u8]) -> String {
     event_id(provider, &["body-sha256", &digest])
 }
 
+/// A digest of a message's content, for `inbound_id`: each part
+/// length-prefixed, and an absent part distinct from an empty one.
+pub fn content_digest<'a>(parts: impl IntoIterator<Item = Option<&'a [u8]>>) -> String {
+    let mut h = Sha256::new();
+    for part in parts {
+        match part {
+            None => h.update(u64::MAX.to_be_bytes()),
+            Some(p) => {
+                h.update((p.len() as u64).to_be_bytes());
+                h.update(p);
+            }
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+/// The id of received mail (CONTRACT §4). Its Message-ID is chosen by
+/// whoever sends the mail, so the id also covers the recipients (lower
+/// case, in any order) and a digest of the content (`content_digest`): the
+/// provider's retry of the same message is a duplicate, while a forged
+/// message that reuses a genuine Message-ID is a different event and cannot
+/// suppress the genuine one.
+pub fn inbound_id(provider: &str, message_id: &str, recipients: &[String], content_digest: &str) -> String {
+    let mut r: Vec<String> = recipients.iter().map(|a| a.trim().to_ascii_lowercase()).collect();
+    r.sort();
+    r.dedup();
+    event_id(provider, &["inbound", message_id, &r.join(","), content_digest])
+}
+
 /// The Workers KV key that marks an event id as accepted.
 pub fn dedupe_key(event_id: &str) -> String {
     format!("dedupe:{event_id}")
@@ -42,5 +71,17 @@ mod tests {
         assert_eq!(event_id_from_body("x", b"{}"), event_id_from_body("x", b"{}"));
         assert_ne!(event_id_from_body("x", b"{}"), event_id_from_body("x", b"{ }"));
         assert_eq!(dedupe_key("evt_1"), "dedupe:evt_1");
+    }
+
+    #[test]
+    fn inbound_ids_cover_recipients_and_content() {
+        let body = |b: &'static str| content_digest([Some("from@x".as_bytes()), Some(b.as_bytes())]);
+        let rc = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let genuine = inbound_id("p", "<a@b>", &rc(&["B@x", "a@x"]), &body("hello"));
+        assert_eq!(genuine, inbound_id("p", "<a@b>", &rc(&["a@x", "b@X"]), &body("hello")), "a retry, recipients in another order");
+        assert_ne!(genuine, inbound_id("p", "<a@b>", &rc(&["a@x", "b@x"]), &body("forged")), "a forgery reusing the Message-ID");
+        assert_ne!(genuine, inbound_id("p", "<a@b>", &rc(&["a@x"]), &body("hello")), "another recipient");
+        assert_ne!(content_digest([None]), content_digest([Some(&b""[..])]));
+        assert_ne!(content_digest([Some(&b"ab"[..]), Some(b"c")]), content_digest([Some(&b"a"[..]), Some(b"bc")]));
     }
 }

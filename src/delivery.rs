@@ -114,15 +114,24 @@ pub fn classify(status: Option<u16>) -> Outcome {
     }
 }
 
+/// How far a retry delay is spread either way, so that a recovering origin
+/// is not hit by every retry at once.
+pub const JITTER_FRACTION: f64 = 0.2;
+
+/// The longest the schedule can take from the first attempt to the last:
+/// every delay at its most jittered, each within the Queues maximum.
+pub fn schedule_span_seconds(schedule: &[u32]) -> u64 {
+    schedule.iter().map(|d| ((f64::from(*d) * (1.0 + JITTER_FRACTION)).ceil() as u64).min(u64::from(MAX_QUEUE_DELAY_SECONDS))).sum()
+}
+
 /// The delay before retry number `attempt` (1-based: the first retry follows
 /// attempt 1), or `None` when the schedule is exhausted.
 ///
-/// `jitter` is a sample in `[0, 1)`: the delay is spread by ±20 % so that a
-/// recovering origin is not hit by every retry at once. `Retry-After` is a
+/// `jitter` is a sample in `[0, 1)`: the delay is spread by ±`JITTER_FRACTION`. `Retry-After` is a
 /// lower bound. The result never exceeds the Queues maximum delay.
 pub fn next_delay(schedule: &[u32], attempt: u32, retry_after: Option<u32>, jitter: f64) -> Option<u32> {
     let base = *schedule.get(usize::try_from(attempt).ok()?.checked_sub(1)?)?;
-    let spread = f64::from(base) * 0.2 * (2.0 * jitter.clamp(0.0, 1.0) - 1.0);
+    let spread = f64::from(base) * JITTER_FRACTION * (2.0 * jitter.clamp(0.0, 1.0) - 1.0);
     let jittered = (f64::from(base) + spread).round().max(0.0) as u32;
     Some(jittered.max(retry_after.unwrap_or(0)).min(MAX_QUEUE_DELAY_SECONDS))
 }
@@ -185,7 +194,8 @@ mod tests {
         for s in [None, Some(408), Some(429), Some(500), Some(503), Some(599)] {
             assert_eq!(classify(s), Outcome::Retry, "{s:?}");
         }
-        for s in [400, 401, 404, 410, 422, 301] {
+        // Redirects are never followed: a 3xx is permanent (found in review).
+        for s in [400, 401, 404, 410, 422, 300, 301, 302, 303, 304, 307, 308] {
             assert_eq!(classify(Some(s)), Outcome::Permanent, "{s}");
         }
     }

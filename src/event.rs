@@ -1,6 +1,7 @@
 //! The canonical event: CloudEvents 1.0, structured JSON (CONTRACT §4).
 //!
-//! Fields a provider does not send are `null` or empty, never invented.
+//! Fields a provider does not send are `null` or empty, never invented; the
+//! optional CloudEvents attributes (`time`, `subject`) are omitted instead.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -180,9 +181,12 @@ pub struct Event {
     pub source: String,
     #[serde(rename = "type")]
     pub kind: EventType,
-    /// When the provider says it happened, RFC 3339 UTC.
+    /// When the provider says it happened, RFC 3339 UTC. Omitted when
+    /// unknown: the CloudEvents SDKs refuse `null` optional attributes.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
-    /// The Message-ID, when known.
+    /// The Message-ID, when known; omitted otherwise, like `time`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     pub datacontenttype: &'static str,
     pub data: EventData,
@@ -267,6 +271,10 @@ mod tests {
         assert_eq!(v["data"]["bounce"], Value::Null);
         assert_eq!(v["data"]["cc"], serde_json::json!([]));
         assert!(v["data"].get("raw").is_none());
+        // Optional CloudEvents attributes are omitted, never null (CONTRACT §4).
+        let bare: Value =
+            serde_json::from_str(&Event::new("evt_2".into(), EventType::Unknown, None, EventData::new("x")).to_json()).unwrap();
+        assert!(bare.get("time").is_none() && bare.get("subject").is_none(), "{bare}");
         let with_raw: Value = serde_json::from_str(&e.to_json_with_raw(Some(r#"{"a": [1, "}}"]}"#))).unwrap();
         assert_eq!(with_raw["data"]["raw"], serde_json::json!({"a": [1, "}}"]}));
         assert_eq!(with_raw["data"]["provider"], "maileroo");

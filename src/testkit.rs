@@ -14,6 +14,8 @@ pub const MAIL_PLUS_IP: &str = "192.0.2.10";
 
 /// Ten years: fixtures are real payloads with their own old dates.
 pub const LONG_WINDOW: &str = "315360000";
+/// The dedupe window that goes with it: the age window plus the clock-skew allowance.
+pub const LONG_DEDUPE: &str = "315360300";
 
 /// Every provider configured; `overrides` replace values (an empty value unsets).
 pub fn config_with(overrides: &[(&str, &str)]) -> Result<Config, crate::config::ConfigError> {
@@ -25,7 +27,7 @@ pub fn config_with(overrides: &[(&str, &str)]) -> Result<Config, crate::config::
         ("MAIL_PLUS_RDNS_SUFFIX", "mail-plus.com"),
         ("MAIL_PLUS_VERIFY", "ip+rdns"),
         ("MAX_EVENT_AGE_SECONDS", LONG_WINDOW),
-        ("DEDUPE_TTL_SECONDS", LONG_WINDOW),
+        ("DEDUPE_TTL_SECONDS", LONG_DEDUPE),
     ];
     Config::from_lookup(|k| overrides.iter().chain(base.iter()).find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
 }
@@ -78,6 +80,9 @@ pub fn exercise_parsers(text: &str, bytes: &[u8], now: i64) {
     let _ = crate::routes::route("POST", text);
     let _ = crate::dns::parse_answer(bytes, crate::dns::RecordType::Ptr);
     let _ = crate::dns::suffix_matches(text, "mail-plus.com");
+    let _ = crate::dns::valid_hostname(text);
+    let _ = crate::dns::candidate_names(&[text.to_string()], "mail-plus.com", 2);
+    let _ = crate::dns::query_url("https://dns.example/q", text, crate::dns::RecordType::A);
     if let Ok(list) = crate::auth::IpList::parse(text) {
         let _ = list.contains(text);
     }

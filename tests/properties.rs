@@ -120,4 +120,53 @@ proptest! {
         let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
         prop_assert_eq!(list.contains(&std::net::Ipv4Addr::from(ip).to_string()), (ip & mask) == (net & mask));
     }
+
+    /// Every written form of an IPv4 entry (dotted, IPv4-mapped dotted, mapped
+    /// hex, upper case) and every prefix 0..=128: parsed only when the prefix
+    /// fits the family, and then matching exactly the arithmetic range.
+    #[test]
+    fn ipv4_entries_in_every_form(net in any::<u32>(), len in 0u8..=128, ip in any::<u32>(), probe_mapped in any::<bool>()) {
+        let a = std::net::Ipv4Addr::from(net);
+        let hex = format!("{:x}:{:x}", net >> 16, net & 0xffff);
+        let probe = if probe_mapped { format!("::ffff:{}", std::net::Ipv4Addr::from(ip)) } else { std::net::Ipv4Addr::from(ip).to_string() };
+        for (entry, v4_len) in [
+            (format!("{a}/{len}"), Some(len).filter(|l| *l <= 32)),
+            (format!("::ffff:{a}/{len}"), len.checked_sub(96)),
+            (format!("::FFFF:{}/{len}", hex.to_uppercase()), len.checked_sub(96)),
+            (format!("0:0:0:0:0:ffff:{a}/{len}"), len.checked_sub(96)),
+        ] {
+            match (mailhook::auth::IpList::parse(&entry), v4_len) {
+                (Ok(list), Some(l)) => {
+                    let mask = if l == 0 { 0 } else { u32::MAX << (32 - u32::from(l)) };
+                    prop_assert_eq!(list.contains(&probe), (ip & mask) == (net & mask), "{} contains {}", entry, probe);
+                    prop_assert!(!list.contains("2001:db8::1"), "{} must not match IPv6", entry);
+                }
+                (Err(e), None) => prop_assert!(e.contains(&entry), "{}", e),
+                (r, l) => prop_assert!(false, "{}: parsed {:?}, expected an IPv4 /{:?}", entry, r.is_ok(), l),
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_entries_in_every_form(net in any::<u128>(), len in 0u8..=129, ip in any::<u128>()) {
+        let a = std::net::Ipv6Addr::from(net);
+        prop_assume!(a.to_ipv4_mapped().is_none());
+        let expanded = a.segments().iter().map(|s| format!("{s:04X}")).collect::<Vec<_>>().join(":");
+        for entry in [format!("{a}/{len}"), format!("{expanded}/{len}"), format!(" {}/ {len} ,", a.to_string().to_uppercase())] {
+            match mailhook::auth::IpList::parse(&entry) {
+                Ok(list) => {
+                    prop_assert!(len <= 128);
+                    let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+                    let probe = std::net::Ipv6Addr::from(ip);
+                    let expected = (ip & mask) == (net & mask) && probe.to_ipv4_mapped().is_none();
+                    prop_assert_eq!(list.contains(&probe.to_string()), expected, "{} contains {}", entry, probe);
+                    prop_assert!(!list.contains("192.0.2.1"), "{} must not match IPv4", entry);
+                }
+                Err(e) => {
+                    prop_assert!(len > 128, "{}: {}", entry, e);
+                    prop_assert!(e.contains(entry.trim().trim_end_matches(',').trim()), "{}", e);
+                }
+            }
+        }
+    }
 }

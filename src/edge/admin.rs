@@ -1,7 +1,7 @@
 //! The operator API over the event log: list, show, replay (CONTRACT §6).
 //! Off without `ADMIN_TOKEN`; every answer is JSON.
 
-use super::{json_response, log, refuse, D1_DATABASE, QUEUE_EVENTS};
+use super::{json_response, log, now_seconds, refuse, D1_DATABASE, QUEUE_EVENTS};
 use crate::admin::{authorize, batches, AdminRoute, EventQuery, SqlValue};
 use crate::config::Config;
 use crate::delivery::Envelope;
@@ -206,14 +206,20 @@ async fn enqueue_replays(env: &Env, envelopes: Vec<String>) -> std::result::Resu
         for body in &bodies[range.clone()] {
             batch = batch.message(MessageBuilder::new(body.clone()).content_type(QueueContentType::Text).build());
         }
-        queue.send_batch(batch.build()).await.map_err(unavailable)?;
         let chunk = &fresh[range];
         let marks = chunk
             .iter()
-            .map(|e| db.prepare("UPDATE events SET status = 'queued' WHERE id = ?1").bind(&[JsValue::from_str(&e.id)]))
+            .map(|e| {
+                // `updated_at` moves too, so the retention cron keeps a replayed event's payload.
+                db.prepare("UPDATE events SET status = 'queued', updated_at = ?2 WHERE id = ?1")
+                    .bind(&[JsValue::from_str(&e.id), JsValue::from_f64(now_seconds() as f64)])
+            })
             .collect::<Result<Vec<_>>>()
             .map_err(unavailable)?;
+        // Marked before it is sent: a delivery that finishes first is never
+        // overwritten with `queued`, and the payload is protected from retention while it is in the queue.
         db.batch(marks).await.map_err(unavailable)?;
+        queue.send_batch(batch.build()).await.map_err(unavailable)?;
         for e in chunk {
             log(json!({"kind": "replay", "id": e.id}));
         }

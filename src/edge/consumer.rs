@@ -13,7 +13,7 @@ use serde_json::json;
 use worker::wasm_bindgen::JsValue;
 use worker::{
     Env, Headers, MessageBatch, MessageBuilder, MessageExt, Method, QueueContentType, QueueRetryOptionsBuilder, RawMessage, Request,
-    RequestInit,
+    RequestInit, RequestRedirect,
 };
 
 /// How long to wait before looking at a message again after an
@@ -144,7 +144,10 @@ async fn post(cfg: &Config, id: &str, body: &str) -> Attempt {
         }
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(body)));
+    // Redirects are not followed: a 3xx is the origin's answer, a permanent
+    // failure (CONTRACT §5). Following one would log a GET's 200 as delivered,
+    // or re-POST the signed event to wherever the Location points.
+    init.with_method(Method::Post).with_headers(headers).with_redirect(RequestRedirect::Manual).with_body(Some(JsValue::from_str(body)));
     let request = match Request::new_with_init(url, &init) {
         Ok(r) => r,
         Err(e) => return failed(format!("ORIGIN_URL could not be requested: {e}")),

@@ -1,43 +1,62 @@
 //! Reverse DNS over DoH for Mail-Plus: the fetches the core's `dns` module
 //! asks for, and the verdict cache in KV (`rdns:{suffix}:{ip}`).
 
-use super::{fetch_with_timeout, log, KV_DEDUPE};
+use super::{fetch_with_timeout, log, now_seconds, KV_DEDUPE};
 use crate::config::Config;
-use crate::dns::{cache_key, cache_ttl, forward_confirms, forward_type, parse_answer, ptr_name, query_url, suffix_matches, RecordType};
+use crate::dns::{
+    cache_key, cache_ttl, candidate_names, forward_confirms, forward_type, parse_answer, ptr_name, query_url, RecordType, VerdictCache,
+    MAX_FORWARD_LOOKUPS,
+};
 use crate::error::ApiError;
 use serde_json::json;
+use std::cell::RefCell;
 use std::net::IpAddr;
 use worker::{Env, Headers, Method, Request, RequestInit};
 
 const DOH_TIMEOUT_SECONDS: u32 = 5;
-/// A PTR record set may name several hosts; forward-check at most this many.
-const MAX_NAMES: usize = 4;
+
+thread_local! {
+    /// This isolate's verdicts, refusals included (see `VerdictCache`).
+    static VERDICTS: RefCell<VerdictCache> = RefCell::new(VerdictCache::default());
+}
 
 /// True when `ip`'s PTR name is under `MAIL_PLUS_RDNS_SUFFIX` and resolves back
 /// to `ip`. A resolver failure is 503 (the provider retries), not a refusal.
+///
+/// The cost of one unauthenticated request is bounded: a cached verdict costs
+/// nothing (isolate memory) or one KV read (a pass another isolate found);
+/// otherwise one PTR fetch and at most `MAX_FORWARD_LOOKUPS` forward fetches.
+/// Only passes are written to KV, so a stream of refused addresses writes nothing.
 pub async fn verify(ip: IpAddr, cfg: &Config, env: &Env) -> Result<bool, ApiError> {
     let suffix = cfg.mail_plus_rdns_suffix.as_deref().unwrap_or_default();
     let key = cache_key(ip, suffix);
+    if let Some(v) = VERDICTS.with(|c| c.borrow().get(&key, now_seconds())) {
+        return Ok(v);
+    }
     let kv = env.kv(KV_DEDUPE).ok();
     if let Some(kv) = &kv {
         if let Ok(Some(v)) = kv.get(&key).text().await {
-            return Ok(v == "pass");
+            let passed = v == "pass";
+            VERDICTS.with(|c| c.borrow_mut().put(key, passed, now_seconds()));
+            return Ok(passed);
         }
     }
     let names = query(cfg, &ptr_name(ip), RecordType::Ptr).await?;
     let mut passed = false;
-    for name in names.iter().filter(|n| suffix_matches(n, suffix)).take(MAX_NAMES) {
-        if forward_confirms(&query(cfg, name, forward_type(ip)).await?, ip) {
+    for name in candidate_names(&names, suffix, MAX_FORWARD_LOOKUPS) {
+        if forward_confirms(&query(cfg, &name, forward_type(ip)).await?, ip) {
             passed = true;
             break;
         }
     }
-    if let Some(kv) = &kv {
-        let verdict = if passed { "pass" } else { "fail" };
-        if let Ok(put) = kv.put(&key, verdict) {
-            let _ = put.expiration_ttl(cache_ttl(passed)).execute().await;
+    if passed {
+        if let Some(kv) = &kv {
+            if let Ok(put) = kv.put(&key, "pass") {
+                let _ = put.expiration_ttl(cache_ttl(true)).execute().await;
+            }
         }
     }
+    VERDICTS.with(|c| c.borrow_mut().put(key, passed, now_seconds()));
     log(json!({"kind": "rdns", "ip": ip.to_string(), "passed": passed}));
     Ok(passed)
 }

@@ -79,7 +79,13 @@ pub async fn record_dead(env: &Env, e: &Envelope) -> Result<()> {
     write_row(env, e, &e.to_json(), "dead", i64::from(e.attempt), ON_DEAD)?.run().await.map(|_| ())
 }
 
-/// Deletes rows received before `cutoff` with their attempts, and the R2
+/// The rows the retention cron may remove: finished (delivered or dead) and
+/// untouched since `?1`. A queued or retrying event (a replay included) keeps
+/// its row and its R2 payload however old it is, and a replay moves
+/// `updated_at`, so an event replayed near the cutoff is not removed under it.
+const EXPIRED: &str = "status IN ('delivered', 'dead') AND updated_at < ?1";
+
+/// Deletes the expired rows (see `EXPIRED`) with their attempts, and the R2
 /// objects they reference; returns how many events were removed.
 pub async fn remove_older_than(env: &Env, cutoff: i64) -> Result<usize> {
     #[derive(serde::Deserialize)]
@@ -88,7 +94,7 @@ pub async fn remove_older_than(env: &Env, cutoff: i64) -> Result<usize> {
     }
     let db = env.d1(D1_DATABASE)?;
     let refs: Vec<Row> = db
-        .prepare("SELECT payload_ref FROM events WHERE received_at < ?1 AND payload_ref IS NOT NULL")
+        .prepare(format!("SELECT payload_ref FROM events WHERE {EXPIRED} AND payload_ref IS NOT NULL"))
         .bind(&[int(cutoff)])?
         .all()
         .await?
@@ -102,9 +108,9 @@ pub async fn remove_older_than(env: &Env, cutoff: i64) -> Result<usize> {
     }
     let results = db
         .batch(vec![
-            db.prepare("DELETE FROM delivery_attempts WHERE event_id IN (SELECT id FROM events WHERE received_at < ?1)")
+            db.prepare(format!("DELETE FROM delivery_attempts WHERE event_id IN (SELECT id FROM events WHERE {EXPIRED})"))
                 .bind(&[int(cutoff)])?,
-            db.prepare("DELETE FROM events WHERE received_at < ?1").bind(&[int(cutoff)])?,
+            db.prepare(format!("DELETE FROM events WHERE {EXPIRED}")).bind(&[int(cutoff)])?,
         ])
         .await?;
     let removed = results.get(1).and_then(|r| r.meta().ok().flatten()).and_then(|m| m.changes).unwrap_or(0);

@@ -11,6 +11,7 @@ use crate::delivery::Envelope;
 use crate::error::ApiError;
 use crate::event::Event;
 use crate::providers::{Inbound, Provider};
+use futures_util::StreamExt;
 use serde_json::json;
 use worker::{BatchMessageBuilder, Env, MessageBuilder, QueueContentType, Request, Response, Result};
 
@@ -29,21 +30,25 @@ async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::R
     if let Some(missing) = provider.missing_config(&cfg) {
         return Err(ApiError::NotConfigured(missing.into()));
     }
-    // Refuse an announced oversize body before reading it; `ingest` checks
-    // the bytes actually read as well (a chunked body announces nothing).
+    // Everything that needs no body comes first, so a request that is too
+    // large, from the wrong address or without its token or signature costs
+    // no buffering: the announced size, the source address (and Mail-Plus's
+    // reverse DNS), the token, the presence of a signature.
     let announced = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
     if announced.is_some_and(|len| len > cfg.max_body_bytes) {
         return Err(ApiError::PayloadTooLarge { limit: cfg.max_body_bytes });
     }
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let client_ip = headers.iter().find(|(k, _)| k == "cf-connecting-ip").map(|(_, v)| v.clone());
-    let body = req.bytes().await.map_err(|_| ApiError::BadRequest("the request body could not be read; send it again".into()))?;
-    let mut inbound = Inbound { headers: &headers, client_ip: client_ip.as_deref(), body: &body, now: now_seconds(), rdns: None };
+    let mut inbound = Inbound { headers: &headers, client_ip: client_ip.as_deref(), body: &[], now: now_seconds(), rdns: None };
     if provider == Provider::MailPlus {
         if let Some(ip) = crate::providers::mail_plus::rdns_lookup(&cfg, &inbound) {
             inbound.rdns = Some(super::dns::verify(ip, &cfg, env).await?);
         }
     }
+    provider.authenticate_head(&cfg, &inbound)?;
+    let body = read_body(req, cfg.max_body_bytes, announced).await?;
+    inbound.body = &body;
     let events = provider.ingest(&cfg, &inbound)?;
     let raw = crate::providers::raw_payload(&cfg, &body);
 
@@ -69,6 +74,29 @@ async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::R
         }
     }
     Ok(("accepted", ids))
+}
+
+/// Reads the body, refusing it (413) as soon as it passes `limit`, chunked
+/// or not, and (400) when it ends short of its announced length, as a
+/// client that gave up mid-body would.
+async fn read_body(req: &mut Request, limit: u64, announced: Option<u64>) -> std::result::Result<Vec<u8>, ApiError> {
+    let unreadable = |_| ApiError::BadRequest("the request body could not be read; send it again".into());
+    let Ok(mut stream) = req.stream() else {
+        return Ok(Vec::new()); // no body at all
+    };
+    let limit_len = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut body = Vec::with_capacity(announced.and_then(|n| usize::try_from(n).ok()).unwrap_or(0).min(limit_len));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(unreadable)?;
+        if body.len().saturating_add(chunk.len()) > limit_len {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if announced.is_some_and(|n| n != body.len() as u64) {
+        return Err(ApiError::BadRequest("the body ended before its Content-Length; send it again".into()));
+    }
+    Ok(body)
 }
 
 /// A KV failure counts as "not seen": the origin's `webhook-id` check absorbs

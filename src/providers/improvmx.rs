@@ -36,10 +36,10 @@ struct Payload {
     timestamp: Value,
     text: Option<String>,
     html: Option<String>,
-    #[serde(default)]
-    inlines: Vec<Part>,
-    #[serde(default)]
-    attachments: Vec<Part>,
+    #[serde(default, deserialize_with = "super::null_as_empty")]
+    inlines: Vec<Option<Part>>,
+    #[serde(default, deserialize_with = "super::null_as_empty")]
+    attachments: Vec<Option<Part>>,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +52,15 @@ struct Part {
 }
 
 impl Part {
+    /// What of a part goes into the message's content digest.
+    fn identity(&self) -> [Option<&[u8]>; 3] {
+        [
+            self.name.as_deref().map(str::as_bytes),
+            self.content_type.as_deref().map(str::as_bytes),
+            self.content.as_deref().map(str::as_bytes),
+        ]
+    }
+
     fn into_attachment(self, inline: bool) -> Attachment {
         Attachment {
             size: self.content.as_deref().map(mailauth::base64_decoded_len),
@@ -78,14 +87,24 @@ pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
     let delivered_to = mailauth::header(&headers, "Delivered-To").map(str::trim).map(String::from);
     let message_id = p.message_id.as_deref().or_else(|| mailauth::header(&headers, "Message-ID")).and_then(crate::event::message_id);
 
-    // Identity: the Message-ID and who it was for. The same message forwarded
-    // to two aliases is two events; ImprovMX's retry of one is a duplicate.
+    // `null` entries in `inlines`/`attachments` are absent parts, not a refusal.
+    let inlines: Vec<Part> = p.inlines.into_iter().flatten().collect();
+    let parts: Vec<Part> = p.attachments.into_iter().flatten().collect();
+
+    // Identity (CONTRACT §4): the Message-ID, who it was for and what it says.
+    // The same message forwarded to two aliases is two events; ImprovMX's
+    // retry of one is a duplicate; a forgery reusing the Message-ID is not.
     let id = match &message_id {
         Some(mid) => {
-            let mut rcpts: Vec<String> = to.iter().map(|a| a.email.to_ascii_lowercase()).collect();
-            rcpts.sort();
-            let delivered = delivered_to.as_deref().unwrap_or("").to_ascii_lowercase();
-            dedupe::event_id(NAME, &[mid, &rcpts.join(","), &delivered])
+            let mut rcpts: Vec<String> = to.iter().map(|a| a.email.clone()).collect();
+            rcpts.extend(delivered_to.as_deref().map(|d| format!("delivered-to:{d}")));
+            let content = dedupe::content_digest(
+                [address::from_json(&p.from).first().map(|a| a.email.as_bytes()), p.subject.as_deref().map(str::as_bytes)]
+                    .into_iter()
+                    .chain([p.text.as_deref().map(str::as_bytes), p.html.as_deref().map(str::as_bytes)])
+                    .chain(inlines.iter().chain(&parts).flat_map(Part::identity)),
+            );
+            dedupe::inbound_id(NAME, mid, &rcpts, &content)
         }
         None => dedupe::event_id_from_body(NAME, req.body),
     };
@@ -96,7 +115,7 @@ pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
         auth.spf = spf_word;
     }
     let attachments =
-        p.inlines.into_iter().map(|a| a.into_attachment(true)).chain(p.attachments.into_iter().map(|a| a.into_attachment(false))).collect();
+        inlines.into_iter().map(|a| a.into_attachment(true)).chain(parts.into_iter().map(|a| a.into_attachment(false))).collect();
 
     let mut data = EventData::new(NAME);
     data.message_id = message_id;

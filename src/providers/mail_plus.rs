@@ -117,11 +117,19 @@ pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
     let from = field_or_header(&p.from, "From").into_iter().next();
     let message_id = mailauth::header(&headers, "Message-ID").and_then(crate::event::message_id);
 
+    // Identity (CONTRACT §4): the Message-ID, the recipients and the content,
+    // so a forgery that reuses a genuine Message-ID cannot suppress it.
+    let subject = p.subject.or_else(|| mailauth::header(&headers, "Subject").map(String::from));
     let id = match &message_id {
         Some(mid) => {
-            let mut rcpts: Vec<String> = to.iter().chain(&bcc).map(|a| a.email.to_ascii_lowercase()).collect();
-            rcpts.sort();
-            dedupe::event_id(NAME, &[mid, &rcpts.join(",")])
+            let rcpts: Vec<String> = to.iter().chain(&bcc).map(|a| a.email.clone()).collect();
+            let content = dedupe::content_digest([
+                from.as_ref().map(|a| a.email.as_bytes()),
+                subject.as_deref().map(str::as_bytes),
+                mailauth::header(&headers, "Date").map(str::as_bytes),
+                p.body.as_deref().map(str::as_bytes),
+            ]);
+            dedupe::inbound_id(NAME, mid, &rcpts, &content)
         }
         None => dedupe::event_id_from_body(NAME, req.body),
     };
@@ -133,7 +141,7 @@ pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
     let auth = AuthResults { spf: p.spf.map(|s| s.to_ascii_lowercase()), dkim: p.dkim.map(|s| s.to_ascii_lowercase()), dmarc: None };
 
     let mut data = EventData::new(NAME);
-    data.subject = p.subject.or_else(|| mailauth::header(&headers, "Subject").map(String::from));
+    data.subject = subject;
     data.message_id = message_id;
     data.from = from;
     data.recipient = to.first().or(bcc.first()).map(|a| a.email.clone());

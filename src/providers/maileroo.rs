@@ -17,6 +17,9 @@ use serde_json::Value;
 
 pub const NAME: &str = "maileroo";
 
+/// Hex HMAC-SHA256 of the raw body.
+pub const SIGNATURE_HEADER: &str = "x-maileroo-signature";
+
 #[derive(Deserialize)]
 struct Payload {
     event_type: String,
@@ -24,7 +27,7 @@ struct Payload {
     #[serde(default)]
     event_time: Value,
     message_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::null_as_empty")]
     event_data: EventFields,
     #[serde(default)]
     tags: Value,
@@ -53,7 +56,7 @@ struct EventFields {
 }
 
 pub fn authenticate(cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
-    hmac_header(&cfg.maileroo_secrets, req, "x-maileroo-signature", "MAILEROO_WEBHOOK_SECRET")
+    hmac_header(&cfg.maileroo_secrets, req, SIGNATURE_HEADER, "MAILEROO_WEBHOOK_SECRET")
 }
 
 /// The provider's word → ours. `failed` is, in Maileroo's words, "a permanent

@@ -16,6 +16,9 @@ use serde_json::Value;
 
 pub const NAME: &str = "mailtura";
 
+/// Hex HMAC-SHA256 of the raw body.
+pub const SIGNATURE_HEADER: &str = "x-mailtura-signature";
+
 #[derive(Deserialize)]
 struct Payload {
     id: Option<String>,
@@ -23,7 +26,7 @@ struct Payload {
     kind: String,
     #[serde(default)]
     timestamp: Value,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::null_as_empty")]
     data: Data,
 }
 
@@ -43,7 +46,7 @@ struct Data {
 }
 
 pub fn authenticate(cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
-    hmac_header(&cfg.mailtura_secrets, req, "x-mailtura-signature", "MAILTURA_WEBHOOK_SECRET")
+    hmac_header(&cfg.mailtura_secrets, req, SIGNATURE_HEADER, "MAILTURA_WEBHOOK_SECRET")
 }
 
 fn event_type(kind: &str) -> EventType {

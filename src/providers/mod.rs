@@ -15,6 +15,7 @@ use crate::auth::{verify_hex_hmac, IpList};
 use crate::config::{Config, Secrets};
 use crate::error::ApiError;
 use crate::event::Event;
+use serde::Deserialize as _;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -39,8 +40,8 @@ pub struct Inbound<'a> {
     pub now: i64,
 }
 
-impl Inbound<'_> {
-    pub fn header(&self, name: &str) -> Option<&str> {
+impl<'a> Inbound<'a> {
+    pub fn header(&self, name: &str) -> Option<&'a str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
@@ -83,6 +84,20 @@ impl Provider {
         }
     }
 
+    /// What is checked before the body is read (`req.body` is empty here):
+    /// the source address, the token, that a signature is present. A request
+    /// that fails it costs no body buffering.
+    pub fn authenticate_head(self, cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
+        match self {
+            Self::MailPlus => mail_plus::authenticate(cfg, req),
+            Self::Mailtura => signature(req, mailtura::SIGNATURE_HEADER).map(|_| ()),
+            Self::Maileroo => signature(req, maileroo::SIGNATURE_HEADER).map(|_| ()),
+            Self::ImprovMx => improvmx::authenticate(cfg, req),
+            Self::AdmTools => adm_tools::authenticate(cfg, req),
+        }
+    }
+
+    /// The whole authentication, body included.
     pub fn authenticate(self, cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
         match self {
             Self::MailPlus => mail_plus::authenticate(cfg, req),
@@ -112,6 +127,7 @@ impl Provider {
         if req.body.len() as u64 > cfg.max_body_bytes {
             return Err(ApiError::PayloadTooLarge { limit: cfg.max_body_bytes });
         }
+        self.authenticate_head(cfg, req)?;
         self.authenticate(cfg, req)?;
         if req.body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::BadRequest("the body is empty; expected the provider's JSON payload".into()));
@@ -129,15 +145,20 @@ pub fn raw_payload<'a>(cfg: &Config, body: &'a [u8]) -> Option<&'a str> {
     std::str::from_utf8(body).ok().map(str::trim).filter(|b| !b.is_empty())
 }
 
+/// The signature in `header`, or 401 when it is missing or empty.
+pub fn signature<'a>(req: &Inbound<'a>, header: &str) -> Result<&'a str, ApiError> {
+    // Some senders prefix the algorithm, as in `sha256=…`.
+    req.header(header)
+        .map(|s| s.trim())
+        .map(|s| s.strip_prefix("sha256=").unwrap_or(s))
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::Unauthorized(format!("the {header} header is missing; the provider signs every request with it")))
+}
+
 /// Checks a hex HMAC-SHA256 signature of the raw body in `header`
 /// against every value of the secret named `var`.
 pub fn hmac_header(secrets: &Secrets, req: &Inbound, header: &str, var: &str) -> Result<(), ApiError> {
-    let sig = req
-        .header(header)
-        .ok_or_else(|| ApiError::Unauthorized(format!("the {header} header is missing; the provider signs every request with it")))?;
-    // Some senders prefix the algorithm, as in `sha256=…`.
-    let sig = sig.trim().strip_prefix("sha256=").unwrap_or(sig.trim());
-    if verify_hex_hmac(secrets, req.body, sig) {
+    if verify_hex_hmac(secrets, req.body, signature(req, header)?) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized(format!(
@@ -162,6 +183,17 @@ pub fn id_from(provider: &str, own_id: Option<&str>, body: &[u8]) -> String {
         Some(id) => crate::dedupe::event_id(provider, &[id]),
         None => crate::dedupe::event_id_from_body(provider, body),
     }
+}
+
+/// For `#[serde(default, deserialize_with = "null_as_empty")]` on an optional
+/// container: `null` is the same as absent (the provider docs never say a
+/// container may be `null`, and refusing it would lose the event).
+pub fn null_as_empty<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Parses the body as JSON, or says where it is not.

@@ -9,6 +9,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 import { parse as parseToml } from "smol-toml";
+import { CloudEvent } from "cloudevents";
 import { Webhook } from "standardwebhooks";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -40,10 +41,35 @@ export async function waitFor(check, { ms = 15000, what = "condition" } = {}) {
   }
 }
 
+/** The optional CloudEvents attributes: present only as non-empty strings (CONTRACT §4). */
+const OPTIONAL_ATTRIBUTES = ["time", "subject", "datacontenttype", "dataschema"];
+
+/**
+ * Why `event` (parsed JSON) is not a valid CloudEvent for the official SDK, or
+ * null. The JS SDK silently replaces a null `time` with the current time and
+ * lets a null `subject` through, where the Python SDK refuses both, so nulls
+ * are checked here first; then the SDK's own strict validation runs.
+ */
+export function cloudEventProblem(event) {
+  for (const a of OPTIONAL_ATTRIBUTES) {
+    if (a in event && (typeof event[a] !== "string" || event[a] === "")) return `${a} is ${JSON.stringify(event[a])}`;
+  }
+  try {
+    const ce = new CloudEvent(event, true);
+    for (const a of ["id", "source", "type", "specversion", ...OPTIONAL_ATTRIBUTES]) {
+      if (event[a] !== undefined && ce[a] !== event[a]) return `${a} changed in the SDK: ${event[a]} → ${ce[a]}`;
+    }
+  } catch (e) {
+    return `${e.message ?? e} ${JSON.stringify(e.errors ?? "")}`;
+  }
+  return null;
+}
+
 /**
  * A real origin on 127.0.0.1. `respond(delivery, n)` decides each answer
  * (default 204): return a status, or `{ status, headers, hang }`.
- * Every delivery is verified; `deliveries` holds the verified ones.
+ * Every delivery is verified (signature, and a valid CloudEvent); `deliveries`
+ * holds the verified ones, `invalid` the others (answered 400).
  */
 export async function startOrigin({ secret = SECRETS.ORIGIN_SIGNING_SECRET, respond } = {}) {
   const verifier = new Webhook(secret);
@@ -60,6 +86,12 @@ export async function startOrigin({ secret = SECRETS.ORIGIN_SIGNING_SECRET, resp
       } catch (e) {
         origin.invalid.push({ headers, body, error: String(e) });
         res.writeHead(400).end("bad signature");
+        return;
+      }
+      const problem = cloudEventProblem(event);
+      if (problem) {
+        origin.invalid.push({ headers, body, error: `not a valid CloudEvent: ${problem}` });
+        res.writeHead(400).end("not a CloudEvent");
         return;
       }
       const delivery = { id: headers["webhook-id"], headers, body, event };

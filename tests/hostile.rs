@@ -1,0 +1,132 @@
+//! Regression tests for what a review found by attacking mailhook (issue 9),
+//! where the logic is pure: forged inbound mail reusing a genuine Message-ID,
+//! `null` in optional containers, and reverse-DNS names that are not hostnames.
+//! The parts that cross the edge are in `tests/integration/security.test.mjs`.
+
+mod common;
+use common::*;
+use mailhook::providers::Provider;
+use serde_json::Value;
+
+fn ids(provider: Provider, body: &Value) -> Vec<String> {
+    let events = ingest(provider, &config(), &serde_json::to_vec(body).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", provider.name()));
+    events.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+}
+
+fn fixture_json(provider: Provider, name: &str) -> Value {
+    serde_json::from_slice(&fixture(provider, name)).unwrap()
+}
+
+/// A forged message with a genuine Message-ID and recipients, but other content,
+/// is another event: it cannot make the genuine one a duplicate. The same
+/// message sent again (the provider's retry) still is one.
+#[test]
+fn a_known_message_id_does_not_suppress_genuine_mail() {
+    for (provider, name, text_field) in [(Provider::ImprovMx, "sample", "text"), (Provider::MailPlus, "sample", "body")] {
+        let genuine = fixture_json(provider, name);
+        let mut forged = genuine.clone();
+        forged[text_field] = Value::String("Your account is locked; sign in at https://attacker.example".into());
+        let genuine_id = ids(provider, &genuine);
+        assert_ne!(genuine_id, ids(provider, &forged), "{}: a forgery reusing the Message-ID", provider.name());
+        assert_eq!(genuine_id, ids(provider, &genuine.clone()), "{}: a retry", provider.name());
+        // A retry whose timestamp differs (it is not part of the message) is still a duplicate.
+        let mut later = genuine.clone();
+        later["timestamp"] = Value::from(1_735_000_000);
+        assert_eq!(genuine_id, ids(provider, &later), "{}: a retry with a new timestamp", provider.name());
+    }
+    // An attachment changed by one byte is another message.
+    let genuine = fixture_json(Provider::ImprovMx, "sample");
+    let mut forged = genuine.clone();
+    let content = forged["attachments"][0]["content"].as_str().unwrap().to_string();
+    forged["attachments"][0]["content"] = Value::String(format!("A{}", &content[1..]));
+    assert_ne!(content, forged["attachments"][0]["content"].as_str().unwrap());
+    assert_ne!(ids(Provider::ImprovMx, &genuine), ids(Provider::ImprovMx, &forged));
+}
+
+/// Sets every object or array value (at the top level and one level down) to
+/// `null` in turn; the provider must still accept the event (a refusal makes
+/// the provider give up after its retries: a lost event).
+#[test]
+fn null_in_an_optional_container_is_absent() {
+    let cfg = config();
+    let mut checked = 0;
+    for provider in Provider::ALL {
+        for entry in std::fs::read_dir(fixtures_dir(provider)).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            let Some(stem) = name.strip_suffix(".json").filter(|s| !s.ends_with(".expected")) else { continue };
+            let original = fixture_json(provider, stem);
+            let mut paths: Vec<Vec<String>> = Vec::new();
+            if let Value::Object(top) = &original {
+                for (k, v) in top {
+                    if v.is_object() || v.is_array() {
+                        paths.push(vec![k.clone()]);
+                    }
+                    if let Value::Object(inner) = v {
+                        for (k2, v2) in inner {
+                            if v2.is_object() || v2.is_array() {
+                                paths.push(vec![k.clone(), k2.clone()]);
+                            }
+                        }
+                    }
+                }
+            }
+            for path in paths {
+                let mut v = original.clone();
+                let mut slot = &mut v;
+                for k in &path {
+                    slot = slot.get_mut(k).unwrap();
+                }
+                *slot = Value::Null;
+                let body = serde_json::to_vec(&v).unwrap();
+                if let Err(e) = ingest(provider, &cfg, &body) {
+                    panic!("{}/{name}: {} = null was refused: {e}", provider.name(), path.join("."));
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} containers were nulled");
+}
+
+#[test]
+fn named_null_containers_found_in_review() {
+    let cfg = config();
+    let mut maileroo = fixture_json(Provider::Maileroo, "delivered");
+    maileroo["event_data"] = Value::Null;
+    let e = &ingest(Provider::Maileroo, &cfg, &serde_json::to_vec(&maileroo).unwrap()).unwrap()[0];
+    assert_eq!(e["type"], "email.delivered");
+    assert_eq!(e["data"]["to"], serde_json::json!([]));
+
+    let mut improvmx = fixture_json(Provider::ImprovMx, "sample");
+    improvmx["inlines"] = Value::Null;
+    improvmx["attachments"] = serde_json::json!([null, {"name": "a.txt", "type": "text/plain", "content": "aGk="}]);
+    let e = &ingest(Provider::ImprovMx, &cfg, &serde_json::to_vec(&improvmx).unwrap()).unwrap()[0];
+    let attachments = e["data"]["inbound"]["attachments"].as_array().unwrap();
+    assert_eq!(attachments.len(), 1);
+    assert_eq!(attachments[0]["size"], 2);
+
+    let mut mailtura = fixture_json(Provider::Mailtura, "delivered");
+    mailtura["data"] = Value::Null;
+    assert!(ingest(Provider::Mailtura, &cfg, &serde_json::to_vec(&mailtura).unwrap()).is_ok());
+}
+
+#[test]
+fn signature_and_token_are_checked_before_the_body() {
+    // `authenticate_head` runs with no body: a request without its signature,
+    // token or allowed address is refused before anything is buffered.
+    let cfg = config();
+    let head = |provider: Provider, headers: &[(String, String)], ip: Option<&str>| {
+        let req = mailhook::providers::Inbound { headers, client_ip: ip, body: b"", now: NOW, rdns: None };
+        provider.authenticate_head(&cfg, &req).map_err(|e| e.status())
+    };
+    let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+    assert_eq!(head(Provider::Maileroo, &[], None), Err(401));
+    assert_eq!(head(Provider::Maileroo, &h("x-maileroo-signature", " "), None), Err(401));
+    assert_eq!(head(Provider::Maileroo, &h("x-maileroo-signature", "abcd"), None), Ok(()), "verified once the body is read");
+    assert_eq!(head(Provider::Mailtura, &[], None), Err(401));
+    assert_eq!(head(Provider::AdmTools, &h("x-webhook-token", "wrong"), None), Err(401));
+    assert_eq!(head(Provider::AdmTools, &h("x-webhook-token", ADM_TOOLS_TOKEN), None), Ok(()));
+    assert_eq!(head(Provider::ImprovMx, &[], Some("198.51.100.1")), Err(403));
+    assert_eq!(head(Provider::ImprovMx, &[], Some(IMPROVMX_IP)), Ok(()));
+    assert_eq!(head(Provider::MailPlus, &[], Some("198.51.100.1")), Err(403));
+}
