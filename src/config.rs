@@ -91,6 +91,9 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The largest `MAX_BODY_BYTES`: 100 MiB, Workers' request body limit on most plans.
+pub const MAX_BODY_BYTES_LIMIT: u64 = 100 * 1024 * 1024;
+
 /// What LOG_RETENTION_DAYS must exceed the retry schedule's span by.
 pub const RETENTION_MARGIN_SECONDS: u64 = 86_400;
 
@@ -159,6 +162,15 @@ impl Config {
     }
 
     fn validate(self) -> Result<Self, ConfigError> {
+        if !(1..=MAX_BODY_BYTES_LIMIT).contains(&self.max_body_bytes) {
+            return Err(ConfigError {
+                var: "MAX_BODY_BYTES",
+                message: format!(
+                    "{} is outside 1 to {MAX_BODY_BYTES_LIMIT} (100 MiB, the largest request body Workers accept on most plans)",
+                    self.max_body_bytes
+                ),
+            });
+        }
         if self.dedupe_ttl_seconds < 60 {
             return Err(ConfigError {
                 var: "DEDUPE_TTL_SECONDS",
@@ -195,6 +207,14 @@ impl Config {
         }
         if self.origin_timeout_seconds == 0 {
             return Err(ConfigError { var: "ORIGIN_TIMEOUT_SECONDS", message: "must be at least 1".into() });
+        }
+        if let Some(suffix) = &self.mail_plus_rdns_suffix {
+            if crate::dns::valid_hostname(suffix).is_none_or(|h| !h.contains('.')) {
+                return Err(ConfigError {
+                    var: "MAIL_PLUS_RDNS_SUFFIX",
+                    message: format!("{suffix:?} is not a domain name such as mail-plus.com (one name, no wildcards or lists)"),
+                });
+            }
         }
         if !(self.doh_url.starts_with("https://") || self.doh_url.starts_with("http://")) {
             return Err(ConfigError { var: "DOH_URL", message: "must be an absolute http:// or https:// URL".into() });
@@ -332,6 +352,15 @@ mod tests {
     }
 
     #[test]
+    fn odd_but_valid_suffixes_are_one_name() {
+        for (raw, want) in
+            [("Mail-Plus.COM.", "mail-plus.com"), (".mail-plus.com", "mail-plus.com"), (" mx.mail-plus.com ", "mx.mail-plus.com")]
+        {
+            assert_eq!(cfg(&[("MAIL_PLUS_RDNS_SUFFIX", raw)]).unwrap().mail_plus_rdns_suffix.as_deref(), Some(want), "{raw}");
+        }
+    }
+
+    #[test]
     fn the_clock_skew_allowance_counts_against_the_dedupe_window() {
         // Found in review: equal values let an event stamped 300 s ahead be accepted again after its key expired.
         let e = cfg(&[("MAX_EVENT_AGE_SECONDS", "86400"), ("DEDUPE_TTL_SECONDS", "86400")]).unwrap_err();
@@ -366,6 +395,8 @@ mod tests {
     fn bad_values_name_their_variable() {
         for (var, value) in [
             ("MAX_BODY_BYTES", "lots"),
+            ("MAX_BODY_BYTES", "0"),
+            ("MAX_BODY_BYTES", "4000000000"),
             ("INCLUDE_RAW", "maybe"),
             ("ORIGIN_SIGNING_SECRET", "whsec_!!!"),
             ("RETRY_SCHEDULE_SECONDS", "5,never"),
@@ -375,6 +406,10 @@ mod tests {
             ("IMPROVMX_ALLOWED_IPS", "15.237.103.194,10.0.0.0/40"),
             ("MAIL_PLUS_ALLOWED_IPS", "mail-plus.com"),
             ("MAIL_PLUS_VERIFY", "dns"),
+            ("MAIL_PLUS_RDNS_SUFFIX", "*.mail-plus.com"),
+            ("MAIL_PLUS_RDNS_SUFFIX", "mail-plus.com, mail-plus.net"),
+            ("MAIL_PLUS_RDNS_SUFFIX", "."),
+            ("MAIL_PLUS_RDNS_SUFFIX", "com"),
             ("DOH_URL", "dns.example"),
         ] {
             assert_eq!(cfg(&[(var, value)]).unwrap_err().var, var, "{var}={value}");

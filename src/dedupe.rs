@@ -23,20 +23,28 @@ pub fn event_id_from_body(provider: &str, body: &[u8]) -> String {
     event_id(provider, &["body-sha256", &digest])
 }
 
-/// A digest of a message's content, for `inbound_id`: each part
-/// length-prefixed, and an absent part distinct from an empty one.
-pub fn content_digest<'a>(parts: impl IntoIterator<Item = Option<&'a [u8]>>) -> String {
+/// A digest of a message's content, for `inbound_id`, from the SHA-256 of
+/// each part (`Inbound::text_sha256`, which also knows the large strings of
+/// `large`); an absent part is distinct from an empty one.
+pub fn content_digest(parts: impl IntoIterator<Item = Option<[u8; 32]>>) -> String {
     let mut h = Sha256::new();
     for part in parts {
         match part {
-            None => h.update(u64::MAX.to_be_bytes()),
-            Some(p) => {
-                h.update((p.len() as u64).to_be_bytes());
-                h.update(p);
+            None => h.update([0u8]),
+            Some(digest) => {
+                h.update([1u8]);
+                h.update(digest);
             }
         }
     }
     hex::encode(h.finalize())
+}
+
+/// SHA-256 of a message's headers (as JSON; the map is ordered by name), for
+/// `content_digest`: with them, a forgery must also copy every header of the
+/// genuine message, its `Received` chain and DKIM signatures included.
+pub fn headers_sha256(headers: &serde_json::Map<String, serde_json::Value>) -> [u8; 32] {
+    Sha256::digest(serde_json::to_vec(headers).unwrap_or_default()).into()
 }
 
 /// The id of received mail (CONTRACT §4). Its Message-ID is chosen by
@@ -75,13 +83,15 @@ mod tests {
 
     #[test]
     fn inbound_ids_cover_recipients_and_content() {
-        let body = |b: &'static str| content_digest([Some("from@x".as_bytes()), Some(b.as_bytes())]);
+        let sha = |s: &str| -> [u8; 32] { Sha256::digest(s.as_bytes()).into() };
+        let body = |b: &'static str| content_digest([Some(sha("from@x")), Some(sha(b))]);
         let rc = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let genuine = inbound_id("p", "<a@b>", &rc(&["B@x", "a@x"]), &body("hello"));
         assert_eq!(genuine, inbound_id("p", "<a@b>", &rc(&["a@x", "b@X"]), &body("hello")), "a retry, recipients in another order");
         assert_ne!(genuine, inbound_id("p", "<a@b>", &rc(&["a@x", "b@x"]), &body("forged")), "a forgery reusing the Message-ID");
         assert_ne!(genuine, inbound_id("p", "<a@b>", &rc(&["a@x"]), &body("hello")), "another recipient");
-        assert_ne!(content_digest([None]), content_digest([Some(&b""[..])]));
-        assert_ne!(content_digest([Some(&b"ab"[..]), Some(b"c")]), content_digest([Some(&b"a"[..]), Some(b"bc")]));
+        assert_ne!(content_digest([None]), content_digest([Some(sha(""))]));
+        assert_ne!(content_digest([Some(sha("ab")), Some(sha("c"))]), content_digest([Some(sha("a")), Some(sha("bc"))]));
+        assert_ne!(content_digest([Some(sha("a")), None]), content_digest([None, Some(sha("a"))]));
     }
 }

@@ -1,8 +1,11 @@
 //! Delivery to the origin, decided without I/O: the queue envelope, Standard
 //! Webhooks signing, what an answer means, and when to try again.
 
+use crate::auth::HmacSha256;
 use crate::config::{SigningKey, MAX_QUEUE_DELAY_SECONDS};
+use crate::large::EventBody;
 use base64::Engine as _;
+use hmac::Mac;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -40,9 +43,10 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// The envelope of a new event, inline when it fits a queue message,
-    /// otherwise pointing at `r2_key(id)` where the edge must store `event_json`.
-    pub fn new(id: &str, provider: &str, kind: &str, event_json: &str, received_at: i64) -> Self {
+    /// The envelope of a new event whose JSON is `event` (see `large::EventBody`):
+    /// inline when it fits a queue message, otherwise pointing at `r2_key(id)`,
+    /// where the edge must store it (`large::stored_prefix` and the body).
+    pub fn new(id: &str, provider: &str, kind: &str, event: &EventBody, body: &[u8], received_at: i64) -> Self {
         let mut env = Envelope {
             id: id.to_string(),
             provider: provider.to_string(),
@@ -55,8 +59,8 @@ impl Envelope {
             last_error: None,
         };
         // ~200 bytes of envelope fields around the event.
-        if event_json.len() + 200 + id.len() <= MAX_INLINE_ENVELOPE_BYTES {
-            env.event = RawValue::from_string(event_json.to_string()).ok();
+        if event.len().saturating_add(200 + id.len() as u64) <= MAX_INLINE_ENVELOPE_BYTES as u64 {
+            env.event = String::from_utf8(event.materialise(body)).ok().and_then(|j| RawValue::from_string(j).ok());
         }
         if env.event.is_none() {
             env.r2_key = Some(r2_key(id));
@@ -77,21 +81,61 @@ impl Envelope {
     }
 }
 
-/// Where a large event's JSON is kept in R2 (until the retention cron removes it).
+/// Where a large event is kept in R2 (until the retention cron removes it):
+/// `large::stored_prefix`, then the request body. Events stored by 0.1
+/// (`events/{id}.json`, the whole JSON) are still read.
 pub fn r2_key(event_id: &str) -> String {
-    format!("events/{event_id}.json")
+    format!("events/{event_id}.parts")
+}
+
+/// True when the R2 object at `key` holds a manifest and the body (see
+/// `r2_key`), false when it is an event's whole JSON.
+pub fn is_stored_parts(key: &str) -> bool {
+    key.ends_with(".parts")
 }
 
 /// The `webhook-signature` header: `v1,<base64>` per key, space-separated.
 pub fn sign(keys: &[SigningKey], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-    let ts = timestamp.to_string();
-    keys.iter()
-        .map(|k| {
-            let mac = crate::auth::hmac_sha256(k.bytes(), &[msg_id.as_bytes(), b".", ts.as_bytes(), b".", body]);
-            format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac))
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut signer = Signer::new(keys, msg_id, timestamp);
+    signer.update(body);
+    signer.finish()
+}
+
+/// The Standard Webhooks signature of a body that streams by in parts
+/// (a large event read from R2): HMAC-SHA256 of `{id}.{timestamp}.{body}`
+/// with every key, so nothing holds the whole body.
+pub struct Signer {
+    macs: Vec<HmacSha256>,
+}
+
+impl Signer {
+    pub fn new(keys: &[SigningKey], msg_id: &str, timestamp: i64) -> Self {
+        let prefix = format!("{msg_id}.{timestamp}.");
+        let macs = keys
+            .iter()
+            .filter_map(|k| {
+                let mut mac = HmacSha256::new_from_slice(k.bytes()).ok()?;
+                mac.update(prefix.as_bytes());
+                Some(mac)
+            })
+            .collect();
+        Signer { macs }
+    }
+
+    pub fn update(&mut self, chunk: &[u8]) {
+        for mac in &mut self.macs {
+            mac.update(chunk);
+        }
+    }
+
+    /// The `webhook-signature` header.
+    pub fn finish(self) -> String {
+        self.macs
+            .into_iter()
+            .map(|m| format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes())))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 /// What one attempt's result means (CONTRACT §5).
@@ -164,6 +208,7 @@ fn parse_http_date(v: &str) -> Option<i64> {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::large::Part;
 
     fn keys(secret: &str) -> Vec<SigningKey> {
         Config::from_lookup(|k| (k == "ORIGIN_SIGNING_SECRET").then(|| secret.to_string())).unwrap().origin_signing_keys
@@ -175,6 +220,17 @@ mod tests {
         let k = keys("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
         let sig = sign(&k, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, br#"{"test": 2432232314}"#);
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn a_streamed_signature_is_the_whole_body_signature() {
+        let k = keys("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,whsec_c2Vjb25k");
+        let body = br#"{"test": 2432232314}"#;
+        let mut s = Signer::new(&k, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330);
+        for chunk in body.chunks(3) {
+            s.update(chunk);
+        }
+        assert_eq!(s.finish(), sign(&k, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body));
     }
 
     #[test]
@@ -225,14 +281,17 @@ mod tests {
 
     #[test]
     fn large_events_go_to_r2() {
-        let small = Envelope::new("evt_1", "adm-tools", "email.received", r#"{"a":1}"#, 0);
+        let lit = |s: &str| EventBody { parts: vec![Part::Lit(s.into())] };
+        let small = Envelope::new("evt_1", "adm-tools", "email.received", &lit(r#"{"a":1}"#), b"", 0);
         assert!(small.event.is_some() && small.r2_key.is_none());
         let back: Envelope = serde_json::from_str(&small.to_json()).unwrap();
         assert_eq!(back.event.unwrap().get(), r#"{"a":1}"#);
-        let big_json = format!(r#"{{"a":"{}"}}"#, "x".repeat(MAX_INLINE_ENVELOPE_BYTES));
-        let big = Envelope::new("evt_2", "adm-tools", "email.received", &big_json, 0);
+        let body = format!(r#""{}""#, "x".repeat(MAX_INLINE_ENVELOPE_BYTES));
+        let big_event = EventBody { parts: vec![Part::Lit(r#"{"a":"#.into()), Part::Body([0, body.len() as u64]), Part::Lit("}".into())] };
+        let big = Envelope::new("evt_2", "adm-tools", "email.received", &big_event, body.as_bytes(), 0);
         assert!(big.event.is_none());
-        assert_eq!(big.r2_key.as_deref(), Some("events/evt_2.json"));
+        assert_eq!(big.r2_key.as_deref(), Some("events/evt_2.parts"));
+        assert!(is_stored_parts("events/evt_2.parts") && !is_stored_parts("events/evt_2.json"));
         assert!(big.to_json().len() < 300);
     }
 }

@@ -80,7 +80,7 @@ impl fmt::Display for ApiError {
             Self::NotFound => f.write_str("no such route; providers post to /webhooks/{mail-plus|mailtura|maileroo|improvmx|adm-tools}"),
             Self::MethodNotAllowed { allow } => write!(f, "this route accepts {allow} only"),
             Self::PayloadTooLarge { limit } => {
-                write!(f, "the body is larger than MAX_BODY_BYTES ({limit} bytes); raise it if this provider's payloads are legitimately this large")
+                write!(f, "the body is larger than {limit} bytes (MAX_BODY_BYTES; Mailtura and Maileroo events at most 1048576); raise MAX_BODY_BYTES if this provider's payloads are legitimately this large")
             }
             Self::Unauthorized(m)
             | Self::Forbidden(m)

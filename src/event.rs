@@ -147,7 +147,7 @@ pub struct EventData {
     pub inbound: Option<Inbound>,
     pub mailbox: Option<Mailbox>,
     // `raw`, the provider's payload as received, is spliced in by
-    // `Event::to_json_with_raw` from the request's own bytes, never copied.
+    // `large::render` as a range of the request's own bytes, never copied.
 }
 
 impl EventData {
@@ -201,47 +201,16 @@ impl Event {
             id,
             source: format!("/providers/{}", data.provider),
             kind,
-            time: time.map(crate::time::to_rfc3339),
+            time: time.and_then(crate::time::to_rfc3339_checked),
             subject: data.message_id.clone(),
             datacontenttype: "application/json",
             data,
         }
     }
 
+    /// The event's JSON without `data.raw` (see `large::render` for the event with it).
     pub fn to_json(&self) -> String {
-        self.to_json_with_raw(None)
-    }
-
-    /// The event's JSON with `data.raw` set to `raw` (JSON text, the request
-    /// body) when given. The body is written straight into an output buffer
-    /// sized up front, so a 25 MB email is neither copied nor re-parsed for
-    /// `raw`, and the buffer never doubles while it grows.
-    pub fn to_json_with_raw(&self, raw: Option<&str>) -> String {
-        let mut out = Vec::with_capacity(self.estimated_len() + raw.map_or(0, |r| r.len() + 8));
-        // Serialising these plain structs cannot fail: no maps with non-string keys, no I/O.
-        if serde_json::to_writer(&mut out, self).is_err() {
-            return String::new();
-        }
-        // `data` is the last field of the event and `raw` the last of `data`,
-        // so the JSON ends in `}}` and `raw` goes just before it.
-        if let (Some(raw), true) = (raw, out.ends_with(b"}}")) {
-            out.truncate(out.len() - 2);
-            out.extend_from_slice(b",\"raw\":");
-            out.extend_from_slice(raw.as_bytes());
-            out.extend_from_slice(b"}}");
-        }
-        String::from_utf8(out).unwrap_or_default()
-    }
-
-    /// A generous estimate of the JSON size without `raw`: its large strings plus room for the rest.
-    fn estimated_len(&self) -> usize {
-        let inbound = self.data.inbound.as_ref().map_or(0, |i| {
-            let text = i.text.as_ref().map_or(0, String::len) + i.html.as_ref().map_or(0, String::len);
-            let parts: usize = i.attachments.iter().map(|a| a.content_base64.as_ref().map_or(0, String::len) + 256).sum();
-            let headers: usize = i.headers.iter().map(|(k, v)| k.len() + v.to_string().len() + 8).sum();
-            text + text / 8 + parts + headers
-        });
-        4096 + inbound
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
@@ -275,7 +244,9 @@ mod tests {
         let bare: Value =
             serde_json::from_str(&Event::new("evt_2".into(), EventType::Unknown, None, EventData::new("x")).to_json()).unwrap();
         assert!(bare.get("time").is_none() && bare.get("subject").is_none(), "{bare}");
-        let with_raw: Value = serde_json::from_str(&e.to_json_with_raw(Some(r#"{"a": [1, "}}"]}"#))).unwrap();
+        let raw = br#"{"a": [1, "}}"]}"#;
+        let parts = crate::large::render(&e, &crate::large::Refs::default(), Some([0, raw.len() as u64]));
+        let with_raw: Value = serde_json::from_slice(&parts.materialise(raw)).unwrap();
         assert_eq!(with_raw["data"]["raw"], serde_json::json!({"a": [1, "}}"]}));
         assert_eq!(with_raw["data"]["provider"], "maileroo");
     }

@@ -14,6 +14,7 @@
 //! - [`config`]: every variable read once into a validated `Config`, secrets redacted.
 //! - [`providers`]: one module per provider (`authenticate` + `normalise`) and
 //!   `Provider::ingest`, the pure half of the pipeline.
+//! - [`large`]: large email without copies: skeletons, markers, events as parts of the body.
 //! - [`event`]: the canonical event. [`address`], [`time`], [`mailauth`]: shared parsers.
 //! - [`auth`]: constant-time comparison, tokens, HMAC, IP allow-lists, the age window.
 //! - [`dns`]: reverse DNS over DoH for Mail-Plus: queries, answers, verdict (no I/O).
@@ -35,6 +36,7 @@ pub mod delivery;
 pub mod dns;
 pub mod error;
 pub mod event;
+pub mod large;
 pub mod mailauth;
 pub mod providers;
 pub mod routes;

@@ -4,7 +4,7 @@
 
 use crate::auth::hmac_sha256;
 use crate::config::Config;
-use crate::providers::Provider;
+use crate::providers::{Inbound, Provider};
 
 pub const ADM_TOOLS_TOKEN: &str = "test-adm-tools-token";
 pub const MAILTURA_SECRET: &str = "test-mailtura-secret";
@@ -30,6 +30,16 @@ pub fn config_with(overrides: &[(&str, &str)]) -> Result<Config, crate::config::
         ("DEDUPE_TTL_SECONDS", LONG_DEDUPE),
     ];
     Config::from_lookup(|k| overrides.iter().chain(base.iter()).find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+}
+
+/// The markers' nonce in tests (the edge draws a random one per request).
+pub const TEST_NONCE: &str = "0123456789abcdef0123456789abcdef";
+
+/// The pure pipeline on `req`, each event's JSON materialised as the
+/// consumer would send it: what the tests, the bench and the fuzz targets compare.
+pub fn ingest_json(provider: Provider, cfg: &Config, req: &Inbound) -> Result<Vec<Vec<u8>>, crate::error::ApiError> {
+    let ingested = provider.ingest(cfg, req, TEST_NONCE)?;
+    Ok(ingested.render().iter().map(|e| e.materialise(req.body)).collect())
 }
 
 /// Hex HMAC-SHA256 of the raw body, as Mailtura and Maileroo sign.

@@ -27,6 +27,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
 }
 
+/// RFC 3339 for a Unix time, when its year has four digits (0000 to 9999):
+/// anything else is not a valid timestamp and is better left out.
+pub fn to_rfc3339_checked(unix: i64) -> Option<String> {
+    // 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
+    (-62_167_219_200..=253_402_300_799).contains(&unix).then(|| to_rfc3339(unix))
+}
+
 /// `2024-03-15T23:32:22Z` for a Unix time in seconds.
 pub fn to_rfc3339(unix: i64) -> String {
     let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
@@ -138,5 +145,10 @@ mod tests {
         assert_eq!(from_json(&json!("-9223372036854775808")), Some(i64::MIN / 1000));
         let _ = to_rfc3339(i64::MAX / 1000);
         let _ = to_rfc3339(i64::MIN / 1000);
+        // Found in review: a year outside 0000..9999 made an invalid CloudEvents `time`.
+        assert_eq!(to_rfc3339_checked(-99_999_999_999), None);
+        assert_eq!(to_rfc3339_checked(253_402_300_800), None, "10000-01-01");
+        assert_eq!(to_rfc3339_checked(253_402_300_799).as_deref(), Some("9999-12-31T23:59:59Z"));
+        assert_eq!(to_rfc3339_checked(-62_167_219_200).as_deref(), Some("0000-01-01T00:00:00Z"));
     }
 }

@@ -108,6 +108,19 @@ fn named_null_containers_found_in_review() {
     let mut mailtura = fixture_json(Provider::Mailtura, "delivered");
     mailtura["data"] = Value::Null;
     assert!(ingest(Provider::Mailtura, &cfg, &serde_json::to_vec(&mailtura).unwrap()).is_ok());
+
+    // An empty container in any spelling is absent too (found in review: PHP writes an empty map as `[]`).
+    for empty in [serde_json::json!([]), serde_json::json!({}), serde_json::json!("")] {
+        let mut m = fixture_json(Provider::Maileroo, "delivered");
+        m["event_data"] = empty.clone();
+        assert!(ingest(Provider::Maileroo, &cfg, &serde_json::to_vec(&m).unwrap()).is_ok(), "event_data: {empty}");
+        let mut t = fixture_json(Provider::Mailtura, "delivered");
+        t["data"] = empty.clone();
+        assert!(ingest(Provider::Mailtura, &cfg, &serde_json::to_vec(&t).unwrap()).is_ok(), "data: {empty}");
+        let mut i = fixture_json(Provider::ImprovMx, "sample");
+        i["inlines"] = empty.clone();
+        assert!(ingest(Provider::ImprovMx, &cfg, &serde_json::to_vec(&i).unwrap()).is_ok(), "inlines: {empty}");
+    }
 }
 
 #[test]
@@ -116,7 +129,7 @@ fn signature_and_token_are_checked_before_the_body() {
     // token or allowed address is refused before anything is buffered.
     let cfg = config();
     let head = |provider: Provider, headers: &[(String, String)], ip: Option<&str>| {
-        let req = mailhook::providers::Inbound { headers, client_ip: ip, body: b"", now: NOW, rdns: None };
+        let req = mailhook::providers::Inbound::new(headers, ip, b"", NOW);
         provider.authenticate_head(&cfg, &req).map_err(|e| e.status())
     };
     let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];

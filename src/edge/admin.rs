@@ -207,19 +207,24 @@ async fn enqueue_replays(env: &Env, envelopes: Vec<String>) -> std::result::Resu
             batch = batch.message(MessageBuilder::new(body.clone()).content_type(QueueContentType::Text).build());
         }
         let chunk = &fresh[range];
+        let sent_at = now_seconds();
+        queue.send_batch(batch.build()).await.map_err(unavailable)?;
+        // Marked after it is sent (a failed send leaves the rows as they were,
+        // so the operator's retry finds them), unless the consumer has already
+        // touched the row since: its status is then newer than `queued`.
+        // `updated_at` moves, so the retention cron keeps a replayed event's payload.
         let marks = chunk
             .iter()
             .map(|e| {
-                // `updated_at` moves too, so the retention cron keeps a replayed event's payload.
-                db.prepare("UPDATE events SET status = 'queued', updated_at = ?2 WHERE id = ?1")
-                    .bind(&[JsValue::from_str(&e.id), JsValue::from_f64(now_seconds() as f64)])
+                db.prepare("UPDATE events SET status = 'queued', updated_at = ?2 WHERE id = ?1 AND updated_at < ?2")
+                    .bind(&[JsValue::from_str(&e.id), JsValue::from_f64(sent_at as f64)])
             })
             .collect::<Result<Vec<_>>>()
             .map_err(unavailable)?;
-        // Marked before it is sent: a delivery that finishes first is never
-        // overwritten with `queued`, and the payload is protected from retention while it is in the queue.
-        db.batch(marks).await.map_err(unavailable)?;
-        queue.send_batch(batch.build()).await.map_err(unavailable)?;
+        if let Err(e) = db.batch(marks).await {
+            // The events are on the queue: the replay happened; only the log lags.
+            log(json!({"kind": "event_log_failed", "stage": "replay", "error": e.to_string()}));
+        }
         for e in chunk {
             log(json!({"kind": "replay", "id": e.id}));
         }

@@ -7,13 +7,16 @@
 
 use super::{config, eventlog, fetch_with_timeout, log, now_millis, now_seconds, BUCKET_PAYLOADS, QUEUE_DEAD_LETTERS, QUEUE_EVENTS};
 use crate::config::Config;
-use crate::delivery::{classify, next_delay, parse_retry_after, sign, Envelope, Outcome, USER_AGENT};
+use crate::delivery::{classify, is_stored_parts, next_delay, parse_retry_after, sign, Envelope, Outcome, Signer, USER_AGENT};
+use crate::large::{manifest_len, parse_manifest, EventBody, Part, STORED_HEADER_LEN};
 use futures_util::future::join_all;
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde_json::json;
+use std::pin::Pin;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    Env, Headers, MessageBatch, MessageBuilder, MessageExt, Method, QueueContentType, QueueRetryOptionsBuilder, RawMessage, Request,
-    RequestInit, RequestRedirect,
+    Bucket, ByteStream, Env, FixedLengthStream, Headers, MessageBatch, MessageBuilder, MessageExt, Method, QueueContentType,
+    QueueRetryOptionsBuilder, Range, RawMessage, Request, RequestInit, RequestRedirect,
 };
 
 /// How long to wait before looking at a message again after an
@@ -65,7 +68,7 @@ struct Attempt {
 
 async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env) {
     let Some((mut envelope, envelope_json)) = envelope_of(msg) else { return };
-    let event_json = match load_event(&envelope, env).await {
+    let event = match load_event(&envelope, env).await {
         Ok(j) => j,
         Err(e) => {
             log(json!({"kind": "event_unreadable", "id": envelope.id, "error": e}));
@@ -76,7 +79,7 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env) {
     let started = now_millis();
     let attempt = match cfg.delivery_problem() {
         Some(problem) => Attempt { status: None, retry_after: None, error: Some(problem.to_string()) },
-        None => post(cfg, &envelope.id, &event_json).await,
+        None => post(cfg, &envelope.id, event).await,
     };
     // No status (timeout, connection error, delivery not configured) is a retry.
     let outcome = classify(attempt.status);
@@ -98,6 +101,7 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env) {
         "error": attempt.error,
         "outcome": format!("{outcome:?}").to_lowercase(),
         "ms": ms,
+        "wasm_kib": core::arch::wasm32::memory_size(0) * 64,
     }));
 
     match outcome {
@@ -114,29 +118,111 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env) {
     }
 }
 
-async fn load_event(envelope: &Envelope, env: &Env) -> Result<String, String> {
-    if let Some(raw) = &envelope.event {
-        return Ok(raw.get().to_string());
-    }
-    let key = envelope.r2_key.as_deref().ok_or("the envelope has neither an event nor an R2 key")?;
-    let bucket = env.bucket(BUCKET_PAYLOADS).map_err(|e| e.to_string())?;
-    let object = bucket.get(key).execute().await.map_err(|e| e.to_string())?;
-    let object = object.ok_or_else(|| format!("R2 object {key} is missing"))?;
-    let body = object.body().ok_or_else(|| format!("R2 object {key} has no body"))?;
-    body.text().await.map_err(|e| e.to_string())
+/// An event's JSON: inline in its envelope, or parts of an R2 object (see `large`).
+enum EventJson {
+    Inline(String),
+    Stored { bucket: Bucket, key: String, parts: EventBody },
 }
 
-async fn post(cfg: &Config, id: &str, body: &str) -> Attempt {
+async fn load_event(envelope: &Envelope, env: &Env) -> Result<EventJson, String> {
+    if let Some(raw) = &envelope.event {
+        return Ok(EventJson::Inline(raw.get().to_string()));
+    }
+    let key = envelope.r2_key.clone().ok_or("the envelope has neither an event nor an R2 key")?;
+    let bucket = env.bucket(BUCKET_PAYLOADS).map_err(|e| e.to_string())?;
+    let parts = if is_stored_parts(&key) {
+        let header = read_range(&bucket, &key, 0, STORED_HEADER_LEN).await?;
+        let len = manifest_len(&header).ok_or_else(|| format!("R2 object {key} is not a stored event"))?;
+        parse_manifest(&read_range(&bucket, &key, STORED_HEADER_LEN, len).await?)?
+    } else {
+        // Stored by 0.1: the event's whole JSON.
+        let object = bucket.head(key.as_str()).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("R2 object {key} is missing"))?;
+        EventBody { parts: vec![Part::Body([0, object.size()])] }
+    };
+    Ok(EventJson::Stored { bucket, key, parts })
+}
+
+/// `length` bytes of an R2 object from `offset`, as one buffer (for small ranges: the header and manifest).
+async fn read_range(bucket: &Bucket, key: &str, offset: u64, length: u64) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+    let mut stream = range_stream(bucket.clone(), key.to_string(), offset, length).await?;
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+    }
+    if out.len() as u64 != length {
+        return Err(format!("R2 object {key} is shorter than its manifest says"));
+    }
+    Ok(out)
+}
+
+async fn range_stream(bucket: Bucket, key: String, offset: u64, length: u64) -> Result<ByteStream, String> {
+    let object = bucket
+        .get(key.as_str())
+        .range(Range::OffsetWithLength { offset, length })
+        .execute()
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("R2 object {key} is missing"))?;
+    object.body().ok_or_else(|| format!("R2 object {key} has no body"))?.stream().map_err(|e| e.to_string())
+}
+
+type Chunks = Pin<Box<dyn Stream<Item = worker::Result<Vec<u8>>>>>;
+
+/// The event's JSON as a stream of chunks: the literal parts, and the body
+/// ranges read from R2 as they are needed.
+fn event_stream(bucket: &Bucket, key: &str, parts: &EventBody) -> Chunks {
+    let (bucket, key) = (bucket.clone(), key.to_string());
+    let parts = parts.parts.clone();
+    let each = move |part: Part| -> Chunks {
+        match part {
+            Part::Lit(s) => Box::pin(futures_util::stream::once(async move { Ok(s.into_bytes()) })),
+            Part::Body([a, b]) if b <= a => Box::pin(futures_util::stream::empty()),
+            Part::Body([a, b]) => {
+                let (bucket, key) = (bucket.clone(), key.clone());
+                Box::pin(
+                    futures_util::stream::once(async move { range_stream(bucket, key, a, b - a).await.map_err(worker::Error::RustError) })
+                        .try_flatten(),
+                )
+            }
+        }
+    };
+    Box::pin(futures_util::stream::iter(parts).map(each).flatten())
+}
+
+/// The `webhook-signature` of a stored event: a first pass over its parts.
+async fn sign_stored(cfg: &Config, id: &str, timestamp: i64, bucket: &Bucket, key: &str, parts: &EventBody) -> Result<String, String> {
+    let mut signer = Signer::new(&cfg.origin_signing_keys, id, timestamp);
+    let mut stream = event_stream(bucket, key, parts);
+    while let Some(chunk) = stream.next().await {
+        signer.update(&chunk.map_err(|e| e.to_string())?);
+    }
+    Ok(signer.finish())
+}
+
+async fn post(cfg: &Config, id: &str, event: EventJson) -> Attempt {
     let failed = |error: String| Attempt { status: None, retry_after: None, error: Some(error) };
     let Some(url) = cfg.origin_url.as_deref() else { return failed("ORIGIN_URL is not set".into()) };
     let timestamp = now_seconds();
+    // A stored event is signed in a first pass over R2 and streamed in a
+    // second, so no copy of it is ever whole in memory.
+    let (signature, body) = match event {
+        EventJson::Inline(json) => (sign(&cfg.origin_signing_keys, id, timestamp, json.as_bytes()), JsValue::from_str(&json)),
+        EventJson::Stored { bucket, key, parts } => {
+            let signature = match sign_stored(cfg, id, timestamp, &bucket, &key, &parts).await {
+                Ok(s) => s,
+                Err(e) => return failed(format!("the stored event could not be read: {e}")),
+            };
+            let stream = FixedLengthStream::wrap(event_stream(&bucket, &key, &parts), parts.len());
+            (signature, worker::worker_sys::FixedLengthStream::from(stream).readable().into())
+        }
+    };
     let headers = Headers::new();
     let set = [
         ("content-type", "application/json".to_string()),
         ("user-agent", USER_AGENT.to_string()),
         ("webhook-id", id.to_string()),
         ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", sign(&cfg.origin_signing_keys, id, timestamp, body.as_bytes())),
+        ("webhook-signature", signature),
     ];
     for (k, v) in &set {
         if let Err(e) = headers.set(k, v) {
@@ -147,7 +233,7 @@ async fn post(cfg: &Config, id: &str, body: &str) -> Attempt {
     // Redirects are not followed: a 3xx is the origin's answer, a permanent
     // failure (CONTRACT §5). Following one would log a GET's 200 as delivered,
     // or re-POST the signed event to wherever the Location points.
-    init.with_method(Method::Post).with_headers(headers).with_redirect(RequestRedirect::Manual).with_body(Some(JsValue::from_str(body)));
+    init.with_method(Method::Post).with_headers(headers).with_redirect(RequestRedirect::Manual).with_body(Some(body));
     let request = match Request::new_with_init(url, &init) {
         Ok(r) => r,
         Err(e) => return failed(format!("ORIGIN_URL could not be requested: {e}")),

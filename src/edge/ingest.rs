@@ -5,15 +5,23 @@
 //! failure falls open (a possible duplicate, never a lost event); a failure to
 //! store a large event or to enqueue answers 503 and writes no dedupe key.
 
-use super::{config, json_response, log, now_seconds, refuse, BUCKET_PAYLOADS, KV_DEDUPE, QUEUE_EVENTS};
+use super::{config, json_response, log, now_millis, now_seconds, refuse, BUCKET_PAYLOADS, KV_DEDUPE, QUEUE_EVENTS};
 use crate::dedupe::dedupe_key;
 use crate::delivery::Envelope;
 use crate::error::ApiError;
 use crate::event::Event;
+use crate::large::{stored_prefix, EventBody};
 use crate::providers::{Inbound, Provider};
 use futures_util::StreamExt;
+use js_sys::{Reflect, Uint8Array};
 use serde_json::json;
-use worker::{BatchMessageBuilder, Env, MessageBuilder, QueueContentType, Request, Response, Result};
+use std::rc::Rc;
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{BatchMessageBuilder, Bucket, Env, FixedLengthStream, MessageBuilder, QueueContentType, Request, Response, Result};
+
+/// What an unauthenticated sender's body may reserve before its bytes arrive.
+const UNAUTHENTICATED_RESERVE: u64 = 64 * 1024;
 
 pub async fn handle(provider: Provider, mut req: Request, env: &Env) -> Result<(Response, Vec<String>)> {
     match run(provider, &mut req, env).await {
@@ -34,29 +42,35 @@ async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::R
     // large, from the wrong address or without its token or signature costs
     // no buffering: the announced size, the source address (and Mail-Plus's
     // reverse DNS), the token, the presence of a signature.
+    let limit = provider.body_limit(&cfg);
     let announced = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
-    if announced.is_some_and(|len| len > cfg.max_body_bytes) {
-        return Err(ApiError::PayloadTooLarge { limit: cfg.max_body_bytes });
+    if announced.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
     }
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let client_ip = headers.iter().find(|(k, _)| k == "cf-connecting-ip").map(|(_, v)| v.clone());
-    let mut inbound = Inbound { headers: &headers, client_ip: client_ip.as_deref(), body: &[], now: now_seconds(), rdns: None };
+    let mut inbound = Inbound::new(&headers, client_ip.as_deref(), &[], now_seconds());
     if provider == Provider::MailPlus {
         if let Some(ip) = crate::providers::mail_plus::rdns_lookup(&cfg, &inbound) {
             inbound.rdns = Some(super::dns::verify(ip, &cfg, env).await?);
         }
     }
     provider.authenticate_head(&cfg, &inbound)?;
-    let body = read_body(req, cfg.max_body_bytes, announced).await?;
+    // A known sender's body is read into one buffer of its announced size; an
+    // unauthenticated one's grows only as its bytes arrive.
+    let reserve = if provider.authenticated_before_body() { limit } else { UNAUTHENTICATED_RESERVE };
+    let body = Rc::new(read_body(req, limit, announced, reserve).await?);
     inbound.body = &body;
-    let events = provider.ingest(&cfg, &inbound)?;
-    let raw = crate::providers::raw_payload(&cfg, &body);
+    inbound.json = &body;
+    let ingested = provider.ingest(&cfg, &inbound, &nonce())?;
+    let rendered = ingested.render();
+    let events = &ingested.events;
 
     let kv = env.kv(KV_DEDUPE).ok();
-    let mut fresh: Vec<&Event> = Vec::with_capacity(events.len());
-    for e in &events {
+    let mut fresh: Vec<(&Event, &EventBody)> = Vec::with_capacity(events.len());
+    for (e, json) in events.iter().zip(&rendered) {
         if !already_seen(kv.as_ref(), &e.id).await {
-            fresh.push(e);
+            fresh.push((e, json));
         }
     }
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
@@ -66,10 +80,10 @@ async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::R
 
     // The event log's row is written by the consumer at the first delivery
     // attempt (one D1 write fewer per event, none on this path).
-    enqueue(env, &fresh, raw).await?;
+    enqueue(env, &fresh, &body).await?;
 
     if let Some(kv) = &kv {
-        for e in &fresh {
+        for (e, _) in &fresh {
             mark_seen(kv, &e.id, cfg.dedupe_ttl_seconds).await;
         }
     }
@@ -78,25 +92,67 @@ async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::R
 
 /// Reads the body, refusing it (413) as soon as it passes `limit`, chunked
 /// or not, and (400) when it ends short of its announced length, as a
-/// client that gave up mid-body would.
-async fn read_body(req: &mut Request, limit: u64, announced: Option<u64>) -> std::result::Result<Vec<u8>, ApiError> {
-    let unreadable = |_| ApiError::BadRequest("the request body could not be read; send it again".into());
-    let Ok(mut stream) = req.stream() else {
-        return Ok(Vec::new()); // no body at all
-    };
+/// client that gave up mid-body would. `reserve` bounds what is allocated
+/// before the bytes arrive.
+///
+/// The body is read with a BYOB reader into one 64 KiB buffer that goes
+/// back and forth, each chunk copied into Wasm: no JavaScript buffer per
+/// chunk waits for the garbage collector, so a 32 MiB email costs its size
+/// in Wasm and almost nothing in the JS heap (BENCHMARKS.md).
+async fn read_body(req: &mut Request, limit: u64, announced: Option<u64>, reserve: u64) -> std::result::Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge { limit };
+    fn unreadable<E>(_: E) -> ApiError {
+        ApiError::BadRequest("the request body could not be read; send it again".into())
+    }
     let limit_len = usize::try_from(limit).unwrap_or(usize::MAX);
-    let mut body = Vec::with_capacity(announced.and_then(|n| usize::try_from(n).ok()).unwrap_or(0).min(limit_len));
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(unreadable)?;
-        if body.len().saturating_add(chunk.len()) > limit_len {
-            return Err(ApiError::PayloadTooLarge { limit });
+    let mut body = Vec::with_capacity(usize::try_from(announced.unwrap_or(0).min(reserve).min(limit)).unwrap_or(0));
+    let Some(stream) = req.inner().body() else {
+        return Ok(body); // no body at all
+    };
+    if let Some(reader) = byob_reader(&stream) {
+        let mut view = Uint8Array::new_with_length(READ_CHUNK_BYTES);
+        loop {
+            let result = JsFuture::from(reader.read_with_array_buffer_view(&view)).await.map_err(unreadable)?;
+            if Reflect::get(&result, &JsValue::from_str("done")).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
+                break;
+            }
+            let chunk: Uint8Array = Reflect::get(&result, &JsValue::from_str("value")).map_err(unreadable)?.unchecked_into();
+            let n = chunk.length() as usize;
+            if body.len().saturating_add(n) > limit_len {
+                let _ = reader.cancel();
+                return Err(too_large());
+            }
+            let start = body.len();
+            body.resize(start + n, 0);
+            chunk.copy_to(&mut body[start..]);
+            // The read handed the buffer back, detached from `view`: read into it again.
+            view = Uint8Array::new_with_byte_offset_and_length(&chunk.buffer(), 0, READ_CHUNK_BYTES);
         }
-        body.extend_from_slice(&chunk);
+    } else {
+        let mut stream = req.stream().map_err(unreadable)?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(unreadable)?;
+            if body.len().saturating_add(chunk.len()) > limit_len {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
     }
     if announced.is_some_and(|n| n != body.len() as u64) {
         return Err(ApiError::BadRequest("the body ended before its Content-Length; send it again".into()));
     }
     Ok(body)
+}
+
+const READ_CHUNK_BYTES: u32 = 64 * 1024;
+
+/// A BYOB reader of `stream`, when it is a byte stream (request bodies in workerd are).
+fn byob_reader(stream: &web_sys::ReadableStream) -> Option<web_sys::ReadableStreamByobReader> {
+    let options = web_sys::ReadableStreamGetReaderOptions::new();
+    options.set_mode(web_sys::ReadableStreamReaderMode::Byob);
+    // Called through Reflect so that a stream without BYOB support throws into a Result, not a panic.
+    let get_reader: js_sys::Function = Reflect::get(stream, &JsValue::from_str("getReader")).ok()?.dyn_into().ok()?;
+    get_reader.call1(stream, &options).ok()?.dyn_into().ok()
 }
 
 /// A KV failure counts as "not seen": the origin's `webhook-id` check absorbs
@@ -123,22 +179,49 @@ async fn mark_seen(kv: &worker::kv::KvStore, id: &str, ttl: u64) {
 }
 
 /// Stores large events in R2, then sends every envelope in one batch.
-async fn enqueue(env: &Env, events: &[&Event], raw: Option<&str>) -> std::result::Result<(), ApiError> {
+async fn enqueue(env: &Env, events: &[(&Event, &EventBody)], body: &Rc<Vec<u8>>) -> std::result::Result<(), ApiError> {
     let unavailable = |what: &str, e: worker::Error| {
         log(json!({"kind": "enqueue_failed", "stage": what, "error": e.to_string()}));
         ApiError::Unavailable(format!("could not {what}; nothing was accepted, please retry"))
     };
     let now = now_seconds();
     let mut batch = BatchMessageBuilder::<String>::new();
-    for e in events {
-        let json = e.to_json_with_raw(raw);
-        let envelope = Envelope::new(&e.id, e.data.provider, e.kind.as_str(), &json, now);
+    for (e, json) in events {
+        let envelope = Envelope::new(&e.id, e.data.provider, e.kind.as_str(), json, body, now);
         if let Some(key) = &envelope.r2_key {
             let bucket = env.bucket(BUCKET_PAYLOADS).map_err(|e| unavailable("store the large event", e))?;
-            bucket.put(key, json).execute().await.map_err(|e| unavailable("store the large event", e))?;
+            store(&bucket, key, json, Rc::clone(body)).await.map_err(|e| unavailable("store the large event", e))?;
         }
         batch = batch.message(MessageBuilder::new(envelope.to_json()).content_type(QueueContentType::Text).build());
     }
     let queue = env.queue(QUEUE_EVENTS).map_err(|e| unavailable("reach the events queue", e))?;
     queue.send_batch(batch.build()).await.map_err(|e| unavailable("enqueue the event", e))
+}
+
+/// How much of a large body is handed to R2 at a time.
+const STORE_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Writes a large event to R2 as one object, the manifest then the body
+/// (`large::stored_prefix`), streamed in chunks. Each chunk becomes a
+/// JavaScript buffer for the upload (about the body's size in all, until the
+/// garbage collector takes them: BENCHMARKS.md counts it).
+async fn store(bucket: &Bucket, key: &str, json: &EventBody, body: Rc<Vec<u8>>) -> Result<()> {
+    let prefix = stored_prefix(json);
+    let total = (prefix.len() + body.len()) as u64;
+    let chunks = (0..body.len().div_ceil(STORE_CHUNK_BYTES)).map(move |i| {
+        let end = ((i + 1) * STORE_CHUNK_BYTES).min(body.len());
+        Ok(body.get(i * STORE_CHUNK_BYTES..end).unwrap_or_default().to_vec())
+    });
+    let stream = futures_util::stream::iter(std::iter::once(Ok(prefix)).chain(chunks));
+    bucket.put(key, FixedLengthStream::wrap(stream, total)).execute().await.map(|_| ())
+}
+
+/// The markers' nonce: 128 random bits, so no sender can write one.
+fn nonce() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Without randomness, the time still differs from anything a sender could have predicted exactly.
+        bytes[..8].copy_from_slice(&now_millis().to_le_bytes());
+    }
+    hex::encode(bytes)
 }

@@ -80,7 +80,7 @@ fn scalar(v: &Value) -> Option<String> {
 }
 
 pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
-    let p: Payload = parse_json(NAME, req.body)?;
+    let p: Payload = parse_json(NAME, req.json)?;
     let flags = flags(&p.flags);
     let kind = event_type(&p.event, &flags);
     let uid = scalar(&p.uid);

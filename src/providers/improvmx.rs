@@ -13,11 +13,20 @@ use crate::config::Config;
 use crate::dedupe;
 use crate::error::ApiError;
 use crate::event::{Attachment, AuthResults, Event, EventData, EventType, Inbound as InboundMail};
+use crate::large::{LargePath, Seg};
 use crate::mailauth;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub const NAME: &str = "improvmx";
+
+/// Attachments (base64), text and html may be large; they travel as markers (see `large`).
+pub const LARGE_PATHS: &[LargePath] = &[
+    &[Seg::Key("text")],
+    &[Seg::Key("html")],
+    &[Seg::Key("inlines"), Seg::Any, Seg::Key("content")],
+    &[Seg::Key("attachments"), Seg::Any, Seg::Key("content")],
+];
 
 #[derive(Deserialize)]
 struct Payload {
@@ -53,17 +62,13 @@ struct Part {
 
 impl Part {
     /// What of a part goes into the message's content digest.
-    fn identity(&self) -> [Option<&[u8]>; 3] {
-        [
-            self.name.as_deref().map(str::as_bytes),
-            self.content_type.as_deref().map(str::as_bytes),
-            self.content.as_deref().map(str::as_bytes),
-        ]
+    fn identity(&self) -> [Option<&str>; 3] {
+        [self.name.as_deref(), self.content_type.as_deref(), self.content.as_deref()]
     }
 
-    fn into_attachment(self, inline: bool) -> Attachment {
+    fn into_attachment(self, inline: bool, req: &Inbound) -> Attachment {
         Attachment {
-            size: self.content.as_deref().map(mailauth::base64_decoded_len),
+            size: self.content.as_deref().map(|c| req.base64_len(c)),
             filename: self.name,
             content_type: self.content_type,
             content_id: self.cid,
@@ -78,7 +83,7 @@ pub fn authenticate(cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
 }
 
 pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
-    let p: Payload = parse_json(NAME, req.body)?;
+    let p: Payload = parse_json(NAME, req.json)?;
     if p.headers.is_none() && p.from.is_null() && p.to.is_null() {
         return Err(ApiError::BadRequest("the body has none of headers, from, to: not an ImprovMX inbound email".into()));
     }
@@ -98,11 +103,13 @@ pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
         Some(mid) => {
             let mut rcpts: Vec<String> = to.iter().map(|a| a.email.clone()).collect();
             rcpts.extend(delivered_to.as_deref().map(|d| format!("delivered-to:{d}")));
+            let from = address::from_json(&p.from).into_iter().next().map(|a| a.email);
             let content = dedupe::content_digest(
-                [address::from_json(&p.from).first().map(|a| a.email.as_bytes()), p.subject.as_deref().map(str::as_bytes)]
+                [from.as_deref(), p.subject.as_deref(), p.text.as_deref(), p.html.as_deref()]
                     .into_iter()
-                    .chain([p.text.as_deref().map(str::as_bytes), p.html.as_deref().map(str::as_bytes)])
-                    .chain(inlines.iter().chain(&parts).flat_map(Part::identity)),
+                    .chain(inlines.iter().chain(&parts).flat_map(Part::identity))
+                    .map(|part| part.map(|s| req.text_sha256(s)))
+                    .chain([Some(dedupe::headers_sha256(&headers))]),
             );
             dedupe::inbound_id(NAME, mid, &rcpts, &content)
         }
@@ -115,7 +122,7 @@ pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
         auth.spf = spf_word;
     }
     let attachments =
-        inlines.into_iter().map(|a| a.into_attachment(true)).chain(parts.into_iter().map(|a| a.into_attachment(false))).collect();
+        inlines.into_iter().map(|a| a.into_attachment(true, req)).chain(parts.into_iter().map(|a| a.into_attachment(false, req))).collect();
 
     let mut data = EventData::new(NAME);
     data.message_id = message_id;

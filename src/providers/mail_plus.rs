@@ -14,12 +14,16 @@ use crate::config::{Config, VerifyMode};
 use crate::dedupe;
 use crate::error::ApiError;
 use crate::event::{AuthResults, Event, EventData, EventType, Inbound as InboundMail, Spam};
+use crate::large::{LargePath, Seg};
 use crate::mailauth;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::net::IpAddr;
 
 pub const NAME: &str = "mail-plus";
+
+/// The message text may be large; it travels as a marker (see `large`).
+pub const LARGE_PATHS: &[LargePath] = &[&[Seg::Key("body")]];
 
 #[derive(Deserialize)]
 struct Payload {
@@ -53,10 +57,14 @@ pub fn rdns_lookup(cfg: &Config, req: &Inbound) -> Option<IpAddr> {
         return None;
     }
     let ip = req.client_ip?.trim();
-    if mode == VerifyMode::IpOrRdns && cfg.mail_plus_allowed_ips.contains(ip) {
-        return None;
+    let listed = cfg.mail_plus_allowed_ips.contains(ip);
+    match mode {
+        // Listed: the address alone is enough.
+        VerifyMode::IpOrRdns if listed => None,
+        // Not listed: refused whatever its reverse DNS says, so no DoH work for it.
+        VerifyMode::IpAndRdns if !listed => None,
+        _ => ip.parse().ok(),
     }
-    ip.parse().ok()
 }
 
 pub fn authenticate(cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
@@ -96,7 +104,7 @@ pub fn missing_config(cfg: &Config) -> Option<&'static str> {
 }
 
 pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
-    let raw: Map<String, Value> = parse_json(NAME, req.body)?;
+    let raw: Map<String, Value> = parse_json(NAME, req.json)?;
     if !FIELDS.iter().any(|f| raw.contains_key(*f)) {
         return Err(ApiError::BadRequest(format!("the body has none of Mail-Plus's fields ({})", FIELDS.join(", "))));
     }
@@ -123,12 +131,12 @@ pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
     let id = match &message_id {
         Some(mid) => {
             let rcpts: Vec<String> = to.iter().chain(&bcc).map(|a| a.email.clone()).collect();
-            let content = dedupe::content_digest([
-                from.as_ref().map(|a| a.email.as_bytes()),
-                subject.as_deref().map(str::as_bytes),
-                mailauth::header(&headers, "Date").map(str::as_bytes),
-                p.body.as_deref().map(str::as_bytes),
-            ]);
+            let content = dedupe::content_digest(
+                [from.as_ref().map(|a| a.email.as_str()), subject.as_deref(), mailauth::header(&headers, "Date"), p.body.as_deref()]
+                    .map(|part| part.map(|s| req.text_sha256(s)))
+                    .into_iter()
+                    .chain([Some(dedupe::headers_sha256(&headers))]),
+            );
             dedupe::inbound_id(NAME, mid, &rcpts, &content)
         }
         None => dedupe::event_id_from_body(NAME, req.body),

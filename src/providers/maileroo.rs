@@ -99,7 +99,7 @@ fn tags(v: &Value) -> Vec<String> {
 }
 
 pub fn normalise(cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
-    let p: Payload = parse_json(NAME, req.body)?;
+    let p: Payload = parse_json(NAME, req.json)?;
     let time = crate::time::from_json(&p.event_time);
     check_age(time, req.now, cfg.max_event_age_seconds, "event_time")?;
     let kind = event_type(&p.event_type);

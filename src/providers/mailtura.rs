@@ -72,7 +72,7 @@ pub fn bounce_kind(word: Option<&str>) -> Option<&'static str> {
 }
 
 pub fn normalise(cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
-    let p: Payload = parse_json(NAME, req.body)?;
+    let p: Payload = parse_json(NAME, req.json)?;
     let time = crate::time::from_json(&p.timestamp);
     check_age(time, req.now, cfg.max_event_age_seconds, "timestamp")?;
     let kind = event_type(&p.kind);

@@ -15,7 +15,9 @@ use crate::auth::{verify_hex_hmac, IpList};
 use crate::config::{Config, Secrets};
 use crate::error::ApiError;
 use crate::event::Event;
+use crate::large::{render, skeletonize, EventBody, LargePath, Refs};
 use serde::Deserialize as _;
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -26,6 +28,10 @@ pub enum Provider {
     AdmTools,
 }
 
+/// Delivery events signed over the body (Mailtura, Maileroo) are a few KB;
+/// their bodies are read before they can be authenticated, so they are capped here.
+pub const SIGNED_BODY_MAX_BYTES: u64 = 1024 * 1024;
+
 /// What the edge hands the core of one inbound request.
 #[derive(Debug, Clone, Copy)]
 pub struct Inbound<'a> {
@@ -33,7 +39,12 @@ pub struct Inbound<'a> {
     pub headers: &'a [(String, String)],
     /// `CF-Connecting-IP`, never `X-Forwarded-For`.
     pub client_ip: Option<&'a str>,
+    /// The request body as received: what signatures and body-derived ids cover.
     pub body: &'a [u8],
+    /// What a normaliser parses: the body, or its skeleton (see `large`),
+    /// whose large strings are markers that `refs` resolves.
+    pub json: &'a [u8],
+    pub refs: Option<&'a Refs>,
     /// The edge's reverse-DNS verdict, when `mail_plus::rdns_lookup` asked for one.
     pub rdns: Option<bool>,
     /// Unix seconds: the core never reads a clock.
@@ -41,6 +52,27 @@ pub struct Inbound<'a> {
 }
 
 impl<'a> Inbound<'a> {
+    /// A request whose body is parsed as it is (no skeleton yet).
+    pub fn new(headers: &'a [(String, String)], client_ip: Option<&'a str>, body: &'a [u8], now: i64) -> Self {
+        Inbound { headers, client_ip, body, json: body, refs: None, rdns: None, now }
+    }
+
+    /// SHA-256 of a string of the payload (of the large string a marker stands for).
+    pub fn text_sha256(&self, s: &str) -> [u8; 32] {
+        match self.refs.and_then(|r| r.get(s)) {
+            Some(r) => r.sha256,
+            None => Sha256::digest(s.as_bytes()).into(),
+        }
+    }
+
+    /// The decoded length of a base64 string of the payload.
+    pub fn base64_len(&self, s: &str) -> u64 {
+        match self.refs.and_then(|r| r.get(s)) {
+            Some(r) => r.base64_len,
+            None => crate::mailauth::base64_decoded_len(s),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&'a str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
@@ -97,6 +129,26 @@ impl Provider {
         }
     }
 
+    /// True when `authenticate_head` is the whole authentication (source
+    /// address or token), so the body is only read from a known sender.
+    pub fn authenticated_before_body(self) -> bool {
+        match self {
+            Self::MailPlus | Self::ImprovMx | Self::AdmTools => true,
+            Self::Mailtura | Self::Maileroo => false,
+        }
+    }
+
+    /// The largest body taken: `MAX_BODY_BYTES`, but at most
+    /// `SIGNED_BODY_MAX_BYTES` where the signature can only be checked once
+    /// the whole body is read (anyone can make mailhook read that much).
+    pub fn body_limit(self, cfg: &Config) -> u64 {
+        if self.authenticated_before_body() {
+            cfg.max_body_bytes
+        } else {
+            cfg.max_body_bytes.min(SIGNED_BODY_MAX_BYTES)
+        }
+    }
+
     /// The whole authentication, body included.
     pub fn authenticate(self, cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
         match self {
@@ -118,31 +170,67 @@ impl Provider {
         }
     }
 
+    /// The strings of this provider's payload that may be large (attachments,
+    /// text, html): normalised as markers, never copied (see `large`).
+    pub fn large_paths(self) -> &'static [LargePath] {
+        match self {
+            Self::MailPlus => mail_plus::LARGE_PATHS,
+            Self::ImprovMx => improvmx::LARGE_PATHS,
+            Self::Mailtura | Self::Maileroo | Self::AdmTools => &[],
+        }
+    }
+
     /// The pure pipeline: every check and the canonical events, or the refusal.
-    /// Serialise them with `Event::to_json_with_raw(raw_payload(cfg, body))`.
-    pub fn ingest(self, cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
+    /// `nonce` (random, per request) makes the skeleton's markers unguessable.
+    /// Render the events with `Ingested::render`.
+    pub fn ingest(self, cfg: &Config, req: &Inbound, nonce: &str) -> Result<Ingested, ApiError> {
         if let Some(missing) = self.missing_config(cfg) {
             return Err(ApiError::NotConfigured(missing.into()));
         }
-        if req.body.len() as u64 > cfg.max_body_bytes {
-            return Err(ApiError::PayloadTooLarge { limit: cfg.max_body_bytes });
+        if req.body.len() as u64 > self.body_limit(cfg) {
+            return Err(ApiError::PayloadTooLarge { limit: self.body_limit(cfg) });
         }
         self.authenticate_head(cfg, req)?;
         self.authenticate(cfg, req)?;
         if req.body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::BadRequest("the body is empty; expected the provider's JSON payload".into()));
         }
-        self.normalise(cfg, req)
+        let paths = self.large_paths();
+        if paths.is_empty() {
+            return Ok(Ingested { events: self.normalise(cfg, req)?, refs: Refs::default(), raw: raw_range(cfg, req.body) });
+        }
+        let skeleton = skeletonize(req.body, paths, nonce).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+        let events = self.normalise(cfg, &Inbound { json: &skeleton.json, refs: Some(&skeleton.refs), ..*req })?;
+        Ok(Ingested { events, refs: skeleton.refs, raw: raw_range(cfg, req.body) })
     }
 }
 
-/// The `data.raw` of this request's events: the body itself (it parsed as
-/// JSON, so it is valid JSON text), unless `INCLUDE_RAW=false`.
-pub fn raw_payload<'a>(cfg: &Config, body: &'a [u8]) -> Option<&'a str> {
-    if !cfg.include_raw {
+/// The events of one request, and what rendering them needs.
+#[derive(Debug)]
+pub struct Ingested {
+    pub events: Vec<Event>,
+    /// The large strings the events' markers stand for.
+    pub refs: Refs,
+    /// The range of the body that is `data.raw`, unless `INCLUDE_RAW=false`.
+    pub raw: Option<[u64; 2]>,
+}
+
+impl Ingested {
+    /// Each event's JSON as parts: literal bytes and ranges of the body.
+    pub fn render(&self) -> Vec<EventBody> {
+        self.events.iter().map(|e| render(e, &self.refs, self.raw)).collect()
+    }
+}
+
+/// The range of the body that is `data.raw`: the body itself without
+/// surrounding white space (it parsed as JSON, so it is JSON text), unless `INCLUDE_RAW=false`.
+fn raw_range(cfg: &Config, body: &[u8]) -> Option<[u64; 2]> {
+    if !cfg.include_raw || std::str::from_utf8(body).is_err() {
         return None;
     }
-    std::str::from_utf8(body).ok().map(str::trim).filter(|b| !b.is_empty())
+    let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    let end = body.iter().rposition(|b| !b.is_ascii_whitespace())? + 1;
+    Some([start as u64, end as u64])
 }
 
 /// The signature in `header`, or 401 when it is missing or empty.
@@ -186,14 +274,22 @@ pub fn id_from(provider: &str, own_id: Option<&str>, body: &[u8]) -> String {
 }
 
 /// For `#[serde(default, deserialize_with = "null_as_empty")]` on an optional
-/// container: `null` is the same as absent (the provider docs never say a
-/// container may be `null`, and refusing it would lose the event).
+/// container: `null`, `[]`, `{}` and `""` are the same as absent (the provider
+/// docs never say a container may be empty or `null`; PHP writes an empty map
+/// as `[]`; refusing it would lose the event).
 pub fn null_as_empty<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de> + Default,
+    T: serde::de::DeserializeOwned + Default,
 {
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+    use serde_json::Value;
+    match Value::deserialize(d)? {
+        Value::Null => Ok(T::default()),
+        Value::Array(a) if a.is_empty() => Ok(T::default()),
+        Value::Object(o) if o.is_empty() => Ok(T::default()),
+        Value::String(s) if s.is_empty() => Ok(T::default()),
+        v => serde_json::from_value(v).map_err(serde::de::Error::custom),
+    }
 }
 
 /// Parses the body as JSON, or says where it is not.

@@ -50,10 +50,9 @@ pub fn run(
     now: i64,
     body: &[u8],
 ) -> Result<Vec<Value>, mailhook::error::ApiError> {
-    let req = Inbound { headers, client_ip, body, now, rdns };
-    let events = provider.ingest(cfg, &req)?;
-    let raw = mailhook::providers::raw_payload(cfg, body);
-    Ok(events.iter().map(|e| serde_json::from_str(&e.to_json_with_raw(raw)).expect("events serialise to JSON")).collect())
+    let req = Inbound { rdns, ..Inbound::new(headers, client_ip, body, now) };
+    let events = mailhook::testkit::ingest_json(provider, cfg, &req)?;
+    Ok(events.iter().map(|e| serde_json::from_slice(e).expect("events serialise to JSON")).collect())
 }
 
 pub fn fixtures_dir(provider: Provider) -> PathBuf {

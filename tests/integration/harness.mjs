@@ -112,9 +112,10 @@ export async function startOrigin({ secret = SECRETS.ORIGIN_SIGNING_SECRET, resp
 
 /**
  * Starts mailhook. `vars` override wrangler.toml's [vars]; `secrets` override
- * SECRETS (a value of undefined removes it); `without` drops bindings by name.
+ * SECRETS (a value of undefined removes it); `without` drops bindings by name;
+ * `persist` keeps KV, R2 and D1 in a folder across instances.
  */
-export async function startMailhook({ vars = {}, secrets = {}, without = [], listen = false, consumers: withConsumers = true, inspectorPort } = {}) {
+export async function startMailhook({ vars = {}, secrets = {}, without = [], listen = false, consumers: withConsumers = true, inspectorPort, persist } = {}) {
   const bindings = { ...wrangler.vars, RETRY_SCHEDULE_SECONDS: "1,1,1", ...SECRETS, ...secrets, ...vars };
   for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
   const keep = (list, name) => !without.includes(name);
@@ -137,6 +138,8 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
   const mf = new Miniflare({
     ...(listen ? { host: "127.0.0.1", port: 0 } : {}),
     ...(inspectorPort ? { inspectorPort } : {}),
+    // `persist`: a folder that keeps KV, R2 and D1 from one instance to the next.
+    ...(persist ? { kvPersist: `${persist}/kv`, r2Persist: `${persist}/r2`, d1Persist: `${persist}/d1` } : {}),
     rootPath: root,
     modules: true,
     scriptPath: path.join(root, wrangler.main),

@@ -153,6 +153,18 @@ describe("the trust boundary", () => {
     assert.ok(body.pulled() < 2000, `read far past the limit: ${body.pulled()} KiB pulled`);
   });
 
+  test("8. a body signed over its bytes is capped at 1 MiB: an unauthenticated sender cannot make mailhook hold more", async () => {
+    const hook2 = await startMailhook({ consumers: false });
+    try {
+      const big = JSON.stringify({ type: "email.delivered", pad: "x".repeat(1024 * 1024) });
+      const r = await hook2.post("mailtura", big, { "content-type": "application/json", "x-mailtura-signature": "00" });
+      assert.equal(r.status, 413, r.text);
+      assert.match(r.json.error.message, /1048576/);
+    } finally {
+      await hook2.dispose();
+    }
+  });
+
   test("10. null in an optional container is accepted (Maileroo event_data, ImprovMX inlines)", async () => {
     const t = Math.floor(Date.now() / 1000);
     const body = JSON.stringify({ event_id: "null-data-1", event_time: t, event_type: "delivered", event_data: null, message_id: "<n@x>" });
