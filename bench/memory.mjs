@@ -137,6 +137,11 @@ export function isolatePeak(phase) {
   return phase.peak.used + phase.peak.backing + phase.wasm * 1024;
 }
 
+/** The same isolate at rest, just before the phase: Wasm memory, JS heap and array buffers. */
+export function atRest(phase) {
+  return phase.before.heap.usedSize + (phase.before.heap.backingStorageSize ?? 0) + phase.before.wasm * 1024;
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const sizes = process.argv.slice(2).map(Number);
   for (const mb of sizes.length ? sizes : [1, 10, 25, 32]) {

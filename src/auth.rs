@@ -124,6 +124,11 @@ impl IpList {
         self.0.is_empty()
     }
 
+    /// True when an entry is a `/0`: every address of its family passes.
+    pub fn allows_a_whole_family(&self) -> bool {
+        self.0.iter().any(|n| matches!(n, Net::V4 { len: 0, .. } | Net::V6 { len: 0, .. }))
+    }
+
     /// True when `ip` (a textual address; IPv4-mapped IPv6 counts as IPv4) is in the list.
     pub fn contains(&self, ip: &str) -> bool {
         let Ok(ip) = ip.trim().parse::<std::net::IpAddr>() else { return false };
@@ -228,6 +233,9 @@ mod ip_tests {
         assert!(l.contains("192.0.2.77") && l.contains("198.51.100.9"));
         assert!(!l.contains("192.0.3.1"));
         assert!(IpList::parse("::ffff:0.0.0.0/96").unwrap().contains("8.8.8.8"));
+        assert!(IpList::parse("::ffff:0.0.0.0/96").unwrap().allows_a_whole_family());
+        assert!(IpList::parse("10.0.0.0/8, ::/0").unwrap().allows_a_whole_family());
+        assert!(!IpList::parse("10.0.0.0/8, 2001:db8::/32").unwrap().allows_a_whole_family());
         assert!(!IpList::parse("::ffff:0.0.0.0/96").unwrap().contains("2001:db8::1"));
     }
 

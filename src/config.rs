@@ -227,6 +227,15 @@ impl Config {
         Ok(self)
     }
 
+    /// Valid settings that an operator should look at twice, for `/healthz`.
+    pub fn warnings(&self) -> Vec<String> {
+        [("IMPROVMX_ALLOWED_IPS", &self.improvmx_allowed_ips), ("MAIL_PLUS_ALLOWED_IPS", &self.mail_plus_allowed_ips)]
+            .into_iter()
+            .filter(|(_, list)| list.allows_a_whole_family())
+            .map(|(var, _)| format!("{var} has a /0 entry (or ::ffff:0:0/96): every address of that family is allowed"))
+            .collect()
+    }
+
     /// `None` when delivery can run, or what is missing.
     pub fn delivery_problem(&self) -> Option<&'static str> {
         if self.origin_url.is_none() {
@@ -349,6 +358,14 @@ mod tests {
         assert_eq!(e.var, "MAX_EVENT_AGE_SECONDS");
         assert!(e.to_string().contains("DEDUPE_TTL_SECONDS"));
         assert_eq!(cfg(&[("DEDUPE_TTL_SECONDS", "30"), ("MAX_EVENT_AGE_SECONDS", "10")]).unwrap_err().var, "DEDUPE_TTL_SECONDS");
+    }
+
+    #[test]
+    fn an_allow_everything_list_is_a_warning() {
+        assert!(cfg(&[]).unwrap().warnings().is_empty());
+        let w = cfg(&[("IMPROVMX_ALLOWED_IPS", "15.237.103.194, ::ffff:0.0.0.0/96")]).unwrap().warnings();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].starts_with("IMPROVMX_ALLOWED_IPS"), "{w:?}");
     }
 
     #[test]

@@ -135,6 +135,7 @@ fn health(env: &Env) -> Result<Response> {
             "version": crate::VERSION,
             "providers": providers,
             "delivery": {"configured": cfg.delivery_problem().is_none(), "problem": cfg.delivery_problem()},
+            "warnings": cfg.warnings(),
         }),
     )
 }
