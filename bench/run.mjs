@@ -222,10 +222,11 @@ ${memory.map((m) => `| ${mb(m.email)} MB | ${mb(m.ingest.wasm * 1024)} | ${mb(m.
 "Above rest" is the peak less the same isolate just before the phase (its Wasm memory, JS heap and array buffers after one
 small request): what the email itself costs. An idle isolate is about ${mb(atRest(memory[0].ingest))} MB.
 
-Ingest holds the body once in Wasm memory (read with a BYOB reader, so no JavaScript buffer per chunk) and its large strings
-are never copied (\`src/large.rs\`); the array buffers are the chunks handed to R2 for the upload, about the body's size,
-which V8 frees at its next garbage collection. Delivery streams the stored event from R2 twice (once to sign, once to send),
-so it holds only chunks, whatever the size; the delivered JSON is about twice the email because \`data.raw\` repeats it.
+Ingest holds the body once in Wasm memory (read with a BYOB reader, so no JavaScript buffer per chunk); its large strings are
+never copied (\`src/large.rs\`), and R2 takes the body as a view of Wasm memory, copying it out of the isolate for the
+upload. Delivery streams the stored event from R2 twice (once to sign, once to send), so it holds only chunks, whatever the
+size; the delivered JSON is about twice the email because \`data.raw\` repeats it. What the isolate keeps afterwards is its
+Wasm memory (linear memory never shrinks): the next large email reuses it.
 
 ${staticPart("NOTES.md")}
 `;

@@ -81,15 +81,30 @@ impl Envelope {
     }
 }
 
-/// Where a large event is kept in R2 (until the retention cron removes it):
-/// `large::stored_prefix`, then the request body. Events stored by 0.1
-/// (`events/{id}.json`, the whole JSON) are still read.
+/// Where a large event's manifest is kept in R2 (until the retention cron
+/// removes it): `large::stored_prefix`, listing the event's JSON as literals
+/// and ranges of the request body, which is kept beside it (`r2_body_key`).
+/// Events stored by 0.1 (`events/{id}.json`, the whole JSON) are still read.
 pub fn r2_key(event_id: &str) -> String {
     format!("events/{event_id}.parts")
 }
 
-/// True when the R2 object at `key` holds a manifest and the body (see
-/// `r2_key`), false when it is an event's whole JSON.
+/// The request body of a large event, which its manifest's ranges point into.
+pub fn r2_body_key(event_id: &str) -> String {
+    format!("events/{event_id}.body")
+}
+
+/// The R2 object that holds the bytes of a stored event's parts: the body
+/// beside a manifest (`.parts`), or the object itself (0.1's `.json`).
+pub fn r2_bytes_key(key: &str) -> String {
+    match key.strip_suffix(".parts") {
+        Some(stem) => format!("{stem}.body"),
+        None => key.to_string(),
+    }
+}
+
+/// True when the R2 object at `key` is a manifest (see `r2_key`), false when
+/// it is an event's whole JSON.
 pub fn is_stored_parts(key: &str) -> bool {
     key.ends_with(".parts")
 }
@@ -292,6 +307,8 @@ mod tests {
         assert!(big.event.is_none());
         assert_eq!(big.r2_key.as_deref(), Some("events/evt_2.parts"));
         assert!(is_stored_parts("events/evt_2.parts") && !is_stored_parts("events/evt_2.json"));
+        assert_eq!(r2_bytes_key("events/evt_2.parts"), r2_body_key("evt_2"));
+        assert_eq!(r2_bytes_key("events/evt_2.json"), "events/evt_2.json");
         assert!(big.to_json().len() < 300);
     }
 }

@@ -429,9 +429,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 pub const STORED_HEADER_LEN: u64 = 8;
 const STORED_MAGIC: &[u8; 4] = b"MHP1";
 
-/// A stored event is one R2 object: `STORED_HEADER_LEN` bytes of header,
-/// the manifest (`EventBody` as JSON), then the request body that its
-/// `Part::Body` ranges point into. This returns the header and manifest.
+/// A stored event's manifest object: `STORED_HEADER_LEN` bytes of header,
+/// then the manifest (`EventBody` as JSON), whose `Part::Body` ranges point
+/// into the request body, stored beside it as its own object.
 pub fn stored_prefix(event: &EventBody) -> Vec<u8> {
     let manifest = serde_json::to_vec(event).unwrap_or_default();
     let mut out = Vec::with_capacity(manifest.len() + STORED_HEADER_LEN as usize);
@@ -441,24 +441,24 @@ pub fn stored_prefix(event: &EventBody) -> Vec<u8> {
     out
 }
 
-/// The manifest's length, from a stored event's first `STORED_HEADER_LEN` bytes.
+/// No manifest is larger: it holds an event's small fields and a range per large string.
+const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The manifest's length, from a stored event's first `STORED_HEADER_LEN`
+/// bytes (`None` when they are not a stored event's, or claim an absurd size).
 pub fn manifest_len(header: &[u8]) -> Option<u64> {
     let len: [u8; 4] = header.strip_prefix(STORED_MAGIC)?.get(..4)?.try_into().ok()?;
-    Some(u64::from(u32::from_be_bytes(len)))
+    Some(u64::from(u32::from_be_bytes(len))).filter(|l| *l <= MAX_MANIFEST_BYTES)
 }
 
-/// The manifest of a stored event, with its `Body` ranges moved to where
-/// the body lies in the object (after the header and manifest).
-pub fn parse_manifest(manifest: &[u8]) -> Result<EventBody, String> {
-    let mut event: EventBody = serde_json::from_slice(manifest).map_err(|e| format!("the stored event's manifest is unreadable: {e}"))?;
-    let offset = STORED_HEADER_LEN + manifest.len() as u64;
-    for p in &mut event.parts {
+/// The manifest of a stored event, checked against the length of the body it points into.
+pub fn parse_manifest(manifest: &[u8], body_len: u64) -> Result<EventBody, String> {
+    let event: EventBody = serde_json::from_slice(manifest).map_err(|e| format!("the stored event's manifest is unreadable: {e}"))?;
+    for p in &event.parts {
         if let Part::Body([a, b]) = p {
-            if a > b {
-                return Err("the stored event's manifest has a reversed range".into());
+            if a > b || *b > body_len {
+                return Err(format!("the stored event's manifest has a range {a}..{b} outside its {body_len}-byte body"));
             }
-            *a += offset;
-            *b += offset;
         }
     }
     Ok(event)
@@ -543,9 +543,11 @@ mod tests {
         let prefix = stored_prefix(&e);
         let mlen = manifest_len(&prefix[..8]).unwrap();
         assert_eq!(mlen + 8, prefix.len() as u64);
-        let back = parse_manifest(&prefix[8..]).unwrap();
-        assert_eq!(back.parts[1], Part::Body([3 + prefix.len() as u64, 9 + prefix.len() as u64]));
+        assert_eq!(parse_manifest(&prefix[8..], 9).unwrap(), e);
+        assert!(parse_manifest(&prefix[8..], 8).is_err(), "a range past the body");
         assert_eq!(manifest_len(b"XXXX0000"), None);
-        assert!(parse_manifest(br#"{"parts":[{"body":[9,3]}]}"#).is_err());
+        assert_eq!(manifest_len(b"MHP1\xff\xff\xff\xff"), None, "a corrupted length allocates nothing");
+        assert!(parse_manifest(br#"{"parts":[{"body":[9,3]}]}"#, 100).is_err());
+        assert!(parse_manifest(b"not json", 100).is_err());
     }
 }

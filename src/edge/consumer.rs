@@ -7,7 +7,9 @@
 
 use super::{config, eventlog, fetch_with_timeout, log, now_millis, now_seconds, BUCKET_PAYLOADS, QUEUE_DEAD_LETTERS, QUEUE_EVENTS};
 use crate::config::Config;
-use crate::delivery::{classify, is_stored_parts, next_delay, parse_retry_after, sign, Envelope, Outcome, Signer, USER_AGENT};
+use crate::delivery::{
+    classify, is_stored_parts, next_delay, parse_retry_after, r2_bytes_key, sign, Envelope, Outcome, Signer, USER_AGENT,
+};
 use crate::large::{manifest_len, parse_manifest, EventBody, Part, STORED_HEADER_LEN};
 use futures_util::future::join_all;
 use futures_util::{Stream, StreamExt, TryStreamExt};
@@ -130,16 +132,22 @@ async fn load_event(envelope: &Envelope, env: &Env) -> Result<EventJson, String>
     }
     let key = envelope.r2_key.clone().ok_or("the envelope has neither an event nor an R2 key")?;
     let bucket = env.bucket(BUCKET_PAYLOADS).map_err(|e| e.to_string())?;
+    let bytes_key = r2_bytes_key(&key);
+    let size = bucket
+        .head(bytes_key.as_str())
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("R2 object {bytes_key} is missing"))?
+        .size();
     let parts = if is_stored_parts(&key) {
         let header = read_range(&bucket, &key, 0, STORED_HEADER_LEN).await?;
         let len = manifest_len(&header).ok_or_else(|| format!("R2 object {key} is not a stored event"))?;
-        parse_manifest(&read_range(&bucket, &key, STORED_HEADER_LEN, len).await?)?
+        parse_manifest(&read_range(&bucket, &key, STORED_HEADER_LEN, len).await?, size)?
     } else {
         // Stored by 0.1: the event's whole JSON.
-        let object = bucket.head(key.as_str()).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("R2 object {key} is missing"))?;
-        EventBody { parts: vec![Part::Body([0, object.size()])] }
+        EventBody { parts: vec![Part::Body([0, size])] }
     };
-    Ok(EventJson::Stored { bucket, key, parts })
+    Ok(EventJson::Stored { bucket, key: bytes_key, parts })
 }
 
 /// `length` bytes of an R2 object from `offset`, as one buffer (for small ranges: the header and manifest).

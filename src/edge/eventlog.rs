@@ -4,7 +4,7 @@
 //! on failure); the dead-letter record is not (its caller retries).
 
 use super::{log, now_seconds, BUCKET_PAYLOADS, D1_DATABASE};
-use crate::delivery::Envelope;
+use crate::delivery::{r2_bytes_key, Envelope};
 use serde_json::json;
 use worker::wasm_bindgen::JsValue;
 use worker::{D1PreparedStatement, Env, Result};
@@ -99,7 +99,19 @@ pub async fn remove_older_than(env: &Env, cutoff: i64) -> Result<usize> {
         .all()
         .await?
         .results()?;
-    let keys: Vec<String> = refs.into_iter().filter_map(|r| r.payload_ref).collect();
+    // A large event is its manifest and, beside it, the request body.
+    let keys: Vec<String> = refs
+        .into_iter()
+        .filter_map(|r| r.payload_ref)
+        .flat_map(|k| {
+            let bytes = r2_bytes_key(&k);
+            if bytes == k {
+                vec![k]
+            } else {
+                vec![k, bytes]
+            }
+        })
+        .collect();
     if !keys.is_empty() {
         let bucket = env.bucket(BUCKET_PAYLOADS)?;
         for chunk in keys.chunks(1000) {

@@ -7,7 +7,7 @@
 
 use super::{config, json_response, log, now_millis, now_seconds, refuse, BUCKET_PAYLOADS, KV_DEDUPE, QUEUE_EVENTS};
 use crate::dedupe::dedupe_key;
-use crate::delivery::Envelope;
+use crate::delivery::{r2_body_key, r2_key, Envelope};
 use crate::error::ApiError;
 use crate::event::Event;
 use crate::large::{stored_prefix, EventBody};
@@ -15,10 +15,9 @@ use crate::providers::{Inbound, Provider};
 use futures_util::StreamExt;
 use js_sys::{Reflect, Uint8Array};
 use serde_json::json;
-use std::rc::Rc;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{BatchMessageBuilder, Bucket, Env, FixedLengthStream, MessageBuilder, QueueContentType, Request, Response, Result};
+use worker::{BatchMessageBuilder, Bucket, Env, MessageBuilder, QueueContentType, Request, Response, Result};
 
 /// What an unauthenticated sender's body may reserve before its bytes arrive.
 const UNAUTHENTICATED_RESERVE: u64 = 64 * 1024;
@@ -59,7 +58,7 @@ async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::R
     // A known sender's body is read into one buffer of its announced size; an
     // unauthenticated one's grows only as its bytes arrive.
     let reserve = if provider.authenticated_before_body() { limit } else { UNAUTHENTICATED_RESERVE };
-    let body = Rc::new(read_body(req, limit, announced, reserve).await?);
+    let body = read_body(req, limit, announced, reserve).await?;
     inbound.body = &body;
     inbound.json = &body;
     let ingested = provider.ingest(&cfg, &inbound, &nonce())?;
@@ -179,7 +178,7 @@ async fn mark_seen(kv: &worker::kv::KvStore, id: &str, ttl: u64) {
 }
 
 /// Stores large events in R2, then sends every envelope in one batch.
-async fn enqueue(env: &Env, events: &[(&Event, &EventBody)], body: &Rc<Vec<u8>>) -> std::result::Result<(), ApiError> {
+async fn enqueue(env: &Env, events: &[(&Event, &EventBody)], body: &[u8]) -> std::result::Result<(), ApiError> {
     let unavailable = |what: &str, e: worker::Error| {
         log(json!({"kind": "enqueue_failed", "stage": what, "error": e.to_string()}));
         ApiError::Unavailable(format!("could not {what}; nothing was accepted, please retry"))
@@ -188,9 +187,9 @@ async fn enqueue(env: &Env, events: &[(&Event, &EventBody)], body: &Rc<Vec<u8>>)
     let mut batch = BatchMessageBuilder::<String>::new();
     for (e, json) in events {
         let envelope = Envelope::new(&e.id, e.data.provider, e.kind.as_str(), json, body, now);
-        if let Some(key) = &envelope.r2_key {
+        if envelope.r2_key.is_some() {
             let bucket = env.bucket(BUCKET_PAYLOADS).map_err(|e| unavailable("store the large event", e))?;
-            store(&bucket, key, json, Rc::clone(body)).await.map_err(|e| unavailable("store the large event", e))?;
+            store(&bucket, &e.id, json, body).await.map_err(|e| unavailable("store the large event", e))?;
         }
         batch = batch.message(MessageBuilder::new(envelope.to_json()).content_type(QueueContentType::Text).build());
     }
@@ -198,22 +197,24 @@ async fn enqueue(env: &Env, events: &[(&Event, &EventBody)], body: &Rc<Vec<u8>>)
     queue.send_batch(batch.build()).await.map_err(|e| unavailable("enqueue the event", e))
 }
 
-/// How much of a large body is handed to R2 at a time.
-const STORE_CHUNK_BYTES: usize = 256 * 1024;
-
-/// Writes a large event to R2 as one object, the manifest then the body
-/// (`large::stored_prefix`), streamed in chunks. Each chunk becomes a
-/// JavaScript buffer for the upload (about the body's size in all, until the
-/// garbage collector takes them: BENCHMARKS.md counts it).
-async fn store(bucket: &Bucket, key: &str, json: &EventBody, body: Rc<Vec<u8>>) -> Result<()> {
-    let prefix = stored_prefix(json);
-    let total = (prefix.len() + body.len()) as u64;
-    let chunks = (0..body.len().div_ceil(STORE_CHUNK_BYTES)).map(move |i| {
-        let end = ((i + 1) * STORE_CHUNK_BYTES).min(body.len());
-        Ok(body.get(i * STORE_CHUNK_BYTES..end).unwrap_or_default().to_vec())
-    });
-    let stream = futures_util::stream::iter(std::iter::once(Ok(prefix)).chain(chunks));
-    bucket.put(key, FixedLengthStream::wrap(stream, total)).execute().await.map(|_| ())
+/// Writes a large event to R2: the request body as it came (`r2_body_key`),
+/// then the manifest that lists the event's JSON as parts of it (`r2_key`,
+/// `large::stored_prefix`), so a manifest never points at a missing body.
+///
+/// The body is handed to R2 as a view of Wasm memory: workerd copies it out
+/// of the isolate during the call (R2 takes a byte array by copy), so no
+/// JavaScript buffer of its size is made (BENCHMARKS.md §5).
+async fn store(bucket: &Bucket, id: &str, json: &EventBody, body: &[u8]) -> Result<()> {
+    let put: js_sys::Function = Reflect::get(bucket.as_ref(), &JsValue::from_str("put"))?.dyn_into()?;
+    let body_key = JsValue::from_str(&r2_body_key(id));
+    // SAFETY: the view is only read by `put` during this call, before anything
+    // else can allocate in (and so grow or move) Wasm memory.
+    let promise = unsafe {
+        let view = Uint8Array::view(body);
+        put.call2(bucket.as_ref(), &body_key, &view)
+    }?;
+    JsFuture::from(promise.dyn_into::<js_sys::Promise>()?).await.map_err(|e| worker::Error::JsError(format!("R2 put failed: {e:?}")))?;
+    bucket.put(r2_key(id), stored_prefix(json)).execute().await.map(|_| ())
 }
 
 /// The markers' nonce: 128 random bits, so no sender can write one.

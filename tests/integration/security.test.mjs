@@ -218,7 +218,15 @@ describe("retention", () => {
           .bind(`evt_retention_${status}`, old, status, key)
           .run();
       }
+      // A large event stored by this version: its manifest and, beside it, the body.
+      await r2.put("events/evt_retention_parts.parts", "MHP1");
+      await r2.put("events/evt_retention_parts.body", "{}");
+      await db
+        .prepare("INSERT INTO events (id, provider, type, received_at, status, attempts, payload_ref, envelope, updated_at) VALUES ('evt_retention_parts', 'improvmx', 'email.received', ?1, 'delivered', 1, 'events/evt_retention_parts.parts', '{}', ?1)")
+        .bind(old)
+        .run();
       await hook.scheduled();
+      for (const key of ["events/evt_retention_parts.parts", "events/evt_retention_parts.body"]) assert.equal(await r2.head(key), null, `${key} removed`);
       const left = (await db.prepare("SELECT id FROM events WHERE id LIKE 'evt_retention_%' ORDER BY id").all()).results.map((r) => r.id);
       assert.deepEqual(left, ["evt_retention_queued", "evt_retention_retrying"]);
       for (const status of ["queued", "retrying"]) assert.ok(await r2.get(`events/evt_retention_${status}.json`), `${status} payload kept`);
