@@ -58,6 +58,14 @@ pub struct Refs {
 /// with the marker and the nonce, which is random for every request.
 const MARK: char = '\u{1}';
 
+/// Strings at large paths shorter than this (as JSON literals) stay in the skeleton.
+pub const MIN_MARKED_BYTES: usize = 1024;
+
+/// A message with more values at large paths (attachments, inlines, texts)
+/// than this is refused: each costs memory at ingest and a part at delivery,
+/// and no real email has so many.
+pub const MAX_LARGE_VALUES: usize = 1000;
+
 fn marker(nonce: &str, index: usize) -> String {
     format!("{MARK}mh:{nonce}:{index}")
 }
@@ -90,8 +98,21 @@ pub struct Skeleton {
 /// longest path); everything else is copied as it stands. `nonce` must be unpredictable to the sender. Refuses what is not
 /// JSON, with serde_json's message.
 pub fn skeletonize(body: &[u8], paths: &[LargePath], nonce: &str) -> Result<Skeleton, String> {
+    skeleton(body, paths, nonce, MIN_MARKED_BYTES)
+}
+
+fn skeleton(body: &[u8], paths: &[LargePath], nonce: &str, min_marked: usize) -> Result<Skeleton, String> {
     std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
-    let mut ctx = Ctx { body, paths, nonce, out: Vec::with_capacity(body.len().min(64 * 1024)), items: Vec::new(), path: Vec::new() };
+    let mut ctx = Ctx {
+        body,
+        paths,
+        nonce,
+        min_marked,
+        out: Vec::with_capacity(body.len().min(64 * 1024)),
+        items: Vec::new(),
+        path: Vec::new(),
+        seen: 0,
+    };
     let mut de = serde_json::Deserializer::from_slice(body);
     Node { ctx: &mut ctx }.deserialize(&mut de).map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
@@ -111,6 +132,9 @@ struct Ctx<'a> {
     out: Vec<u8>,
     items: Vec<TextRef>,
     path: Vec<Step>,
+    /// Values met at large paths, marked or not.
+    seen: usize,
+    min_marked: usize,
 }
 
 enum Place {
@@ -153,8 +177,13 @@ impl Ctx<'_> {
 
     /// Writes `raw` (a JSON value from the body) or, when it is a string, its marker.
     fn large(&mut self, raw: &RawValue) -> Result<(), String> {
+        self.seen += 1;
+        if self.seen > MAX_LARGE_VALUES {
+            return Err(format!("more than {MAX_LARGE_VALUES} attachments and texts in one message"));
+        }
         let text = raw.get();
-        if !text.starts_with('"') {
+        // A short string costs less as itself than as a marker and a range.
+        if !text.starts_with('"') || text.len() < self.min_marked {
             self.out.extend_from_slice(text.as_bytes());
             return Ok(());
         }
@@ -425,6 +454,91 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// How the consumer reads a stored event's parts: one ranged read of the
+/// body per run of parts whose ranges ascend (usually two: the large strings
+/// in order, then `data.raw`), not one per part, which would cost a
+/// subrequest per attachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    Lit(String),
+    /// Read `start..end` of the body and keep the `pieces` of it, in order.
+    Run {
+        start: u64,
+        end: u64,
+        pieces: Vec<Piece>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Lit(String),
+    Range([u64; 2]),
+}
+
+pub fn read_plan(parts: &[Part]) -> Vec<Read> {
+    let mut plan = Vec::new();
+    for part in parts {
+        match (part, plan.last_mut()) {
+            (Part::Lit(s), Some(Read::Run { pieces, .. })) => pieces.push(Piece::Lit(s.clone())),
+            (Part::Lit(s), _) => plan.push(Read::Lit(s.clone())),
+            (Part::Body([a, b]), _) if b <= a => {}
+            (Part::Body([a, b]), Some(Read::Run { end, pieces, .. })) if *a >= *end => {
+                pieces.push(Piece::Range([*a, *b]));
+                *end = *b;
+            }
+            (Part::Body([a, b]), _) => plan.push(Read::Run { start: *a, end: *b, pieces: vec![Piece::Range([*a, *b])] }),
+        }
+    }
+    plan
+}
+
+/// Turns the chunks of one run's read into the run's output.
+#[derive(Debug)]
+pub struct RunCursor {
+    pieces: std::collections::VecDeque<Piece>,
+    /// The body offset of the next byte read.
+    pos: u64,
+}
+
+impl RunCursor {
+    pub fn new(start: u64, pieces: Vec<Piece>) -> Self {
+        RunCursor { pieces: pieces.into(), pos: start }
+    }
+
+    /// The output for the next `chunk` of the run: its literals and the bytes of its ranges, in order.
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let end = self.pos + chunk.len() as u64;
+        while let Some(piece) = self.pieces.front() {
+            match piece {
+                Piece::Lit(s) => out.extend_from_slice(s.as_bytes()),
+                Piece::Range([a, b]) => {
+                    let (from, to) = ((*a).max(self.pos), (*b).min(end));
+                    if from < to {
+                        out.extend_from_slice(&chunk[(from - self.pos) as usize..(to - self.pos) as usize]);
+                    }
+                    if *b > end {
+                        break;
+                    }
+                }
+            }
+            self.pieces.pop_front();
+        }
+        self.pos = end;
+        out
+    }
+
+    /// What follows the run's last byte (its trailing literals), or an error
+    /// when the read ended before a range did.
+    pub fn finish(mut self) -> Result<Vec<u8>, String> {
+        let out = self.feed(&[]);
+        match self.pieces.is_empty() {
+            true => Ok(out),
+            false => Err(format!("the stored body ended at byte {} before its manifest's ranges did", self.pos)),
+        }
+    }
+}
+
 /// The first bytes of a stored event: a magic word and the manifest's length.
 pub const STORED_HEADER_LEN: u64 = 8;
 const STORED_MAGIC: &[u8; 4] = b"MHP1";
@@ -474,7 +588,7 @@ mod tests {
     #[test]
     fn large_strings_become_markers_and_come_back_as_their_literals() {
         let body = br#"{"subject":"hi","text":"line one\nline \"two\" \u00e9\ud83d\ude00","attachments":[{"name":"a","content":"QUJD\/w=="},{"name":"b","content":null},{"content":7}],"html":{"not":"a string"}}"#;
-        let sk = skeletonize(body, PATHS, "n0nce").unwrap();
+        let sk = skeleton(body, PATHS, "n0nce", 0).unwrap();
         assert_eq!(sk.refs.len(), 2);
         let v: Value = serde_json::from_slice(&sk.json).unwrap();
         assert_eq!(v["subject"], "hi");
@@ -511,7 +625,7 @@ mod tests {
     #[test]
     fn forged_or_foreign_markers_stay_text() {
         let body = br#"{"text":"big","subject":"\u0001mh:guess:0"}"#;
-        let sk = skeletonize(body, PATHS, "secret").unwrap();
+        let sk = skeleton(body, PATHS, "secret", 0).unwrap();
         let v: Value = serde_json::from_slice(&sk.json).unwrap();
         assert!(sk.refs.get(v["subject"].as_str().unwrap()).is_none());
         let out: Value = serde_json::from_slice(&render(&v, &sk.refs, None).materialise(body)).unwrap();
@@ -525,16 +639,70 @@ mod tests {
     #[test]
     fn what_is_not_json_is_refused() {
         for bad in [&b"{\"text\":\"a\\x\"}"[..], b"{\"text\":\"\\ud800\"}", b"{\"text\":\"a\x01\"}", b"{\"text\":1", b"\xff", b"[]x"] {
-            assert!(skeletonize(bad, PATHS, "n").is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(skeleton(bad, PATHS, "n", 0).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         // Deep nesting off the large paths is copied as it is (the provider's parse refuses it); it must not overflow.
         let deep = "[".repeat(100_000) + &"]".repeat(100_000);
-        let _ = skeletonize(deep.as_bytes(), PATHS, "n");
+        let _ = skeleton(deep.as_bytes(), PATHS, "n", 0);
         // Only the large paths are walked (the walk is as deep as the longest path); the rest is copied.
         let deep_along = "{\"attachments\":".to_string() + &"[".repeat(100_000) + &"]".repeat(100_000) + "}";
-        let _ = skeletonize(deep_along.as_bytes(), PATHS, "n");
-        assert!(skeletonize(b"[1, 2]", PATHS, "n").is_ok());
-        assert!(skeletonize(b"\"text\"", PATHS, "n").is_ok());
+        let _ = skeleton(deep_along.as_bytes(), PATHS, "n", 0);
+        assert!(skeleton(b"[1, 2]", PATHS, "n", 0).is_ok());
+        assert!(skeleton(b"\"text\"", PATHS, "n", 0).is_ok());
+    }
+
+    #[test]
+    fn short_strings_stay_and_too_many_values_are_refused() {
+        let short = br#"{"text":"hello","attachments":[{"content":"QUJD"}]}"#;
+        let sk = skeletonize(short, PATHS, "n").unwrap();
+        assert!(sk.refs.is_empty());
+        assert_eq!(sk.json, short.to_vec());
+        let long = format!(r#"{{"text":"{}"}}"#, "a".repeat(MIN_MARKED_BYTES));
+        assert_eq!(skeletonize(long.as_bytes(), PATHS, "n").unwrap().refs.len(), 1);
+        // Found in review: 100 000 tiny attachments cost 18x the body in markers and parts.
+        let many = format!(r#"{{"attachments":[{}]}}"#, vec![r#"{"content":"QUJD"}"#; MAX_LARGE_VALUES + 1].join(","));
+        assert!(skeletonize(many.as_bytes(), PATHS, "n").unwrap_err().contains("more than"));
+        let enough = format!(r#"{{"attachments":[{}]}}"#, vec![r#"{"content":"QUJD"}"#; MAX_LARGE_VALUES].join(","));
+        assert!(skeletonize(enough.as_bytes(), PATHS, "n").is_ok());
+    }
+
+    #[test]
+    fn reads_are_merged_into_ascending_runs_and_sliced_exactly() {
+        let body = b"0123456789abcdefghij";
+        let parts = vec![
+            Part::Lit("{".into()),
+            Part::Body([2, 4]),
+            Part::Lit(",".into()),
+            Part::Body([6, 9]),
+            Part::Body([9, 9]),
+            Part::Body([12, 15]),
+            Part::Lit(",raw:".into()),
+            Part::Body([0, 20]),
+            Part::Lit("}".into()),
+        ];
+        let plan = read_plan(&parts);
+        assert_eq!(plan.len(), 3, "{plan:?}");
+        let want = EventBody { parts: parts.clone() }.materialise(body);
+        for chunk in [1, 2, 3, 7, 20] {
+            let mut out = Vec::new();
+            for r in &plan {
+                match r {
+                    Read::Lit(s) => out.extend_from_slice(s.as_bytes()),
+                    Read::Run { start, end, pieces } => {
+                        let mut c = RunCursor::new(*start, pieces.clone());
+                        for piece in body[*start as usize..*end as usize].chunks(chunk) {
+                            out.extend(c.feed(piece));
+                        }
+                        out.extend(c.finish().unwrap());
+                    }
+                }
+            }
+            assert_eq!(out, want, "chunks of {chunk}");
+        }
+        // A read that ends short of a range is an error, not a short event.
+        let mut c = RunCursor::new(0, vec![Piece::Range([0, 10])]);
+        c.feed(b"01234");
+        assert!(c.finish().is_err());
     }
 
     #[test]

@@ -43,6 +43,23 @@ fn a_known_message_id_does_not_suppress_genuine_mail() {
     assert_ne!(ids(Provider::ImprovMx, &genuine), ids(Provider::ImprovMx, &forged));
 }
 
+/// Found in review: the digest did not tell an inline from an attachment, nor
+/// covered content ids, recipient names or the return path.
+#[test]
+fn every_part_of_a_message_counts_in_its_id() {
+    let genuine = fixture_json(Provider::ImprovMx, "sample");
+    let id = ids(Provider::ImprovMx, &genuine);
+    let mut moved = genuine.clone();
+    let part = moved["inlines"].as_array_mut().unwrap().remove(0);
+    moved["attachments"].as_array_mut().unwrap().insert(0, part);
+    assert_ne!(id, ids(Provider::ImprovMx, &moved), "an inline sent as an attachment");
+    for (path, value) in [("/inlines/0/cid", "other-cid"), ("/to/0/name", "Someone Else"), ("/return-path/email", "x@attacker.example")] {
+        let mut changed = genuine.clone();
+        *changed.pointer_mut(path).unwrap_or_else(|| panic!("{path}")) = Value::String(value.into());
+        assert_ne!(id, ids(Provider::ImprovMx, &changed), "{path}");
+    }
+}
+
 /// Sets every object or array value (at the top level and one level down) to
 /// `null` in turn; the provider must still accept the event (a refusal makes
 /// the provider give up after its retries: a lost event).

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::delivery::{
     classify, is_stored_parts, next_delay, parse_retry_after, r2_bytes_key, sign, Envelope, Outcome, Signer, USER_AGENT,
 };
-use crate::large::{manifest_len, parse_manifest, EventBody, Part, STORED_HEADER_LEN};
+use crate::large::{manifest_len, parse_manifest, read_plan, EventBody, Part, Read, RunCursor, STORED_HEADER_LEN};
 use futures_util::future::join_all;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde_json::json;
@@ -177,32 +177,56 @@ async fn range_stream(bucket: Bucket, key: String, offset: u64, length: u64) -> 
 type Chunks = Pin<Box<dyn Stream<Item = worker::Result<Vec<u8>>>>>;
 
 /// The event's JSON as a stream of chunks: the literal parts, and the body
-/// ranges read from R2 as they are needed.
+/// read from R2 one ascending run at a time (`large::read_plan`).
 fn event_stream(bucket: &Bucket, key: &str, parts: &EventBody) -> Chunks {
     let (bucket, key) = (bucket.clone(), key.to_string());
-    let parts = parts.parts.clone();
-    let each = move |part: Part| -> Chunks {
-        match part {
-            Part::Lit(s) => Box::pin(futures_util::stream::once(async move { Ok(s.into_bytes()) })),
-            Part::Body([a, b]) if b <= a => Box::pin(futures_util::stream::empty()),
-            Part::Body([a, b]) => {
+    let each = move |read: Read| -> Chunks {
+        match read {
+            Read::Lit(s) => Box::pin(futures_util::stream::once(async move { Ok(s.into_bytes()) })),
+            Read::Run { start, end, pieces } => {
                 let (bucket, key) = (bucket.clone(), key.clone());
                 Box::pin(
-                    futures_util::stream::once(async move { range_stream(bucket, key, a, b - a).await.map_err(worker::Error::RustError) })
-                        .try_flatten(),
+                    futures_util::stream::once(async move {
+                        let bytes = range_stream(bucket, key, start, end - start).await.map_err(worker::Error::RustError)?;
+                        Ok::<_, worker::Error>(run_output(bytes, RunCursor::new(start, pieces)))
+                    })
+                    .try_flatten(),
                 )
             }
         }
     };
-    Box::pin(futures_util::stream::iter(parts).map(each).flatten())
+    Box::pin(futures_util::stream::iter(read_plan(&parts.parts)).map(each).flatten())
 }
 
-/// The `webhook-signature` of a stored event: a first pass over its parts.
+/// The chunks of one run's read, through its cursor, then its trailing literals.
+fn run_output(bytes: ByteStream, cursor: RunCursor) -> Chunks {
+    Box::pin(futures_util::stream::unfold((bytes, Some(cursor)), |(mut bytes, cursor)| async move {
+        let mut cursor = cursor?;
+        match bytes.next().await {
+            Some(Ok(chunk)) => {
+                let out = cursor.feed(&chunk);
+                Some((Ok(out), (bytes, Some(cursor))))
+            }
+            Some(Err(e)) => Some((Err(e), (bytes, None))),
+            None => Some((cursor.finish().map_err(worker::Error::RustError), (bytes, None))),
+        }
+    }))
+}
+
+/// The `webhook-signature` of a stored event: a first pass over its parts,
+/// which also checks that they are as long as the manifest says (a short
+/// body would otherwise break the second pass's fixed-length stream).
 async fn sign_stored(cfg: &Config, id: &str, timestamp: i64, bucket: &Bucket, key: &str, parts: &EventBody) -> Result<String, String> {
     let mut signer = Signer::new(&cfg.origin_signing_keys, id, timestamp);
     let mut stream = event_stream(bucket, key, parts);
+    let mut read = 0u64;
     while let Some(chunk) = stream.next().await {
-        signer.update(&chunk.map_err(|e| e.to_string())?);
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        read += chunk.len() as u64;
+        signer.update(&chunk);
+    }
+    if read != parts.len() {
+        return Err(format!("the stored event is {read} bytes, not the {} its manifest says", parts.len()));
     }
     Ok(signer.finish())
 }

@@ -61,9 +61,10 @@ struct Part {
 }
 
 impl Part {
-    /// What of a part goes into the message's content digest.
-    fn identity(&self) -> [Option<&str>; 3] {
-        [self.name.as_deref(), self.content_type.as_deref(), self.content.as_deref()]
+    /// What of a part goes into the message's content digest: which list it is
+    /// in (`inline` or `attachment`), its name, type, content id and content.
+    fn identity<'p>(&'p self, list: &'static str) -> [Option<&'p str>; 5] {
+        [Some(list), self.name.as_deref(), self.content_type.as_deref(), self.cid.as_deref(), self.content.as_deref()]
     }
 
     fn into_attachment(self, inline: bool, req: &Inbound) -> Attachment {
@@ -104,10 +105,13 @@ pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
             let mut rcpts: Vec<String> = to.iter().map(|a| a.email.clone()).collect();
             rcpts.extend(delivered_to.as_deref().map(|d| format!("delivered-to:{d}")));
             let from = address::from_json(&p.from).into_iter().next().map(|a| a.email);
+            // Everything of the message but its timestamp (a retry may be stamped anew).
+            let envelope = serde_json::to_string(&(&p.to, &p.from, &p.return_path)).unwrap_or_default();
             let content = dedupe::content_digest(
-                [from.as_deref(), p.subject.as_deref(), p.text.as_deref(), p.html.as_deref()]
+                [Some(envelope.as_str()), from.as_deref(), p.subject.as_deref(), p.text.as_deref(), p.html.as_deref()]
                     .into_iter()
-                    .chain(inlines.iter().chain(&parts).flat_map(Part::identity))
+                    .chain(inlines.iter().flat_map(|i| i.identity("inline")))
+                    .chain(parts.iter().flat_map(|a| a.identity("attachment")))
                     .map(|part| part.map(|s| req.text_sha256(s)))
                     .chain([Some(dedupe::headers_sha256(&headers))]),
             );
