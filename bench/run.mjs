@@ -149,7 +149,7 @@ const ownRatio = own(mailhook) / own(js);
 const targets = [
   ["CPU per request at most half the JS baseline's", `${(ratio * 100).toFixed(0)} % of the baseline's workerd CPU; ${(ownRatio * 100).toFixed(0)} % of its own CPU above the floor (rounds: ${ownRatios.map((r) => r.toFixed(1)).join(", ")})`, ratio <= 0.5],
   ["Wasm at most 150 KB gzip", `${(size.gzip / 1024).toFixed(1)} KB`, size.gzip <= 150 * 1024],
-  ["Large email: isolate memory at most twice the email, ingest and delivery (measured: peak above the isolate at rest)", memory.map((m) => `${mb(m.email)} MB: ingest ${(m.ingestCost / m.email).toFixed(2)}×, delivery ${(m.deliverCost / m.email).toFixed(2)}×`).join("; "), memory.every((m) => m.ingestCost <= 2 * m.email && m.deliverCost <= 2 * m.email)],
+  ["Large email (25 MB and 32 MiB): isolate memory at most twice the email, ingest and delivery (measured: peak above the isolate at rest)", memory.filter((m) => m.email >= 20e6).map((m) => `${mb(m.email)} MB: ingest ${(m.ingestCost / m.email).toFixed(2)}×, delivery ${(m.deliverCost / m.email).toFixed(2)}×`).join("; "), memory.filter((m) => m.email >= 20e6).every((m) => m.ingestCost <= 2 * m.email && m.deliverCost <= 2 * m.email)],
   [`The largest email (${mb(largest.email)} MB) within the 128 MB isolate`, `ingest ${mb(largest.ingestPeak)} MB, delivery ${mb(largest.deliverPeak)} MB`, Math.max(largest.ingestPeak, largest.deliverPeak) < 128 * 1048576],
 ];
 const staticPart = (f) => { try { return readFileSync(path.join(root, "bench", f), "utf8").trim(); } catch { return ""; } };
@@ -220,7 +220,9 @@ their sum; MB here are MiB.
 ${memory.map((m) => `| ${mb(m.email)} MB | ${mb(m.ingest.wasm * 1024)} | ${mb(m.ingest.peak.used)} | ${mb(m.ingest.peak.backing)} | ${mb(m.ingestPeak)} | **${mb(m.ingestCost)}** | ${(m.ingestCost / m.email).toFixed(2)} | ${mb(m.deliver.wasm * 1024)} | ${mb(m.deliver.peak.used)} | ${mb(m.deliver.peak.backing)} | ${mb(m.deliverPeak)} | **${mb(m.deliverCost)}** | ${(m.deliverCost / m.email).toFixed(2)} | ${mb(m.deliver.bytes)} MB |`).join("\n")}
 
 "Above rest" is the peak less the same isolate just before the phase (its Wasm memory, JS heap and array buffers after one
-small request): what the email itself costs. An idle isolate is about ${mb(atRest(memory[0].ingest))} MB.
+small request): what the email itself costs. An idle isolate is about ${mb(atRest(memory[0].ingest))} MB. Delivery costs a few MB
+whatever the size (the fetch, the streams and their chunks until V8 collects them), so for a 1 MB email that is several
+times the email; the target is about large email, where it is a fraction.
 
 Ingest holds the body once in Wasm memory (read with a BYOB reader, so no JavaScript buffer per chunk); its large strings are
 never copied (\`src/large.rs\`), and R2 takes the body as a view of Wasm memory, copying it out of the isolate for the
