@@ -107,7 +107,9 @@ export async function measure(total, { deliver: withDelivery = true } = {}) {
     const b = await startMailhook({ listen: true, inspectorPort: PORT, persist: dir, vars: { ORIGIN_URL: origin.url, ORIGIN_TIMEOUT_SECONDS: "120" } });
     let deliver;
     try {
-      const envelope = { id, provider: "improvmx", type: "email.received", attempt: 0, received_at: Math.floor(Date.now() / 1000), r2_key: `events/${id}.parts` };
+      const stored = (await (await b.r2()).list({ prefix: `events/${id}.` })).objects.map((o) => o.key);
+      const r2Key = stored.find((k) => k.endsWith(".parts"));
+      const envelope = { id, provider: "improvmx", type: "email.received", attempt: 0, received_at: Math.floor(Date.now() / 1000), r2_key: r2Key };
       const db = await b.db();
       await db
         .prepare("INSERT OR REPLACE INTO events (id, provider, type, received_at, status, attempts, payload_ref, envelope, updated_at) VALUES (?1, 'improvmx', 'email.received', ?2, 'dead', 1, ?3, ?4, ?2)")

@@ -44,9 +44,11 @@ pub struct Envelope {
 
 impl Envelope {
     /// The envelope of a new event whose JSON is `event` (see `large::EventBody`):
-    /// inline when it fits a queue message, otherwise pointing at `r2_key(id)`,
+    /// inline when it fits a queue message, otherwise pointing at `r2_key(id, copy)`,
     /// where the edge must store it (`large::stored_prefix` and the body).
-    pub fn new(id: &str, provider: &str, kind: &str, event: &EventBody, body: &[u8], received_at: i64) -> Self {
+    /// `copy` names this stored copy (random per request): two requests
+    /// accepted at once for one event id never overwrite each other's objects.
+    pub fn new(id: &str, provider: &str, kind: &str, event: &EventBody, body: &[u8], received_at: i64, copy: &str) -> Self {
         let mut env = Envelope {
             id: id.to_string(),
             provider: provider.to_string(),
@@ -63,7 +65,7 @@ impl Envelope {
             env.event = String::from_utf8(event.materialise(body)).ok().and_then(|j| RawValue::from_string(j).ok());
         }
         if env.event.is_none() {
-            env.r2_key = Some(r2_key(id));
+            env.r2_key = Some(r2_key(id, copy));
         }
         env
     }
@@ -85,13 +87,13 @@ impl Envelope {
 /// removes it): `large::stored_prefix`, listing the event's JSON as literals
 /// and ranges of the request body, which is kept beside it (`r2_body_key`).
 /// Events stored by 0.1 (`events/{id}.json`, the whole JSON) are still read.
-pub fn r2_key(event_id: &str) -> String {
-    format!("events/{event_id}.parts")
+pub fn r2_key(event_id: &str, copy: &str) -> String {
+    format!("events/{event_id}.{copy}.parts")
 }
 
 /// The request body of a large event, which its manifest's ranges point into.
-pub fn r2_body_key(event_id: &str) -> String {
-    format!("events/{event_id}.body")
+pub fn r2_body_key(event_id: &str, copy: &str) -> String {
+    format!("events/{event_id}.{copy}.body")
 }
 
 /// The R2 object that holds the bytes of a stored event's parts: the body
@@ -297,17 +299,17 @@ mod tests {
     #[test]
     fn large_events_go_to_r2() {
         let lit = |s: &str| EventBody { parts: vec![Part::Lit(s.into())] };
-        let small = Envelope::new("evt_1", "adm-tools", "email.received", &lit(r#"{"a":1}"#), b"", 0);
+        let small = Envelope::new("evt_1", "adm-tools", "email.received", &lit(r#"{"a":1}"#), b"", 0, "c0");
         assert!(small.event.is_some() && small.r2_key.is_none());
         let back: Envelope = serde_json::from_str(&small.to_json()).unwrap();
         assert_eq!(back.event.unwrap().get(), r#"{"a":1}"#);
         let body = format!(r#""{}""#, "x".repeat(MAX_INLINE_ENVELOPE_BYTES));
         let big_event = EventBody { parts: vec![Part::Lit(r#"{"a":"#.into()), Part::Body([0, body.len() as u64]), Part::Lit("}".into())] };
-        let big = Envelope::new("evt_2", "adm-tools", "email.received", &big_event, body.as_bytes(), 0);
+        let big = Envelope::new("evt_2", "adm-tools", "email.received", &big_event, body.as_bytes(), 0, "c0");
         assert!(big.event.is_none());
-        assert_eq!(big.r2_key.as_deref(), Some("events/evt_2.parts"));
+        assert_eq!(big.r2_key.as_deref(), Some("events/evt_2.c0.parts"));
         assert!(is_stored_parts("events/evt_2.parts") && !is_stored_parts("events/evt_2.json"));
-        assert_eq!(r2_bytes_key("events/evt_2.parts"), r2_body_key("evt_2"));
+        assert_eq!(r2_bytes_key("events/evt_2.c0.parts"), r2_body_key("evt_2", "c0"));
         assert_eq!(r2_bytes_key("events/evt_2.json"), "events/evt_2.json");
         assert!(big.to_json().len() < 300);
     }

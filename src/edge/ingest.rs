@@ -61,7 +61,8 @@ async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::R
     let body = read_body(req, limit, announced, reserve).await?;
     inbound.body = &body;
     inbound.json = &body;
-    let ingested = provider.ingest(&cfg, &inbound, &nonce())?;
+    let nonce = nonce();
+    let ingested = provider.ingest(&cfg, &inbound, &nonce)?;
     let rendered = ingested.render();
     let events = &ingested.events;
 
@@ -79,7 +80,7 @@ async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::R
 
     // The event log's row is written by the consumer at the first delivery
     // attempt (one D1 write fewer per event, none on this path).
-    enqueue(env, &fresh, &body).await?;
+    enqueue(env, &fresh, &body, &nonce).await?;
 
     if let Some(kv) = &kv {
         for (e, _) in &fresh {
@@ -178,7 +179,7 @@ async fn mark_seen(kv: &worker::kv::KvStore, id: &str, ttl: u64) {
 }
 
 /// Stores large events in R2, then sends every envelope in one batch.
-async fn enqueue(env: &Env, events: &[(&Event, &EventBody)], body: &[u8]) -> std::result::Result<(), ApiError> {
+async fn enqueue(env: &Env, events: &[(&Event, &EventBody)], body: &[u8], nonce: &str) -> std::result::Result<(), ApiError> {
     let unavailable = |what: &str, e: worker::Error| {
         log(json!({"kind": "enqueue_failed", "stage": what, "error": e.to_string()}));
         ApiError::Unavailable(format!("could not {what}; nothing was accepted, please retry"))
@@ -186,10 +187,10 @@ async fn enqueue(env: &Env, events: &[(&Event, &EventBody)], body: &[u8]) -> std
     let now = now_seconds();
     let mut batch = BatchMessageBuilder::<String>::new();
     for (e, json) in events {
-        let envelope = Envelope::new(&e.id, e.data.provider, e.kind.as_str(), json, body, now);
+        let envelope = Envelope::new(&e.id, e.data.provider, e.kind.as_str(), json, body, now, &nonce[..16]);
         if envelope.r2_key.is_some() {
             let bucket = env.bucket(BUCKET_PAYLOADS).map_err(|e| unavailable("store the large event", e))?;
-            store(&bucket, &e.id, json, body).await.map_err(|e| unavailable("store the large event", e))?;
+            store(&bucket, &e.id, &nonce[..16], json, body).await.map_err(|e| unavailable("store the large event", e))?;
         }
         batch = batch.message(MessageBuilder::new(envelope.to_json()).content_type(QueueContentType::Text).build());
     }
@@ -204,9 +205,9 @@ async fn enqueue(env: &Env, events: &[(&Event, &EventBody)], body: &[u8]) -> std
 /// The body is handed to R2 as a view of Wasm memory: workerd copies it out
 /// of the isolate during the call (R2 takes a byte array by copy), so no
 /// JavaScript buffer of its size is made (BENCHMARKS.md §5).
-async fn store(bucket: &Bucket, id: &str, json: &EventBody, body: &[u8]) -> Result<()> {
+async fn store(bucket: &Bucket, id: &str, copy: &str, json: &EventBody, body: &[u8]) -> Result<()> {
     let put: js_sys::Function = Reflect::get(bucket.as_ref(), &JsValue::from_str("put"))?.dyn_into()?;
-    let body_key = JsValue::from_str(&r2_body_key(id));
+    let body_key = JsValue::from_str(&r2_body_key(id, copy));
     // SAFETY: the view is only read by `put` during this call, before anything
     // else can allocate in (and so grow or move) Wasm memory.
     let promise = unsafe {
@@ -214,7 +215,7 @@ async fn store(bucket: &Bucket, id: &str, json: &EventBody, body: &[u8]) -> Resu
         put.call2(bucket.as_ref(), &body_key, &view)
     }?;
     JsFuture::from(promise.dyn_into::<js_sys::Promise>()?).await.map_err(|e| worker::Error::JsError(format!("R2 put failed: {e:?}")))?;
-    bucket.put(r2_key(id), stored_prefix(json)).execute().await.map(|_| ())
+    bucket.put(r2_key(id, copy), stored_prefix(json)).execute().await.map(|_| ())
 }
 
 /// The markers' nonce: 128 random bits, so no sender can write one.

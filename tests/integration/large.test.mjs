@@ -69,15 +69,17 @@ describe("large email", () => {
       assertIdentical(first, mail);
 
       // Stored once: the body as it came, and a small manifest, referenced by the event log for replay.
-      const bucket = await hook.r2();
-      assert.equal((await bucket.head(`events/${id}.body`))?.size, Buffer.byteLength(mail.body), "the body, once");
-      const manifest = await bucket.head(`events/${id}.parts`);
-      assert.ok(manifest && manifest.size < 64 * 1024, `a manifest of ${manifest?.size} bytes`);
       const row = await waitFor(async () => {
         const a = await hook.admin(`/admin/events/${id}`);
         return a.json?.status === "delivered" ? a.json : null;
       });
-      assert.equal(row.payload_ref, `events/${id}.parts`);
+      assert.match(row.payload_ref, new RegExp(`^events/${id}\\.[0-9a-f]{16}\\.parts$`));
+      const bucket = await hook.r2();
+      const stored = (await bucket.list({ prefix: `events/${id}.` })).objects.map((o) => o.key).sort();
+      assert.deepEqual(stored, [row.payload_ref.replace(/parts$/, "body"), row.payload_ref], "one copy: the body and its manifest");
+      assert.equal((await bucket.head(row.payload_ref.replace(/parts$/, "body")))?.size, Buffer.byteLength(mail.body), "the body, once");
+      const manifest = await bucket.head(row.payload_ref);
+      assert.ok(manifest && manifest.size < 64 * 1024, `a manifest of ${manifest?.size} bytes`);
 
       const replay = await hook.admin(`/admin/events/${id}/replay`, { method: "POST" });
       assert.equal(replay.status, 202, replay.text);
@@ -85,6 +87,25 @@ describe("large email", () => {
       assertIdentical(again, mail);
     });
   }
+
+  test("two copies of one event accepted at once are each delivered as received (found in review: they shared R2 objects)", { timeout: 120_000 }, async () => {
+    const attachment = randomBytes(400_000).toString("base64");
+    for (let pair = 0; pair < 4; pair++) {
+      const copy = (timestamp, pad) => JSON.stringify({
+        headers: { "Delivered-To": "race@example.org" }, to: [{ name: null, email: "race@example.org" }],
+        from: { name: null, email: "s@example.net" }, subject: `race ${pair}`, "message-id": `<race-${pair}@example.net>`,
+        timestamp, text: "x", attachments: [{ type: "application/octet-stream", name: "a.bin", content: attachment }],
+      }, null, pad);
+      const bodies = [copy(1, 0), copy(1_700_000_000, 2)];
+      const answers = await Promise.all(bodies.map((b) => hook.post("improvmx", b, IMPROVMX)));
+      const accepted = answers.filter((a) => a.json?.status === "accepted").length;
+      const id = answers[0].json.ids[0];
+      assert.equal(answers[1].json.ids[0], id, "one event id");
+      await waitFor(() => origin.deliveries.filter((d) => d.id === id).length >= accepted, { what: `${accepted} deliveries of ${id}` });
+      const raws = origin.deliveries.filter((d) => d.id === id).map((d) => d.event.data.raw.timestamp).sort();
+      if (accepted === 2) assert.deepEqual(raws, [1, 1_700_000_000], "each accepted copy is delivered with its own bytes");
+    }
+  });
 
   test("a body over MAX_BODY_BYTES is refused with 413 before it is read", async () => {
     const r = await hook.post("improvmx", "x".repeat(33_554_433), IMPROVMX);
