@@ -299,7 +299,7 @@ fn string_stats(text: &str) -> Result<TextRef, String> {
     let mut feed = |bytes: &[u8]| {
         sha.update(bytes);
         len += bytes.len() as u64;
-        symbols += bytes.iter().filter(|b| **b != b'=' && !b.is_ascii_whitespace()).count() as u64;
+        symbols += crate::mailauth::base64_symbols(bytes);
     };
     let mut i = 0;
     while i < inner.len() {

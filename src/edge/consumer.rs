@@ -5,7 +5,9 @@
 //! A retry is a fresh message carrying `attempt + 1`, sent with the schedule's
 //! delay, after which the original is acked (see `delivery::Envelope`).
 
-use super::{config, eventlog, fetch_with_timeout, log, now_millis, now_seconds, BUCKET_PAYLOADS, QUEUE_DEAD_LETTERS, QUEUE_EVENTS};
+use super::{
+    config, eventlog, fetch_with_timeout, log, now_millis, now_seconds, wasm_kib, BUCKET_PAYLOADS, QUEUE_DEAD_LETTERS, QUEUE_EVENTS,
+};
 use crate::config::Config;
 use crate::delivery::{
     classify, is_stored_parts, next_delay, parse_retry_after, r2_bytes_key, sign, Envelope, Outcome, Signer, USER_AGENT,
@@ -103,7 +105,7 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env) {
         "error": attempt.error,
         "outcome": format!("{outcome:?}").to_lowercase(),
         "ms": ms,
-        "wasm_kib": core::arch::wasm32::memory_size(0) * 64,
+        "wasm_kib": wasm_kib(),
     }));
 
     match outcome {

@@ -36,6 +36,11 @@ pub fn config(env: &Env) -> std::result::Result<Rc<Config>, ConfigError> {
     CONFIG.with(|c| c.get_or_init(|| Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string())).map(Rc::new)).clone())
 }
 
+/// The Wasm linear memory in KiB. It only grows, so this is the instance's peak so far.
+pub fn wasm_kib() -> usize {
+    core::arch::wasm32::memory_size(0) * 64
+}
+
 pub fn now_millis() -> u64 {
     worker::Date::now().as_millis()
 }
@@ -113,8 +118,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         "status": resp.status_code(),
         "ids": ids,
         "ms": now_millis().saturating_sub(started),
-        // Linear memory only grows, so this is the instance's peak so far.
-        "wasm_kib": core::arch::wasm32::memory_size(0) * 64,
+        "wasm_kib": wasm_kib(),
     }));
     Ok(resp)
 }
