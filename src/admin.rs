@@ -5,13 +5,15 @@ use crate::auth::token_matches;
 use crate::config::Secrets;
 use crate::error::ApiError;
 
-/// `GET /admin/events`, `GET /admin/events/{id}`, `POST /admin/events/{id}/replay`, `POST /admin/replay`.
+/// `GET /admin/events`, `GET /admin/events/{id}`, `POST /admin/events/{id}/replay`, `POST /admin/replay`,
+/// `GET /admin/destinations`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminRoute {
     ListEvents,
     GetEvent(String),
     ReplayEvent(String),
     BulkReplay,
+    Destinations,
 }
 
 /// The admin route of `path` (below `/admin`), or 404 / 405.
@@ -23,6 +25,7 @@ pub fn route(method: &str, path: &str) -> Result<AdminRoute, ApiError> {
         ["events", id] if valid_id(id) => (AdminRoute::GetEvent((*id).to_string()), "GET"),
         ["events", id, "replay"] if valid_id(id) => (AdminRoute::ReplayEvent((*id).to_string()), "POST"),
         ["replay"] => (AdminRoute::BulkReplay, "POST"),
+        ["destinations"] => (AdminRoute::Destinations, "GET"),
         _ => return Err(ApiError::NotFound),
     };
     let wanted = if allow == "GET" { matches!(method, "GET" | "HEAD") } else { method == allow };
@@ -63,12 +66,15 @@ pub fn authorize(tokens: &Secrets, authorization: Option<&str>) -> Result<(), Ap
 pub const MAX_LIMIT: u32 = 1000;
 pub const DEFAULT_LIMIT: u32 = 100;
 
-/// Filters of `GET /admin/events` and `POST /admin/replay`.
+/// Filters of `GET /admin/events` and `POST /admin/replay`. `status` and
+/// `destination` select events by their deliveries: `status=dead` is every
+/// event with a dead delivery, `destination=crm&status=dead` those dead at crm.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventQuery {
     pub provider: Option<String>,
     pub kind: Option<String>,
     pub status: Option<String>,
+    pub destination: Option<String>,
     /// Unix seconds, inclusive.
     pub from: Option<i64>,
     /// Unix seconds, exclusive.
@@ -85,7 +91,7 @@ pub enum SqlValue {
     Int(i64),
 }
 
-pub const STATUSES: [&str; 4] = ["queued", "retrying", "delivered", "dead"];
+pub const STATUSES: [&str; 5] = ["queued", "held", "retrying", "delivered", "dead"];
 
 impl EventQuery {
     /// Parses a query string (`provider=maileroo&from=2024-03-15&limit=10`).
@@ -100,6 +106,7 @@ impl EventQuery {
             }
             match k {
                 "provider" => q.provider = Some(v),
+                "destination" => q.destination = Some(v.trim().to_ascii_lowercase()),
                 "type" => q.kind = Some(v),
                 "status" if STATUSES.contains(&v.as_str()) => q.status = Some(v),
                 "status" => return Err(bad(k, &format!("must be one of {}", STATUSES.join(", ")))),
@@ -113,41 +120,81 @@ impl EventQuery {
                         .ok_or_else(|| bad(k, &format!("must be 1 to {MAX_LIMIT}")))?
                 }
                 "page" => q.page = v.parse().ok().filter(|p| *p >= 1).ok_or_else(|| bad(k, "must be 1 or more"))?,
-                _ => return Err(bad(k, "is not a filter; use provider, type, status, from, to, limit, page")),
+                _ => return Err(bad(k, "is not a filter; use provider, type, status, destination, from, to, limit, page")),
             }
         }
         Ok(q)
     }
 
-    /// `WHERE …` and its parameters (`?1`, `?2`, … in order).
+    /// `WHERE …` over `events` and its parameters (`?1`, `?2`, … in order).
     pub fn where_clause(&self) -> (String, Vec<SqlValue>) {
-        let mut conds = Vec::new();
-        let mut params = Vec::new();
-        let mut add = |cond: &str, v: SqlValue| {
-            params.push(v);
-            conds.push(cond.replace('?', &format!("?{}", params.len())));
-        };
-        if let Some(p) = &self.provider {
-            add("provider = ?", SqlValue::Text(p.clone()));
+        let mut w = Where::default();
+        self.event_conditions(&mut w, "");
+        if self.status.is_some() || self.destination.is_some() {
+            let mut inner = Vec::new();
+            if let Some(d) = &self.destination {
+                inner.push(w.param("d.destination = ?", SqlValue::Text(d.clone())));
+            }
+            if let Some(s) = &self.status {
+                inner.push(w.param("d.status = ?", SqlValue::Text(s.clone())));
+            }
+            w.conds.push(format!("EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND {})", inner.join(" AND ")));
         }
-        if let Some(t) = &self.kind {
-            add("type = ?", SqlValue::Text(t.clone()));
+        w.finish()
+    }
+
+    /// `WHERE …` over `deliveries d JOIN events e` (bulk replay: one row per delivery).
+    pub fn delivery_where_clause(&self) -> (String, Vec<SqlValue>) {
+        let mut w = Where::default();
+        self.event_conditions(&mut w, "e.");
+        if let Some(d) = &self.destination {
+            let c = w.param("d.destination = ?", SqlValue::Text(d.clone()));
+            w.conds.push(c);
         }
         if let Some(s) = &self.status {
-            add("status = ?", SqlValue::Text(s.clone()));
+            let c = w.param("d.status = ?", SqlValue::Text(s.clone()));
+            w.conds.push(c);
         }
-        if let Some(f) = self.from {
-            add("received_at >= ?", SqlValue::Int(f));
+        w.finish()
+    }
+
+    fn event_conditions(&self, w: &mut Where, alias: &str) {
+        let conds = [
+            (self.provider.clone().map(SqlValue::Text), "provider = ?"),
+            (self.kind.clone().map(SqlValue::Text), "type = ?"),
+            (self.from.map(SqlValue::Int), "received_at >= ?"),
+            (self.to.map(SqlValue::Int), "received_at < ?"),
+        ];
+        for (value, cond) in conds {
+            if let Some(v) = value {
+                let c = w.param(&format!("{alias}{cond}"), v);
+                w.conds.push(c);
+            }
         }
-        if let Some(t) = self.to {
-            add("received_at < ?", SqlValue::Int(t));
-        }
-        let sql = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
-        (sql, params)
     }
 
     pub fn offset(&self) -> u64 {
         u64::from(self.page - 1) * u64::from(self.limit)
+    }
+}
+
+/// Conditions and their parameters, numbered as they are added.
+#[derive(Default)]
+struct Where {
+    conds: Vec<String>,
+    params: Vec<SqlValue>,
+}
+
+impl Where {
+    /// `cond` with its `?` numbered for `v`.
+    fn param(&mut self, cond: &str, v: SqlValue) -> String {
+        self.params.push(v);
+        cond.replace('?', &format!("?{}", self.params.len()))
+    }
+
+    fn finish(self) -> (String, Vec<SqlValue>) {
+        let sql = if self.conds.is_empty() { String::new() } else { format!(" WHERE {}", self.conds.join(" AND ")) };
+        (sql, self.params)
     }
 }
 
@@ -217,6 +264,7 @@ mod tests {
         assert_eq!(route("GET", "/admin/events/evt_1"), Ok(AdminRoute::GetEvent("evt_1".into())));
         assert_eq!(route("POST", "/admin/events/evt_1/replay"), Ok(AdminRoute::ReplayEvent("evt_1".into())));
         assert_eq!(route("POST", "/admin/replay"), Ok(AdminRoute::BulkReplay));
+        assert_eq!(route("GET", "/admin/destinations/"), Ok(AdminRoute::Destinations));
         assert_eq!(route("POST", "/admin/events"), Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }));
         assert_eq!(route("GET", "/admin/replay"), Err(ApiError::MethodNotAllowed { allow: "POST" }));
         assert_eq!(route("GET", "/admin/events/a%20b"), Err(ApiError::NotFound));
@@ -248,9 +296,22 @@ mod tests {
             EventQuery::parse("provider=maileroo&type=email.delivered&status=dead&from=2024-03-15&to=2024-03-15&limit=10&page=3").unwrap();
         assert_eq!((q.limit, q.page, q.offset()), (10, 3, 20));
         let (sql, params) = q.where_clause();
-        assert_eq!(sql, " WHERE provider = ?1 AND type = ?2 AND status = ?3 AND received_at >= ?4 AND received_at < ?5");
-        assert_eq!(params[3], SqlValue::Int(1_710_460_800));
-        assert_eq!(params[4], SqlValue::Int(1_710_460_800 + 86_400));
+        assert_eq!(
+            sql,
+            " WHERE provider = ?1 AND type = ?2 AND received_at >= ?3 AND received_at < ?4 \
+             AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = ?5)"
+        );
+        assert_eq!(params[2], SqlValue::Int(1_710_460_800));
+        assert_eq!(params[3], SqlValue::Int(1_710_460_800 + 86_400));
+        let q = EventQuery::parse("destination=CRM&status=dead&provider=maileroo").unwrap();
+        assert_eq!(
+            q.where_clause().0,
+            " WHERE provider = ?1 AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.destination = ?2 AND d.status = ?3)"
+        );
+        let (sql, params) = q.delivery_where_clause();
+        assert_eq!(sql, " WHERE e.provider = ?1 AND d.destination = ?2 AND d.status = ?3");
+        assert_eq!(params[1], SqlValue::Text("crm".into()));
+        assert_eq!(EventQuery::parse("status=held").unwrap().status.as_deref(), Some("held"));
         let q = EventQuery::parse("provider=x%27%20OR%201%3D1&from=2024-03-15T10%3A00%3A00Z").unwrap();
         assert_eq!(q.provider.as_deref(), Some("x' OR 1=1"));
         assert_eq!(q.where_clause().0, " WHERE provider = ?1 AND received_at >= ?2");

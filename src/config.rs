@@ -5,6 +5,7 @@
 //! of a surprise at delivery time. Secrets never appear in `Debug` output.
 
 use crate::auth::{IpList, MAX_CLOCK_SKEW_SECONDS};
+use crate::destinations::{self, CircuitPolicy, Defaults, Destination, DEFAULT_CIRCUIT_FAILURES, DEFAULT_CIRCUIT_PROBE_SECONDS};
 use base64::Engine as _;
 use std::fmt;
 
@@ -121,9 +122,10 @@ pub struct Config {
     pub mail_plus_verify: VerifyMode,
     pub doh_url: String,
 
-    pub origin_url: Option<String>,
-    pub origin_signing_keys: Vec<SigningKey>,
-    pub origin_timeout_seconds: u32,
+    /// Where events go (see `destinations`): the declared `DESTINATIONS`,
+    /// and `origin` (`ORIGIN_URL`) when it is set or nothing is declared.
+    pub destinations: Vec<Destination>,
+    /// The default retry schedule (`RETRY_SCHEDULE_SECONDS`).
     pub retry_schedule: Vec<u32>,
     pub dead_letter_queue: String,
     /// Bearer tokens of `/admin`; the API is off while empty.
@@ -150,15 +152,34 @@ impl Config {
             mail_plus_rdns_suffix: get("MAIL_PLUS_RDNS_SUFFIX").map(|s| s.trim_matches('.').to_ascii_lowercase()),
             mail_plus_verify: verify_mode(get("MAIL_PLUS_VERIFY").as_deref())?,
             doh_url: get("DOH_URL").unwrap_or_else(|| "https://cloudflare-dns.com/dns-query".into()),
-            origin_url: get("ORIGIN_URL"),
-            origin_signing_keys: signing_keys(get("ORIGIN_SIGNING_SECRET").as_deref())?,
-            origin_timeout_seconds: number(&get, "ORIGIN_TIMEOUT_SECONDS", 15)?,
+            destinations: Vec::new(),
             retry_schedule: schedule(get("RETRY_SCHEDULE_SECONDS").as_deref())?,
             dead_letter_queue: get("DEAD_LETTER_QUEUE").unwrap_or_else(|| "mailhook-dead-letters".into()),
             admin_tokens: Secrets::parse(get("ADMIN_TOKEN").as_deref()),
             log_retention_days: number(&get, "LOG_RETENTION_DAYS", 30)?,
         };
-        cfg.validate()
+        let timeout_seconds = number(&get, "ORIGIN_TIMEOUT_SECONDS", 15)?;
+        if !(1..=300).contains(&timeout_seconds) {
+            return Err(ConfigError { var: "ORIGIN_TIMEOUT_SECONDS", message: format!("{timeout_seconds} is outside 1 to 300") });
+        }
+        let circuit = CircuitPolicy {
+            failures: number(&get, "CIRCUIT_FAILURES", DEFAULT_CIRCUIT_FAILURES)?,
+            probe_seconds: number(&get, "CIRCUIT_PROBE_SECONDS", DEFAULT_CIRCUIT_PROBE_SECONDS)?,
+        };
+        if circuit.failures == 0 {
+            return Err(ConfigError { var: "CIRCUIT_FAILURES", message: "must be at least 1".into() });
+        }
+        if !(1..=MAX_QUEUE_DELAY_SECONDS).contains(&circuit.probe_seconds) {
+            return Err(ConfigError { var: "CIRCUIT_PROBE_SECONDS", message: format!("must be 1 to {MAX_QUEUE_DELAY_SECONDS}") });
+        }
+        let defaults = Defaults { timeout_seconds, retry_schedule: &cfg.retry_schedule, circuit };
+        let destinations = destinations::parse(get("DESTINATIONS").as_deref(), &defaults, &get)?;
+        Config { destinations, ..cfg }.validate()
+    }
+
+    /// The destination called `name`.
+    pub fn destination(&self, name: &str) -> Option<&Destination> {
+        self.destinations.iter().find(|d| d.name == name)
     }
 
     fn validate(self) -> Result<Self, ConfigError> {
@@ -193,20 +214,18 @@ impl Config {
         }
         // The retention cron must not remove an event's row and payload while
         // the schedule may still be retrying it.
-        let needed = crate::delivery::schedule_span_seconds(&self.retry_schedule) + RETENTION_MARGIN_SECONDS;
+        let span = self.destinations.iter().map(|d| crate::delivery::schedule_span_seconds(&d.retry_schedule)).max().unwrap_or(0);
+        let needed = span.max(crate::delivery::schedule_span_seconds(&self.retry_schedule)) + RETENTION_MARGIN_SECONDS;
         let needed_days = needed.div_ceil(86_400);
         if u64::from(self.log_retention_days) < needed_days {
             return Err(ConfigError {
                 var: "LOG_RETENTION_DAYS",
                 message: format!(
-                    "{} is shorter than RETRY_SCHEDULE_SECONDS can take (up to {} s with jitter) plus a day; set it to at least {needed_days}",
+                    "{} is shorter than the longest retry schedule (RETRY_SCHEDULE_SECONDS or a destination's) can take (up to {} s with jitter) plus a day; set it to at least {needed_days}",
                     self.log_retention_days,
                     needed - RETENTION_MARGIN_SECONDS
                 ),
             });
-        }
-        if self.origin_timeout_seconds == 0 {
-            return Err(ConfigError { var: "ORIGIN_TIMEOUT_SECONDS", message: "must be at least 1".into() });
         }
         if let Some(suffix) = &self.mail_plus_rdns_suffix {
             if crate::dns::valid_hostname(suffix).is_none_or(|h| !h.contains('.')) {
@@ -218,11 +237,6 @@ impl Config {
         }
         if !(self.doh_url.starts_with("https://") || self.doh_url.starts_with("http://")) {
             return Err(ConfigError { var: "DOH_URL", message: "must be an absolute http:// or https:// URL".into() });
-        }
-        if let Some(url) = &self.origin_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(ConfigError { var: "ORIGIN_URL", message: "must be an absolute http:// or https:// URL".into() });
-            }
         }
         Ok(self)
     }
@@ -236,15 +250,9 @@ impl Config {
             .collect()
     }
 
-    /// `None` when delivery can run, or what is missing.
-    pub fn delivery_problem(&self) -> Option<&'static str> {
-        if self.origin_url.is_none() {
-            Some("ORIGIN_URL is not set: set it in wrangler.toml [vars] to the URL that receives events")
-        } else if self.origin_signing_keys.is_empty() {
-            Some("ORIGIN_SIGNING_SECRET is not set: run `wrangler secret put ORIGIN_SIGNING_SECRET` with a whsec_<base64> key")
-        } else {
-            None
-        }
+    /// `None` when every destination can be delivered to, or what is missing.
+    pub fn delivery_problem(&self) -> Option<String> {
+        self.destinations.iter().find_map(Destination::problem)
     }
 }
 
@@ -278,37 +286,23 @@ fn verify_mode(raw: Option<&str>) -> Result<VerifyMode, ConfigError> {
     }
 }
 
-fn signing_keys(raw: Option<&str>) -> Result<Vec<SigningKey>, ConfigError> {
+/// The keys of a signing secret (`whsec_<base64>`, comma-separated during rotation), read from `var`.
+pub fn signing_keys(var: &'static str, raw: Option<&str>) -> Result<Vec<SigningKey>, ConfigError> {
     Secrets::parse(raw)
         .iter()
         .enumerate()
         .map(|(i, s)| {
             let b64 = s.strip_prefix("whsec_").unwrap_or(s);
             base64::engine::general_purpose::STANDARD.decode(b64).ok().filter(|k| !k.is_empty()).map(SigningKey).ok_or_else(|| {
-                ConfigError {
-                    var: "ORIGIN_SIGNING_SECRET",
-                    message: format!("value #{} is not whsec_<base64>; generate one with `npm run gen-secret`", i + 1),
-                }
+                ConfigError { var, message: format!("value #{} is not whsec_<base64>; generate one with `npm run gen-secret`", i + 1) }
             })
         })
         .collect()
 }
 
 fn schedule(raw: Option<&str>) -> Result<Vec<u32>, ConfigError> {
-    let err = |message: String| ConfigError { var: "RETRY_SCHEDULE_SECONDS", message };
-    let list: Vec<u32> = raw
-        .unwrap_or(DEFAULT_RETRY_SCHEDULE)
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<u32>().map_err(|_| err(format!("{s:?} is not a number of seconds"))))
-        .collect::<Result<_, _>>()?;
-    if let Some(too_long) = list.iter().find(|d| **d > MAX_QUEUE_DELAY_SECONDS) {
-        return Err(err(format!(
-            "{too_long} is longer than the Queues maximum delay of {MAX_QUEUE_DELAY_SECONDS} s; split it into several entries"
-        )));
-    }
-    Ok(list)
+    destinations::parse_schedule(raw.unwrap_or(DEFAULT_RETRY_SCHEDULE))
+        .map_err(|message| ConfigError { var: "RETRY_SCHEDULE_SECONDS", message })
 }
 
 #[cfg(test)]
@@ -327,7 +321,9 @@ mod tests {
         assert_eq!(c.max_body_bytes, 33_554_432);
         assert_eq!(c.max_event_age_seconds, 86_400);
         assert_eq!(c.dedupe_ttl_seconds, 604_800);
-        assert_eq!(c.origin_timeout_seconds, 15);
+        assert_eq!(c.destinations.len(), 1);
+        assert_eq!((c.destinations[0].name.as_str(), c.destinations[0].timeout_seconds), ("origin", 15));
+        assert_eq!(c.destinations[0].circuit, CircuitPolicy { failures: 10, probe_seconds: 60 });
         assert!(c.include_raw);
         assert!(c.adm_tools_tokens.is_empty());
         assert!(c.retry_schedule.iter().map(|d| u64::from(*d)).sum::<u64>() >= 86_400);
@@ -409,6 +405,17 @@ mod tests {
     }
 
     #[test]
+    fn retention_must_outlast_every_destinations_schedule() {
+        let long =
+            r#"[{"name": "slow", "url": "https://s.example/", "retry_schedule_seconds": [43200, 43200, 43200, 43200, 43200, 43200]}]"#;
+        let secret = ("DESTINATION_SLOW_SIGNING_SECRET", "whsec_c2Vjb25k");
+        let e = cfg(&[("DESTINATIONS", long), secret, ("LOG_RETENTION_DAYS", "3")]).unwrap_err();
+        assert_eq!(e.var, "LOG_RETENTION_DAYS");
+        assert!(e.message.contains("at least 5"), "{e}");
+        assert!(cfg(&[("DESTINATIONS", long), secret, ("LOG_RETENTION_DAYS", "5")]).is_ok());
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         for (var, value) in [
             ("MAX_BODY_BYTES", "lots"),
@@ -420,6 +427,10 @@ mod tests {
             ("RETRY_SCHEDULE_SECONDS", "5,86400"),
             ("ORIGIN_URL", "ftp://x"),
             ("ORIGIN_TIMEOUT_SECONDS", "0"),
+            ("ORIGIN_TIMEOUT_SECONDS", "301"),
+            ("CIRCUIT_FAILURES", "0"),
+            ("CIRCUIT_PROBE_SECONDS", "43201"),
+            ("DESTINATIONS", "[{}]"),
             ("IMPROVMX_ALLOWED_IPS", "15.237.103.194,10.0.0.0/40"),
             ("MAIL_PLUS_ALLOWED_IPS", "mail-plus.com"),
             ("MAIL_PLUS_VERIFY", "dns"),
@@ -438,8 +449,8 @@ mod tests {
         let c =
             cfg(&[("ORIGIN_URL", "http://127.0.0.1:8789/"), ("ORIGIN_SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,c2Vjb25k")])
                 .unwrap();
-        assert_eq!(c.origin_signing_keys.len(), 2);
-        assert_eq!(c.origin_signing_keys[1].bytes(), b"second");
+        assert_eq!(c.destinations[0].keys.len(), 2);
+        assert_eq!(c.destinations[0].keys[1].bytes(), b"second");
         assert_eq!(c.delivery_problem(), None);
         assert!(!format!("{c:?}").contains("MfKQ"));
     }

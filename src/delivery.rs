@@ -14,19 +14,31 @@ pub const MAX_INLINE_ENVELOPE_BYTES: usize = 120_000;
 
 pub const USER_AGENT: &str = concat!("mailhook/", env!("CARGO_PKG_VERSION"));
 
-/// One queue message: an event to deliver and how many attempts it has had.
+/// One queue message: an event to deliver to one destination, and how many
+/// attempts that delivery has had.
 ///
 /// Sent as a JSON string (content type `text`): workers-rs 0.8's `Message`
 /// has no `attempts` getter, so a retry is a fresh message carrying
 /// `attempt + 1`, sent with the schedule's delay, and the old one is acked.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope {
     pub id: String,
     pub provider: String,
     #[serde(rename = "type")]
     pub kind: String,
+    /// The destination of this delivery. Messages of 0.2 have none: the
+    /// consumer sends those to every destination whose filter takes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest: Option<String>,
+    /// Every destination the event was sent to at once (its event-log rows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dests: Vec<String>,
     /// Delivery attempts already made (since the last replay).
     pub attempt: u32,
+    /// Times this delivery was held back by its destination's open circuit
+    /// (held deliveries are not attempted and do not count as attempts).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held: u32,
     /// When mailhook accepted the event, Unix seconds.
     #[serde(default)]
     pub received_at: i64,
@@ -53,7 +65,10 @@ impl Envelope {
             id: id.to_string(),
             provider: provider.to_string(),
             kind: kind.to_string(),
+            dest: None,
+            dests: Vec::new(),
             attempt: 0,
+            held: 0,
             received_at,
             event: None,
             r2_key: None,
@@ -77,10 +92,21 @@ impl Envelope {
     /// The same event, to be delivered again from the first attempt.
     pub fn for_replay(mut self) -> Self {
         self.attempt = 0;
+        self.held = 0;
         self.last_status = None;
         self.last_error = None;
         self
     }
+
+    /// One message per destination in `dests`, each naming all of them.
+    pub fn fan_out(&self, dests: &[&str]) -> Vec<Envelope> {
+        let all: Vec<String> = dests.iter().map(|d| d.to_string()).collect();
+        dests.iter().map(|d| Envelope { dest: Some(d.to_string()), dests: all.clone(), ..self.clone() }).collect()
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Where a large event's manifest is kept in R2 (until the retention cron
@@ -224,11 +250,10 @@ fn parse_http_date(v: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::large::Part;
 
     fn keys(secret: &str) -> Vec<SigningKey> {
-        Config::from_lookup(|k| (k == "ORIGIN_SIGNING_SECRET").then(|| secret.to_string())).unwrap().origin_signing_keys
+        crate::config::signing_keys("ORIGIN_SIGNING_SECRET", Some(secret)).unwrap()
     }
 
     #[test]
@@ -312,5 +337,21 @@ mod tests {
         assert_eq!(r2_bytes_key("events/evt_2.c0.parts"), r2_body_key("evt_2", "c0"));
         assert_eq!(r2_bytes_key("events/evt_2.json"), "events/evt_2.json");
         assert!(big.to_json().len() < 300);
+    }
+
+    #[test]
+    fn one_message_per_destination_all_naming_the_same_event() {
+        let lit = EventBody { parts: vec![Part::Lit(r#"{"a":1}"#.into())] };
+        let e = Envelope::new("evt_1", "maileroo", "email.bounced", &lit, b"", 7, "c0");
+        let out = e.fan_out(&["crm", "analytics"]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].dest.as_deref(), Some("analytics"));
+        assert_eq!(out[0].dests, ["crm", "analytics"]);
+        assert!(out.iter().all(|o| o.id == "evt_1" && o.event.as_ref().unwrap().get() == r#"{"a":1}"#));
+        // 0.2's messages have no destination, and read back as such.
+        let old: Envelope = serde_json::from_str(r#"{"id":"evt_1","provider":"p","type":"t","attempt":2}"#).unwrap();
+        assert_eq!((old.dest, old.dests.len(), old.held), (None, 0, 0));
+        let held = Envelope { held: 3, ..out[0].clone() }.for_replay();
+        assert_eq!((held.held, held.attempt), (0, 0));
     }
 }

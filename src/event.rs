@@ -29,6 +29,24 @@ pub enum EventType {
 }
 
 impl EventType {
+    pub const ALL: [EventType; 15] = [
+        Self::Received,
+        Self::Queued,
+        Self::Sent,
+        Self::Delivered,
+        Self::Deferred,
+        Self::Bounced,
+        Self::Rejected,
+        Self::Failed,
+        Self::Opened,
+        Self::Clicked,
+        Self::Complained,
+        Self::MessageAdded,
+        Self::FlagsChanged,
+        Self::MessageDeleted,
+        Self::Unknown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Received => "email.received",

@@ -20,6 +20,7 @@
 //! - [`dns`]: reverse DNS over DoH for Mail-Plus: queries, answers, verdict (no I/O).
 //! - [`dedupe`]: stable event ids and KV keys.
 //! - [`delivery`]: the queue envelope, signing, outcome, retry schedule.
+//! - [`destinations`]: where events go: declarations, filters, the circuit breaker's gate.
 //! - [`admin`]: the operator API: routes, bearer check, event-log queries (no I/O).
 //! - [`error`]: the refusals and their one mapping to HTTP. [`routes`]: method + path → handler.
 //!
@@ -33,6 +34,7 @@ pub mod auth;
 pub mod config;
 pub mod dedupe;
 pub mod delivery;
+pub mod destinations;
 pub mod dns;
 pub mod error;
 pub mod event;

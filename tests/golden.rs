@@ -35,6 +35,13 @@ fn every_fixture_produces_its_expected_event() {
                     continue;
                 }
             };
+            // Destination filters are checked against each provider's list of types: it must hold every type it emits.
+            for e in &events {
+                let kind = e["type"].as_str().unwrap_or_default();
+                if !provider.event_types().iter().any(|t| t.as_str() == kind) {
+                    failures.push(format!("{}/{name}: {kind} is missing from its EVENT_TYPES", provider.name()));
+                }
+            }
             let actual = if events.len() == 1 { events.remove(0) } else { Value::Array(events) };
             let expected_path = dir.join(format!("{stem}.expected.json"));
             if update {

@@ -6,22 +6,31 @@
 //! delay, after which the original is acked (see `delivery::Envelope`).
 
 use super::{
-    config, eventlog, fetch_with_timeout, log, now_millis, now_seconds, wasm_kib, BUCKET_PAYLOADS, QUEUE_DEAD_LETTERS, QUEUE_EVENTS,
+    circuit, config, eventlog, fetch_with_timeout, log, now_millis, now_seconds, ops, wasm_kib, BUCKET_PAYLOADS, QUEUE_DEAD_LETTERS,
+    QUEUE_EVENTS,
 };
+use crate::admin::batches;
 use crate::config::Config;
 use crate::delivery::{
     classify, is_stored_parts, next_delay, parse_retry_after, r2_bytes_key, sign, Envelope, Outcome, Signer, USER_AGENT,
 };
+use crate::destinations::{gate, Circuit, Destination, Gate};
 use crate::large::{manifest_len, parse_manifest, read_plan, EventBody, Part, Read, RunCursor, STORED_HEADER_LEN};
+use crate::providers::Provider;
 use futures_util::future::join_all;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde_json::json;
+use std::collections::HashMap;
 use std::pin::Pin;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    Bucket, ByteStream, Env, FixedLengthStream, Headers, MessageBatch, MessageBuilder, MessageExt, Method, QueueContentType,
-    QueueRetryOptionsBuilder, Range, RawMessage, Request, RequestInit, RequestRedirect,
+    BatchMessageBuilder, Bucket, ByteStream, Env, FixedLengthStream, Headers, MessageBatch, MessageBuilder, MessageExt, Method,
+    QueueContentType, QueueRetryOptionsBuilder, Range, RawMessage, Request, RequestInit, RequestRedirect,
 };
+
+/// Queues' `sendBatch` limits: 100 messages, 256 KB in all.
+pub const BATCH_COUNT: usize = 100;
+pub const BATCH_BYTES: usize = 250_000;
 
 /// How long to wait before looking at a message again after an
 /// infrastructure failure (R2, queue send, bad configuration).
@@ -38,23 +47,33 @@ pub async fn handle(batch: MessageBatch<String>, env: &Env) {
     };
     let dead_letters = batch.queue() == cfg.dead_letter_queue;
     let messages: Vec<RawMessage> = batch.raw_iter().collect();
+    // Every destination's circuit, read once for the batch.
+    let circuits = if dead_letters { HashMap::new() } else { circuit::load(env).await };
     join_all(messages.iter().map(|m| async {
         if dead_letters {
             record_dead(m, env).await
         } else {
-            deliver(m, &cfg, env).await
+            deliver(m, &cfg, env, &circuits).await
         }
     }))
     .await;
+    log(json!({"kind": "batch", "queue": batch.queue(), "messages": messages.len(), "ops": ops::take()}));
 }
 
 fn retry_later(msg: &RawMessage) {
     msg.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(INFRA_RETRY_SECONDS).build());
 }
 
+fn ack(msg: &RawMessage, size: usize) {
+    ops::queue_delete(size);
+    msg.ack();
+}
+
 /// The envelope of a message and its JSON text.
 fn envelope_of(msg: &RawMessage) -> Option<(Envelope, String)> {
-    let parsed = msg.body().as_string().and_then(|text| Some((serde_json::from_str::<Envelope>(&text).ok()?, text)));
+    let text = msg.body().as_string();
+    ops::queue_read(text.as_ref().map_or(0, String::len));
+    let parsed = text.and_then(|text| Some((serde_json::from_str::<Envelope>(&text).ok()?, text)));
     if parsed.is_none() {
         // Not ours: nothing can ever deliver it, so retrying would loop forever.
         log(json!({"kind": "malformed_message", "message_id": msg.id()}));
@@ -70,20 +89,44 @@ struct Attempt {
     error: Option<String>,
 }
 
-async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env) {
+async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<String, Circuit>) {
     let Some((mut envelope, envelope_json)) = envelope_of(msg) else { return };
+    let size = envelope_json.len();
+    let Some(name) = envelope.dest.clone() else { return fan_out(msg, envelope, size, cfg, env).await };
+    let Some(dest) = cfg.destination(&name) else {
+        // Removed from the configuration: nothing here can deliver it. Dead, so
+        // an operator sees it and can replay it to another destination.
+        envelope.last_status = None;
+        envelope.last_error = Some(format!("destination {name:?} is no longer configured; replay the event to another destination"));
+        return dead_letter(msg, envelope, size, env).await;
+    };
+    let now = now_seconds();
+    let before = circuits.get(&dest.name).copied().unwrap_or_default();
+    match gate(before, dest.circuit, now, envelope.held) {
+        Gate::Send => {}
+        Gate::Probe if circuit::claim_probe(env, dest, now).await => {
+            log(json!({"kind": "circuit_probe", "dest": dest.name, "id": envelope.id}));
+        }
+        Gate::Probe => {
+            // Another delivery won this probe; wait for the next.
+            let next = Circuit { probe_at: now + i64::from(dest.circuit.probe_seconds), ..before };
+            let Gate::Hold(delay) = gate(next, dest.circuit, now, envelope.held) else { return retry_later(msg) };
+            return hold(msg, envelope, &envelope_json, delay, env).await;
+        }
+        Gate::Hold(delay) => return hold(msg, envelope, &envelope_json, delay, env).await,
+    }
     let event = match load_event(&envelope, env).await {
         Ok(j) => j,
         Err(e) => {
-            log(json!({"kind": "event_unreadable", "id": envelope.id, "error": e}));
+            log(json!({"kind": "event_unreadable", "id": envelope.id, "dest": dest.name, "error": e}));
             return retry_later(msg);
         }
     };
     envelope.attempt += 1;
     let started = now_millis();
-    let attempt = match cfg.delivery_problem() {
-        Some(problem) => Attempt { status: None, retry_after: None, error: Some(problem.to_string()) },
-        None => post(cfg, &envelope.id, event).await,
+    let attempt = match dest.problem() {
+        Some(problem) => Attempt { status: None, retry_after: None, error: Some(problem) },
+        None => post(dest, &envelope.id, event).await,
     };
     // No status (timeout, connection error, delivery not configured) is a retry.
     let outcome = classify(attempt.status);
@@ -94,10 +137,18 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env) {
         Outcome::Delivered => "delivered",
         _ => "retrying",
     };
-    eventlog::record_attempt(env, &envelope, &envelope_json, status, attempt.status, ms).await;
+    // An unconfigured `origin` is not a sick destination: its failures do not open the circuit.
+    let breaker = if dest.problem().is_none() { circuit::after(env, dest, outcome, now_seconds()) } else { None };
+    let has_breaker = breaker.is_some();
+    let step = eventlog::Step::Attempt { status, code: attempt.status, ms };
+    let results = eventlog::record_attempt(env, &envelope, &envelope_json, step, breaker.into_iter().collect()).await;
+    if has_breaker {
+        circuit::log_change(dest, before, results.last());
+    }
     log(json!({
         "kind": "delivery_attempt",
         "id": envelope.id,
+        "dest": dest.name,
         "provider": envelope.provider,
         "type": envelope.kind,
         "attempt": envelope.attempt,
@@ -110,15 +161,47 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env) {
 
     match outcome {
         // A large event's R2 object stays for replay until the retention cron removes it.
-        Outcome::Delivered => msg.ack(),
+        Outcome::Delivered => ack(msg, size),
         Outcome::Retry => {
             let jitter = getrandom::u32().map(|x| f64::from(x) / 4_294_967_296.0).unwrap_or(0.5);
-            match next_delay(&cfg.retry_schedule, envelope.attempt, attempt.retry_after, jitter) {
-                Some(delay) => requeue(msg, &envelope, delay, env).await,
-                None => dead_letter(msg, envelope, env).await,
+            match next_delay(&dest.retry_schedule, envelope.attempt, attempt.retry_after, jitter) {
+                Some(delay) => requeue(msg, &envelope, size, delay, env).await,
+                None => dead_letter(msg, envelope, size, env).await,
             }
         }
-        Outcome::Permanent => dead_letter(msg, envelope, env).await,
+        Outcome::Permanent => dead_letter(msg, envelope, size, env).await,
+    }
+}
+
+/// Puts a delivery back, unattempted, while its destination's circuit is open.
+/// The first hold marks its row `held`; later ones write nothing.
+async fn hold(msg: &RawMessage, mut envelope: Envelope, envelope_json: &str, delay: u32, env: &Env) {
+    if envelope.held == 0 {
+        eventlog::record_attempt(env, &envelope, envelope_json, eventlog::Step::Held, Vec::new()).await;
+    }
+    log(json!({"kind": "delivery_held", "id": envelope.id, "dest": envelope.dest, "held": envelope.held + 1, "delay": delay}));
+    envelope.held = envelope.held.saturating_add(1);
+    requeue(msg, &envelope, envelope_json.len(), delay, env).await;
+}
+
+/// A message of 0.2, before destinations: one message per destination whose
+/// filter takes the event, sent together, then the original is acked.
+async fn fan_out(msg: &RawMessage, envelope: Envelope, size: usize, cfg: &Config, env: &Env) {
+    let dests: Vec<&str> = match Provider::from_route(&envelope.provider) {
+        Some(p) => cfg.destinations.iter().filter(|d| d.filter.matches(p, &envelope.kind)).map(|d| d.name.as_str()).collect(),
+        None => cfg.destinations.iter().map(|d| d.name.as_str()).collect(),
+    };
+    if dests.is_empty() {
+        log(json!({"kind": "unrouted", "id": envelope.id, "provider": envelope.provider, "type": envelope.kind}));
+        return ack(msg, size);
+    }
+    let bodies: Vec<String> = envelope.fan_out(&dests).iter().map(Envelope::to_json).collect();
+    match send_all(env, &bodies).await {
+        Ok(()) => ack(msg, size),
+        Err(e) => {
+            log(json!({"kind": "requeue_failed", "id": envelope.id, "error": e.to_string()}));
+            retry_later(msg);
+        }
     }
 }
 
@@ -135,6 +218,7 @@ async fn load_event(envelope: &Envelope, env: &Env) -> Result<EventJson, String>
     let key = envelope.r2_key.clone().ok_or("the envelope has neither an event nor an R2 key")?;
     let bucket = env.bucket(BUCKET_PAYLOADS).map_err(|e| e.to_string())?;
     let bytes_key = r2_bytes_key(&key);
+    ops::r2_class_b();
     let size = bucket
         .head(bytes_key.as_str())
         .await
@@ -166,6 +250,7 @@ async fn read_range(bucket: &Bucket, key: &str, offset: u64, length: u64) -> Res
 }
 
 async fn range_stream(bucket: Bucket, key: String, offset: u64, length: u64) -> Result<ByteStream, String> {
+    ops::r2_class_b();
     let object = bucket
         .get(key.as_str())
         .range(Range::OffsetWithLength { offset, length })
@@ -218,8 +303,15 @@ fn run_output(bytes: ByteStream, cursor: RunCursor) -> Chunks {
 /// The `webhook-signature` of a stored event: a first pass over its parts,
 /// which also checks that they are as long as the manifest says (a short
 /// body would otherwise break the second pass's fixed-length stream).
-async fn sign_stored(cfg: &Config, id: &str, timestamp: i64, bucket: &Bucket, key: &str, parts: &EventBody) -> Result<String, String> {
-    let mut signer = Signer::new(&cfg.origin_signing_keys, id, timestamp);
+async fn sign_stored(
+    dest: &Destination,
+    id: &str,
+    timestamp: i64,
+    bucket: &Bucket,
+    key: &str,
+    parts: &EventBody,
+) -> Result<String, String> {
+    let mut signer = Signer::new(&dest.keys, id, timestamp);
     let mut stream = event_stream(bucket, key, parts);
     let mut read = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -233,16 +325,16 @@ async fn sign_stored(cfg: &Config, id: &str, timestamp: i64, bucket: &Bucket, ke
     Ok(signer.finish())
 }
 
-async fn post(cfg: &Config, id: &str, event: EventJson) -> Attempt {
+async fn post(dest: &Destination, id: &str, event: EventJson) -> Attempt {
     let failed = |error: String| Attempt { status: None, retry_after: None, error: Some(error) };
-    let Some(url) = cfg.origin_url.as_deref() else { return failed("ORIGIN_URL is not set".into()) };
+    let Some(url) = dest.url.as_deref() else { return failed("ORIGIN_URL is not set".into()) };
     let timestamp = now_seconds();
     // A stored event is signed in a first pass over R2 and streamed in a
     // second, so no copy of it is ever whole in memory.
     let (signature, body) = match event {
-        EventJson::Inline(json) => (sign(&cfg.origin_signing_keys, id, timestamp, json.as_bytes()), JsValue::from_str(&json)),
+        EventJson::Inline(json) => (sign(&dest.keys, id, timestamp, json.as_bytes()), JsValue::from_str(&json)),
         EventJson::Stored { bucket, key, parts } => {
-            let signature = match sign_stored(cfg, id, timestamp, &bucket, &key, &parts).await {
+            let signature = match sign_stored(dest, id, timestamp, &bucket, &key, &parts).await {
                 Ok(s) => s,
                 Err(e) => return failed(format!("the stored event could not be read: {e}")),
             };
@@ -270,30 +362,47 @@ async fn post(cfg: &Config, id: &str, event: EventJson) -> Attempt {
     init.with_method(Method::Post).with_headers(headers).with_redirect(RequestRedirect::Manual).with_body(Some(body));
     let request = match Request::new_with_init(url, &init) {
         Ok(r) => r,
-        Err(e) => return failed(format!("ORIGIN_URL could not be requested: {e}")),
+        Err(e) => return failed(format!("the URL of destination {} could not be requested: {e}", dest.name)),
     };
-    match fetch_with_timeout(request, cfg.origin_timeout_seconds).await {
+    ops::subrequest();
+    match fetch_with_timeout(request, dest.timeout_seconds).await {
         Ok(resp) => {
             let status = resp.status_code();
             let retry_after = resp.headers().get("retry-after").ok().flatten().and_then(|v| parse_retry_after(&v, timestamp));
-            let error = (!(200..300).contains(&status)).then(|| format!("origin answered HTTP {status}"));
+            let error = (!(200..300).contains(&status)).then(|| format!("{} answered HTTP {status}", dest.name));
             Attempt { status: Some(status), retry_after, error }
         }
-        Err(e) => failed(format!("{e} (ORIGIN_TIMEOUT_SECONDS={})", cfg.origin_timeout_seconds)),
+        Err(e) => failed(format!("{e} (the timeout of destination {} is {} s)", dest.name, dest.timeout_seconds)),
     }
 }
 
 async fn send(env: &Env, binding: &str, envelope: &Envelope, delay: Option<u32>) -> worker::Result<()> {
-    let mut builder = MessageBuilder::new(envelope.to_json()).content_type(QueueContentType::Text);
+    let body = envelope.to_json();
+    ops::queue_write(body.len());
+    let mut builder = MessageBuilder::new(body).content_type(QueueContentType::Text);
     if let Some(d) = delay {
         builder = builder.delay_seconds(d);
     }
     env.queue(binding)?.send(builder.build()).await
 }
 
-async fn requeue(msg: &RawMessage, envelope: &Envelope, delay: u32, env: &Env) {
+/// Sends every body to the events queue, in as few batches as Queues allow.
+pub async fn send_all(env: &Env, bodies: &[String]) -> worker::Result<()> {
+    let queue = env.queue(QUEUE_EVENTS)?;
+    for range in batches(&bodies.iter().map(String::len).collect::<Vec<_>>(), BATCH_COUNT, BATCH_BYTES) {
+        let mut batch = BatchMessageBuilder::<String>::new();
+        for body in &bodies[range] {
+            ops::queue_write(body.len());
+            batch = batch.message(MessageBuilder::new(body.clone()).content_type(QueueContentType::Text).build());
+        }
+        queue.send_batch(batch.build()).await?;
+    }
+    Ok(())
+}
+
+async fn requeue(msg: &RawMessage, envelope: &Envelope, size: usize, delay: u32, env: &Env) {
     match send(env, QUEUE_EVENTS, envelope, Some(delay)).await {
-        Ok(()) => msg.ack(),
+        Ok(()) => ack(msg, size),
         Err(e) => {
             // The original comes back with the same attempt count: an extra
             // attempt at worst, never a lost event.
@@ -303,9 +412,9 @@ async fn requeue(msg: &RawMessage, envelope: &Envelope, delay: u32, env: &Env) {
     }
 }
 
-async fn dead_letter(msg: &RawMessage, envelope: Envelope, env: &Env) {
+async fn dead_letter(msg: &RawMessage, envelope: Envelope, size: usize, env: &Env) {
     match send(env, QUEUE_DEAD_LETTERS, &envelope, None).await {
-        Ok(()) => msg.ack(),
+        Ok(()) => ack(msg, size),
         Err(e) => {
             log(json!({"kind": "dead_letter_failed", "id": envelope.id, "error": e.to_string()}));
             retry_later(msg);
@@ -318,15 +427,17 @@ async fn dead_letter(msg: &RawMessage, envelope: Envelope, env: &Env) {
 /// here from `dead_letter` (with the last status and error), or from the queue
 /// itself when it gave up on a message after `max_retries` infrastructure failures.
 async fn record_dead(msg: &RawMessage, env: &Env) {
-    let Some((mut envelope, _)) = envelope_of(msg) else { return };
+    let Some((mut envelope, text)) = envelope_of(msg) else { return };
     if envelope.last_error.is_none() {
         envelope.last_error = Some("the queue gave up after max_retries infrastructure failures".into());
     }
     match eventlog::record_dead(env, &envelope).await {
         Ok(()) => {
-            log(json!({"kind": "dead_letter", "id": envelope.id, "provider": envelope.provider, "type": envelope.kind,
-                       "attempts": envelope.attempt, "last_status": envelope.last_status, "last_error": envelope.last_error}));
-            msg.ack();
+            log(
+                json!({"kind": "dead_letter", "id": envelope.id, "dest": envelope.dest, "provider": envelope.provider, "type": envelope.kind,
+                       "attempts": envelope.attempt, "last_status": envelope.last_status, "last_error": envelope.last_error}),
+            );
+            ack(msg, text.len());
         }
         Err(e) => {
             log(json!({"kind": "dead_letter_record_failed", "id": envelope.id, "error": e.to_string()}));

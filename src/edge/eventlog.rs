@@ -1,13 +1,14 @@
 //! The event log in D1 (`migrations/`): a row per event, written at its first
-//! delivery attempt and updated on each, one row per attempt, dead letters,
-//! and retention. Writes that only serve operators are best effort (logged
+//! delivery step, a row per destination it goes to (`deliveries`), one per
+//! attempt, dead letters, and retention. Writes that only serve operators are best effort (logged
 //! on failure); the dead-letter record is not (its caller retries).
 
 use super::{log, now_seconds, BUCKET_PAYLOADS, D1_DATABASE};
 use crate::delivery::{r2_bytes_key, Envelope};
+use crate::destinations::LEGACY_NAME;
 use serde_json::json;
 use worker::wasm_bindgen::JsValue;
-use worker::{D1PreparedStatement, Env, Result};
+use worker::{D1PreparedStatement, D1Result, Env, Result};
 
 fn text(s: &str) -> JsValue {
     JsValue::from_str(s)
@@ -21,69 +22,138 @@ fn opt_text(s: Option<&str>) -> JsValue {
     s.map_or(JsValue::NULL, JsValue::from_str)
 }
 
-/// What an event's row becomes when it exists already.
-const ON_ATTEMPT: &str = "status = excluded.status, attempts = events.attempts + excluded.attempts, \
-     last_status = excluded.last_status, last_error = excluded.last_error, updated_at = excluded.updated_at";
-const ON_DEAD: &str = "status = 'dead', attempts = MAX(events.attempts, excluded.attempts), \
-     last_status = excluded.last_status, last_error = excluded.last_error, updated_at = excluded.updated_at";
+/// What one step of a delivery writes.
+pub enum Step<'a> {
+    /// An attempt was made: its answer (`None`: no answer) and duration.
+    Attempt { status: &'a str, code: Option<u16>, ms: u64 },
+    /// Held back, unattempted, by the destination's open circuit.
+    Held,
+    /// Dead: the schedule ran out, or the destination refused it for good.
+    Dead,
+}
 
-/// Inserts an event's row (its first attempt, or a dead letter the log has
-/// not seen), or applies `on_conflict` to the existing one. `attempts` is
-/// the new row's count, and what `on_conflict` reads as `excluded.attempts`;
-/// `envelope_json` is stored only when the row is new.
-fn write_row(env: &Env, e: &Envelope, envelope_json: &str, status: &str, attempts: i64, on_conflict: &str) -> Result<D1PreparedStatement> {
-    env.d1(D1_DATABASE)?
-        .prepare(format!(
-            "INSERT INTO events (id, provider, type, received_at, status, attempts, last_status, last_error, payload_ref, envelope, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO UPDATE SET {on_conflict}"
-        ))
+/// The delivery's row becomes, on conflict: after an attempt, one more attempt; held, only
+/// its status; dead, the larger attempt count (the dead letter's is since the last replay).
+const ON_ATTEMPT: &str = "status = excluded.status, attempts = deliveries.attempts + 1, last_status = excluded.last_status, \
+     last_error = excluded.last_error, updated_at = excluded.updated_at";
+const ON_HELD: &str = "status = excluded.status, updated_at = excluded.updated_at";
+const ON_DEAD: &str = "status = 'dead', attempts = MAX(deliveries.attempts, excluded.attempts), last_status = excluded.last_status, \
+     last_error = excluded.last_error, updated_at = excluded.updated_at";
+
+/// The event's row summarises its deliveries: retrying (or queued) while any
+/// is unfinished, then dead if any died, else delivered. The retention cron
+/// reads it, so an event is never removed while a destination still waits for it.
+pub const SUMMARY: &str = "UPDATE events SET \
+     status = (SELECT CASE WHEN SUM(status IN ('retrying', 'held')) > 0 THEN 'retrying' WHEN SUM(status = 'queued') > 0 THEN 'queued' \
+               WHEN SUM(status = 'dead') > 0 THEN 'dead' ELSE 'delivered' END FROM deliveries WHERE event_id = ?1), \
+     attempts = (SELECT COALESCE(SUM(attempts), 0) FROM deliveries WHERE event_id = ?1), \
+     last_status = COALESCE(?3, last_status), last_error = COALESCE(?4, last_error), updated_at = MAX(updated_at, ?2) \
+     WHERE id = ?1";
+
+/// A delivery waiting for its first attempt; an existing row is left as it is.
+pub const QUEUED: &str = "INSERT INTO deliveries (event_id, destination, status, attempts, updated_at) VALUES (?1, ?2, 'queued', 0, ?3) \
+     ON CONFLICT (event_id, destination) DO NOTHING";
+
+/// Records one step of `e`'s delivery to its destination, with `extra`
+/// statements (the circuit's) in the same batch: the event's row (new, with
+/// `envelope_json` for replay), a queued row for each destination it was sent
+/// to, this delivery's row, the attempt, and the event's summary.
+pub async fn record(
+    env: &Env,
+    e: &Envelope,
+    envelope_json: &str,
+    step: Step<'_>,
+    extra: Vec<D1PreparedStatement>,
+) -> Result<Vec<D1Result>> {
+    let db = env.d1(D1_DATABASE)?;
+    let now = now_seconds();
+    let dest = e.dest.as_deref().unwrap_or(LEGACY_NAME);
+    let received = if e.received_at > 0 { e.received_at } else { now };
+    let mut statements = vec![db
+        .prepare(
+            "INSERT INTO events (id, provider, type, received_at, status, attempts, payload_ref, envelope, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+        )
         .bind(&[
             text(&e.id),
             text(&e.provider),
             text(&e.kind),
-            int(if e.received_at > 0 { e.received_at } else { now_seconds() }),
-            text(status),
-            int(attempts),
-            e.last_status.map_or(JsValue::NULL, |s| int(i64::from(s))),
-            opt_text(e.last_error.as_deref()),
+            int(received),
             opt_text(e.r2_key.as_deref()),
             text(envelope_json),
-            int(now_seconds()),
-        ])
-}
-
-/// One delivery attempt and the event's new status.
-pub async fn record_attempt(env: &Env, e: &Envelope, envelope_json: &str, status: &str, code: Option<u16>, ms: u64) {
-    let result = async {
-        let db = env.d1(D1_DATABASE)?;
-        let attempt = db
-            .prepare("INSERT OR REPLACE INTO delivery_attempts (event_id, attempt, at, status_code, duration_ms, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            int(now),
+        ])?];
+    for d in e.dests.iter().filter(|d| d.as_str() != dest) {
+        statements.push(db.prepare(QUEUED).bind(&[text(&e.id), text(d), int(now)])?);
+    }
+    let (status, attempts, on_conflict) = match step {
+        Step::Attempt { status, .. } => (status, 1, ON_ATTEMPT),
+        Step::Held => ("held", 0, ON_HELD),
+        Step::Dead => ("dead", i64::from(e.attempt), ON_DEAD),
+    };
+    let (last_status, last_error) = match step {
+        Step::Held => (JsValue::NULL, JsValue::NULL),
+        _ => (e.last_status.map_or(JsValue::NULL, |s| int(i64::from(s))), opt_text(e.last_error.as_deref())),
+    };
+    statements.push(
+        db.prepare(format!(
+            "INSERT INTO deliveries (event_id, destination, status, attempts, last_status, last_error, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (event_id, destination) DO UPDATE SET {on_conflict}"
+        ))
+        .bind(&[text(&e.id), text(dest), text(status), int(attempts), last_status.clone(), last_error.clone(), int(now)])?,
+    );
+    if let Step::Attempt { code, ms, .. } = step {
+        statements.push(
+            db.prepare(
+                "INSERT OR REPLACE INTO delivery_attempts (event_id, destination, attempt, at, status_code, duration_ms, error) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
             .bind(&[
                 text(&e.id),
+                text(dest),
                 int(i64::from(e.attempt)),
-                int(now_seconds()),
+                int(now),
                 code.map_or(JsValue::NULL, |c| int(i64::from(c))),
                 int(ms as i64),
                 opt_text(e.last_error.as_deref()),
-            ])?;
-        db.batch(vec![attempt, write_row(env, e, envelope_json, status, 1, ON_ATTEMPT)?]).await
+            ])?,
+        );
     }
-    .await;
-    if let Err(err) = result {
-        log(json!({"kind": "event_log_failed", "stage": "attempt", "id": e.id, "error": err.to_string()}));
+    statements.push(db.prepare(SUMMARY).bind(&[text(&e.id), int(now), last_status, last_error])?);
+    statements.extend(extra);
+    let results = db.batch(statements).await?;
+    super::ops::d1(&results);
+    Ok(results)
+}
+
+/// Records an attempt; the event log only serves operators, so a failure is logged, not retried.
+pub async fn record_attempt(
+    env: &Env,
+    e: &Envelope,
+    envelope_json: &str,
+    step: Step<'_>,
+    extra: Vec<D1PreparedStatement>,
+) -> Vec<D1Result> {
+    match record(env, e, envelope_json, step, extra).await {
+        Ok(r) => r,
+        Err(err) => {
+            log(json!({"kind": "event_log_failed", "stage": "attempt", "id": e.id, "dest": e.dest, "error": err.to_string()}));
+            Vec::new()
+        }
     }
 }
 
-/// Marks an event dead. Its caller retries the message when this fails.
+/// Marks a delivery dead. Its caller retries the message when this fails.
 pub async fn record_dead(env: &Env, e: &Envelope) -> Result<()> {
-    write_row(env, e, &e.to_json(), "dead", i64::from(e.attempt), ON_DEAD)?.run().await.map(|_| ())
+    record(env, e, &e.to_json(), Step::Dead, Vec::new()).await.map(|_| ())
 }
 
 /// The rows the retention cron may remove: finished (delivered or dead) and
 /// untouched since `?1`. A queued or retrying event (a replay included) keeps
 /// its row and its R2 payload however old it is, and a replay moves
 /// `updated_at`, so an event replayed near the cutoff is not removed under it.
-const EXPIRED: &str = "status IN ('delivered', 'dead') AND updated_at < ?1";
+const EXPIRED: &str = "status IN ('delivered', 'dead') AND updated_at < ?1 \
+     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status IN ('queued', 'held', 'retrying'))";
 
 /// Deletes the expired rows (see `EXPIRED`) with their attempts, and the R2
 /// objects they reference; returns how many events were removed.
@@ -122,9 +192,11 @@ pub async fn remove_older_than(env: &Env, cutoff: i64) -> Result<usize> {
         .batch(vec![
             db.prepare(format!("DELETE FROM delivery_attempts WHERE event_id IN (SELECT id FROM events WHERE {EXPIRED})"))
                 .bind(&[int(cutoff)])?,
+            db.prepare(format!("DELETE FROM deliveries WHERE event_id IN (SELECT id FROM events WHERE {EXPIRED})")).bind(&[int(cutoff)])?,
             db.prepare(format!("DELETE FROM events WHERE {EXPIRED}")).bind(&[int(cutoff)])?,
         ])
         .await?;
-    let removed = results.get(1).and_then(|r| r.meta().ok().flatten()).and_then(|m| m.changes).unwrap_or(0);
+    super::ops::d1(&results);
+    let removed = results.get(2).and_then(|r| r.meta().ok().flatten()).and_then(|m| m.changes).unwrap_or(0);
     Ok(removed)
 }

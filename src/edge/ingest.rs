@@ -5,7 +5,9 @@
 //! failure falls open (a possible duplicate, never a lost event); a failure to
 //! store a large event or to enqueue answers 503 and writes no dedupe key.
 
-use super::{config, json_response, log, now_millis, now_seconds, refuse, BUCKET_PAYLOADS, KV_DEDUPE, QUEUE_EVENTS};
+use super::consumer::send_all;
+use super::{config, json_response, log, now_millis, now_seconds, ops, refuse, BUCKET_PAYLOADS, KV_DEDUPE};
+use crate::config::Config;
 use crate::dedupe::dedupe_key;
 use crate::delivery::{r2_body_key, r2_key, Envelope};
 use crate::error::ApiError;
@@ -17,7 +19,7 @@ use js_sys::{Reflect, Uint8Array};
 use serde_json::json;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{BatchMessageBuilder, Bucket, Env, MessageBuilder, QueueContentType, Request, Response, Result};
+use worker::{Bucket, Env, Request, Response, Result};
 
 /// What an unauthenticated sender's body may reserve before its bytes arrive.
 const UNAUTHENTICATED_RESERVE: u64 = 64 * 1024;
@@ -80,7 +82,7 @@ async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::R
 
     // The event log's row is written by the consumer at the first delivery
     // attempt (one D1 write fewer per event, none on this path).
-    enqueue(env, &fresh, &body, &nonce).await?;
+    enqueue(env, provider, &cfg, &fresh, &body, &nonce).await?;
 
     if let Some(kv) = &kv {
         for (e, _) in &fresh {
@@ -159,6 +161,7 @@ fn byob_reader(stream: &web_sys::ReadableStream) -> Option<web_sys::ReadableStre
 /// a rare duplicate, while a refusal here could lose the event.
 async fn already_seen(kv: Option<&worker::kv::KvStore>, id: &str) -> bool {
     let Some(kv) = kv else { return false };
+    ops::kv_read();
     match kv.get(&dedupe_key(id)).text().await {
         Ok(v) => v.is_some(),
         Err(e) => {
@@ -169,6 +172,7 @@ async fn already_seen(kv: Option<&worker::kv::KvStore>, id: &str) -> bool {
 }
 
 async fn mark_seen(kv: &worker::kv::KvStore, id: &str, ttl: u64) {
+    ops::kv_write();
     let put = match kv.put(&dedupe_key(id), now_seconds()) {
         Ok(p) => p.expiration_ttl(ttl).execute().await,
         Err(e) => Err(e),
@@ -178,24 +182,44 @@ async fn mark_seen(kv: &worker::kv::KvStore, id: &str, ttl: u64) {
     }
 }
 
-/// Stores large events in R2, then sends every envelope in one batch.
-async fn enqueue(env: &Env, events: &[(&Event, &EventBody)], body: &[u8], nonce: &str) -> std::result::Result<(), ApiError> {
+/// Stores large events in R2 (once, whatever the number of destinations),
+/// then sends one message per event and destination whose filter takes it.
+async fn enqueue(
+    env: &Env,
+    provider: Provider,
+    cfg: &Config,
+    events: &[(&Event, &EventBody)],
+    body: &[u8],
+    nonce: &str,
+) -> std::result::Result<(), ApiError> {
     let unavailable = |what: &str, e: worker::Error| {
         log(json!({"kind": "enqueue_failed", "stage": what, "error": e.to_string()}));
         ApiError::Unavailable(format!("could not {what}; nothing was accepted, please retry"))
     };
     let now = now_seconds();
-    let mut batch = BatchMessageBuilder::<String>::new();
+    let mut bodies = Vec::new();
     for (e, json) in events {
+        let dests: Vec<&str> =
+            cfg.destinations.iter().filter(|d| d.filter.matches(provider, e.kind.as_str())).map(|d| d.name.as_str()).collect();
+        if dests.is_empty() {
+            // Accepted (the provider must not retry it) and remembered, but no destination takes it.
+            log(json!({"kind": "unrouted", "id": e.id, "provider": provider.name(), "type": e.kind.as_str()}));
+            continue;
+        }
         let envelope = Envelope::new(&e.id, e.data.provider, e.kind.as_str(), json, body, now, &nonce[..16]);
         if envelope.r2_key.is_some() {
             let bucket = env.bucket(BUCKET_PAYLOADS).map_err(|e| unavailable("store the large event", e))?;
             store(&bucket, &e.id, &nonce[..16], json, body).await.map_err(|e| unavailable("store the large event", e))?;
         }
-        batch = batch.message(MessageBuilder::new(envelope.to_json()).content_type(QueueContentType::Text).build());
+        bodies.extend(envelope.fan_out(&dests).iter().map(Envelope::to_json));
     }
-    let queue = env.queue(QUEUE_EVENTS).map_err(|e| unavailable("reach the events queue", e))?;
-    queue.send_batch(batch.build()).await.map_err(|e| unavailable("enqueue the event", e))
+    if bodies.is_empty() {
+        return Ok(());
+    }
+    // Several batches only when the fan-out passes one batch's limits: a
+    // failure after the first answers 503, the provider sends again, and the
+    // destinations that got it already dedupe on `webhook-id`.
+    send_all(env, &bodies).await.map_err(|e| unavailable("enqueue the event", e))
 }
 
 /// Writes a large event to R2: the request body as it came (`r2_body_key`),
@@ -214,7 +238,9 @@ async fn store(bucket: &Bucket, id: &str, copy: &str, json: &EventBody, body: &[
         let view = Uint8Array::view(body);
         put.call2(bucket.as_ref(), &body_key, &view)
     }?;
+    ops::r2_class_a();
     JsFuture::from(promise.dyn_into::<js_sys::Promise>()?).await.map_err(|e| worker::Error::JsError(format!("R2 put failed: {e:?}")))?;
+    ops::r2_class_a();
     bucket.put(r2_key(id, copy), stored_prefix(json)).execute().await.map(|_| ())
 }
 

@@ -3,10 +3,12 @@
 //! make; the one error → Response map is `refuse`.
 
 mod admin;
+mod circuit;
 mod consumer;
 mod dns;
 mod eventlog;
 mod ingest;
+mod ops;
 
 use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
@@ -33,7 +35,17 @@ thread_local! {
 }
 
 pub fn config(env: &Env) -> std::result::Result<Rc<Config>, ConfigError> {
-    CONFIG.with(|c| c.get_or_init(|| Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string())).map(Rc::new)).clone())
+    CONFIG.with(|c| c.get_or_init(|| Config::from_lookup(|name| var_text(env, name)).map(Rc::new)).clone())
+}
+
+/// A variable or secret as text: strings as they are, structured `[vars]`
+/// (`DESTINATIONS`, a list of tables in wrangler.toml) as their JSON.
+fn var_text(env: &Env, name: &str) -> Option<String> {
+    let v = js_sys::Reflect::get(env, &worker::wasm_bindgen::JsValue::from_str(name)).ok()?;
+    if v.is_undefined() || v.is_null() {
+        return None;
+    }
+    v.as_string().or_else(|| js_sys::JSON::stringify(&v).ok().and_then(|s| s.as_string()))
 }
 
 /// The Wasm linear memory in KiB. It only grows, so this is the instance's peak so far.
@@ -94,12 +106,13 @@ fn start() {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    ops::request();
     let started = now_millis();
     let method = req.method().to_string();
     let path = req.path();
     let (resp, provider, ids) = match route(&method, &path) {
         Err(e) => (refuse(&e)?, None, Vec::new()),
-        Ok(Route::Health) => (health(&env)?, None, Vec::new()),
+        Ok(Route::Health) => (health(&env).await?, None, Vec::new()),
         Ok(Route::Confirm) => (confirm(&env)?, None, Vec::new()),
         Ok(Route::Webhook(p)) => {
             let (resp, ids) = ingest::handle(p, req, &env).await?;
@@ -119,11 +132,12 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         "ids": ids,
         "ms": now_millis().saturating_sub(started),
         "wasm_kib": wasm_kib(),
+        "ops": ops::take(),
     }));
     Ok(resp)
 }
 
-fn health(env: &Env) -> Result<Response> {
+async fn health(env: &Env) -> Result<Response> {
     let cfg = match config(env) {
         Ok(c) => c,
         Err(e) => {
@@ -139,9 +153,40 @@ fn health(env: &Env) -> Result<Response> {
             "version": crate::VERSION,
             "providers": providers,
             "delivery": {"configured": cfg.delivery_problem().is_none(), "problem": cfg.delivery_problem()},
+            "destinations": destinations(&cfg, env).await,
             "warnings": cfg.warnings(),
         }),
     )
+}
+
+/// Each destination, its URL (without query), its settings' problem and its circuit.
+async fn destinations(cfg: &Config, env: &Env) -> serde_json::Value {
+    let circuits = circuit::load(env).await;
+    cfg.destinations
+        .iter()
+        .map(|d| {
+            let c = circuits.get(&d.name).copied().unwrap_or_default();
+            let state = if d.problem().is_some() {
+                "unconfigured"
+            } else if c.open {
+                "open"
+            } else {
+                "closed"
+            };
+            (
+                d.name.clone(),
+                serde_json::json!({
+                    "url": d.display_url(),
+                    "configured": d.problem().is_none(),
+                    "problem": d.problem(),
+                    "circuit": state,
+                    "failures": c.failures,
+                    "next_probe": c.open.then(|| crate::time::to_rfc3339(c.probe_at)),
+                }),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 fn confirm(env: &Env) -> Result<Response> {
@@ -160,6 +205,7 @@ fn confirm(env: &Env) -> Result<Response> {
 /// and the R2 objects they reference.
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    ops::request();
     let days = match config(&env) {
         Ok(c) => c.log_retention_days,
         Err(e) => {
@@ -178,6 +224,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
 async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
     // Never return Err: in workers-rs 0.8 that resets the instance and redoes
     // the whole batch. Each message is acked or retried on its own.
+    ops::request();
     consumer::handle(batch, &env).await;
     Ok(())
 }

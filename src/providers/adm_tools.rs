@@ -18,6 +18,10 @@ use serde_json::Value;
 
 pub const NAME: &str = "adm-tools";
 
+/// Every type this provider's events can have.
+pub const EVENT_TYPES: &[EventType] =
+    &[EventType::Received, EventType::MessageAdded, EventType::FlagsChanged, EventType::MessageDeleted, EventType::Unknown];
+
 #[derive(Deserialize)]
 struct Payload {
     mailbox: String,

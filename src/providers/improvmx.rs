@@ -20,6 +20,9 @@ use serde_json::{Map, Value};
 
 pub const NAME: &str = "improvmx";
 
+/// Every type this provider's events can have.
+pub const EVENT_TYPES: &[EventType] = &[EventType::Received];
+
 /// Attachments (base64), text and html may be large; they travel as markers (see `large`).
 pub const LARGE_PATHS: &[LargePath] = &[
     &[Seg::Key("text")],

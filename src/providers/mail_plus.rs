@@ -22,6 +22,9 @@ use std::net::IpAddr;
 
 pub const NAME: &str = "mail-plus";
 
+/// Every type this provider's events can have.
+pub const EVENT_TYPES: &[EventType] = &[EventType::Received];
+
 /// The message text may be large; it travels as a marker (see `large`).
 pub const LARGE_PATHS: &[LargePath] = &[&[Seg::Key("body")]];
 

@@ -17,6 +17,19 @@ use serde_json::Value;
 
 pub const NAME: &str = "maileroo";
 
+/// Every type this provider's events can have.
+pub const EVENT_TYPES: &[EventType] = &[
+    EventType::Queued,
+    EventType::Delivered,
+    EventType::Rejected,
+    EventType::Deferred,
+    EventType::Bounced,
+    EventType::Opened,
+    EventType::Clicked,
+    EventType::Complained,
+    EventType::Unknown,
+];
+
 /// Hex HMAC-SHA256 of the raw body.
 pub const SIGNATURE_HEADER: &str = "x-maileroo-signature";
 

@@ -16,6 +16,18 @@ use serde_json::Value;
 
 pub const NAME: &str = "mailtura";
 
+/// Every type this provider's events can have.
+pub const EVENT_TYPES: &[EventType] = &[
+    EventType::Sent,
+    EventType::Delivered,
+    EventType::Opened,
+    EventType::Clicked,
+    EventType::Bounced,
+    EventType::Complained,
+    EventType::Failed,
+    EventType::Unknown,
+];
+
 /// Hex HMAC-SHA256 of the raw body.
 pub const SIGNATURE_HEADER: &str = "x-mailtura-signature";
 

@@ -14,7 +14,7 @@ pub mod mailtura;
 use crate::auth::{verify_hex_hmac, IpList};
 use crate::config::{Config, Secrets};
 use crate::error::ApiError;
-use crate::event::Event;
+use crate::event::{Event, EventType};
 use crate::large::{render, skeletonize, EventBody, LargePath, Refs};
 use serde::Deserialize as _;
 use sha2::{Digest, Sha256};
@@ -94,6 +94,17 @@ impl Provider {
             Self::Maileroo => maileroo::NAME,
             Self::ImprovMx => improvmx::NAME,
             Self::AdmTools => adm_tools::NAME,
+        }
+    }
+
+    /// Every event type the provider's events can have (destination filters are checked against it).
+    pub fn event_types(self) -> &'static [EventType] {
+        match self {
+            Self::MailPlus => mail_plus::EVENT_TYPES,
+            Self::Mailtura => mailtura::EVENT_TYPES,
+            Self::Maileroo => maileroo::EVENT_TYPES,
+            Self::ImprovMx => improvmx::EVENT_TYPES,
+            Self::AdmTools => adm_tools::EVENT_TYPES,
         }
     }
 

@@ -86,7 +86,7 @@ describe("admin API", () => {
     failing = false;
     const r = await hook.admin(`/admin/events/${dead.id}/replay`, { method: "POST" });
     assert.equal(r.status, 202);
-    assert.deepEqual(r.json, { status: "replayed", ids: [dead.id] });
+    assert.deepEqual(r.json, { status: "replayed", ids: [dead.id], destinations: ["origin"] });
     await waitFor(() => origin.deliveries.find((d) => d.id === dead.id), { what: "the replayed delivery" });
     await sleep(2500);
     assert.equal(origin.deliveries.filter((d) => d.id === dead.id).length, 1);
@@ -121,14 +121,19 @@ test("retention removes log rows older than LOG_RETENTION_DAYS and the R2 object
     await db.batch([
       db.prepare(insert).bind("evt_old", old, "events/evt_old.json"),
       db.prepare(insert).bind("evt_recent", recent, "events/evt_recent.json"),
-      db.prepare("INSERT INTO delivery_attempts (event_id, attempt, at, status_code) VALUES ('evt_old', 1, ?1, 200)").bind(old),
+      db.prepare("INSERT INTO delivery_attempts (event_id, destination, attempt, at, status_code) VALUES ('evt_old', 'origin', 1, ?1, 200)").bind(old),
+      db.prepare("INSERT INTO deliveries (event_id, destination, status, attempts, updated_at) VALUES ('evt_old', 'origin', 'delivered', 1, ?1)").bind(old),
+      // Dead at one destination, still retrying at another: kept however old.
+      db.prepare(insert).bind("evt_pending", old, null),
+      db.prepare("INSERT INTO deliveries (event_id, destination, status, attempts, updated_at) VALUES ('evt_pending', 'a', 'dead', 1, ?1), ('evt_pending', 'b', 'retrying', 1, ?1)").bind(old),
     ]);
     await bucket.put("events/evt_old.json", "{}");
     await bucket.put("events/evt_recent.json", "{}");
     await hook.scheduled();
     const ids = (await db.prepare("SELECT id FROM events").all()).results.map((r) => r.id);
-    assert.deepEqual(ids, ["evt_recent"]);
+    assert.deepEqual(ids.sort(), ["evt_pending", "evt_recent"]);
     assert.equal((await db.prepare("SELECT COUNT(*) AS n FROM delivery_attempts").first()).n, 0);
+    assert.equal((await db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE event_id = 'evt_old'").first()).n, 0);
     assert.equal(await bucket.head("events/evt_old.json"), null);
     assert.ok(await bucket.head("events/evt_recent.json"));
   } finally {

@@ -16,13 +16,14 @@ function mulberry32(seed) {
   };
 }
 
+const MIRROR_SECRET = "whsec_" + Buffer.from("the mirror destination's key").toString("base64");
 const SCENARIOS = ["ok", "random", "429", "hang", "flaky", "400", "410"];
 const PERMANENT = new Set(["400", "410"]);
 const admEvent = (uid) =>
   JSON.stringify({ mailbox: "load@example.com.ua", uid, tstamp: 1731402000 + uid, event: "new", folder: "INBOX", subject: `load ${uid}` });
 
 describe("delivery under faults", () => {
-  test("300 events with duplicates: every accepted event is delivered once, permanent failures only in the dead letters", { timeout: 240_000 }, async () => {
+  test("300 events with duplicates, two destinations, one faulty: every event reaches each destination once, permanent failures only in the faulty one's dead letters", { timeout: 300_000 }, async () => {
     const seed = Number(process.env.FAULT_SEED ?? 20261123);
     const random = mulberry32(seed);
     const state = new Map(); // id → { scenario, attempts, randomFailures }
@@ -68,8 +69,19 @@ describe("delivery under faults", () => {
       return realEmit(name, req, res);
     };
 
+    // A second destination that is always up: the faulty one must never delay it.
+    const mirror = await startOrigin({ secret: MIRROR_SECRET });
     const hook = await startMailhook({
-      vars: { ORIGIN_URL: origin.url, ORIGIN_TIMEOUT_SECONDS: "1", RETRY_SCHEDULE_SECONDS: "1,1,1,1,1,1,1,1,1,1" },
+      vars: {
+        ORIGIN_URL: origin.url,
+        ORIGIN_TIMEOUT_SECONDS: "1",
+        RETRY_SCHEDULE_SECONDS: "1,1,1,1,1,1,1,1,1,1",
+        // The circuit breaker is on: it opens while the origin is down and flaps with its failures.
+        CIRCUIT_FAILURES: "5",
+        CIRCUIT_PROBE_SECONDS: "1",
+        DESTINATIONS: [{ name: "mirror", url: mirror.url }],
+      },
+      secrets: { DESTINATION_MIRROR_SIGNING_SECRET: MIRROR_SECRET },
     });
     try {
       const accepted = new Map(); // id → scenario
@@ -90,15 +102,19 @@ describe("delivery under faults", () => {
 
       const permanent = [...accepted].filter(([, s]) => PERMANENT.has(s)).map(([id]) => id);
       const settled = async () => {
-        const dead = await hook.deadLetters();
+        const dead = (await hook.deliveries("origin")).filter((d) => d.status === "dead");
         const delivered = new Set(origin.deliveries.map((d) => d.id));
-        return delivered.size + dead.length >= accepted.size ? { dead, delivered } : null;
+        return delivered.size + dead.length >= accepted.size && new Set(mirror.deliveries.map((d) => d.id)).size >= accepted.size ? { dead, delivered } : null;
       };
       const { dead } = await waitFor(settled, { ms: 180_000, what: "every event delivered or dead" });
       await sleep(3000); // anything delivered twice would show up now
 
       const okCount = new Map();
       for (const d of origin.deliveries) okCount.set(d.id, (okCount.get(d.id) ?? 0) + 1);
+      const mirrored = new Map();
+      for (const d of mirror.deliveries) mirrored.set(d.id, (mirrored.get(d.id) ?? 0) + 1);
+      for (const id of accepted.keys()) assert.equal(mirrored.get(id), 1, `${id} reached the mirror ${mirrored.get(id) ?? 0} times`);
+      assert.equal(mirror.attempts.length, 300, "the healthy destination was attempted once per event");
       for (const [id, scenario] of accepted) {
         if (PERMANENT.has(scenario)) {
           assert.equal(okCount.get(id), undefined, `${id} (${scenario}) was delivered`);
@@ -108,19 +124,22 @@ describe("delivery under faults", () => {
           assert.equal(attempts.at(-1), origin.deliveries.find((d) => d.id === id), `${id} was attempted again after its 2xx`);
         }
       }
-      assert.deepEqual(dead.map((r) => r.id).sort(), permanent.sort(), "the dead letters are exactly the permanent failures");
+      assert.deepEqual(dead.map((r) => r.event_id).sort(), permanent.sort(), "the dead letters are exactly the permanent failures");
       for (const row of dead) {
-        assert.equal(row.last_status, Number(accepted.get(row.id)));
+        assert.equal(row.last_status, Number(accepted.get(row.event_id)));
         assert.ok(row.attempts >= 1);
-        assert.equal(JSON.parse(row.envelope).id, row.id);
       }
+      assert.deepEqual((await hook.deadLetters()).map((r) => r.id).sort(), permanent.sort(), "the events' summaries agree");
+      assert.equal((await hook.deliveries("mirror")).filter((d) => d.status !== "delivered").length, 0);
       const retried = ["random", "429", "hang", "flaky"].map((s) => [...state.values()].filter((x) => x.scenario === s && x.attempts > 1).length);
       assert.ok(retried.every((n) => n > 0), `every failing scenario was retried: ${retried}`);
       assert.equal(origin.invalid.length, 0, "every delivery's signature verified");
-      console.log(`seed ${seed}: ${origin.attempts.length} attempts for 300 events, ${dead.length} dead letters`);
+      const opened = hook.logs.filter((l) => l.includes('"circuit_opened"')).length;
+      console.log(`seed ${seed}: ${origin.attempts.length} attempts for 300 events, ${dead.length} dead letters, the circuit opened ${opened} times`);
     } finally {
       await hook.dispose();
       await origin.close();
+      await mirror.close();
     }
   });
 });

@@ -116,7 +116,8 @@ export async function startOrigin({ secret = SECRETS.ORIGIN_SIGNING_SECRET, resp
  * `persist` keeps KV, R2 and D1 in a folder across instances.
  */
 export async function startMailhook({ vars = {}, secrets = {}, without = [], listen = false, consumers: withConsumers = true, inspectorPort, persist } = {}) {
-  const bindings = { ...wrangler.vars, RETRY_SCHEDULE_SECONDS: "1,1,1", ...SECRETS, ...secrets, ...vars };
+  // Short retries, and a circuit breaker that stays out of the way unless a test sets it.
+  const bindings = { ...wrangler.vars, RETRY_SCHEDULE_SECONDS: "1,1,1", CIRCUIT_FAILURES: "1000", ...SECRETS, ...secrets, ...vars };
   for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
   const keep = (list, name) => !without.includes(name);
   const producers = Object.fromEntries(
@@ -176,6 +177,12 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
     async deadLetters() {
       const db = await mf.getD1Database("DB");
       return (await db.prepare("SELECT * FROM events WHERE status = 'dead' ORDER BY updated_at").all()).results;
+    },
+    /** The deliveries (one row per event and destination), optionally of one destination. */
+    async deliveries(destination) {
+      const db = await mf.getD1Database("DB");
+      const sql = "SELECT * FROM deliveries" + (destination ? " WHERE destination = ?1" : "") + " ORDER BY updated_at";
+      return (await (destination ? db.prepare(sql).bind(destination) : db.prepare(sql)).all()).results;
     },
     /** Runs the cron trigger (the retention job) once. */
     async scheduled() {

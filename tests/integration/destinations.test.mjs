@@ -1,0 +1,283 @@
+// Destinations: fan-out with filters to real origins on 127.0.0.1, each with
+// its own key, retries, dead letters and circuit breaker.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { admHeaders, fixture, signedHeaders, sleep, startMailhook, startOrigin, waitFor } from "./harness.mjs";
+
+const now = () => Math.floor(Date.now() / 1000);
+const key = (label) => "whsec_" + Buffer.from(`destination key ${label}`).toString("base64");
+
+/** A signed provider fixture, fresh in time (and, with `id`, in identity). */
+function signed(provider, name, id) {
+  const v = JSON.parse(fixture(provider, name));
+  if (provider === "mailtura") {
+    v.timestamp = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    if (id) v.id = id;
+  }
+  if (provider === "maileroo") {
+    v.event_time = now();
+    if (id) v.event_id = id;
+  }
+  const body = JSON.stringify(v);
+  return [provider, body, signedHeaders[provider](body)];
+}
+
+const adm = (uid, event = "new") => [
+  "adm-tools",
+  JSON.stringify({ mailbox: "desk@example.com.ua", uid, tstamp: now(), event, folder: "INBOX", subject: `dest ${uid}` }),
+  admHeaders(),
+];
+
+/** Origins with their own keys, and mailhook with one destination per origin. */
+async function setup(specs, vars = {}) {
+  const origins = {};
+  const secrets = {};
+  const declared = [];
+  for (const [name, spec] of Object.entries(specs)) {
+    const { respond, ...rest } = spec;
+    origins[name] = await startOrigin({ secret: key(name), respond });
+    secrets[`DESTINATION_${name.toUpperCase().replace(/-/g, "_")}_SIGNING_SECRET`] = key(name);
+    declared.push({ name, url: origins[name].url, ...rest });
+  }
+  // Without ORIGIN_URL, only the declared destinations exist.
+  const hook = await startMailhook({ vars: { ORIGIN_URL: undefined, DESTINATIONS: declared, ...vars }, secrets });
+  const close = async () => {
+    await hook.dispose();
+    for (const o of Object.values(origins)) await o.close();
+  };
+  return { hook, origins, close };
+}
+
+async function post(hook, [provider, body, headers]) {
+  const r = await hook.post(provider, body, headers);
+  assert.equal(r.status, 200, r.text);
+  return r.json.ids[0];
+}
+
+const ids = (origin) => origin.deliveries.map((d) => d.id).sort();
+
+describe("destinations", () => {
+  test("filters route each provider's events to exactly the destinations that take them", async () => {
+    const { hook, origins, close } = await setup({
+      crm: { filter: { types: ["email.bounced", "email.complained"] } },
+      support: { filter: { providers: ["adm-tools"], types: ["email.received"] } },
+      analytics: {},
+    });
+    try {
+      const bounced = await post(hook, signed("mailtura", "bounced", "evt_dest_bounce"));
+      const complained = await post(hook, signed("maileroo", "complained", "dest-complaint-1"));
+      const delivered = await post(hook, signed("maileroo", "delivered", "dest-delivered-1"));
+      const received = await post(hook, adm(501));
+      const added = await post(hook, adm(502, "create"));
+      const all = [bounced, complained, delivered, received, added].sort();
+      await waitFor(() => origins.analytics.deliveries.length === 5 && origins.crm.deliveries.length === 2 && origins.support.deliveries.length === 1, {
+        what: "every routed delivery",
+      });
+      await sleep(1500); // nothing else may arrive
+      assert.deepEqual(ids(origins.crm), [bounced, complained].sort());
+      assert.deepEqual(ids(origins.support), [received]);
+      assert.deepEqual(ids(origins.analytics), all);
+      for (const o of Object.values(origins)) assert.equal(o.invalid.length, 0, "each destination's deliveries verify with its own key");
+      // The same webhook-id everywhere: it is the event's identity.
+      const at = (o, id) => o.deliveries.find((d) => d.id === id);
+      assert.equal(at(origins.crm, bounced).headers["webhook-id"], at(origins.analytics, bounced).headers["webhook-id"]);
+      // The event log: one delivery row per destination that took the event.
+      const event = (await hook.admin(`/admin/events/${bounced}`)).json;
+      assert.deepEqual(event.deliveries.map((d) => [d.destination, d.status]), [["analytics", "delivered"], ["crm", "delivered"]]);
+      assert.deepEqual(new Set(event.delivery_attempts.map((a) => a.destination)), new Set(["analytics", "crm"]));
+      const crm = (await hook.admin("/admin/events?destination=crm")).json;
+      assert.deepEqual(crm.events.map((e) => e.id).sort(), [bounced, complained].sort());
+      const health = (await hook.request("/healthz")).json;
+      assert.deepEqual(Object.keys(health.destinations).sort(), ["analytics", "crm", "support"]);
+      assert.equal(health.destinations.crm.circuit, "closed");
+      assert.equal(health.destinations.crm.url, origins.crm.url);
+    } finally {
+      await close();
+    }
+  });
+
+  test("one destination answering 500, hanging or 410 does not delay or dead-letter the other two", { timeout: 120_000 }, async () => {
+    const { hook, origins, close } = await setup(
+      {
+        a: {},
+        b: {},
+        down: { respond: () => 500, circuit_failures: 1000 },
+        slow: { respond: () => ({ hang: true }), timeout_seconds: 1 },
+        gone: { respond: () => 410 },
+      },
+      { RETRY_SCHEDULE_SECONDS: "1,1" },
+    );
+    try {
+      const started = Date.now();
+      const sent = [];
+      for (let uid = 600; uid < 610; uid++) sent.push(await post(hook, adm(uid)));
+      await waitFor(() => origins.a.deliveries.length === 10 && origins.b.deliveries.length === 10, { what: "the healthy destinations" });
+      const healthyMs = Date.now() - started;
+      assert.ok(healthyMs < 8000, `the healthy destinations took ${healthyMs} ms`);
+      // The failing ones end dead, each on its own schedule (410 at once; 500 and timeouts after 3 attempts).
+      const dead = async (name) => (await hook.deliveries(name)).filter((d) => d.status === "dead");
+      await waitFor(async () => (await dead("gone")).length === 10 && (await dead("down")).length === 10 && (await dead("slow")).length === 10, {
+        ms: 60_000,
+        what: "the failing destinations' dead letters",
+      });
+      assert.ok((await dead("gone")).every((d) => d.attempts === 1 && d.last_status === 410));
+      assert.ok((await dead("down")).every((d) => d.attempts === 3 && d.last_status === 500));
+      assert.ok((await dead("slow")).every((d) => d.attempts === 3 && /timed out/.test(d.last_error)));
+      for (const name of ["a", "b"]) {
+        assert.deepEqual(ids(origins[name]), sent.sort());
+        assert.equal(origins[name].attempts.length, 10, `${name} attempted once per event`);
+        assert.equal((await hook.deliveries(name)).filter((d) => d.status !== "delivered").length, 0);
+      }
+      // Dead at three destinations, delivered at two: the event's summary is dead, and each is replayable.
+      const listed = (await hook.admin("/admin/events?status=dead&destination=gone")).json;
+      assert.equal(listed.total, 10);
+      assert.equal((await hook.admin("/admin/events?status=dead&destination=a")).json.total, 0);
+    } finally {
+      await close();
+    }
+  });
+
+  test("the circuit opens after N failures, holds deliveries without spending their retries, and closes on the first success", { timeout: 120_000 }, async () => {
+    let down = true;
+    const { hook, origins, close } = await setup(
+      { flaky: { respond: () => (down ? 503 : 204), circuit_failures: 3, circuit_probe_seconds: 1 } },
+      // Three retries: without the breaker, 8 s of outage would kill every event.
+      { RETRY_SCHEDULE_SECONDS: "1,1,1" },
+    );
+    try {
+      const sent = [];
+      for (let uid = 700; uid < 706; uid++) sent.push(await post(hook, adm(uid)));
+      await waitFor(async () => (await hook.request("/healthz")).json.destinations.flaky.circuit === "open", { what: "the circuit to open" });
+      const admin = (await hook.admin("/admin/destinations")).json.destinations[0];
+      assert.equal(admin.circuit.state, "open");
+      assert.ok(admin.circuit.failures >= 3);
+      assert.ok(admin.circuit.next_probe);
+      await waitFor(async () => (await hook.deliveries("flaky")).some((d) => d.status === "held"), { what: "a held delivery" });
+      // While open: one probe per second, not one attempt per delivery.
+      const before = origins.flaky.attempts.length;
+      await sleep(4000);
+      const during = origins.flaky.attempts.length - before;
+      assert.ok(during <= 6, `${during} attempts in 4 s while open`);
+      down = false;
+      await waitFor(() => new Set(ids(origins.flaky)).size === 6, { ms: 30_000, what: "the held deliveries to flow after the probe" });
+      assert.deepEqual(ids(origins.flaky), sent.sort(), "each delivered once");
+      assert.equal((await hook.deadLetters()).length, 0, "held deliveries did not spend their schedule");
+      const health = (await hook.request("/healthz")).json;
+      assert.equal(health.destinations.flaky.circuit, "closed");
+      assert.equal(health.destinations.flaky.failures, 0);
+      assert.ok(hook.logs.some((l) => l.includes('"circuit_opened"')) && hook.logs.some((l) => l.includes('"circuit_closed"')));
+    } finally {
+      await close();
+    }
+  });
+
+  test("replay to one destination, to all, and in bulk per destination", { timeout: 60_000 }, async () => {
+    let refusing = true;
+    const { hook, origins, close } = await setup({
+      crm: { respond: () => (refusing ? 410 : 204) },
+      desk: { filter: { providers: ["adm-tools"] } },
+      bounces: { filter: { types: ["email.bounced"] } },
+    });
+    try {
+      const id = await post(hook, adm(801));
+      const other = await post(hook, adm(802));
+      await waitFor(async () => (await hook.deliveries("crm")).filter((d) => d.status === "dead").length === 2, { what: "two dead deliveries at crm" });
+      await waitFor(() => origins.desk.deliveries.length === 2);
+      refusing = false;
+      const one = await hook.admin(`/admin/events/${id}/replay?destination=crm`, { method: "POST" });
+      assert.equal(one.status, 202, one.text);
+      assert.deepEqual(one.json.destinations, ["crm"]);
+      await waitFor(() => origins.crm.deliveries.some((d) => d.id === id), { what: "the replay at crm" });
+      assert.equal(origins.desk.deliveries.filter((d) => d.id === id).length, 1, "desk got no second copy");
+      // Refused: a destination that does not exist, or whose filter does not take the event.
+      const unknown = await hook.admin(`/admin/events/${id}/replay?destination=nope`, { method: "POST" });
+      assert.equal(unknown.status, 400);
+      assert.match(unknown.json.error.message, /crm, desk, bounces/);
+      const filtered = await hook.admin(`/admin/events/${id}/replay?destination=bounces`, { method: "POST" });
+      assert.equal(filtered.status, 400);
+      assert.match(filtered.json.error.message, /filter/);
+      // Bulk: every dead delivery at crm (the other event).
+      const bulk = await hook.admin("/admin/replay?status=dead&destination=crm", { method: "POST" });
+      assert.equal(bulk.status, 202, bulk.text);
+      assert.deepEqual(bulk.json.ids, [other]);
+      assert.equal(bulk.json.remaining, 0);
+      await waitFor(() => origins.crm.deliveries.some((d) => d.id === other), { what: "the bulk replay at crm" });
+      // To all: every destination whose filter takes it, again.
+      const all = await hook.admin(`/admin/events/${other}/replay`, { method: "POST" });
+      assert.deepEqual(all.json.destinations, ["crm", "desk"]);
+      await waitFor(() => origins.desk.deliveries.filter((d) => d.id === other).length === 2, { what: "the replay to all" });
+      assert.equal(origins.bounces.attempts.length, 0);
+      const shown = (await hook.admin(`/admin/events/${other}`)).json;
+      assert.equal(shown.status, "delivered");
+      assert.deepEqual(shown.deliveries.map((d) => d.destination), ["crm", "desk"]);
+    } finally {
+      await close();
+    }
+  });
+
+  test("one destination's secret rotates without touching the others", async () => {
+    const next = key("crm-next");
+    const crm = await startOrigin({ secret: next });
+    const desk = await startOrigin({ secret: key("desk") });
+    const hook = await startMailhook({
+      vars: { ORIGIN_URL: undefined, DESTINATIONS: [{ name: "crm", url: crm.url }, { name: "desk", url: desk.url }] },
+      secrets: { DESTINATION_CRM_SIGNING_SECRET: `${key("crm")}, ${next}`, DESTINATION_DESK_SIGNING_SECRET: key("desk") },
+    });
+    try {
+      const id = await post(hook, adm(901));
+      await waitFor(() => crm.deliveries.length === 1 && desk.deliveries.length === 1);
+      assert.equal(crm.deliveries[0].headers["webhook-signature"].split(" ").length, 2, "one signature per key of crm");
+      assert.equal(desk.deliveries[0].headers["webhook-signature"].split(" ").length, 1);
+      assert.equal(crm.deliveries[0].id, id);
+    } finally {
+      await hook.dispose();
+      await crm.close();
+      await desk.close();
+    }
+  });
+
+  test("ORIGIN_URL beside DESTINATIONS stays the destination `origin`, taking everything", async () => {
+    const origin = await startOrigin();
+    const crm = await startOrigin({ secret: key("crm") });
+    const hook = await startMailhook({
+      vars: { ORIGIN_URL: origin.url, DESTINATIONS: [{ name: "crm", url: crm.url, filter: { types: ["email.bounced"] } }] },
+      secrets: { DESTINATION_CRM_SIGNING_SECRET: key("crm") },
+    });
+    try {
+      const id = await post(hook, adm(902));
+      await waitFor(() => origin.deliveries.length === 1);
+      assert.equal(origin.deliveries[0].id, id);
+      assert.equal(crm.attempts.length, 0);
+      assert.deepEqual(Object.keys((await hook.request("/healthz")).json.destinations).sort(), ["crm", "origin"]);
+    } finally {
+      await hook.dispose();
+      await origin.close();
+      await crm.close();
+    }
+  });
+
+  test("a bad declaration is refused at startup with a 503 naming the destination and the fix", async () => {
+    const good = { DESTINATION_CRM_SIGNING_SECRET: key("crm") };
+    for (const [destinations, secrets, message] of [
+      [[{ name: "crm", url: "https://crm.example/", timeout: 5 }], good, /destination "crm": unknown field `timeout`/],
+      [[{ name: "crm", url: "crm.example/hooks" }], good, /destination "crm": "crm.example\/hooks" is not an absolute http/],
+      [[{ name: "crm", url: "https://a.example/" }, { name: "crm", url: "https://b.example/" }], good, /destination "crm": the name is used twice/],
+      [[{ name: "crm", url: "https://crm.example/", filter: { types: ["email.bounce"] } }], good, /destination "crm": filter.types: "email.bounce" matches no event type/],
+      [[{ name: "crm", url: "https://crm.example/", filter: { providers: ["improvmx"], types: ["email.bounced"] } }], good, /matches no event any of its providers sends/],
+      [[{ name: "crm", url: "https://crm.example/" }], {}, /destination "crm": its signing secret DESTINATION_CRM_SIGNING_SECRET is not set; run `wrangler secret put DESTINATION_CRM_SIGNING_SECRET`/],
+      ['[{"name": "crm"', good, /DESTINATIONS: is not a list of destinations/],
+    ]) {
+      const hook = await startMailhook({ vars: { DESTINATIONS: destinations }, secrets, consumers: false });
+      try {
+        const health = await hook.request("/healthz");
+        assert.equal(health.status, 503);
+        assert.match(health.json.error, message);
+        const r = await hook.post(...adm(903));
+        assert.equal(r.status, 503);
+        assert.match(r.json.error.message, message);
+      } finally {
+        await hook.dispose();
+      }
+    }
+  });
+});
