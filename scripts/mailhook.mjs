@@ -1,8 +1,9 @@
 // The mailhook command line: `npm run mailhook -- <command>`.
 //
 //   send <provider> [fixture | --type TYPE]   a provider's "send test event" button
-//   export [--from D] [--to D] [--limit N] [--page N] [--format jsonl|csv] [--provider P] [--type T] [--status S]
-//   replay <id> | --dead [--from D] [--to D]
+//   export [--from D] [--to D] [--limit N] [--page N] [--format jsonl|csv] [--provider P] [--type T] [--status S] [--destination NAME]
+//   replay <id> [--destination NAME] | --dead [--destination NAME] [--from D] [--to D]
+//   destinations                            each destination, its circuit and its deliveries by status
 //
 // Options everywhere: --url (default $MAILHOOK_URL or http://127.0.0.1:8787).
 // Secrets come from the environment, else from .dev.vars.
@@ -130,10 +131,12 @@ async function admin(values, pathAndQuery, method = "GET") {
   return res.json;
 }
 
-const FILTERS = ["from", "to", "provider", "type", "status"];
+const FILTERS = ["from", "to", "provider", "type", "status", "destination"];
 const filterQuery = (values) => FILTERS.filter((f) => values[f]).map((f) => `${f}=${encodeURIComponent(values[f])}`);
 
-const CSV_COLUMNS = ["id", "provider", "type", "received_at", "status", "attempts", "last_status", "last_error", "payload_ref", "updated_at"];
+const CSV_COLUMNS = ["id", "provider", "type", "received_at", "status", "attempts", "last_status", "last_error", "payload_ref", "updated_at", "deliveries"];
+/** The deliveries column: `name:status:attempts` per destination, space-separated. */
+const cell = (e, c) => (c === "deliveries" ? (e.deliveries ?? []).map((d) => `${d.destination}:${d.status}:${d.attempts}`).join(" ") : e[c]);
 const csvCell = (v) => (v === null || v === undefined ? "" : /[",\n\r]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
 
 async function exportEvents(args) {
@@ -154,7 +157,7 @@ async function exportEvents(args) {
     const want = Math.min(size, limit - written);
     const q = [...filterQuery(values), `limit=${want}`, `page=${page}`].join("&");
     const res = await admin(values, `/admin/events?${q}`);
-    for (const e of res.events) out(format === "csv" ? CSV_COLUMNS.map((c) => csvCell(e[c])).join(",") : JSON.stringify(e));
+    for (const e of res.events) out(format === "csv" ? CSV_COLUMNS.map((c) => csvCell(cell(e, c))).join(",") : JSON.stringify(e));
     written += res.events.length;
     const goal = Math.min(limit, res.total);
     if (goal > size) process.stderr.write(`exported ${written}/${goal}\n`);
@@ -164,16 +167,19 @@ async function exportEvents(args) {
 }
 
 async function replay(args) {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { dead: { type: "boolean" }, from: { type: "string" }, to: { type: "string" }, url: { type: "string" } } });
+  const options = { dead: { type: "boolean" }, from: { type: "string" }, to: { type: "string" }, destination: { type: "string" }, url: { type: "string" } };
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options });
   if (positionals[0] && !values.dead) {
-    const res = await admin(values, `/admin/events/${encodeURIComponent(positionals[0])}/replay`, "POST");
+    const to = values.destination ? `?destination=${encodeURIComponent(values.destination)}` : "";
+    const res = await admin(values, `/admin/events/${encodeURIComponent(positionals[0])}/replay${to}`, "POST");
     console.log(JSON.stringify(res));
     return;
   }
-  if (!values.dead) fail("replay <id> | --dead [--from D] [--to D]");
+  if (!values.dead) fail("replay <id> [--destination NAME] | --dead [--destination NAME] [--from D] [--to D]");
   let total = 0;
   for (let round = 0; round < 1000; round++) {
-    const res = await admin(values, `/admin/replay?${["status=dead", ...filterQuery({ from: values.from, to: values.to }), "limit=1000"].join("&")}`, "POST");
+    const filters = filterQuery({ from: values.from, to: values.to, destination: values.destination });
+    const res = await admin(values, `/admin/replay?${["status=dead", ...filters, "limit=1000"].join("&")}`, "POST");
     total += res.count;
     if (res.count > 0) process.stderr.write(`replayed ${total}\n`);
     if (res.count === 0 || res.remaining === 0) break;
@@ -181,10 +187,22 @@ async function replay(args) {
   console.log(JSON.stringify({ status: "replayed", count: total }));
 }
 
+async function destinations(args) {
+  const { values } = parseArgs({ args, options: { url: { type: "string" }, json: { type: "boolean" } } });
+  const res = await admin(values, "/admin/destinations");
+  if (values.json) return console.log(JSON.stringify(res, null, 2));
+  for (const d of res.destinations) {
+    const counts = Object.entries(d.deliveries).map(([s, n]) => `${s} ${n}`).join(", ") || "no deliveries yet";
+    const circuit = d.circuit.state === "open" ? `OPEN since ${d.circuit.opened_at}, next probe ${d.circuit.next_probe}` : `closed (${d.circuit.failures} failures in a row)`;
+    const filter = [d.filter.providers?.join("|") ?? "every provider", d.filter.types?.join("|") ?? "every type"].join(" / ");
+    console.log(`${d.name}  ${d.url}\n  takes: ${filter}\n  circuit: ${circuit}\n  deliveries: ${counts}${d.problem ? `\n  problem: ${d.problem}` : ""}`);
+  }
+}
+
 const [command, ...rest] = process.argv.slice(2);
-const commands = { send, export: exportEvents, replay };
+const commands = { send, export: exportEvents, replay, destinations };
 if (!commands[command]) {
-  console.error("usage: npm run mailhook -- send <provider> [fixture | --type TYPE] | export [--from --to --limit --page --format jsonl|csv] | replay <id> | replay --dead [--from --to]");
+  console.error("usage: npm run mailhook -- send <provider> [fixture | --type TYPE] | export [--from --to --limit --page --format jsonl|csv --destination NAME] | replay <id> [--destination NAME] | replay --dead [--destination NAME --from --to] | destinations");
   process.exit(2);
 }
 await commands[command](rest);

@@ -51,14 +51,22 @@ describe("the mailhook command line", () => {
     assert.equal(page2.stdout.trim().split("\n").length, 2);
     const csv = await run(["export", "--provider", "maileroo", "--format", "csv"], env);
     const rows = csv.stdout.trim().split("\n");
-    assert.equal(rows[0], "id,provider,type,received_at,status,attempts,last_status,last_error,payload_ref,updated_at");
+    assert.equal(rows[0], "id,provider,type,received_at,status,attempts,last_status,last_error,payload_ref,updated_at,deliveries");
     assert.equal(rows.length, 3, "a header and two maileroo events");
+    assert.match(rows[1], /,origin:delivered:1$/);
+    const byDestination = await run(["export", "--destination", "origin", "--status", "delivered", "--limit", "2"], env);
+    assert.equal(byDestination.stdout.trim().split("\n").length, 2);
   });
 
   test("replay by id, and errors that say what to do", async () => {
     const [first] = (await run(["export", "--limit", "1"], env)).stdout.trim().split("\n").map((l) => JSON.parse(l));
     const r = await run(["replay", first.id], env);
-    assert.deepEqual(JSON.parse(r.stdout), { status: "replayed", ids: [first.id] });
+    assert.deepEqual(JSON.parse(r.stdout), { status: "replayed", ids: [first.id], destinations: ["origin"] });
+    const to = await run(["replay", first.id, "--destination", "origin"], env);
+    assert.deepEqual(JSON.parse(to.stdout).destinations, ["origin"]);
+    await assert.rejects(run(["replay", first.id, "--destination", "crm"], env), /there is no destination "crm"; the destinations are origin/);
+    const listed = await run(["destinations"], env);
+    assert.match(listed.stdout, /^origin  http:\/\/127\.0\.0\.1:\d+\/events\n  takes: every provider \/ every type\n  circuit: closed/);
     const dead = await run(["replay", "--dead"], env);
     assert.deepEqual(JSON.parse(dead.stdout), { status: "replayed", count: 0 });
     await assert.rejects(run(["export"], { ...env, ADMIN_TOKEN: "wrong" }), /does not match ADMIN_TOKEN/);
