@@ -5,6 +5,7 @@
 //      events; requests/s, p50/p99, and workerd's CPU time per request
 //   4. the same load against bench/baseline-js, a hand-written JS Worker
 //   5. 1, 10, 25 and 32 MB ImprovMX emails: peak isolate memory of ingest and delivery
+//   6. platform operations per event and their price, with 1 to 3 destinations (bench/cost.mjs)
 // Targets are reported, never asserted. Queue consumers are off while
 // measuring, so the numbers are the ingest path alone.
 import { execFileSync, spawnSync } from "node:child_process";
@@ -17,6 +18,7 @@ import { Miniflare } from "miniflare";
 import { startMailhook, wrangler } from "../tests/integration/harness.mjs";
 import { load as loadWith, MAILEROO_SECRET } from "./load.mjs";
 import { atRest, isolatePeak, measure } from "./memory.mjs";
+import { costMarkdown, measureCosts } from "./cost.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 process.chdir(root);
@@ -131,6 +133,9 @@ for (const size of [1_000_000, 10_000_000, 25_000_000, 33_400_000]) {
 }
 const largest = memory[memory.length - 1];
 
+// 6. Platform operations per event (bench/cost.mjs).
+const costs = await measureCosts();
+
 // The report.
 const versions = {
   rustc: execFileSync("rustc", ["--version"], { encoding: "utf8" }).trim(),
@@ -230,9 +235,13 @@ upload. Delivery streams the stored event from R2 twice (once to sign, once to s
 size; the delivered JSON is about twice the email because \`data.raw\` repeats it. What the isolate keeps afterwards is its
 Wasm memory (linear memory never shrinks): the next large email reuses it.
 
+## 6. What an event costs: platform operations, measured
+
+${costMarkdown(costs)}
+
 ${staticPart("NOTES.md")}
 `;
 writeFileSync(OUT, md);
-writeFileSync(OUT.replace(/\.md$/, ".json"), JSON.stringify({ native, size, mailhook, js, floor, memory }, null, 2));
+writeFileSync(OUT.replace(/\.md$/, ".json"), JSON.stringify({ native, size, mailhook, js, floor, memory, costs }, null, 2));
 say(`wrote ${OUT}`);
 process.exit(0);
