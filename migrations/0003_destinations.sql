@@ -12,8 +12,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
   last_error  TEXT,
   updated_at  INTEGER NOT NULL,            -- Unix seconds
   PRIMARY KEY (event_id, destination)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_by_destination ON deliveries (destination, status);
+
+-- Status filters go through `deliveries` now; each index is a row written per change (D1 bills it).
+DROP INDEX IF EXISTS events_by_status;
 
 INSERT OR IGNORE INTO deliveries (event_id, destination, status, attempts, last_status, last_error, updated_at)
   SELECT id, 'origin', status, attempts, last_status, last_error, updated_at FROM events;
@@ -28,7 +31,7 @@ CREATE TABLE IF NOT EXISTS delivery_attempts_v3 (
   duration_ms INTEGER,
   error       TEXT,
   PRIMARY KEY (event_id, destination, at, attempt)
-);
+) WITHOUT ROWID;
 INSERT OR IGNORE INTO delivery_attempts_v3 (event_id, destination, attempt, at, status_code, duration_ms, error)
   SELECT event_id, 'origin', attempt, at, status_code, duration_ms, error FROM delivery_attempts;
 DROP TABLE IF EXISTS delivery_attempts;

@@ -313,7 +313,7 @@ async fn enqueue_replays(env: &Env, replays: Vec<Envelope>) -> std::result::Resu
             let (id, dest, at) =
                 (JsValue::from_str(&e.id), JsValue::from_str(e.dest.as_deref().unwrap_or_default()), JsValue::from_f64(sent_at as f64));
             marks.push(db.prepare(REPLAYED).bind(&[id.clone(), dest, at.clone()]).map_err(unavailable)?);
-            marks.push(db.prepare(eventlog::SUMMARY).bind(&[id, at, JsValue::NULL, JsValue::NULL]).map_err(unavailable)?);
+            marks.push(db.prepare(eventlog::SUMMARY).bind(&[id, at]).map_err(unavailable)?);
         }
         if let Err(e) = db.batch(marks).await {
             // The events are on the queue: the replay happened; only the log lags.

@@ -40,24 +40,42 @@ const ON_HELD: &str = "status = excluded.status, updated_at = excluded.updated_a
 const ON_DEAD: &str = "status = 'dead', attempts = MAX(deliveries.attempts, excluded.attempts), last_status = excluded.last_status, \
      last_error = excluded.last_error, updated_at = excluded.updated_at";
 
-/// The event's row summarises its deliveries: retrying (or queued) while any
-/// is unfinished, then dead if any died, else delivered. The retention cron
-/// reads it, so an event is never removed while a destination still waits for it.
-pub const SUMMARY: &str = "UPDATE events SET \
-     status = (SELECT CASE WHEN SUM(status IN ('retrying', 'held')) > 0 THEN 'retrying' WHEN SUM(status = 'queued') > 0 THEN 'queued' \
-               WHEN SUM(status = 'dead') > 0 THEN 'dead' ELSE 'delivered' END FROM deliveries WHERE event_id = ?1), \
-     attempts = (SELECT COALESCE(SUM(attempts), 0) FROM deliveries WHERE event_id = ?1), \
-     last_status = COALESCE(?3, last_status), last_error = COALESCE(?4, last_error), updated_at = MAX(updated_at, ?2) \
-     WHERE id = ?1";
+/// The event's status, summarising its deliveries (of event `?1`): retrying
+/// (or queued) while any is unfinished, then dead if any died, else delivered.
+/// The retention cron reads it, so an event is never removed while a
+/// destination still waits for it.
+macro_rules! summary_of_deliveries {
+    () => {
+        "(SELECT CASE WHEN SUM(status IN ('retrying', 'held')) > 0 THEN 'retrying' WHEN SUM(status = 'queued') > 0 THEN 'queued' \
+           WHEN SUM(status = 'dead') > 0 THEN 'dead' ELSE 'delivered' END FROM deliveries WHERE event_id = ?1), \
+         (SELECT COALESCE(SUM(attempts), 0) FROM deliveries WHERE event_id = ?1)"
+    };
+}
+
+/// Brings an existing event's row up to date with its deliveries (`?2`: now).
+pub const SUMMARY: &str =
+    concat!("UPDATE events SET (status, attempts) = (", summary_of_deliveries!(), "), updated_at = MAX(updated_at, ?2) WHERE id = ?1");
+
+/// Writes the event's row after its deliveries' rows: new (with the envelope,
+/// for replay), or brought up to date, in one statement either way.
+const EVENT_ROW: &str = concat!(
+    "INSERT INTO events (id, status, attempts, provider, type, received_at, payload_ref, envelope, last_status, last_error, updated_at) \
+     SELECT ?1, ",
+    summary_of_deliveries!(),
+    ", ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE true \
+     ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, \
+       last_status = COALESCE(excluded.last_status, events.last_status), last_error = COALESCE(excluded.last_error, events.last_error), \
+       updated_at = MAX(events.updated_at, excluded.updated_at)"
+);
 
 /// A delivery waiting for its first attempt; an existing row is left as it is.
 pub const QUEUED: &str = "INSERT INTO deliveries (event_id, destination, status, attempts, updated_at) VALUES (?1, ?2, 'queued', 0, ?3) \
      ON CONFLICT (event_id, destination) DO NOTHING";
 
 /// Records one step of `e`'s delivery to its destination, with `extra`
-/// statements (the circuit's) in the same batch: the event's row (new, with
-/// `envelope_json` for replay), a queued row for each destination it was sent
-/// to, this delivery's row, the attempt, and the event's summary.
+/// statements (the circuit's) in the same batch: a queued row for each other
+/// destination the event was sent to, this delivery's row, the attempt, and
+/// the event's row (new, with `envelope_json` for replay, or updated).
 pub async fn record(
     env: &Env,
     e: &Envelope,
@@ -119,7 +137,17 @@ pub async fn record(
             ])?,
         );
     }
-    statements.push(db.prepare(SUMMARY).bind(&[text(&e.id), int(now), last_status, last_error])?);
+    statements.push(db.prepare(EVENT_ROW).bind(&[
+        text(&e.id),
+        text(&e.provider),
+        text(&e.kind),
+        int(received),
+        opt_text(e.r2_key.as_deref()),
+        text(envelope_json),
+        last_status,
+        last_error,
+        int(now),
+    ])?);
     statements.extend(extra);
     let results = db.batch(statements).await?;
     super::ops::d1(&results);
