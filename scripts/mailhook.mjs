@@ -177,8 +177,10 @@ async function replay(args) {
   }
   if (!values.dead) fail("replay <id> [--destination NAME] | --dead [--destination NAME] [--from D] [--to D]");
   let total = 0;
+  // Only what was dead when the command started (to the second): a replay that fails again is not picked again.
+  const before = new Date(Date.now() + 1000).toISOString().replace(/\.\d+Z$/, "Z");
   for (let round = 0; round < 1000; round++) {
-    const filters = filterQuery({ from: values.from, to: values.to, destination: values.destination });
+    const filters = [...filterQuery({ from: values.from, to: values.to, destination: values.destination }), `before=${encodeURIComponent(before)}`];
     const res = await admin(values, `/admin/replay?${["status=dead", ...filters, "limit=1000"].join("&")}`, "POST");
     total += res.count;
     if (res.count > 0) process.stderr.write(`replayed ${total}\n`);

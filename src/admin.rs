@@ -79,6 +79,8 @@ pub struct EventQuery {
     pub from: Option<i64>,
     /// Unix seconds, exclusive.
     pub to: Option<i64>,
+    /// Deliveries last changed before this, Unix seconds (bulk replay's cut-off).
+    pub before: Option<i64>,
     pub limit: u32,
     /// 1-based.
     pub page: u32,
@@ -91,7 +93,8 @@ pub enum SqlValue {
     Int(i64),
 }
 
-pub const STATUSES: [&str; 5] = ["queued", "held", "retrying", "delivered", "dead"];
+/// A delivery's statuses, and `unrouted`: an event that no destination took (the event's own status).
+pub const STATUSES: [&str; 6] = ["queued", "held", "retrying", "delivered", "dead", "unrouted"];
 
 impl EventQuery {
     /// Parses a query string (`provider=maileroo&from=2024-03-15&limit=10`).
@@ -112,6 +115,7 @@ impl EventQuery {
                 "status" => return Err(bad(k, &format!("must be one of {}", STATUSES.join(", ")))),
                 "from" => q.from = Some(parse_bound(&v, false).ok_or_else(|| bad(k, "must be YYYY-MM-DD or RFC 3339"))?),
                 "to" => q.to = Some(parse_bound(&v, true).ok_or_else(|| bad(k, "must be YYYY-MM-DD or RFC 3339"))?),
+                "before" => q.before = Some(crate::time::parse_rfc3339(&v).ok_or_else(|| bad(k, "must be RFC 3339"))?),
                 "limit" => {
                     q.limit = v
                         .parse()
@@ -120,7 +124,7 @@ impl EventQuery {
                         .ok_or_else(|| bad(k, &format!("must be 1 to {MAX_LIMIT}")))?
                 }
                 "page" => q.page = v.parse().ok().filter(|p| *p >= 1).ok_or_else(|| bad(k, "must be 1 or more"))?,
-                _ => return Err(bad(k, "is not a filter; use provider, type, status, destination, from, to, limit, page")),
+                _ => return Err(bad(k, "is not a filter; use provider, type, status, destination, from, to, before, limit, page")),
             }
         }
         Ok(q)
@@ -130,13 +134,22 @@ impl EventQuery {
     pub fn where_clause(&self) -> (String, Vec<SqlValue>) {
         let mut w = Where::default();
         self.event_conditions(&mut w, "");
-        if self.status.is_some() || self.destination.is_some() {
+        if self.status.as_deref() == Some("unrouted") {
+            let c = w.param("status = ?", SqlValue::Text("unrouted".into()));
+            w.conds.push(c);
+            if self.destination.is_some() {
+                w.conds.push("false".into()); // an unrouted event has no destination
+            }
+        } else if self.status.is_some() || self.destination.is_some() || self.before.is_some() {
             let mut inner = Vec::new();
             if let Some(d) = &self.destination {
                 inner.push(w.param("d.destination = ?", SqlValue::Text(d.clone())));
             }
             if let Some(s) = &self.status {
                 inner.push(w.param("d.status = ?", SqlValue::Text(s.clone())));
+            }
+            if let Some(b) = self.before {
+                inner.push(w.param("d.updated_at < ?", SqlValue::Int(b)));
             }
             w.conds.push(format!("EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND {})", inner.join(" AND ")));
         }
@@ -153,6 +166,10 @@ impl EventQuery {
         }
         if let Some(s) = &self.status {
             let c = w.param("d.status = ?", SqlValue::Text(s.clone()));
+            w.conds.push(c);
+        }
+        if let Some(b) = self.before {
+            let c = w.param("d.updated_at < ?", SqlValue::Int(b));
             w.conds.push(c);
         }
         w.finish()
@@ -312,6 +329,12 @@ mod tests {
         assert_eq!(sql, " WHERE e.provider = ?1 AND d.destination = ?2 AND d.status = ?3");
         assert_eq!(params[1], SqlValue::Text("crm".into()));
         assert_eq!(EventQuery::parse("status=held").unwrap().status.as_deref(), Some("held"));
+        assert_eq!(EventQuery::parse("status=unrouted").unwrap().where_clause().0, " WHERE status = ?1");
+        let q = EventQuery::parse("status=dead&before=2024-03-15T10%3A00%3A00Z").unwrap();
+        assert_eq!(
+            q.delivery_where_clause(),
+            (" WHERE d.status = ?1 AND d.updated_at < ?2".into(), vec![SqlValue::Text("dead".into()), SqlValue::Int(1_710_496_800)])
+        );
         let q = EventQuery::parse("provider=x%27%20OR%201%3D1&from=2024-03-15T10%3A00%3A00Z").unwrap();
         assert_eq!(q.provider.as_deref(), Some("x' OR 1=1"));
         assert_eq!(q.where_clause().0, " WHERE provider = ?1 AND received_at >= ?2");

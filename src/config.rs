@@ -92,6 +92,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// `DEAD_LETTER_QUEUE`'s default, as in wrangler.toml.
+pub const DEFAULT_DEAD_LETTER_QUEUE: &str = "mailhook-dead-letters";
+
+/// `SLOW_QUEUE`'s default: the slow lane's queue, as in wrangler.toml.
+pub const DEFAULT_SLOW_QUEUE: &str = "mailhook-events-slow";
+
 /// The largest `MAX_BODY_BYTES`: 100 MiB, Workers' request body limit on most plans.
 pub const MAX_BODY_BYTES_LIMIT: u64 = 100 * 1024 * 1024;
 
@@ -154,7 +160,7 @@ impl Config {
             doh_url: get("DOH_URL").unwrap_or_else(|| "https://cloudflare-dns.com/dns-query".into()),
             destinations: Vec::new(),
             retry_schedule: schedule(get("RETRY_SCHEDULE_SECONDS").as_deref())?,
-            dead_letter_queue: get("DEAD_LETTER_QUEUE").unwrap_or_else(|| "mailhook-dead-letters".into()),
+            dead_letter_queue: get("DEAD_LETTER_QUEUE").unwrap_or_else(|| DEFAULT_DEAD_LETTER_QUEUE.into()),
             admin_tokens: Secrets::parse(get("ADMIN_TOKEN").as_deref()),
             log_retention_days: number(&get, "LOG_RETENTION_DAYS", 30)?,
         };

@@ -272,16 +272,69 @@ fn declared_one(item: Value, defaults: &Defaults<'_>, get: &impl Fn(&str) -> Opt
     Ok(Destination { name, url: Some(url), keys, secret_var, filter, timeout_seconds, retry_schedule, circuit })
 }
 
-/// An absolute http(s) URL with a host, trimmed.
+/// An absolute http(s) URL that `new URL()` and `fetch` take: a host (a
+/// hostname, a dotted IPv4 address or a bracketed IPv6 one), an optional
+/// port of 1 to 65535, no credentials, and no spaces, controls or broken
+/// percent-escapes anywhere. Trimmed.
 fn valid_url(raw: &str) -> Result<String, String> {
     let url = raw.trim();
+    let bad = |why: &str| Err(format!("{url:?} is not an absolute http:// or https:// URL: {why}"));
     let lower = url.to_ascii_lowercase();
-    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
-    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
-    match host {
-        Some(h) if !h.is_empty() && !h.contains('@') && !url.chars().any(|c| c.is_whitespace() || c.is_control()) => Ok(url.to_string()),
-        _ => Err(format!("{url:?} is not an absolute http:// or https:// URL with a host (and no credentials before it)")),
+    let Some(rest) = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://")) else {
+        return bad("it must start with http:// or https://");
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\') {
+        return bad("it has spaces, control characters or backslashes");
     }
+    let b = url.as_bytes();
+    for (i, _) in url.match_indices('%') {
+        if !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)) {
+            return bad("a % is not followed by two hex digits");
+        }
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return bad("it has credentials before the host (and no credentials)");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let Some((_, after)) = v6.split_once(']').filter(|(a, _)| a.parse::<std::net::Ipv6Addr>().is_ok()) else {
+                return bad("the IPv6 address in [ ] is not valid");
+            };
+            // After `]`: nothing, or `:port` (anything else is refused as a port).
+            ("v6", (!after.is_empty()).then(|| after.strip_prefix(':').unwrap_or("!")))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    if let Some(p) = port {
+        if !(!p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|c| c.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| (1..=65_535).contains(&n)))
+        {
+            return bad("the port must be a number from 1 to 65535");
+        }
+    }
+    if host != "v6" {
+        let name = host.strip_suffix('.').unwrap_or(host);
+        let numeric = name.split('.').next_back().is_some_and(|l| !l.is_empty() && l.bytes().all(|c| c.is_ascii_digit()));
+        let ok = if numeric {
+            name.parse::<std::net::Ipv4Addr>().is_ok()
+        } else {
+            !name.is_empty()
+                && name.len() <= 253
+                && name
+                    .split('.')
+                    .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'))
+        };
+        if !ok {
+            return bad("the host is not a hostname or an IP address");
+        }
+    }
+    Ok(url.to_string())
 }
 
 fn items(list: Vec<String>, what: &str) -> Result<Vec<String>, String> {
@@ -464,6 +517,15 @@ mod tests {
             (r#"[{"name": "crm", "url": "ftp://c.example/"}]"#, "not an absolute http"),
             (r#"[{"name": "crm", "url": "https:///path"}]"#, "not an absolute http"),
             (r#"[{"name": "crm", "url": "https://user:pw@c.example/"}]"#, "no credentials"),
+            (r#"[{"name": "crm", "url": "http://127.0.0.1:99999/x"}]"#, "the port must be"),
+            (r#"[{"name": "crm", "url": "http://127.0.0.1:abc/x"}]"#, "the port must be"),
+            (r#"[{"name": "crm", "url": "http://127.0.0.1:/x"}]"#, "the port must be"),
+            (r#"[{"name": "crm", "url": "http://[::1/x"}]"#, "IPv6"),
+            (r#"[{"name": "crm", "url": "http://[::1]x/"}]"#, "the port must be"),
+            (r#"[{"name": "crm", "url": "http://ex%zzample.com/"}]"#, "two hex digits"),
+            (r#"[{"name": "crm", "url": "http://ex ample.com/"}]"#, "spaces"),
+            (r#"[{"name": "crm", "url": "http://1.2.3/"}]"#, "not a hostname or an IP"),
+            (r#"[{"name": "crm", "url": "http://a..b/"}]"#, "not a hostname or an IP"),
             (r#"[{"name": "crm", "url": "https://c.example/"}, {"name": "CRM ", "url": "https://d.example/"}]"#, "used twice"),
             (
                 r#"[{"name": "crm", "url": "https://c.example/", "filter": {"types": ["email.bounce"]}}]"#,
@@ -504,6 +566,21 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("taken by ORIGIN_URL"), "{e}");
+    }
+
+    #[test]
+    fn odd_but_valid_urls() {
+        for url in [
+            "HTTPS://CRM.Example.COM./Hooks?a=%20b",
+            "http://127.0.0.1:8789/events",
+            "http://[::1]:8080/",
+            "http://[2001:db8::1]/x",
+            "https://my_host.internal/x",
+            "https://x.example",
+            " https://x.example/#frag ",
+        ] {
+            assert_eq!(valid_url(url).as_deref(), Ok(url.trim()), "{url}");
+        }
     }
 
     #[test]

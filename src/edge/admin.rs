@@ -209,17 +209,20 @@ async fn show(id: &str, env: &Env) -> std::result::Result<(u16, Value), ApiError
 
 /// Replays one event to `destination=` of the query, or to every destination whose filter takes it.
 async fn replay_one(id: &str, query: &str, cfg: &Config, env: &Env) -> std::result::Result<(u16, Value), ApiError> {
+    #[derive(Deserialize)]
+    struct Delivery {
+        destination: String,
+        status: String,
+    }
     let q = EventQuery::parse(query)?;
     let (row, envelope) = envelope_of(id, env).await?;
     let env_json = envelope.ok_or_else(|| ApiError::BadRequest(format!("{id} has no stored payload to replay")))?;
     let envelope = serde_json::from_str::<Envelope>(&env_json)
         .map_err(|_| ApiError::BadRequest(format!("{id}'s stored payload cannot be read; it cannot be replayed")))?;
-    let provider = Provider::from_route(&row.provider);
-    let takes = |d: &Destination| provider.is_none_or(|p| d.filter.matches(p, &row.kind));
     let dests: Vec<&str> = match &q.destination {
         Some(name) => {
             let d = cfg.destination(name).ok_or_else(|| unknown_destination(name, cfg))?;
-            if !takes(d) {
+            if !takes(d, &row.provider, &row.kind) {
                 return Err(ApiError::BadRequest(format!(
                     "destination {name:?}'s filter does not take {} events from {}; replay it to a destination that does",
                     row.kind, row.provider
@@ -227,14 +230,29 @@ async fn replay_one(id: &str, query: &str, cfg: &Config, env: &Env) -> std::resu
             }
             vec![d.name.as_str()]
         }
-        None => cfg.destinations.iter().filter(|d| takes(d)).map(|d| d.name.as_str()).collect(),
+        None => cfg.destinations.iter().filter(|d| takes(d, &row.provider, &row.kind)).map(|d| d.name.as_str()).collect(),
     };
     if dests.is_empty() {
         return Err(ApiError::BadRequest(format!("no destination's filter takes {} events from {}", row.kind, row.provider)));
     }
-    let replays = envelope.for_replay().fan_out(&dests);
+    let before: Vec<Delivery> =
+        rows(env, "SELECT destination, status FROM deliveries WHERE event_id = ?1".into(), &[JsValue::from_str(id)]).await?;
+    let replays = envelope
+        .for_replay()
+        .fan_out(&dests)
+        .into_iter()
+        .map(|e| {
+            let was = before.iter().find(|d| Some(d.destination.as_str()) == e.dest.as_deref()).map(|d| d.status.clone());
+            (e, was)
+        })
+        .collect();
     enqueue_replays(env, replays).await?;
     Ok((202, json!({"status": "replayed", "ids": [id], "destinations": dests})))
+}
+
+/// True when `d`'s filter takes an event of `provider` and `kind` (any event of a provider no longer known).
+fn takes(d: &Destination, provider: &str, kind: &str) -> bool {
+    Provider::from_route(provider).is_none_or(|p| d.filter.matches(p, kind))
 }
 
 fn unknown_destination(name: &str, cfg: &Config) -> ApiError {
@@ -243,11 +261,19 @@ fn unknown_destination(name: &str, cfg: &Config) -> ApiError {
 }
 
 /// Replays every delivery that matches the filters (a `status` is required),
-/// each to its own destination, or only those of `destination=`.
+/// each to its own destination, or only those of `destination=`. Deliveries to
+/// a destination that no longer exists, or whose filter no longer takes the
+/// event, are skipped and counted. `before=` (the CLI passes when it started)
+/// leaves out deliveries that changed since, so replays that fail again are
+/// not picked again and a loop over pages ends.
 async fn replay_many(query: &str, cfg: &Config, env: &Env) -> std::result::Result<(u16, Value), ApiError> {
     #[derive(Deserialize)]
     struct Row {
         destination: String,
+        status: String,
+        provider: String,
+        #[serde(rename = "type")]
+        kind: String,
         envelope: Option<String>,
     }
     let q = EventQuery::parse(query)?;
@@ -257,78 +283,115 @@ async fn replay_many(query: &str, cfg: &Config, env: &Env) -> std::result::Resul
     if let Some(name) = &q.destination {
         cfg.destination(name).ok_or_else(|| unknown_destination(name, cfg))?;
     }
-    // Only deliveries to destinations that still exist: the others have nowhere to go.
-    let (mut filter, mut params) = q.delivery_where_clause();
+    let (filter, mut params) = q.delivery_where_clause();
+    // Deliveries to destinations that still exist and still take the event (the JSON list of `name:provider:type`
+    // would not fit a bound parameter for every filter; the names do, and the filters are checked below).
     let names: Vec<&str> = cfg.destinations.iter().map(|d| d.name.as_str()).collect();
     params.push(SqlValue::Text(serde_json::to_string(&names).unwrap_or_default()));
     let configured = format!("d.destination IN (SELECT value FROM json_each(?{}))", params.len());
-    filter = if filter.is_empty() { format!(" WHERE {configured}") } else { format!("{filter} AND {configured}") };
+    let joined = |cond: &str| if filter.is_empty() { format!(" WHERE {cond}") } else { format!("{filter} AND {cond}") };
     let from = "FROM deliveries d JOIN events e ON e.id = d.event_id";
-    let sql = format!("SELECT d.destination, e.envelope {from}{filter} ORDER BY e.received_at, e.id LIMIT ?{}", params.len() + 1);
+    let sql = format!(
+        "SELECT d.destination, d.status, e.provider, e.type, e.envelope {from}{} ORDER BY e.received_at, e.id, d.destination LIMIT ?{}",
+        joined(&configured),
+        params.len() + 1
+    );
     let found: Vec<Row> = rows(env, sql, &with_extra(&params, &[u64::from(q.limit)])).await?;
-    let replays: Vec<Envelope> = found
-        .iter()
-        .filter_map(|r| {
-            let e = serde_json::from_str::<Envelope>(r.envelope.as_deref()?).ok()?.for_replay();
-            Some(Envelope { dest: Some(r.destination.clone()), dests: vec![r.destination.clone()], ..e })
-        })
-        .collect();
-    let ids: Vec<&str> = replays.iter().map(|e| e.id.as_str()).collect();
-    let replayed: Vec<Value> = replays.iter().map(|e| json!({"id": e.id, "destination": e.dest})).collect();
+    let mut skipped_filter = 0;
+    let mut replays = Vec::new();
+    for r in found {
+        let Some(d) = cfg.destination(&r.destination) else { continue };
+        if !takes(d, &r.provider, &r.kind) {
+            skipped_filter += 1;
+            continue;
+        }
+        let Some(e) = r.envelope.as_deref().and_then(|e| serde_json::from_str::<Envelope>(e).ok()) else { continue };
+        let e = Envelope { dest: Some(r.destination.clone()), dests: vec![r.destination], ..e.for_replay() };
+        replays.push((e, Some(r.status)));
+    }
+    let replayed: Vec<Value> = replays.iter().map(|(e, _)| json!({"id": e.id, "destination": e.dest})).collect();
+    let mut ids: Vec<String> = replays.iter().map(|(e, _)| e.id.clone()).collect();
+    ids.dedup();
     let count = replays.len();
-    let ids: Vec<String> = ids.into_iter().map(String::from).collect();
     enqueue_replays(env, replays).await?;
     // Replayed deliveries are `queued` now, so what still matches is what is left.
-    let remaining: Option<i64> = env
-        .d1(D1_DATABASE)
-        .map_err(storage)?
-        .prepare(format!("SELECT COUNT(*) AS total {from}{filter}"))
-        .bind(&bind(&params))
-        .map_err(storage)?
-        .first(Some("total"))
-        .await
-        .map_err(storage)?;
-    Ok((202, json!({"status": "replayed", "count": count, "ids": ids, "deliveries": replayed, "remaining": remaining.unwrap_or(0)})))
+    let count_of = |cond: String| {
+        let params = params.clone();
+        async move {
+            let n: Option<i64> = env
+                .d1(D1_DATABASE)
+                .map_err(storage)?
+                .prepare(format!("SELECT COUNT(*) AS total {from}{cond}"))
+                .bind(&bind(&params))
+                .map_err(storage)?
+                .first(Some("total"))
+                .await
+                .map_err(storage)?;
+            Ok::<_, ApiError>(n.unwrap_or(0))
+        }
+    };
+    let remaining = count_of(joined(&configured)).await?;
+    let unconfigured = count_of(joined(&format!("NOT ({configured})"))).await?;
+    Ok((
+        202,
+        json!({"status": "replayed", "count": count, "ids": ids, "deliveries": replayed, "remaining": remaining,
+               "skipped": {"destination_removed": unconfigured, "filter_no_longer_takes": skipped_filter}}),
+    ))
 }
 
-/// Sends each envelope (one event to one destination) again from its first
-/// attempt, and marks its delivery queued.
-async fn enqueue_replays(env: &Env, replays: Vec<Envelope>) -> std::result::Result<(), ApiError> {
+/// Sends each envelope (one event to one destination; with the delivery's
+/// status before, if it had a row) again from its first attempt. Each
+/// delivery is marked `queued` first, so no consumer can have touched it yet;
+/// if the send fails, the marks are undone and nothing was replayed.
+async fn enqueue_replays(env: &Env, replays: Vec<(Envelope, Option<String>)>) -> std::result::Result<(), ApiError> {
     let unavailable = |e: worker::Error| {
         log(json!({"kind": "replay_failed", "error": e.to_string()}));
         ApiError::Unavailable("could not enqueue the replay; nothing was replayed, please retry".into())
     };
-    let bodies: Vec<String> = replays.iter().map(Envelope::to_json).collect();
     let db = env.d1(D1_DATABASE).map_err(unavailable)?;
+    let bodies: Vec<String> = replays.iter().map(|(e, _)| e.to_json()).collect();
     for range in batches(&bodies.iter().map(String::len).collect::<Vec<_>>(), BATCH_COUNT, BATCH_BYTES) {
         let chunk = &replays[range.clone()];
-        let sent_at = now_seconds();
-        send_all(env, &bodies[range]).await.map_err(unavailable)?;
-        // Marked after it is sent (a failed send leaves the rows as they were,
-        // so the operator's retry finds them), unless the consumer has already
-        // touched the row since: its status is then newer than `queued`.
-        // `updated_at` moves, so the retention cron keeps a replayed event's payload.
+        let at = JsValue::from_f64(now_seconds() as f64);
+        let key = |e: &Envelope| (JsValue::from_str(&e.id), JsValue::from_str(e.dest.as_deref().unwrap_or_default()));
         let mut marks = Vec::new();
-        for e in chunk {
-            let (id, dest, at) =
-                (JsValue::from_str(&e.id), JsValue::from_str(e.dest.as_deref().unwrap_or_default()), JsValue::from_f64(sent_at as f64));
+        for (e, _) in chunk {
+            let (id, dest) = key(e);
             marks.push(db.prepare(REPLAYED).bind(&[id.clone(), dest, at.clone()]).map_err(unavailable)?);
-            marks.push(db.prepare(eventlog::SUMMARY).bind(&[id, at]).map_err(unavailable)?);
+            marks.push(db.prepare(eventlog::SUMMARY).bind(&[id, at.clone()]).map_err(unavailable)?);
         }
-        if let Err(e) = db.batch(marks).await {
-            // The events are on the queue: the replay happened; only the log lags.
-            log(json!({"kind": "event_log_failed", "stage": "replay", "error": e.to_string()}));
+        db.batch(marks).await.map_err(unavailable)?;
+        if let Err(e) = send_all(env, &bodies[range]).await {
+            let mut undo = Vec::new();
+            for (e, was) in chunk {
+                let (id, dest) = key(e);
+                let statement = match was {
+                    Some(was) => db.prepare(UNDO).bind(&[id.clone(), dest, JsValue::from_str(was)]),
+                    None => db.prepare(UNDO_NEW).bind(&[id.clone(), dest]),
+                };
+                undo.push(statement.map_err(unavailable)?);
+                undo.push(db.prepare(eventlog::SUMMARY).bind(&[id, at.clone()]).map_err(unavailable)?);
+            }
+            if let Err(u) = db.batch(undo).await {
+                // Left `queued` with nothing on the queue: `replay --dead` no longer finds them, `status=queued` does.
+                log(json!({"kind": "event_log_failed", "stage": "replay_undo", "error": u.to_string()}));
+            }
+            return Err(unavailable(e));
         }
-        for e in chunk {
+        for (e, _) in chunk {
             log(json!({"kind": "replay", "id": e.id, "dest": e.dest}));
         }
     }
     Ok(())
 }
 
-/// A replayed delivery is queued again, unless the consumer touched it since it was sent.
+/// A replayed delivery is queued again (a row is made for a destination new to the event).
 const REPLAYED: &str = "INSERT INTO deliveries (event_id, destination, status, attempts, updated_at) VALUES (?1, ?2, 'queued', 0, ?3) \
-     ON CONFLICT (event_id, destination) DO UPDATE SET status = 'queued', updated_at = ?3 WHERE deliveries.updated_at < ?3";
+     ON CONFLICT (event_id, destination) DO UPDATE SET status = 'queued', updated_at = ?3";
+/// Undoes `REPLAYED` after a failed send: the status it had, or no row. (`updated_at` keeps the
+/// replay's time, which only delays the retention cron.)
+const UNDO: &str = "UPDATE deliveries SET status = ?3 WHERE event_id = ?1 AND destination = ?2 AND status = 'queued'";
+const UNDO_NEW: &str = "DELETE FROM deliveries WHERE event_id = ?1 AND destination = ?2 AND status = 'queued' AND attempts = 0";
 
 /// Each destination: its settings, its circuit and how many deliveries it has in each status.
 async fn destinations(cfg: &Config, env: &Env) -> std::result::Result<(u16, Value), ApiError> {

@@ -6,15 +6,15 @@
 //! delay, after which the original is acked (see `delivery::Envelope`).
 
 use super::{
-    circuit, config, eventlog, fetch_with_timeout, log, now_millis, now_seconds, ops, wasm_kib, BUCKET_PAYLOADS, QUEUE_DEAD_LETTERS,
-    QUEUE_EVENTS,
+    circuit, config, eventlog, fetch_with_timeout, log, now_millis, now_seconds, ops, var_text, wasm_kib, BUCKET_PAYLOADS,
+    QUEUE_DEAD_LETTERS, QUEUE_EVENTS, QUEUE_SLOW_EVENTS,
 };
 use crate::admin::batches;
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_DEAD_LETTER_QUEUE, DEFAULT_SLOW_QUEUE};
 use crate::delivery::{
     classify, is_stored_parts, next_delay, parse_retry_after, r2_bytes_key, sign, Envelope, Outcome, Signer, USER_AGENT,
 };
-use crate::destinations::{gate, Circuit, Destination, Gate};
+use crate::destinations::{gate, Circuit, Destination, Gate, LEGACY_NAME};
 use crate::large::{manifest_len, parse_manifest, read_plan, EventBody, Part, Read, RunCursor, STORED_HEADER_LEN};
 use crate::providers::Provider;
 use futures_util::future::join_all;
@@ -37,23 +37,39 @@ pub const BATCH_BYTES: usize = 250_000;
 const INFRA_RETRY_SECONDS: u32 = 30;
 
 pub async fn handle(batch: MessageBatch<String>, env: &Env) {
+    // Dead letters are recorded whatever the configuration: a broken deploy
+    // must not make the queue drop them (they wait in D1 for a replay).
+    let dead_letter_queue = var_text(env, "DEAD_LETTER_QUEUE")
+        .map(|q| q.trim().to_string())
+        .filter(|q| !q.is_empty())
+        .unwrap_or(DEFAULT_DEAD_LETTER_QUEUE.into());
+    let dead_letters = batch.queue() == dead_letter_queue;
+    let slow_queue =
+        var_text(env, "SLOW_QUEUE").map(|q| q.trim().to_string()).filter(|q| !q.is_empty()).unwrap_or(DEFAULT_SLOW_QUEUE.into());
+    let lane = if batch.queue() == slow_queue { Lane::Slow } else { Lane::Main };
     let cfg = match config(env) {
         Ok(c) => c,
+        Err(e) if dead_letters => {
+            log(json!({"kind": "consumer_misconfigured", "error": e.to_string()}));
+            let messages: Vec<RawMessage> = batch.raw_iter().collect();
+            join_all(messages.iter().map(|m| record_dead(m, None, env))).await;
+            return;
+        }
         Err(e) => {
+            // Retried, then dead-lettered by the queue (max_retries): recorded above, replayable once fixed.
             log(json!({"kind": "consumer_misconfigured", "error": e.to_string()}));
             batch.retry_all_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(INFRA_RETRY_SECONDS).build());
             return;
         }
     };
-    let dead_letters = batch.queue() == cfg.dead_letter_queue;
     let messages: Vec<RawMessage> = batch.raw_iter().collect();
     // Every destination's circuit, read once for the batch.
     let circuits = if dead_letters { HashMap::new() } else { circuit::load(env).await };
     join_all(messages.iter().map(|m| async {
         if dead_letters {
-            record_dead(m, env).await
+            record_dead(m, Some(&cfg), env).await
         } else {
-            deliver(m, &cfg, env, &circuits).await
+            deliver(m, &cfg, env, &circuits, lane).await
         }
     }))
     .await;
@@ -82,6 +98,51 @@ fn envelope_of(msg: &RawMessage) -> Option<(Envelope, String)> {
     parsed
 }
 
+/// Which queue a batch came from. Deliveries to a destination that is failing
+/// or slow move to the slow lane (`SLOW_EVENTS`, its own queue and consumer),
+/// so that its timeouts never hold up a batch of healthy destinations'
+/// deliveries: a batch ends when its slowest message does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Main,
+    Slow,
+}
+
+impl Lane {
+    /// Where this lane's retries and holds go.
+    fn queue(self) -> &'static str {
+        match self {
+            Lane::Main => QUEUE_EVENTS,
+            Lane::Slow => QUEUE_SLOW_EVENTS,
+        }
+    }
+}
+
+/// A successful attempt slower than this makes its destination slow (see `Lane`).
+const SLOW_ATTEMPT_MS: u64 = 2_000;
+
+thread_local! {
+    /// Destinations whose last attempt in this isolate was slower than `SLOW_ATTEMPT_MS`.
+    static SLOW: std::cell::RefCell<std::collections::HashSet<String>> = Default::default();
+}
+
+/// True when `dest`'s deliveries belong in the slow lane: its circuit counts a
+/// failure (a timeout, an error, a 5xx), or its last attempt here was slow.
+fn suspect(dest: &Destination, circuit: Circuit) -> bool {
+    circuit.failures > 0 || SLOW.with(|s| s.borrow().contains(&dest.name))
+}
+
+fn note_duration(dest: &Destination, ms: u64) {
+    SLOW.with(|s| {
+        let mut s = s.borrow_mut();
+        if ms > SLOW_ATTEMPT_MS {
+            s.insert(dest.name.clone());
+        } else {
+            s.remove(&dest.name);
+        }
+    });
+}
+
 /// The result of one POST to the origin.
 struct Attempt {
     status: Option<u16>,
@@ -89,7 +150,7 @@ struct Attempt {
     error: Option<String>,
 }
 
-async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<String, Circuit>) {
+async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<String, Circuit>, lane: Lane) {
     let Some((mut envelope, envelope_json)) = envelope_of(msg) else { return };
     let size = envelope_json.len();
     let Some(name) = envelope.dest.clone() else { return fan_out(msg, envelope, size, cfg, env).await };
@@ -102,6 +163,13 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<S
     };
     let now = now_seconds();
     let before = circuits.get(&dest.name).copied().unwrap_or_default();
+    if lane == Lane::Main && suspect(dest, before) {
+        // Not attempted here, and not counted: the slow lane attempts it (and gates it on the circuit).
+        match send(env, QUEUE_SLOW_EVENTS, &envelope, None).await {
+            Ok(()) => return ack(msg, size),
+            Err(e) => log(json!({"kind": "slow_lane_unavailable", "id": envelope.id, "dest": dest.name, "error": e.to_string()})),
+        }
+    }
     match gate(before, dest.circuit, now, envelope.held) {
         Gate::Send => {}
         Gate::Probe if circuit::claim_probe(env, dest, now).await => {
@@ -111,9 +179,9 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<S
             // Another delivery won this probe; wait for the next.
             let next = Circuit { probe_at: now + i64::from(dest.circuit.probe_seconds), ..before };
             let Gate::Hold(delay) = gate(next, dest.circuit, now, envelope.held) else { return retry_later(msg) };
-            return hold(msg, envelope, &envelope_json, delay, env).await;
+            return hold(msg, envelope, &envelope_json, delay, lane, env).await;
         }
-        Gate::Hold(delay) => return hold(msg, envelope, &envelope_json, delay, env).await,
+        Gate::Hold(delay) => return hold(msg, envelope, &envelope_json, delay, lane, env).await,
     }
     let event = match load_event(&envelope, env).await {
         Ok(j) => j,
@@ -131,6 +199,7 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<S
     // No status (timeout, connection error, delivery not configured) is a retry.
     let outcome = classify(attempt.status);
     let ms = now_millis().saturating_sub(started);
+    note_duration(dest, ms);
     envelope.last_status = attempt.status;
     envelope.last_error.clone_from(&attempt.error);
     let status = match outcome {
@@ -165,7 +234,7 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<S
         Outcome::Retry => {
             let jitter = getrandom::u32().map(|x| f64::from(x) / 4_294_967_296.0).unwrap_or(0.5);
             match next_delay(&dest.retry_schedule, envelope.attempt, attempt.retry_after, jitter) {
-                Some(delay) => requeue(msg, &envelope, size, delay, env).await,
+                Some(delay) => requeue(msg, &envelope, size, delay, lane, env).await,
                 None => dead_letter(msg, envelope, size, env).await,
             }
         }
@@ -175,34 +244,50 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<S
 
 /// Puts a delivery back, unattempted, while its destination's circuit is open.
 /// The first hold marks its row `held`; later ones write nothing.
-async fn hold(msg: &RawMessage, mut envelope: Envelope, envelope_json: &str, delay: u32, env: &Env) {
+async fn hold(msg: &RawMessage, mut envelope: Envelope, envelope_json: &str, delay: u32, lane: Lane, env: &Env) {
     if envelope.held == 0 {
         eventlog::record_attempt(env, &envelope, envelope_json, eventlog::Step::Held, Vec::new()).await;
     }
     log(json!({"kind": "delivery_held", "id": envelope.id, "dest": envelope.dest, "held": envelope.held + 1, "delay": delay}));
     envelope.held = envelope.held.saturating_add(1);
-    requeue(msg, &envelope, envelope_json.len(), delay, env).await;
+    requeue(msg, &envelope, envelope_json.len(), delay, lane, env).await;
 }
 
 /// A message of 0.2, before destinations: one message per destination whose
 /// filter takes the event, sent together, then the original is acked.
 async fn fan_out(msg: &RawMessage, envelope: Envelope, size: usize, cfg: &Config, env: &Env) {
-    let dests: Vec<&str> = match Provider::from_route(&envelope.provider) {
-        Some(p) => cfg.destinations.iter().filter(|d| d.filter.matches(p, &envelope.kind)).map(|d| d.name.as_str()).collect(),
-        None => cfg.destinations.iter().map(|d| d.name.as_str()).collect(),
-    };
+    let dests = takers(cfg, &envelope);
     if dests.is_empty() {
         log(json!({"kind": "unrouted", "id": envelope.id, "provider": envelope.provider, "type": envelope.kind}));
         return ack(msg, size);
     }
-    let bodies: Vec<String> = envelope.fan_out(&dests).iter().map(Envelope::to_json).collect();
+    // `origin` goes on where 0.2 left off; a destination new to the event starts at its first attempt.
+    let out: Vec<Envelope> = envelope
+        .fan_out(&dests)
+        .into_iter()
+        .map(|e| if e.dest.as_deref() == Some(LEGACY_NAME) { e } else { Envelope { attempt: 0, ..e } })
+        .collect();
+    let bodies: Vec<String> = out.iter().map(Envelope::to_json).collect();
     match send_all(env, &bodies).await {
-        Ok(()) => ack(msg, size),
+        Ok(()) => {
+            if !dests.contains(&LEGACY_NAME) {
+                // Migration 0003 made the 0.2 event's row a delivery to `origin`, which no longer exists:
+                // drop it, or the event would wait for it forever (and never expire).
+                eventlog::forget_delivery(env, &envelope.id, LEGACY_NAME).await;
+            }
+            ack(msg, size)
+        }
         Err(e) => {
             log(json!({"kind": "requeue_failed", "id": envelope.id, "error": e.to_string()}));
             retry_later(msg);
         }
     }
+}
+
+/// The destinations whose filter takes the envelope's event (all of them, for a provider no longer known).
+fn takers<'a>(cfg: &'a Config, envelope: &Envelope) -> Vec<&'a str> {
+    let provider = Provider::from_route(&envelope.provider);
+    cfg.destinations.iter().filter(|d| provider.is_none_or(|p| d.filter.matches(p, &envelope.kind))).map(|d| d.name.as_str()).collect()
 }
 
 /// An event's JSON: inline in its envelope, or parts of an R2 object (see `large`).
@@ -400,8 +485,8 @@ pub async fn send_all(env: &Env, bodies: &[String]) -> worker::Result<()> {
     Ok(())
 }
 
-async fn requeue(msg: &RawMessage, envelope: &Envelope, size: usize, delay: u32, env: &Env) {
-    match send(env, QUEUE_EVENTS, envelope, Some(delay)).await {
+async fn requeue(msg: &RawMessage, envelope: &Envelope, size: usize, delay: u32, lane: Lane, env: &Env) {
+    match send(env, lane.queue(), envelope, Some(delay)).await {
         Ok(()) => ack(msg, size),
         Err(e) => {
             // The original comes back with the same attempt count: an extra
@@ -426,17 +511,30 @@ async fn dead_letter(msg: &RawMessage, envelope: Envelope, size: usize, env: &En
 /// operator can list it and from where it can be replayed. Envelopes arrive
 /// here from `dead_letter` (with the last status and error), or from the queue
 /// itself when it gave up on a message after `max_retries` infrastructure failures.
-async fn record_dead(msg: &RawMessage, env: &Env) {
+async fn record_dead(msg: &RawMessage, cfg: Option<&Config>, env: &Env) {
     let Some((mut envelope, text)) = envelope_of(msg) else { return };
     if envelope.last_error.is_none() {
         envelope.last_error = Some("the queue gave up after max_retries infrastructure failures".into());
     }
-    match eventlog::record_dead(env, &envelope).await {
+    // A message of 0.2 names no destination: it is dead at every destination that
+    // takes it (so a bulk replay finds it), or at `origin` when none does.
+    let dests: Vec<String> = match (&envelope.dest, cfg) {
+        (Some(d), _) => vec![d.clone()],
+        (None, Some(cfg)) => takers(cfg, &envelope).into_iter().map(String::from).collect(),
+        (None, None) => Vec::new(),
+    };
+    let dests = if dests.is_empty() { vec![LEGACY_NAME.to_string()] } else { dests };
+    let mut result = Ok(());
+    for d in &dests {
+        let one = Envelope { dest: Some(d.clone()), ..envelope.clone() };
+        if let Err(e) = eventlog::record_dead(env, &one).await {
+            result = Err(e);
+        }
+    }
+    match result {
         Ok(()) => {
-            log(
-                json!({"kind": "dead_letter", "id": envelope.id, "dest": envelope.dest, "provider": envelope.provider, "type": envelope.kind,
-                       "attempts": envelope.attempt, "last_status": envelope.last_status, "last_error": envelope.last_error}),
-            );
+            log(json!({"kind": "dead_letter", "id": envelope.id, "dest": dests, "provider": envelope.provider, "type": envelope.kind,
+                       "attempts": envelope.attempt, "last_status": envelope.last_status, "last_error": envelope.last_error}));
             ack(msg, text.len());
         }
         Err(e) => {

@@ -68,9 +68,9 @@ const EVENT_ROW: &str = concat!(
        updated_at = MAX(events.updated_at, excluded.updated_at)"
 );
 
-/// A delivery waiting for its first attempt; an existing row is left as it is.
-pub const QUEUED: &str = "INSERT INTO deliveries (event_id, destination, status, attempts, updated_at) VALUES (?1, ?2, 'queued', 0, ?3) \
-     ON CONFLICT (event_id, destination) DO NOTHING";
+/// Deliveries waiting for their first attempt, to each destination of the JSON list `?2`; existing rows are left as they are.
+const QUEUED: &str = "INSERT INTO deliveries (event_id, destination, status, attempts, updated_at) \
+     SELECT ?1, value, 'queued', 0, ?3 FROM json_each(?2) WHERE true ON CONFLICT (event_id, destination) DO NOTHING";
 
 /// Records one step of `e`'s delivery to its destination, with `extra`
 /// statements (the circuit's) in the same batch: a queued row for each other
@@ -101,8 +101,11 @@ pub async fn record(
             text(envelope_json),
             int(now),
         ])?];
-    for d in e.dests.iter().filter(|d| d.as_str() != dest) {
-        statements.push(db.prepare(QUEUED).bind(&[text(&e.id), text(d), int(now)])?);
+    // The other destinations the event went to, queued unless they have a row: one statement for any number.
+    let others: Vec<&str> = e.dests.iter().map(String::as_str).filter(|d| *d != dest).collect();
+    if !others.is_empty() {
+        let list = serde_json::to_string(&others).unwrap_or_default();
+        statements.push(db.prepare(QUEUED).bind(&[text(&e.id), text(&list), int(now)])?);
     }
     let (status, attempts, on_conflict) = match step {
         Step::Attempt { status, .. } => (status, 1, ON_ATTEMPT),
@@ -171,6 +174,52 @@ pub async fn record_attempt(
     }
 }
 
+/// Events that no destination takes: their rows, status `unrouted`, with the envelope for a replay.
+pub async fn record_unrouted(env: &Env, envelopes: &[Envelope]) -> Result<()> {
+    let db = env.d1(D1_DATABASE)?;
+    let now = now_seconds();
+    let statements = envelopes
+        .iter()
+        .map(|e| {
+            db.prepare(
+                "INSERT INTO events (id, provider, type, received_at, status, attempts, payload_ref, envelope, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, 'unrouted', 0, ?5, ?6, ?4) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&[
+                text(&e.id),
+                text(&e.provider),
+                text(&e.kind),
+                int(now),
+                opt_text(e.r2_key.as_deref()),
+                text(&e.to_json()),
+            ])
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let results = db.batch(statements).await?;
+    super::ops::d1(&results);
+    Ok(())
+}
+
+/// Removes a delivery that can no longer happen (its destination is gone)
+/// and brings the event's row up to date. Best effort: logged on failure.
+pub async fn forget_delivery(env: &Env, id: &str, dest: &str) {
+    let result = async {
+        let db = env.d1(D1_DATABASE)?;
+        let results = db
+            .batch(vec![
+                db.prepare("DELETE FROM deliveries WHERE event_id = ?1 AND destination = ?2").bind(&[text(id), text(dest)])?,
+                db.prepare(SUMMARY).bind(&[text(id), int(now_seconds())])?,
+            ])
+            .await?;
+        super::ops::d1(&results);
+        Ok::<_, worker::Error>(())
+    }
+    .await;
+    if let Err(e) = result {
+        log(json!({"kind": "event_log_failed", "stage": "forget", "id": id, "dest": dest, "error": e.to_string()}));
+    }
+}
+
 /// Marks a delivery dead. Its caller retries the message when this fails.
 pub async fn record_dead(env: &Env, e: &Envelope) -> Result<()> {
     record(env, e, &e.to_json(), Step::Dead, Vec::new()).await.map(|_| ())
@@ -180,7 +229,7 @@ pub async fn record_dead(env: &Env, e: &Envelope) -> Result<()> {
 /// untouched since `?1`. A queued or retrying event (a replay included) keeps
 /// its row and its R2 payload however old it is, and a replay moves
 /// `updated_at`, so an event replayed near the cutoff is not removed under it.
-const EXPIRED: &str = "status IN ('delivered', 'dead') AND updated_at < ?1 \
+const EXPIRED: &str = "status IN ('delivered', 'dead', 'unrouted') AND updated_at < ?1 \
      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status IN ('queued', 'held', 'retrying'))";
 
 /// Deletes the expired rows (see `EXPIRED`) with their attempts, and the R2

@@ -198,20 +198,26 @@ async fn enqueue(
     };
     let now = now_seconds();
     let mut bodies = Vec::new();
+    let mut unrouted = Vec::new();
     for (e, json) in events {
         let dests: Vec<&str> =
             cfg.destinations.iter().filter(|d| d.filter.matches(provider, e.kind.as_str())).map(|d| d.name.as_str()).collect();
-        if dests.is_empty() {
-            // Accepted (the provider must not retry it) and remembered, but no destination takes it.
-            log(json!({"kind": "unrouted", "id": e.id, "provider": provider.name(), "type": e.kind.as_str()}));
-            continue;
-        }
         let envelope = Envelope::new(&e.id, e.data.provider, e.kind.as_str(), json, body, now, &nonce[..16]);
         if envelope.r2_key.is_some() {
             let bucket = env.bucket(BUCKET_PAYLOADS).map_err(|e| unavailable("store the large event", e))?;
             store(&bucket, &e.id, &nonce[..16], json, body).await.map_err(|e| unavailable("store the large event", e))?;
         }
+        if dests.is_empty() {
+            // Accepted (the provider must not send it again), and kept in the event log as `unrouted`,
+            // so that it can be found and replayed once a destination takes it.
+            log(json!({"kind": "unrouted", "id": e.id, "provider": provider.name(), "type": e.kind.as_str()}));
+            unrouted.push(envelope);
+            continue;
+        }
         bodies.extend(envelope.fan_out(&dests).iter().map(Envelope::to_json));
+    }
+    if !unrouted.is_empty() {
+        super::eventlog::record_unrouted(env, &unrouted).await.map_err(|e| unavailable("record the unrouted event", e))?;
     }
     if bodies.is_empty() {
         return Ok(());

@@ -25,6 +25,7 @@ use worker::{
 /// Binding names, as declared in `wrangler.toml`.
 pub const KV_DEDUPE: &str = "DEDUPE";
 pub const QUEUE_EVENTS: &str = "EVENTS";
+pub const QUEUE_SLOW_EVENTS: &str = "SLOW_EVENTS";
 pub const QUEUE_DEAD_LETTERS: &str = "DEAD_LETTERS";
 pub const BUCKET_PAYLOADS: &str = "PAYLOADS";
 pub const D1_DATABASE: &str = "DB";
@@ -40,7 +41,7 @@ pub fn config(env: &Env) -> std::result::Result<Rc<Config>, ConfigError> {
 
 /// A variable or secret as text: strings as they are, structured `[vars]`
 /// (`DESTINATIONS`, a list of tables in wrangler.toml) as their JSON.
-fn var_text(env: &Env, name: &str) -> Option<String> {
+pub fn var_text(env: &Env, name: &str) -> Option<String> {
     let v = js_sys::Reflect::get(env, &worker::wasm_bindgen::JsValue::from_str(name)).ok()?;
     if v.is_undefined() || v.is_null() {
         return None;
@@ -159,7 +160,9 @@ async fn health(env: &Env) -> Result<Response> {
     )
 }
 
-/// Each destination, its URL (without query), its settings' problem and its circuit.
+/// Each destination, its settings' problem and its circuit. Not its URL:
+/// `/healthz` is public, and a URL's path or host can be a secret (a Slack
+/// webhook's is); `/admin/destinations` shows it.
 async fn destinations(cfg: &Config, env: &Env) -> serde_json::Value {
     let circuits = circuit::load(env).await;
     cfg.destinations
@@ -176,8 +179,7 @@ async fn destinations(cfg: &Config, env: &Env) -> serde_json::Value {
             (
                 d.name.clone(),
                 serde_json::json!({
-                    "url": d.display_url(),
-                    "configured": d.problem().is_none(),
+                                        "configured": d.problem().is_none(),
                     "problem": d.problem(),
                     "circuit": state,
                     "failures": c.failures,

@@ -90,7 +90,9 @@ describe("destinations", () => {
       const health = (await hook.request("/healthz")).json;
       assert.deepEqual(Object.keys(health.destinations).sort(), ["analytics", "crm", "support"]);
       assert.equal(health.destinations.crm.circuit, "closed");
-      assert.equal(health.destinations.crm.url, origins.crm.url);
+      assert.equal(health.destinations.crm.url, undefined, "the public /healthz shows no URL (a path can be a secret)");
+      const admin = (await hook.admin("/admin/destinations")).json.destinations;
+      assert.equal(admin.find((d) => d.name === "crm").url, origins.crm.url);
     } finally {
       await close();
     }
@@ -132,6 +134,21 @@ describe("destinations", () => {
       const listed = (await hook.admin("/admin/events?status=dead&destination=gone")).json;
       assert.equal(listed.total, 10);
       assert.equal((await hook.admin("/admin/events?status=dead&destination=a")).json.total, 0);
+    } finally {
+      await close();
+    }
+  });
+
+  test("a destination that hangs moves to the slow lane: the healthy one's 30 events are not held up by its timeouts", { timeout: 120_000 }, async () => {
+    const { hook, origins, close } = await setup({ a: {}, hanging: { respond: () => ({ hang: true }), timeout_seconds: 5, circuit_failures: 1000 } });
+    try {
+      const started = Date.now();
+      for (let uid = 650; uid < 680; uid++) await post(hook, adm(uid));
+      await waitFor(() => origins.a.deliveries.length === 30, { ms: 60_000, what: "the healthy destination's 30 deliveries" });
+      const ms = Date.now() - started;
+      // One batch may wait for one round of timeouts before the lane is known; in one lane, six batches would wait 30 s.
+      assert.ok(ms < 12_000, `the healthy destination took ${ms} ms`);
+      await waitFor(() => hook.logs.some((l) => l.includes('"batch"') && l.includes("mailhook-events-slow")), { ms: 30_000, what: "a batch of the slow lane" });
     } finally {
       await close();
     }
@@ -266,6 +283,7 @@ describe("destinations", () => {
       [[{ name: "crm", url: "https://crm.example/", filter: { providers: ["improvmx"], types: ["email.bounced"] } }], good, /matches no event any of its providers sends/],
       [[{ name: "crm", url: "https://crm.example/" }], {}, /destination "crm": its signing secret DESTINATION_CRM_SIGNING_SECRET is not set; run `wrangler secret put DESTINATION_CRM_SIGNING_SECRET`/],
       ['[{"name": "crm"', good, /DESTINATIONS: is not a list of destinations/],
+      [[{ name: "crm", url: "http://127.0.0.1:99999/x" }], good, /destination "crm": .* the port must be a number from 1 to 65535/],
     ]) {
       const hook = await startMailhook({ vars: { DESTINATIONS: destinations }, secrets, consumers: false });
       try {
@@ -278,6 +296,90 @@ describe("destinations", () => {
       } finally {
         await hook.dispose();
       }
+    }
+  });
+
+  test("review: 0.2 messages (no destination) fan out, and an in-flight 0.2 event does not wait for a removed origin", async () => {
+    const { hook, origins, close } = await setup({ a: {}, b: { filter: { types: ["mailbox.*"] } } });
+    try {
+      const seed = await post(hook, adm(1001));
+      await waitFor(() => origins.a.deliveries.length === 1);
+      const event = JSON.parse(origins.a.deliveries[0].body);
+      const db = await hook.db();
+      const envelope = (id, attempt) => ({ id, provider: "adm-tools", type: "email.received", attempt, received_at: now() - 60, event: { ...event, id } });
+      // In flight in 0.2 at attempt 3: the rows migration 0003 makes of it.
+      const inflight = "evt_review_inflight02";
+      await db.prepare("INSERT INTO events (id, provider, type, received_at, status, attempts, envelope, updated_at) VALUES (?1, 'adm-tools', 'email.received', ?2, 'retrying', 3, ?3, ?2)").bind(inflight, now() - 60, JSON.stringify(envelope(inflight, 3))).run();
+      await db.prepare("INSERT INTO deliveries (event_id, destination, status, attempts, last_status, updated_at) VALUES (?1, 'origin', 'retrying', 3, 500, ?2)").bind(inflight, now() - 60).run();
+      await (await hook.mf.getQueueProducer("EVENTS")).send(JSON.stringify(envelope(inflight, 3)), { contentType: "text" });
+      // A 0.2 message that the queue gave up on: dead at each destination that takes it.
+      const gaveUp = "evt_review_dlq02";
+      await (await hook.mf.getQueueProducer("DEAD_LETTERS")).send(JSON.stringify(envelope(gaveUp, 1)), { contentType: "text" });
+      await waitFor(() => origins.a.deliveries.some((d) => d.id === inflight), { what: "the 0.2 event at a" });
+      const shown = await waitFor(async () => {
+        const j = (await hook.admin(`/admin/events/${inflight}`)).json;
+        return j.status === "delivered" ? j : null;
+      }, { what: "the 0.2 event delivered, not waiting for origin" });
+      assert.deepEqual(shown.deliveries.map((d) => [d.destination, d.status, d.attempts]), [["a", "delivered", 1]], "a new destination starts at its first attempt");
+      await waitFor(async () => (await hook.deliveries("a")).some((d) => d.event_id === gaveUp && d.status === "dead"), { what: "the 0.2 dead letter at a" });
+      assert.equal(origins.b.attempts.length, 0);
+      const bulk = await hook.admin("/admin/replay?status=dead", { method: "POST" });
+      assert.deepEqual(bulk.json.ids, [gaveUp]);
+      await waitFor(() => origins.a.deliveries.some((d) => d.id === gaveUp), { what: "the replayed 0.2 dead letter" });
+      assert.ok(seed);
+    } finally {
+      await close();
+    }
+  });
+
+  test("review: an event no destination takes is accepted, kept as unrouted, and listed", async () => {
+    const { hook, origins, close } = await setup({ crm: { filter: { types: ["email.bounced"] } } });
+    try {
+      const request = adm(1101);
+      const id = await post(hook, request);
+      const listed = await waitFor(async () => {
+        const j = (await hook.admin("/admin/events?status=unrouted")).json;
+        return j.total === 1 ? j : null;
+      }, { what: "the unrouted event in the log" });
+      assert.equal(listed.events[0].id, id);
+      assert.deepEqual(listed.events[0].deliveries, []);
+      const replay = await hook.admin(`/admin/events/${id}/replay`, { method: "POST" });
+      assert.equal(replay.status, 400);
+      assert.match(replay.json.error.message, /no destination's filter takes email.received events from adm-tools/);
+      assert.equal(origins.crm.attempts.length, 0);
+      assert.equal((await hook.post(...request)).json.status, "duplicate");
+    } finally {
+      await close();
+    }
+  });
+
+  test("review: bulk replay with a cut-off ends, replays each dead delivery once, and counts what is left", async () => {
+    const { hook, origins, close } = await setup({ gone: { respond: () => 410 } });
+    try {
+      for (let uid = 1201; uid <= 1205; uid++) await post(hook, adm(uid));
+      await waitFor(async () => (await hook.deliveries("gone")).filter((d) => d.status === "dead").length === 5, { what: "five dead deliveries" });
+      const before = new Date(Date.now() + 1000).toISOString().replace(/\.\d+Z$/, "Z");
+      const first = await hook.admin(`/admin/replay?status=dead&limit=2&before=${encodeURIComponent(before)}`, { method: "POST" });
+      assert.equal(first.json.count, 2);
+      assert.equal(first.json.remaining, 3, "the two replayed are queued now");
+      let rounds = 1;
+      let replayed = 2;
+      for (;;) {
+        // Each replay fails again (410) and dies after the cut-off, so it is not picked again.
+        await sleep(1500);
+        const r = await hook.admin(`/admin/replay?status=dead&limit=2&before=${encodeURIComponent(before)}`, { method: "POST" });
+        rounds += 1;
+        replayed += r.json.count;
+        if (r.json.count === 0 || r.json.remaining === 0) break;
+        assert.ok(rounds < 10, "the loop ends");
+      }
+      assert.equal(replayed, 5);
+      await waitFor(() => origins.gone.attempts.length === 10, { what: "each replay attempted once" });
+      const counts = new Map();
+      for (const a of origins.gone.attempts) counts.set(a.id, (counts.get(a.id) ?? 0) + 1);
+      assert.deepEqual([...counts.values()], [2, 2, 2, 2, 2]);
+    } finally {
+      await close();
     }
   });
 });
