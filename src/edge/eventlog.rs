@@ -87,20 +87,7 @@ pub async fn record(
     let now = now_seconds();
     let dest = e.dest.as_deref().unwrap_or(LEGACY_NAME);
     let received = if e.received_at > 0 { e.received_at } else { now };
-    let mut statements = vec![db
-        .prepare(
-            "INSERT INTO events (id, provider, type, received_at, status, attempts, payload_ref, envelope, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&[
-            text(&e.id),
-            text(&e.provider),
-            text(&e.kind),
-            int(received),
-            opt_text(e.r2_key.as_deref()),
-            text(envelope_json),
-            int(now),
-        ])?];
+    let mut statements = Vec::new();
     // The other destinations the event went to, queued unless they have a row: one statement for any number.
     let others: Vec<&str> = e.dests.iter().map(String::as_str).filter(|d| *d != dest).collect();
     if !others.is_empty() {
