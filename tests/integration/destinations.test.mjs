@@ -224,8 +224,10 @@ describe("destinations", () => {
       assert.deepEqual(all.json.destinations, ["crm", "desk"]);
       await waitFor(() => origins.desk.deliveries.filter((d) => d.id === other).length === 2, { what: "the replay to all" });
       assert.equal(origins.bounces.attempts.length, 0);
-      const shown = (await hook.admin(`/admin/events/${other}`)).json;
-      assert.equal(shown.status, "delivered");
+      const shown = await waitFor(async () => {
+        const j = (await hook.admin(`/admin/events/${other}`)).json;
+        return j.status === "delivered" ? j : null;
+      }, { what: "both replays recorded" });
       assert.deepEqual(shown.deliveries.map((d) => d.destination), ["crm", "desk"]);
     } finally {
       await close();
