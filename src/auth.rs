@@ -1,9 +1,38 @@
 //! Authentication primitives: constant-time comparison, shared tokens with
 //! rotation, and HMAC-SHA256 signatures over raw bytes.
 
-use crate::config::Secrets;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Several comma-separated values of one secret: any one of them authenticates,
+/// so a secret can be rotated without downtime.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secrets(Vec<String>);
+
+impl Secrets {
+    pub fn parse(raw: Option<&str>) -> Self {
+        Self(raw.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secrets(<{} redacted>)", self.0.len())
+    }
+}
 
 pub type HmacSha256 = Hmac<Sha256>;
 

@@ -4,62 +4,11 @@
 //! and checks it, so a bad value is a clear error naming the variable instead
 //! of a surprise at delivery time. Secrets never appear in `Debug` output.
 
+pub use crate::auth::Secrets;
 use crate::auth::{IpList, MAX_CLOCK_SKEW_SECONDS};
 use crate::destinations::{self, CircuitPolicy, Defaults, Destination, DEFAULT_CIRCUIT_FAILURES, DEFAULT_CIRCUIT_PROBE_SECONDS};
 use base64::Engine as _;
 use std::fmt;
-
-/// How Mail-Plus requests are verified (`MAIL_PLUS_VERIFY`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VerifyMode {
-    /// The source IP is in `MAIL_PLUS_ALLOWED_IPS`.
-    Ip,
-    /// The source IP's PTR is under `MAIL_PLUS_RDNS_SUFFIX` and resolves back to it.
-    Rdns,
-    /// Both.
-    IpAndRdns,
-    /// Either.
-    IpOrRdns,
-}
-
-impl VerifyMode {
-    pub fn uses_ip(self) -> bool {
-        !matches!(self, Self::Rdns)
-    }
-
-    pub fn uses_rdns(self) -> bool {
-        !matches!(self, Self::Ip)
-    }
-}
-
-/// Several comma-separated values of one secret: any one of them authenticates,
-/// so a secret can be rotated without downtime.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secrets(Vec<String>);
-
-impl Secrets {
-    pub fn parse(raw: Option<&str>) -> Self {
-        Self(raw.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
-    }
-}
-
-impl fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secrets(<{} redacted>)", self.0.len())
-    }
-}
 
 /// A Standard Webhooks signing key (`whsec_<base64>`), decoded.
 #[derive(Clone, PartialEq, Eq)]
@@ -118,15 +67,8 @@ pub struct Config {
     pub dedupe_ttl_seconds: u64,
     pub include_raw: bool,
 
-    pub adm_tools_tokens: Secrets,
-    pub adm_tools_account_id: Option<String>,
-    pub mailtura_secrets: Secrets,
-    pub maileroo_secrets: Secrets,
-    pub improvmx_allowed_ips: IpList,
-    pub mail_plus_allowed_ips: IpList,
-    pub mail_plus_rdns_suffix: Option<String>,
-    pub mail_plus_verify: VerifyMode,
-    pub doh_url: String,
+    /// Each source's own settings (see `providers::Source::settings`).
+    pub providers: crate::providers::Settings,
 
     /// Where events go (see `destinations`): the declared `DESTINATIONS`,
     /// and `origin` (`ORIGIN_URL`) when it is set or nothing is declared.
@@ -149,15 +91,7 @@ impl Config {
             max_event_age_seconds: number(&get, "MAX_EVENT_AGE_SECONDS", 86_400)?,
             dedupe_ttl_seconds: number(&get, "DEDUPE_TTL_SECONDS", 604_800)?,
             include_raw: boolean(&get, "INCLUDE_RAW", true)?,
-            adm_tools_tokens: Secrets::parse(get("ADM_TOOLS_WEBHOOK_TOKEN").as_deref()),
-            adm_tools_account_id: get("ADM_TOOLS_ACCOUNT_ID"),
-            mailtura_secrets: Secrets::parse(get("MAILTURA_WEBHOOK_SECRET").as_deref()),
-            maileroo_secrets: Secrets::parse(get("MAILEROO_WEBHOOK_SECRET").as_deref()),
-            improvmx_allowed_ips: ip_list(&get, "IMPROVMX_ALLOWED_IPS", "15.237.103.194")?,
-            mail_plus_allowed_ips: ip_list(&get, "MAIL_PLUS_ALLOWED_IPS", "")?,
-            mail_plus_rdns_suffix: get("MAIL_PLUS_RDNS_SUFFIX").map(|s| s.trim_matches('.').to_ascii_lowercase()),
-            mail_plus_verify: verify_mode(get("MAIL_PLUS_VERIFY").as_deref())?,
-            doh_url: get("DOH_URL").unwrap_or_else(|| "https://cloudflare-dns.com/dns-query".into()),
+            providers: crate::providers::Settings::from_lookup(&get)?,
             destinations: Vec::new(),
             retry_schedule: schedule(get("RETRY_SCHEDULE_SECONDS").as_deref())?,
             dead_letter_queue: get("DEAD_LETTER_QUEUE").unwrap_or_else(|| DEFAULT_DEAD_LETTER_QUEUE.into()),
@@ -233,27 +167,12 @@ impl Config {
                 ),
             });
         }
-        if let Some(suffix) = &self.mail_plus_rdns_suffix {
-            if crate::dns::valid_hostname(suffix).is_none_or(|h| !h.contains('.')) {
-                return Err(ConfigError {
-                    var: "MAIL_PLUS_RDNS_SUFFIX",
-                    message: format!("{suffix:?} is not a domain name such as mail-plus.com (one name, no wildcards or lists)"),
-                });
-            }
-        }
-        if !(self.doh_url.starts_with("https://") || self.doh_url.starts_with("http://")) {
-            return Err(ConfigError { var: "DOH_URL", message: "must be an absolute http:// or https:// URL".into() });
-        }
         Ok(self)
     }
 
     /// Valid settings that an operator should look at twice, for `/healthz`.
     pub fn warnings(&self) -> Vec<String> {
-        [("IMPROVMX_ALLOWED_IPS", &self.improvmx_allowed_ips), ("MAIL_PLUS_ALLOWED_IPS", &self.mail_plus_allowed_ips)]
-            .into_iter()
-            .filter(|(_, list)| list.allows_a_whole_family())
-            .map(|(var, _)| format!("{var} has a /0 entry (or ::ffff:0:0/96): every address of that family is allowed"))
-            .collect()
+        crate::providers::Provider::ALL.iter().flat_map(|p| p.warnings(self)).collect()
     }
 
     /// `None` when every destination can be delivered to, or what is missing.
@@ -262,14 +181,14 @@ impl Config {
     }
 }
 
-fn number<T: std::str::FromStr>(get: &impl Fn(&str) -> Option<String>, var: &'static str, default: T) -> Result<T, ConfigError> {
+pub(crate) fn number<T: std::str::FromStr>(get: &crate::providers::Lookup, var: &'static str, default: T) -> Result<T, ConfigError> {
     match get(var) {
         None => Ok(default),
         Some(v) => v.parse().map_err(|_| ConfigError { var, message: format!("{v:?} is not a whole non-negative number") }),
     }
 }
 
-fn boolean(get: &impl Fn(&str) -> Option<String>, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+pub(crate) fn boolean(get: &crate::providers::Lookup, var: &'static str, default: bool) -> Result<bool, ConfigError> {
     match get(var).as_deref().map(str::to_ascii_lowercase).as_deref() {
         None => Ok(default),
         Some("true" | "1" | "yes") => Ok(true),
@@ -278,18 +197,14 @@ fn boolean(get: &impl Fn(&str) -> Option<String>, var: &'static str, default: bo
     }
 }
 
-fn ip_list(get: &impl Fn(&str) -> Option<String>, var: &'static str, default: &str) -> Result<IpList, ConfigError> {
+/// An allow-list of addresses and CIDR ranges, or the error naming `var` and its entry.
+pub fn ip_list(get: &crate::providers::Lookup, var: &'static str, default: &str) -> Result<IpList, ConfigError> {
     IpList::parse(get(var).as_deref().unwrap_or(default)).map_err(|message| ConfigError { var, message })
 }
 
-fn verify_mode(raw: Option<&str>) -> Result<VerifyMode, ConfigError> {
-    match raw.map(|r| r.replace(' ', "").to_ascii_lowercase()).as_deref() {
-        None | Some("rdns") => Ok(VerifyMode::Rdns),
-        Some("ip") => Ok(VerifyMode::Ip),
-        Some("ip+rdns") => Ok(VerifyMode::IpAndRdns),
-        Some("ip|rdns") => Ok(VerifyMode::IpOrRdns),
-        Some(other) => Err(ConfigError { var: "MAIL_PLUS_VERIFY", message: format!("{other:?} is not one of ip, rdns, ip+rdns, ip|rdns") }),
-    }
+/// The warning of an allow-list that takes a whole address family.
+pub fn whole_family_warning(var: &str, list: &IpList) -> Option<String> {
+    list.allows_a_whole_family().then(|| format!("{var} has a /0 entry (or ::ffff:0:0/96): every address of that family is allowed"))
 }
 
 /// The keys of a signing secret (`whsec_<base64>`, comma-separated during rotation), read from `var`.
@@ -331,11 +246,11 @@ mod tests {
         assert_eq!((c.destinations[0].name.as_str(), c.destinations[0].timeout_seconds), ("origin", 15));
         assert_eq!(c.destinations[0].circuit, CircuitPolicy { failures: 10, probe_seconds: 60 });
         assert!(c.include_raw);
-        assert!(c.adm_tools_tokens.is_empty());
+        assert!(c.providers.adm_tools.tokens.is_empty());
         assert!(c.retry_schedule.iter().map(|d| u64::from(*d)).sum::<u64>() >= 86_400);
         assert!(c.delivery_problem().is_some());
-        assert!(c.improvmx_allowed_ips.contains("15.237.103.194"));
-        assert_eq!(c.mail_plus_verify, VerifyMode::Rdns);
+        assert!(c.providers.improvmx.contains("15.237.103.194"));
+        assert_eq!(c.providers.mail_plus.verify, crate::providers::mail_plus::VerifyMode::Rdns);
     }
 
     #[test]
@@ -349,7 +264,7 @@ mod tests {
     #[test]
     fn secrets_split_on_commas_and_never_print() {
         let c = cfg(&[("ADM_TOOLS_WEBHOOK_TOKEN", " old-token , new-token ,")]).unwrap();
-        assert_eq!(c.adm_tools_tokens.iter().collect::<Vec<_>>(), ["old-token", "new-token"]);
+        assert_eq!(c.providers.adm_tools.tokens.iter().collect::<Vec<_>>(), ["old-token", "new-token"]);
         let debug = format!("{c:?}");
         assert!(!debug.contains("old-token") && !debug.contains("new-token"), "{debug}");
     }
@@ -375,7 +290,7 @@ mod tests {
         for (raw, want) in
             [("Mail-Plus.COM.", "mail-plus.com"), (".mail-plus.com", "mail-plus.com"), (" mx.mail-plus.com ", "mx.mail-plus.com")]
         {
-            assert_eq!(cfg(&[("MAIL_PLUS_RDNS_SUFFIX", raw)]).unwrap().mail_plus_rdns_suffix.as_deref(), Some(want), "{raw}");
+            assert_eq!(cfg(&[("MAIL_PLUS_RDNS_SUFFIX", raw)]).unwrap().providers.mail_plus.rdns_suffix.as_deref(), Some(want), "{raw}");
         }
     }
 

@@ -77,7 +77,10 @@ impl ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotFound => f.write_str("no such route; providers post to /webhooks/{mail-plus|mailtura|maileroo|improvmx|adm-tools}"),
+            Self::NotFound => {
+                let names: Vec<&str> = crate::providers::Provider::ALL.iter().map(|p| p.name()).collect();
+                write!(f, "no such route; providers post to /webhooks/{{{}}}", names.join("|"))
+            }
             Self::MethodNotAllowed { allow } => write!(f, "this route accepts {allow} only"),
             Self::PayloadTooLarge { limit } => {
                 write!(f, "the body is larger than {limit} bytes (MAX_BODY_BYTES; Mailtura and Maileroo events at most 1048576); raise MAX_BODY_BYTES if this provider's payloads are legitimately this large")

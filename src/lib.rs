@@ -12,8 +12,9 @@
 //! no I/O (time and randomness are arguments):
 //!
 //! - [`config`]: every variable read once into a validated `Config`, secrets redacted.
-//! - [`providers`]: one module per provider (`authenticate` + `normalise`) and
-//!   `Provider::ingest`, the pure half of the pipeline.
+//! - [`providers`]: one module per source, each implementing `Source` (everything
+//!   about itself), the `registry!` that lists them, and `Provider::ingest`, the
+//!   pure half of the pipeline.
 //! - [`large`]: large email without copies: skeletons, markers, events as parts of the body.
 //! - [`event`]: the canonical event. [`address`], [`time`], [`mailauth`]: shared parsers.
 //! - [`auth`]: constant-time comparison, tokens, HMAC, IP allow-lists, the age window.

@@ -17,19 +17,26 @@ pub const LONG_WINDOW: &str = "315360000";
 /// The dedupe window that goes with it: the age window plus the clock-skew allowance.
 pub const LONG_DEDUPE: &str = "315360300";
 
+/// The settings of the test configuration: every provider configured.
+const BASE: [(&str, &str); 8] = [
+    ("ADM_TOOLS_WEBHOOK_TOKEN", ADM_TOOLS_TOKEN),
+    ("MAILTURA_WEBHOOK_SECRET", MAILTURA_SECRET),
+    ("MAILEROO_WEBHOOK_SECRET", MAILEROO_SECRET),
+    ("MAIL_PLUS_ALLOWED_IPS", "192.0.2.0/24, 2001:db8::/32"),
+    ("MAIL_PLUS_RDNS_SUFFIX", "mail-plus.com"),
+    ("MAIL_PLUS_VERIFY", "ip+rdns"),
+    ("MAX_EVENT_AGE_SECONDS", LONG_WINDOW),
+    ("DEDUPE_TTL_SECONDS", LONG_DEDUPE),
+];
+
+/// The test configuration's value of `var` (a signed provider's secret, say).
+pub fn test_value(var: &str) -> Option<&'static str> {
+    BASE.iter().find(|(n, _)| *n == var).map(|(_, v)| *v)
+}
+
 /// Every provider configured; `overrides` replace values (an empty value unsets).
 pub fn config_with(overrides: &[(&str, &str)]) -> Result<Config, crate::config::ConfigError> {
-    let base = [
-        ("ADM_TOOLS_WEBHOOK_TOKEN", ADM_TOOLS_TOKEN),
-        ("MAILTURA_WEBHOOK_SECRET", MAILTURA_SECRET),
-        ("MAILEROO_WEBHOOK_SECRET", MAILEROO_SECRET),
-        ("MAIL_PLUS_ALLOWED_IPS", "192.0.2.0/24, 2001:db8::/32"),
-        ("MAIL_PLUS_RDNS_SUFFIX", "mail-plus.com"),
-        ("MAIL_PLUS_VERIFY", "ip+rdns"),
-        ("MAX_EVENT_AGE_SECONDS", LONG_WINDOW),
-        ("DEDUPE_TTL_SECONDS", LONG_DEDUPE),
-    ];
-    Config::from_lookup(|k| overrides.iter().chain(base.iter()).find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+    Config::from_lookup(|k| overrides.iter().chain(BASE.iter()).find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
 }
 
 /// The markers' nonce in tests (the edge draws a random one per request).

@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use mailhook::config::Config;
-use mailhook::providers::{mail_plus, Inbound, Provider};
+use mailhook::providers::{Inbound, Provider};
 
 const P: Provider = Provider::MailPlus;
 
@@ -45,7 +45,7 @@ fn each_mode_needs_its_settings() {
 fn the_edge_is_asked_for_reverse_dns_only_when_the_mode_needs_it() {
     let ask = |cfg: &Config, ip: &str| {
         let req = Inbound::new(&[], Some(ip), b"", NOW);
-        mail_plus::rdns_lookup(cfg, &req).map(|a| a.to_string())
+        Provider::MailPlus.rdns_check(cfg, &req).map(|c| c.ip.to_string())
     };
     assert_eq!(ask(&mode("ip"), "203.0.113.9"), None);
     assert_eq!(ask(&mode("rdns"), "203.0.113.9").as_deref(), Some("203.0.113.9"));

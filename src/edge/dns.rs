@@ -2,15 +2,14 @@
 //! asks for, and the verdict cache in KV (`rdns:{suffix}:{ip}`).
 
 use super::{fetch_with_timeout, log, now_seconds, KV_DEDUPE};
-use crate::config::Config;
 use crate::dns::{
     cache_key, cache_ttl, candidate_names, forward_confirms, forward_type, parse_answer, ptr_name, query_url, RecordType, VerdictCache,
     MAX_FORWARD_LOOKUPS,
 };
 use crate::error::ApiError;
+use crate::providers::RdnsCheck;
 use serde_json::json;
 use std::cell::RefCell;
-use std::net::IpAddr;
 use worker::{Env, Headers, Method, Request, RequestInit};
 
 const DOH_TIMEOUT_SECONDS: u32 = 5;
@@ -27,8 +26,8 @@ thread_local! {
 /// nothing (isolate memory) or one KV read (a pass another isolate found);
 /// otherwise one PTR fetch and at most `MAX_FORWARD_LOOKUPS` forward fetches.
 /// Only passes are written to KV, so a stream of refused addresses writes nothing.
-pub async fn verify(ip: IpAddr, cfg: &Config, env: &Env) -> Result<bool, ApiError> {
-    let suffix = cfg.mail_plus_rdns_suffix.as_deref().unwrap_or_default();
+pub async fn verify(check: &RdnsCheck, env: &Env) -> Result<bool, ApiError> {
+    let (ip, suffix) = (check.ip, check.suffix.as_str());
     let key = cache_key(ip, suffix);
     if let Some(v) = VERDICTS.with(|c| c.borrow().get(&key, now_seconds())) {
         return Ok(v);
@@ -41,10 +40,10 @@ pub async fn verify(ip: IpAddr, cfg: &Config, env: &Env) -> Result<bool, ApiErro
             return Ok(passed);
         }
     }
-    let names = query(cfg, &ptr_name(ip), RecordType::Ptr).await?;
+    let names = query(&check.doh_url, &ptr_name(ip), RecordType::Ptr).await?;
     let mut passed = false;
     for name in candidate_names(&names, suffix, MAX_FORWARD_LOOKUPS) {
-        if forward_confirms(&query(cfg, &name, forward_type(ip)).await?, ip) {
+        if forward_confirms(&query(&check.doh_url, &name, forward_type(ip)).await?, ip) {
             passed = true;
             break;
         }
@@ -61,7 +60,7 @@ pub async fn verify(ip: IpAddr, cfg: &Config, env: &Env) -> Result<bool, ApiErro
     Ok(passed)
 }
 
-async fn query(cfg: &Config, name: &str, rtype: RecordType) -> Result<Vec<String>, ApiError> {
+async fn query(doh_url: &str, name: &str, rtype: RecordType) -> Result<Vec<String>, ApiError> {
     let unavailable = |why: String| {
         log(json!({"kind": "doh_failed", "name": name, "error": why}));
         ApiError::Unavailable(format!("reverse DNS could not be checked ({why}); nothing was accepted, please retry"))
@@ -70,7 +69,7 @@ async fn query(cfg: &Config, name: &str, rtype: RecordType) -> Result<Vec<String
     headers.set("accept", "application/dns-json").map_err(|e| unavailable(e.to_string()))?;
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
-    let req = Request::new_with_init(&query_url(&cfg.doh_url, name, rtype), &init).map_err(|e| unavailable(format!("DOH_URL: {e}")))?;
+    let req = Request::new_with_init(&query_url(doh_url, name, rtype), &init).map_err(|e| unavailable(format!("DOH_URL: {e}")))?;
     let mut resp = fetch_with_timeout(req, DOH_TIMEOUT_SECONDS).await.map_err(unavailable)?;
     if resp.status_code() != 200 {
         return Err(unavailable(format!("DoH answered HTTP {}", resp.status_code())));

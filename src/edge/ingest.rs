@@ -37,7 +37,7 @@ pub async fn handle(provider: Provider, mut req: Request, env: &Env) -> Result<(
 async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::Result<(&'static str, Vec<String>), ApiError> {
     let cfg = config(env).map_err(|e| ApiError::NotConfigured(e.to_string()))?;
     if let Some(missing) = provider.missing_config(&cfg) {
-        return Err(ApiError::NotConfigured(missing.into()));
+        return Err(ApiError::NotConfigured(missing));
     }
     // Everything that needs no body comes first, so a request that is too
     // large, from the wrong address or without its token or signature costs
@@ -51,10 +51,8 @@ async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::R
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let client_ip = headers.iter().find(|(k, _)| k == "cf-connecting-ip").map(|(_, v)| v.clone());
     let mut inbound = Inbound::new(&headers, client_ip.as_deref(), &[], now_seconds());
-    if provider == Provider::MailPlus {
-        if let Some(ip) = crate::providers::mail_plus::rdns_lookup(&cfg, &inbound) {
-            inbound.rdns = Some(super::dns::verify(ip, &cfg, env).await?);
-        }
+    if let Some(check) = provider.rdns_check(&cfg, &inbound) {
+        inbound.rdns = Some(super::dns::verify(&check, env).await?);
     }
     provider.authenticate_head(&cfg, &inbound)?;
     // A known sender's body is read into one buffer of its announced size; an

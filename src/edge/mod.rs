@@ -192,7 +192,7 @@ async fn destinations(cfg: &Config, env: &Env) -> serde_json::Value {
 }
 
 fn confirm(env: &Env) -> Result<Response> {
-    let account = config(env).ok().and_then(|c| c.adm_tools_account_id.clone());
+    let account = config(env).ok().and_then(|c| c.providers.adm_tools.account_id.clone());
     match account {
         Some(id) => {
             let mut resp = Response::ok(id)?;

@@ -6,21 +6,63 @@
 //! `to`, `subject`, `snippet` and `message_id`. adm.tools resends once after
 //! 15 minutes on anything but 200.
 
-use super::{parse_json, Inbound};
+use super::{parse_json, Auth, Inbound, Lookup, Normalised, Setting, Source};
 use crate::address;
-use crate::auth::token_matches;
-use crate::config::Config;
+use crate::auth::{token_matches, Secrets};
+use crate::config::ConfigError;
 use crate::dedupe;
 use crate::error::ApiError;
 use crate::event::{Event, EventData, EventType, Mailbox};
 use serde::Deserialize;
 use serde_json::Value;
 
-pub const NAME: &str = "adm-tools";
+pub const NAME: &str = AdmTools::NAME;
 
-/// Every type this provider's events can have.
-pub const EVENT_TYPES: &[EventType] =
-    &[EventType::Received, EventType::MessageAdded, EventType::FlagsChanged, EventType::MessageDeleted, EventType::Unknown];
+pub struct AdmTools;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `ADM_TOOLS_WEBHOOK_TOKEN`
+    pub tokens: Secrets,
+    /// `ADM_TOOLS_ACCOUNT_ID`, served at `/webhook-confirm.txt`.
+    pub account_id: Option<String>,
+}
+
+impl Source for AdmTools {
+    const NAME: &'static str = "adm-tools";
+    const EVENT_TYPES: &'static [EventType] =
+        &[EventType::Received, EventType::MessageAdded, EventType::FlagsChanged, EventType::MessageDeleted, EventType::Unknown];
+    const AUTH: Auth = Auth::BeforeBody;
+    const SETTINGS: &'static [Setting] = &[Setting::secret("ADM_TOOLS_WEBHOOK_TOKEN"), Setting::var("ADM_TOOLS_ACCOUNT_ID")];
+    type Settings = Settings;
+
+    fn settings(get: &Lookup) -> Result<Settings, ConfigError> {
+        Ok(Settings { tokens: Secrets::parse(get("ADM_TOOLS_WEBHOOK_TOKEN").as_deref()), account_id: get("ADM_TOOLS_ACCOUNT_ID") })
+    }
+
+    fn missing(s: &Settings) -> Option<String> {
+        s.tokens.is_empty().then(|| {
+            "adm.tools is not configured: set ADM_TOOLS_WEBHOOK_TOKEN (`wrangler secret put ADM_TOOLS_WEBHOOK_TOKEN`) to the token shown in its Webhooks list".into()
+        })
+    }
+
+    fn authenticate_head(s: &Settings, req: &Inbound) -> Result<(), ApiError> {
+        let token = req
+            .header("x-webhook-token")
+            .ok_or_else(|| ApiError::Unauthorized("the X-Webhook-Token header is missing; adm.tools sends it with every request".into()))?;
+        if token_matches(&s.tokens, token.trim()) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized(
+                "X-Webhook-Token does not match ADM_TOOLS_WEBHOOK_TOKEN; copy the token from the adm.tools Webhooks list".into(),
+            ))
+        }
+    }
+
+    fn normalise(_: &Settings, req: &Inbound) -> Result<Normalised, ApiError> {
+        normalise(req).map(Normalised::new)
+    }
+}
 
 #[derive(Deserialize)]
 struct Payload {
@@ -38,19 +80,6 @@ struct Payload {
     subject: Option<String>,
     snippet: Option<String>,
     message_id: Option<String>,
-}
-
-pub fn authenticate(cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
-    let token = req
-        .header("x-webhook-token")
-        .ok_or_else(|| ApiError::Unauthorized("the X-Webhook-Token header is missing; adm.tools sends it with every request".into()))?;
-    if token_matches(&cfg.adm_tools_tokens, token.trim()) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized(
-            "X-Webhook-Token does not match ADM_TOOLS_WEBHOOK_TOKEN; copy the token from the adm.tools Webhooks list".into(),
-        ))
-    }
 }
 
 /// The provider's word → ours. `flags-set` covers both flag changes and
@@ -83,7 +112,7 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
+fn normalise(req: &Inbound) -> Result<Vec<Event>, ApiError> {
     let p: Payload = parse_json(NAME, req.json)?;
     let flags = flags(&p.flags);
     let kind = event_type(&p.event, &flags);

@@ -7,9 +7,10 @@
 //! and `inlines`/`attachments` with base64 `content`, kept intact.
 //! ImprovMX retries twice on 4xx or 5xx, then gives up.
 
-use super::{ip_allowed, parse_json, Inbound};
+use super::{ip_allowed, parse_json, Auth, Inbound, Lookup, Normalised, Setting, Source};
 use crate::address;
-use crate::config::Config;
+use crate::auth::IpList;
+use crate::config::{ip_list, whole_family_warning, ConfigError};
 use crate::dedupe;
 use crate::error::ApiError;
 use crate::event::{Attachment, AuthResults, Event, EventData, EventType, Inbound as InboundMail};
@@ -18,18 +19,45 @@ use crate::mailauth;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-pub const NAME: &str = "improvmx";
+pub const NAME: &str = ImprovMx::NAME;
 
-/// Every type this provider's events can have.
-pub const EVENT_TYPES: &[EventType] = &[EventType::Received];
+pub struct ImprovMx;
 
-/// Attachments (base64), text and html may be large; they travel as markers (see `large`).
-pub const LARGE_PATHS: &[LargePath] = &[
-    &[Seg::Key("text")],
-    &[Seg::Key("html")],
-    &[Seg::Key("inlines"), Seg::Any, Seg::Key("content")],
-    &[Seg::Key("attachments"), Seg::Any, Seg::Key("content")],
-];
+impl Source for ImprovMx {
+    const NAME: &'static str = "improvmx";
+    const EVENT_TYPES: &'static [EventType] = &[EventType::Received];
+    const AUTH: Auth = Auth::BeforeBody;
+    /// Attachments (base64), text and html may be large; they travel as markers (see `large`).
+    const LARGE_PATHS: &'static [LargePath] = &[
+        &[Seg::Key("text")],
+        &[Seg::Key("html")],
+        &[Seg::Key("inlines"), Seg::Any, Seg::Key("content")],
+        &[Seg::Key("attachments"), Seg::Any, Seg::Key("content")],
+    ];
+    const SETTINGS: &'static [Setting] = &[Setting::var("IMPROVMX_ALLOWED_IPS")];
+    /// `IMPROVMX_ALLOWED_IPS`
+    type Settings = IpList;
+
+    fn settings(get: &Lookup) -> Result<IpList, ConfigError> {
+        ip_list(get, "IMPROVMX_ALLOWED_IPS", "15.237.103.194")
+    }
+
+    fn missing(ips: &IpList) -> Option<String> {
+        ips.is_empty().then(|| "ImprovMX is not configured: set IMPROVMX_ALLOWED_IPS (ImprovMX posts from 15.237.103.194)".into())
+    }
+
+    fn warnings(ips: &IpList) -> Vec<String> {
+        whole_family_warning("IMPROVMX_ALLOWED_IPS", ips).into_iter().collect()
+    }
+
+    fn authenticate_head(ips: &IpList, req: &Inbound) -> Result<(), ApiError> {
+        ip_allowed(ips, req, "IMPROVMX_ALLOWED_IPS")
+    }
+
+    fn normalise(_: &IpList, req: &Inbound) -> Result<Normalised, ApiError> {
+        normalise(req).map(Normalised::new)
+    }
+}
 
 #[derive(Deserialize)]
 struct Payload {
@@ -82,11 +110,7 @@ impl Part {
     }
 }
 
-pub fn authenticate(cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
-    ip_allowed(&cfg.improvmx_allowed_ips, req, "IMPROVMX_ALLOWED_IPS")
-}
-
-pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
+fn normalise(req: &Inbound) -> Result<Vec<Event>, ApiError> {
     let p: Payload = parse_json(NAME, req.json)?;
     if p.headers.is_none() && p.from.is_null() && p.to.is_null() {
         return Err(ApiError::BadRequest("the body has none of headers, from, to: not an ImprovMX inbound email".into()));

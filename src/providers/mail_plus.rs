@@ -8,9 +8,10 @@
 //! customer selected: timestamp, header, body, subject, from, to, bcc, spf,
 //! dkim, spam_score, ip_address; any subset may be present.
 
-use super::{ip_allowed, parse_json, Inbound};
+use super::{ip_allowed, parse_json, Auth, Inbound, Lookup, Normalised, RdnsCheck, Setting, Source};
 use crate::address;
-use crate::config::{Config, VerifyMode};
+use crate::auth::IpList;
+use crate::config::{ip_list, whole_family_warning, ConfigError};
 use crate::dedupe;
 use crate::error::ApiError;
 use crate::event::{AuthResults, Event, EventData, EventType, Inbound as InboundMail, Spam};
@@ -18,15 +19,153 @@ use crate::large::{LargePath, Seg};
 use crate::mailauth;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::net::IpAddr;
 
-pub const NAME: &str = "mail-plus";
+pub const NAME: &str = MailPlus::NAME;
 
-/// Every type this provider's events can have.
-pub const EVENT_TYPES: &[EventType] = &[EventType::Received];
+pub struct MailPlus;
 
-/// The message text may be large; it travels as a marker (see `large`).
-pub const LARGE_PATHS: &[LargePath] = &[&[Seg::Key("body")]];
+/// How Mail-Plus requests are verified (`MAIL_PLUS_VERIFY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// The source IP is in `MAIL_PLUS_ALLOWED_IPS`.
+    Ip,
+    /// The source IP's PTR is under `MAIL_PLUS_RDNS_SUFFIX` and resolves back to it.
+    Rdns,
+    /// Both.
+    IpAndRdns,
+    /// Either.
+    IpOrRdns,
+}
+
+impl VerifyMode {
+    pub fn uses_ip(self) -> bool {
+        !matches!(self, Self::Rdns)
+    }
+
+    pub fn uses_rdns(self) -> bool {
+        !matches!(self, Self::Ip)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `MAIL_PLUS_ALLOWED_IPS`
+    pub allowed_ips: IpList,
+    /// `MAIL_PLUS_RDNS_SUFFIX`, lower case, without dots around it.
+    pub rdns_suffix: Option<String>,
+    /// `MAIL_PLUS_VERIFY`
+    pub verify: VerifyMode,
+    /// `DOH_URL`
+    pub doh_url: String,
+}
+
+impl Source for MailPlus {
+    const NAME: &'static str = "mail-plus";
+    const EVENT_TYPES: &'static [EventType] = &[EventType::Received];
+    const AUTH: Auth = Auth::BeforeBody;
+    /// The message text may be large; it travels as a marker (see `large`).
+    const LARGE_PATHS: &'static [LargePath] = &[&[Seg::Key("body")]];
+    const SETTINGS: &'static [Setting] = &[
+        Setting::var("MAIL_PLUS_ALLOWED_IPS"),
+        Setting::var("MAIL_PLUS_RDNS_SUFFIX"),
+        Setting::var("MAIL_PLUS_VERIFY"),
+        Setting::var("DOH_URL"),
+    ];
+    type Settings = Settings;
+
+    fn settings(get: &Lookup) -> Result<Settings, ConfigError> {
+        let s = Settings {
+            allowed_ips: ip_list(get, "MAIL_PLUS_ALLOWED_IPS", "")?,
+            rdns_suffix: get("MAIL_PLUS_RDNS_SUFFIX").map(|s| s.trim_matches('.').to_ascii_lowercase()),
+            verify: verify_mode(get("MAIL_PLUS_VERIFY").as_deref())?,
+            doh_url: get("DOH_URL").unwrap_or_else(|| "https://cloudflare-dns.com/dns-query".into()),
+        };
+        if let Some(suffix) = &s.rdns_suffix {
+            if crate::dns::valid_hostname(suffix).is_none_or(|h| !h.contains('.')) {
+                return Err(ConfigError {
+                    var: "MAIL_PLUS_RDNS_SUFFIX",
+                    message: format!("{suffix:?} is not a domain name such as mail-plus.com (one name, no wildcards or lists)"),
+                });
+            }
+        }
+        if !(s.doh_url.starts_with("https://") || s.doh_url.starts_with("http://")) {
+            return Err(ConfigError { var: "DOH_URL", message: "must be an absolute http:// or https:// URL".into() });
+        }
+        Ok(s)
+    }
+
+    /// `None` when the configured mode has what it needs.
+    fn missing(s: &Settings) -> Option<String> {
+        let ips = !s.allowed_ips.is_empty();
+        let rdns = s.rdns_suffix.is_some();
+        let ok = match s.verify {
+            VerifyMode::Ip => ips,
+            VerifyMode::Rdns => rdns,
+            VerifyMode::IpAndRdns => ips && rdns,
+            VerifyMode::IpOrRdns => ips || rdns,
+        };
+        (!ok).then(|| {
+            "Mail-Plus is not configured: MAIL_PLUS_VERIFY needs MAIL_PLUS_ALLOWED_IPS (from its client area) and/or MAIL_PLUS_RDNS_SUFFIX".into()
+        })
+    }
+
+    fn warnings(s: &Settings) -> Vec<String> {
+        whole_family_warning("MAIL_PLUS_ALLOWED_IPS", &s.allowed_ips).into_iter().collect()
+    }
+
+    /// The address whose reverse DNS the edge must check before `authenticate_head`,
+    /// or `None` when the mode does not need it for this request.
+    fn rdns_check(s: &Settings, req: &Inbound) -> Option<RdnsCheck> {
+        let suffix = s.rdns_suffix.as_ref()?;
+        if !s.verify.uses_rdns() {
+            return None;
+        }
+        let ip = req.client_ip?.trim();
+        let listed = s.allowed_ips.contains(ip);
+        match s.verify {
+            // Listed: the address alone is enough.
+            VerifyMode::IpOrRdns if listed => None,
+            // Not listed: refused whatever its reverse DNS says, so no DoH work for it.
+            VerifyMode::IpAndRdns if !listed => None,
+            _ => Some(RdnsCheck { ip: ip.parse().ok()?, suffix: suffix.clone(), doh_url: s.doh_url.clone() }),
+        }
+    }
+
+    fn authenticate_head(s: &Settings, req: &Inbound) -> Result<(), ApiError> {
+        let ip = || ip_allowed(&s.allowed_ips, req, "MAIL_PLUS_ALLOWED_IPS");
+        let rdns = || {
+            let suffix = s.rdns_suffix.as_deref().unwrap_or_default();
+            let addr = req.client_ip.unwrap_or("(none)");
+            match req.rdns {
+                Some(true) => Ok(()),
+                Some(false) => Err(ApiError::Forbidden(format!(
+                    "the reverse DNS of {addr} is not a name under .{suffix} that resolves back to {addr} (MAIL_PLUS_RDNS_SUFFIX)"
+                ))),
+                None => Err(ApiError::Forbidden(format!("the reverse DNS of {addr} could not be checked"))),
+            }
+        };
+        match s.verify {
+            VerifyMode::Ip => ip(),
+            VerifyMode::Rdns => rdns(),
+            VerifyMode::IpAndRdns => ip().and_then(|()| rdns()),
+            VerifyMode::IpOrRdns => ip().or_else(|_| rdns()),
+        }
+    }
+
+    fn normalise(_s: &Settings, req: &Inbound) -> Result<Normalised, ApiError> {
+        normalise(req).map(Normalised::new)
+    }
+}
+
+fn verify_mode(raw: Option<&str>) -> Result<VerifyMode, ConfigError> {
+    match raw.map(|r| r.replace(' ', "").to_ascii_lowercase()).as_deref() {
+        None | Some("rdns") => Ok(VerifyMode::Rdns),
+        Some("ip") => Ok(VerifyMode::Ip),
+        Some("ip+rdns") => Ok(VerifyMode::IpAndRdns),
+        Some("ip|rdns") => Ok(VerifyMode::IpOrRdns),
+        Some(other) => Err(ConfigError { var: "MAIL_PLUS_VERIFY", message: format!("{other:?} is not one of ip, rdns, ip+rdns, ip|rdns") }),
+    }
+}
 
 #[derive(Deserialize)]
 struct Payload {
@@ -51,62 +190,7 @@ struct Payload {
 
 const FIELDS: [&str; 11] = ["timestamp", "header", "body", "subject", "from", "to", "bcc", "spf", "dkim", "spam_score", "ip_address"];
 
-/// The address whose reverse DNS the edge must check before `authenticate`,
-/// or `None` when the mode does not need it for this request.
-pub fn rdns_lookup(cfg: &Config, req: &Inbound) -> Option<IpAddr> {
-    let mode = cfg.mail_plus_verify;
-    cfg.mail_plus_rdns_suffix.as_ref()?;
-    if !mode.uses_rdns() {
-        return None;
-    }
-    let ip = req.client_ip?.trim();
-    let listed = cfg.mail_plus_allowed_ips.contains(ip);
-    match mode {
-        // Listed: the address alone is enough.
-        VerifyMode::IpOrRdns if listed => None,
-        // Not listed: refused whatever its reverse DNS says, so no DoH work for it.
-        VerifyMode::IpAndRdns if !listed => None,
-        _ => ip.parse().ok(),
-    }
-}
-
-pub fn authenticate(cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
-    let ip = || ip_allowed(&cfg.mail_plus_allowed_ips, req, "MAIL_PLUS_ALLOWED_IPS");
-    let rdns = || {
-        let suffix = cfg.mail_plus_rdns_suffix.as_deref().unwrap_or_default();
-        let addr = req.client_ip.unwrap_or("(none)");
-        match req.rdns {
-            Some(true) => Ok(()),
-            Some(false) => Err(ApiError::Forbidden(format!(
-                "the reverse DNS of {addr} is not a name under .{suffix} that resolves back to {addr} (MAIL_PLUS_RDNS_SUFFIX)"
-            ))),
-            None => Err(ApiError::Forbidden(format!("the reverse DNS of {addr} could not be checked"))),
-        }
-    };
-    match cfg.mail_plus_verify {
-        VerifyMode::Ip => ip(),
-        VerifyMode::Rdns => rdns(),
-        VerifyMode::IpAndRdns => ip().and_then(|()| rdns()),
-        VerifyMode::IpOrRdns => ip().or_else(|_| rdns()),
-    }
-}
-
-/// `None` when the configured mode has what it needs.
-pub fn missing_config(cfg: &Config) -> Option<&'static str> {
-    let ips = !cfg.mail_plus_allowed_ips.is_empty();
-    let rdns = cfg.mail_plus_rdns_suffix.is_some();
-    let ok = match cfg.mail_plus_verify {
-        VerifyMode::Ip => ips,
-        VerifyMode::Rdns => rdns,
-        VerifyMode::IpAndRdns => ips && rdns,
-        VerifyMode::IpOrRdns => ips || rdns,
-    };
-    (!ok).then_some(
-        "Mail-Plus is not configured: MAIL_PLUS_VERIFY needs MAIL_PLUS_ALLOWED_IPS (from its client area) and/or MAIL_PLUS_RDNS_SUFFIX",
-    )
-}
-
-pub fn normalise(_cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
+fn normalise(req: &Inbound) -> Result<Vec<Event>, ApiError> {
     let raw: Map<String, Value> = parse_json(NAME, req.json)?;
     if !FIELDS.iter().any(|f| raw.contains_key(*f)) {
         return Err(ApiError::BadRequest(format!("the body has none of Mail-Plus's fields ({})", FIELDS.join(", "))));

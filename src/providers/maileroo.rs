@@ -6,29 +6,53 @@
 //! `event_data` varies by event: `from`/`to` as arrays or a string, `ip` and
 //! `user_agent` for opens, `original_url` for clicks, `reason` for deferrals.
 
-use super::{hmac_header, parse_json, Inbound};
+use super::{parse_json, Auth, Inbound, Lookup, Normalised, Setting, Source};
 use crate::address;
-use crate::auth::check_age;
-use crate::config::Config;
+use crate::auth::Secrets;
+use crate::config::ConfigError;
 use crate::error::ApiError;
 use crate::event::{Bounce, Click, Client, Event, EventData, EventType};
 use serde::Deserialize;
 use serde_json::Value;
 
-pub const NAME: &str = "maileroo";
+pub const NAME: &str = Maileroo::NAME;
 
-/// Every type this provider's events can have.
-pub const EVENT_TYPES: &[EventType] = &[
-    EventType::Queued,
-    EventType::Delivered,
-    EventType::Rejected,
-    EventType::Deferred,
-    EventType::Bounced,
-    EventType::Opened,
-    EventType::Clicked,
-    EventType::Complained,
-    EventType::Unknown,
-];
+pub struct Maileroo;
+
+impl Source for Maileroo {
+    const NAME: &'static str = "maileroo";
+    const EVENT_TYPES: &'static [EventType] = &[
+        EventType::Queued,
+        EventType::Delivered,
+        EventType::Rejected,
+        EventType::Deferred,
+        EventType::Bounced,
+        EventType::Opened,
+        EventType::Clicked,
+        EventType::Complained,
+        EventType::Unknown,
+    ];
+    const AUTH: Auth = Auth::SignedBody { header: SIGNATURE_HEADER, secret: "MAILEROO_WEBHOOK_SECRET", time_field: "event_time" };
+    const SETTINGS: &'static [Setting] = &[Setting::secret("MAILEROO_WEBHOOK_SECRET")];
+    /// `MAILEROO_WEBHOOK_SECRET`
+    type Settings = Secrets;
+
+    fn settings(get: &Lookup) -> Result<Secrets, ConfigError> {
+        Ok(Secrets::parse(get("MAILEROO_WEBHOOK_SECRET").as_deref()))
+    }
+
+    fn missing(s: &Secrets) -> Option<String> {
+        s.is_empty().then(|| "Maileroo is not configured: set MAILEROO_WEBHOOK_SECRET (`wrangler secret put MAILEROO_WEBHOOK_SECRET`) to the shared secret from its dashboard".into())
+    }
+
+    fn signing_secrets(s: &Secrets) -> Option<&Secrets> {
+        Some(s)
+    }
+
+    fn normalise(_: &Secrets, req: &Inbound) -> Result<Normalised, ApiError> {
+        normalise(req)
+    }
+}
 
 /// Hex HMAC-SHA256 of the raw body.
 pub const SIGNATURE_HEADER: &str = "x-maileroo-signature";
@@ -66,10 +90,6 @@ struct EventFields {
     url: Option<String>,
     reason: Option<String>,
     subject: Option<String>,
-}
-
-pub fn authenticate(cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
-    hmac_header(&cfg.maileroo_secrets, req, SIGNATURE_HEADER, "MAILEROO_WEBHOOK_SECRET")
 }
 
 /// The provider's word → ours. `failed` is, in Maileroo's words, "a permanent
@@ -111,10 +131,9 @@ fn tags(v: &Value) -> Vec<String> {
     }
 }
 
-pub fn normalise(cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
+fn normalise(req: &Inbound) -> Result<Normalised, ApiError> {
     let p: Payload = parse_json(NAME, req.json)?;
     let time = crate::time::from_json(&p.event_time);
-    check_age(time, req.now, cfg.max_event_age_seconds, "event_time")?;
     let kind = event_type(&p.event_type);
     let id = super::id_from(NAME, p.event_id.as_deref(), req.body);
     let f = p.event_data;
@@ -154,7 +173,7 @@ pub fn normalise(cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
     if f.ip.is_some() || f.user_agent.is_some() {
         data.client = Some(Client { ip: f.ip, user_agent: f.user_agent });
     }
-    Ok(vec![Event::new(id, kind, time, data)])
+    Ok(Normalised { events: vec![Event::new(id, kind, time, data)], time })
 }
 
 #[cfg(test)]

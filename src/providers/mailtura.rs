@@ -6,27 +6,51 @@
 //! changes bytes; `===` leaks timing). We use the raw bytes, constant time.
 //! `type` comes as `email.delivered` or, in its webhook config, `delivered`.
 
-use super::{hmac_header, parse_json, Inbound};
-use crate::auth::check_age;
-use crate::config::Config;
+use super::{parse_json, Auth, Inbound, Lookup, Normalised, Setting, Source};
+use crate::auth::Secrets;
+use crate::config::ConfigError;
 use crate::error::ApiError;
 use crate::event::{Address, Bounce, Click, Client, Event, EventData, EventType};
 use serde::Deserialize;
 use serde_json::Value;
 
-pub const NAME: &str = "mailtura";
+pub const NAME: &str = Mailtura::NAME;
 
-/// Every type this provider's events can have.
-pub const EVENT_TYPES: &[EventType] = &[
-    EventType::Sent,
-    EventType::Delivered,
-    EventType::Opened,
-    EventType::Clicked,
-    EventType::Bounced,
-    EventType::Complained,
-    EventType::Failed,
-    EventType::Unknown,
-];
+pub struct Mailtura;
+
+impl Source for Mailtura {
+    const NAME: &'static str = "mailtura";
+    const EVENT_TYPES: &'static [EventType] = &[
+        EventType::Sent,
+        EventType::Delivered,
+        EventType::Opened,
+        EventType::Clicked,
+        EventType::Bounced,
+        EventType::Complained,
+        EventType::Failed,
+        EventType::Unknown,
+    ];
+    const AUTH: Auth = Auth::SignedBody { header: SIGNATURE_HEADER, secret: "MAILTURA_WEBHOOK_SECRET", time_field: "timestamp" };
+    const SETTINGS: &'static [Setting] = &[Setting::secret("MAILTURA_WEBHOOK_SECRET")];
+    /// `MAILTURA_WEBHOOK_SECRET`
+    type Settings = Secrets;
+
+    fn settings(get: &Lookup) -> Result<Secrets, ConfigError> {
+        Ok(Secrets::parse(get("MAILTURA_WEBHOOK_SECRET").as_deref()))
+    }
+
+    fn missing(s: &Secrets) -> Option<String> {
+        s.is_empty().then(|| "Mailtura is not configured: set MAILTURA_WEBHOOK_SECRET (`wrangler secret put MAILTURA_WEBHOOK_SECRET`) to the webhook's signing secret".into())
+    }
+
+    fn signing_secrets(s: &Secrets) -> Option<&Secrets> {
+        Some(s)
+    }
+
+    fn normalise(_: &Secrets, req: &Inbound) -> Result<Normalised, ApiError> {
+        normalise(req)
+    }
+}
 
 /// Hex HMAC-SHA256 of the raw body.
 pub const SIGNATURE_HEADER: &str = "x-mailtura-signature";
@@ -57,10 +81,6 @@ struct Data {
     message_id: Option<String>,
 }
 
-pub fn authenticate(cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
-    hmac_header(&cfg.mailtura_secrets, req, SIGNATURE_HEADER, "MAILTURA_WEBHOOK_SECRET")
-}
-
 fn event_type(kind: &str) -> EventType {
     match kind.strip_prefix("email.").unwrap_or(kind) {
         "sent" => EventType::Sent,
@@ -83,10 +103,9 @@ pub fn bounce_kind(word: Option<&str>) -> Option<&'static str> {
     }
 }
 
-pub fn normalise(cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
+fn normalise(req: &Inbound) -> Result<Normalised, ApiError> {
     let p: Payload = parse_json(NAME, req.json)?;
     let time = crate::time::from_json(&p.timestamp);
-    check_age(time, req.now, cfg.max_event_age_seconds, "timestamp")?;
     let kind = event_type(&p.kind);
     let id = super::id_from(NAME, p.id.as_deref(), req.body);
     let d = p.data;
@@ -111,7 +130,7 @@ pub fn normalise(cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
     if d.ip_address.is_some() || d.user_agent.is_some() {
         data.client = Some(Client { ip: d.ip_address, user_agent: d.user_agent });
     }
-    Ok(vec![Event::new(id, kind, time, data)])
+    Ok(Normalised { events: vec![Event::new(id, kind, time, data)], time })
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
-//! The providers: one module each, with two entry points
-//! (`authenticate`, `normalise`) and nothing about KV, queues or HTTP.
+//! The sources: one module each, implementing `Source` (everything about
+//! itself), and one registry line each (`registry!`), from which the provider
+//! list, routes, `/healthz`, settings and every dispatch are derived. Nothing
+//! here knows KV, queues or HTTP.
 //!
 //! `ingest` is the pure half of the pipeline, written once:
-//! configured? → size → authenticate → parse → normalise. The edge then
-//! dedupes, enqueues and answers.
+//! configured? → size → authenticate → parse → normalise → replay window.
+//! The edge then dedupes, enqueues and answers.
 
 pub mod adm_tools;
 pub mod improvmx;
@@ -11,21 +13,198 @@ pub mod mail_plus;
 pub mod maileroo;
 pub mod mailtura;
 
-use crate::auth::{verify_hex_hmac, IpList};
-use crate::config::{Config, Secrets};
+use crate::auth::{check_age, verify_hex_hmac, IpList, Secrets};
+use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
 use crate::event::{Event, EventType};
 use crate::large::{render, skeletonize, EventBody, LargePath, Refs};
 use serde::Deserialize as _;
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 
+/// What a source of events declares about itself. Everything about one
+/// provider lives in its module's implementation: its name (the route),
+/// event types, authentication (and so its replay window), settings with
+/// their validation and setup message, and normalisation. The registry
+/// (`registry!` below) is the one list of sources; the rest is derived.
+pub trait Source {
+    /// The route segment (`/webhooks/{NAME}`), the `source` suffix and `data.provider`.
+    const NAME: &'static str;
+    /// Every type its events can have (destination filters are checked against it).
+    const EVENT_TYPES: &'static [EventType];
+    /// How its requests are authenticated.
+    const AUTH: Auth;
+    /// Strings of its payload that may be large: normalised as markers, never copied (see `large`).
+    const LARGE_PATHS: &'static [LargePath] = &[];
+    /// Its variables and secrets (the README's configuration table and `.dev.vars.example` list each).
+    const SETTINGS: &'static [Setting];
+    /// Its settings, parsed and validated.
+    type Settings: std::fmt::Debug + Clone;
+    /// Reads its settings through `get` (unset and empty are the same); a bad value names its variable.
+    fn settings(get: &Lookup) -> Result<Self::Settings, ConfigError>;
+    /// `None` when requests can be authenticated, or what to set (its setup message).
+    fn missing(s: &Self::Settings) -> Option<String>;
+    /// Valid settings that an operator should look at twice (`/healthz` `warnings`).
+    fn warnings(_s: &Self::Settings) -> Vec<String> {
+        Vec::new()
+    }
+    /// A reverse-DNS check the edge must make before `authenticate_head`, if this request needs one.
+    fn rdns_check(_s: &Self::Settings, _req: &Inbound) -> Option<RdnsCheck> {
+        None
+    }
+    /// What is checked before the body is read: the source address, the token,
+    /// the presence of a signature (`Auth::SignedBody` checks that generically).
+    fn authenticate_head(_s: &Self::Settings, _req: &Inbound) -> Result<(), ApiError> {
+        Ok(())
+    }
+    /// For `Auth::SignedBody`: the values of its secret (any one verifies).
+    fn signing_secrets(_s: &Self::Settings) -> Option<&Secrets> {
+        None
+    }
+    /// The canonical events, and for `Auth::SignedBody` the signed payload's own time.
+    fn normalise(s: &Self::Settings, req: &Inbound) -> Result<Normalised, ApiError>;
+}
+
+/// How a source's requests are authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    MailPlus,
-    Mailtura,
-    Maileroo,
-    ImprovMx,
-    AdmTools,
+pub enum Auth {
+    /// The source address or a token, checked before the body is read (`authenticate_head`).
+    BeforeBody,
+    /// A hex HMAC-SHA256 of the raw body in `header`, with any value of the secret `secret`.
+    /// The payload's own time (`time_field`, which `normalise` returns) must be within
+    /// `MAX_EVENT_AGE_SECONDS`: the pipeline checks it, so no signed source can skip its replay window.
+    SignedBody { header: &'static str, secret: &'static str, time_field: &'static str },
+}
+
+/// A variable or secret of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    pub name: &'static str,
+    pub secret: bool,
+}
+
+impl Setting {
+    pub const fn var(name: &'static str) -> Self {
+        Setting { name, secret: false }
+    }
+
+    pub const fn secret(name: &'static str) -> Self {
+        Setting { name, secret: true }
+    }
+}
+
+/// Reads a variable or secret; unset and empty are the same (`None`).
+pub type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+/// A reverse-DNS check of the client address: its PTR must be a name under
+/// `suffix` that resolves back to it (over the DoH JSON API at `doh_url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RdnsCheck {
+    pub ip: IpAddr,
+    pub suffix: String,
+    pub doh_url: String,
+}
+
+/// What `Source::normalise` returns.
+#[derive(Debug)]
+pub struct Normalised {
+    pub events: Vec<Event>,
+    /// The payload's own time, Unix seconds (what `Auth::SignedBody`'s replay window checks).
+    pub time: Option<i64>,
+}
+
+impl Normalised {
+    pub fn new(events: Vec<Event>) -> Self {
+        Normalised { events, time: None }
+    }
+}
+
+macro_rules! count {
+    () => { 0usize };
+    ($x:ident $($rest:ident)*) => { 1usize + count!($($rest)*) };
+}
+
+/// The one list of sources: a variant of `Provider` and a field of
+/// `Settings` each, and every dispatch from one to its module.
+macro_rules! registry {
+    ($($variant:ident => $module:ident :: $source:ident),* $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Provider {
+            $($variant),*
+        }
+
+        /// Every source's settings.
+        #[derive(Debug, Clone)]
+        pub struct Settings {
+            $(pub $module: <$module::$source as Source>::Settings),*
+        }
+
+        impl Settings {
+            pub fn from_lookup(get: &Lookup) -> Result<Self, ConfigError> {
+                Ok(Settings { $($module: <$module::$source as Source>::settings(get)?),* })
+            }
+        }
+
+        impl Provider {
+            pub const ALL: [Provider; count!($($variant)*)] = [$(Provider::$variant),*];
+
+            /// The route segment, `source` suffix and `data.provider` value.
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$variant => <$module::$source as Source>::NAME),* }
+            }
+
+            /// Every event type the provider's events can have.
+            pub fn event_types(self) -> &'static [EventType] {
+                match self { $(Self::$variant => <$module::$source as Source>::EVENT_TYPES),* }
+            }
+
+            pub fn auth(self) -> Auth {
+                match self { $(Self::$variant => <$module::$source as Source>::AUTH),* }
+            }
+
+            pub fn large_paths(self) -> &'static [LargePath] {
+                match self { $(Self::$variant => <$module::$source as Source>::LARGE_PATHS),* }
+            }
+
+            pub fn settings(self) -> &'static [Setting] {
+                match self { $(Self::$variant => <$module::$source as Source>::SETTINGS),* }
+            }
+
+            /// `None` when the provider can authenticate requests, or what to set.
+            pub fn missing_config(self, cfg: &Config) -> Option<String> {
+                match self { $(Self::$variant => <$module::$source as Source>::missing(&cfg.providers.$module)),* }
+            }
+
+            pub fn warnings(self, cfg: &Config) -> Vec<String> {
+                match self { $(Self::$variant => <$module::$source as Source>::warnings(&cfg.providers.$module)),* }
+            }
+
+            /// The reverse-DNS check the edge must make before `authenticate_head`, if any.
+            pub fn rdns_check(self, cfg: &Config, req: &Inbound) -> Option<RdnsCheck> {
+                match self { $(Self::$variant => <$module::$source as Source>::rdns_check(&cfg.providers.$module, req)),* }
+            }
+
+            fn head(self, cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
+                match self { $(Self::$variant => <$module::$source as Source>::authenticate_head(&cfg.providers.$module, req)),* }
+            }
+
+            fn signing_secrets(self, cfg: &Config) -> Option<&Secrets> {
+                match self { $(Self::$variant => <$module::$source as Source>::signing_secrets(&cfg.providers.$module)),* }
+            }
+
+            pub fn normalise(self, cfg: &Config, req: &Inbound) -> Result<Normalised, ApiError> {
+                match self { $(Self::$variant => <$module::$source as Source>::normalise(&cfg.providers.$module, req)),* }
+            }
+        }
+    };
+}
+
+registry! {
+    MailPlus => mail_plus::MailPlus,
+    Mailtura => mailtura::Mailtura,
+    Maileroo => maileroo::Maileroo,
+    ImprovMx => improvmx::ImprovMx,
+    AdmTools => adm_tools::AdmTools,
 }
 
 /// Delivery events signed over the body (Mailtura, Maileroo) are a few KB;
@@ -79,74 +258,25 @@ impl<'a> Inbound<'a> {
 }
 
 impl Provider {
-    pub const ALL: [Provider; 5] = [Provider::MailPlus, Provider::Mailtura, Provider::Maileroo, Provider::ImprovMx, Provider::AdmTools];
-
     /// The provider of `/webhooks/{route}`.
     pub fn from_route(route: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.name() == route)
-    }
-
-    /// The route segment, `source` suffix and `data.provider` value.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::MailPlus => mail_plus::NAME,
-            Self::Mailtura => mailtura::NAME,
-            Self::Maileroo => maileroo::NAME,
-            Self::ImprovMx => improvmx::NAME,
-            Self::AdmTools => adm_tools::NAME,
-        }
-    }
-
-    /// Every event type the provider's events can have (destination filters are checked against it).
-    pub fn event_types(self) -> &'static [EventType] {
-        match self {
-            Self::MailPlus => mail_plus::EVENT_TYPES,
-            Self::Mailtura => mailtura::EVENT_TYPES,
-            Self::Maileroo => maileroo::EVENT_TYPES,
-            Self::ImprovMx => improvmx::EVENT_TYPES,
-            Self::AdmTools => adm_tools::EVENT_TYPES,
-        }
-    }
-
-    /// `None` when the provider can authenticate requests, or what to set.
-    pub fn missing_config(self, cfg: &Config) -> Option<&'static str> {
-        match self {
-            Self::MailPlus => mail_plus::missing_config(cfg),
-            Self::Mailtura => cfg.mailtura_secrets.is_empty().then_some(
-                "Mailtura is not configured: set MAILTURA_WEBHOOK_SECRET (`wrangler secret put MAILTURA_WEBHOOK_SECRET`) to the webhook's signing secret",
-            ),
-            Self::Maileroo => cfg.maileroo_secrets.is_empty().then_some(
-                "Maileroo is not configured: set MAILEROO_WEBHOOK_SECRET (`wrangler secret put MAILEROO_WEBHOOK_SECRET`) to the shared secret from its dashboard",
-            ),
-            Self::ImprovMx => cfg.improvmx_allowed_ips.is_empty().then_some(
-                "ImprovMX is not configured: set IMPROVMX_ALLOWED_IPS (ImprovMX posts from 15.237.103.194)",
-            ),
-            Self::AdmTools => cfg.adm_tools_tokens.is_empty().then_some(
-                "adm.tools is not configured: set ADM_TOOLS_WEBHOOK_TOKEN (`wrangler secret put ADM_TOOLS_WEBHOOK_TOKEN`) to the token shown in its Webhooks list",
-            ),
-        }
+        Self::ALL.iter().copied().find(|p| p.name() == route)
     }
 
     /// What is checked before the body is read (`req.body` is empty here):
     /// the source address, the token, that a signature is present. A request
     /// that fails it costs no body buffering.
     pub fn authenticate_head(self, cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
-        match self {
-            Self::MailPlus => mail_plus::authenticate(cfg, req),
-            Self::Mailtura => signature(req, mailtura::SIGNATURE_HEADER).map(|_| ()),
-            Self::Maileroo => signature(req, maileroo::SIGNATURE_HEADER).map(|_| ()),
-            Self::ImprovMx => improvmx::authenticate(cfg, req),
-            Self::AdmTools => adm_tools::authenticate(cfg, req),
+        if let Auth::SignedBody { header, .. } = self.auth() {
+            signature(req, header)?;
         }
+        self.head(cfg, req)
     }
 
     /// True when `authenticate_head` is the whole authentication (source
     /// address or token), so the body is only read from a known sender.
     pub fn authenticated_before_body(self) -> bool {
-        match self {
-            Self::MailPlus | Self::ImprovMx | Self::AdmTools => true,
-            Self::Mailtura | Self::Maileroo => false,
-        }
+        self.auth() == Auth::BeforeBody
     }
 
     /// The largest body taken: `MAX_BODY_BYTES`, but at most
@@ -160,35 +290,25 @@ impl Provider {
         }
     }
 
-    /// The whole authentication, body included.
+    /// The whole authentication, body included: for a signed source, the HMAC of the body.
     pub fn authenticate(self, cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
-        match self {
-            Self::MailPlus => mail_plus::authenticate(cfg, req),
-            Self::Mailtura => mailtura::authenticate(cfg, req),
-            Self::Maileroo => maileroo::authenticate(cfg, req),
-            Self::ImprovMx => improvmx::authenticate(cfg, req),
-            Self::AdmTools => adm_tools::authenticate(cfg, req),
+        self.authenticate_head(cfg, req)?;
+        match self.auth() {
+            Auth::BeforeBody => Ok(()),
+            Auth::SignedBody { header, secret, .. } => {
+                let secrets = self.signing_secrets(cfg).ok_or_else(|| ApiError::NotConfigured(format!("{secret} is not set")))?;
+                hmac_header(secrets, req, header, secret)
+            }
         }
     }
 
-    pub fn normalise(self, cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
-        match self {
-            Self::MailPlus => mail_plus::normalise(cfg, req),
-            Self::Mailtura => mailtura::normalise(cfg, req),
-            Self::Maileroo => maileroo::normalise(cfg, req),
-            Self::ImprovMx => improvmx::normalise(cfg, req),
-            Self::AdmTools => adm_tools::normalise(cfg, req),
+    /// The events of a request, normalised, with the replay window of a signed source checked.
+    fn events(self, cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
+        let n = self.normalise(cfg, req)?;
+        if let Auth::SignedBody { time_field, .. } = self.auth() {
+            check_age(n.time, req.now, cfg.max_event_age_seconds, time_field)?;
         }
-    }
-
-    /// The strings of this provider's payload that may be large (attachments,
-    /// text, html): normalised as markers, never copied (see `large`).
-    pub fn large_paths(self) -> &'static [LargePath] {
-        match self {
-            Self::MailPlus => mail_plus::LARGE_PATHS,
-            Self::ImprovMx => improvmx::LARGE_PATHS,
-            Self::Mailtura | Self::Maileroo | Self::AdmTools => &[],
-        }
+        Ok(n.events)
     }
 
     /// The pure pipeline: every check and the canonical events, or the refusal.
@@ -196,22 +316,21 @@ impl Provider {
     /// Render the events with `Ingested::render`.
     pub fn ingest(self, cfg: &Config, req: &Inbound, nonce: &str) -> Result<Ingested, ApiError> {
         if let Some(missing) = self.missing_config(cfg) {
-            return Err(ApiError::NotConfigured(missing.into()));
+            return Err(ApiError::NotConfigured(missing));
         }
         if req.body.len() as u64 > self.body_limit(cfg) {
             return Err(ApiError::PayloadTooLarge { limit: self.body_limit(cfg) });
         }
-        self.authenticate_head(cfg, req)?;
         self.authenticate(cfg, req)?;
         if req.body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::BadRequest("the body is empty; expected the provider's JSON payload".into()));
         }
         let paths = self.large_paths();
         if paths.is_empty() {
-            return Ok(Ingested { events: self.normalise(cfg, req)?, refs: Refs::default(), raw: raw_range(cfg, req.body) });
+            return Ok(Ingested { events: self.events(cfg, req)?, refs: Refs::default(), raw: raw_range(cfg, req.body) });
         }
         let skeleton = skeletonize(req.body, paths, nonce).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
-        let events = self.normalise(cfg, &Inbound { json: &skeleton.json, refs: Some(&skeleton.refs), ..*req })?;
+        let events = self.events(cfg, &Inbound { json: &skeleton.json, refs: Some(&skeleton.refs), ..*req })?;
         Ok(Ingested { events, refs: skeleton.refs, raw: raw_range(cfg, req.body) })
     }
 }

@@ -102,10 +102,7 @@ fn walk(path: &str, e: &Value, a: &Value, out: &mut Vec<String>) {
 pub fn check_hmac_provider(provider: Provider, header: &str, secret_var: &str, fixture_name: &str) {
     let body = fixture(provider, fixture_name);
     let cfg = config();
-    let secret = match provider {
-        Provider::Mailtura => MAILTURA_SECRET,
-        _ => MAILEROO_SECRET,
-    };
+    let secret = mailhook::testkit::test_value(secret_var).unwrap_or_else(|| panic!("testkit configures no {secret_var}"));
     let with_sig = |sig: &str| vec![(header.to_string(), sig.to_string())];
     let status = |headers: &[(String, String)], body: &[u8], cfg: &Config| {
         ingest_with(provider, cfg, headers, None, body).map(|_| 200).unwrap_or_else(|e| e.status())

@@ -70,6 +70,12 @@ describe("the mailhook command line", () => {
     const dead = await run(["replay", "--dead"], env);
     assert.deepEqual(JSON.parse(dead.stdout), { status: "replayed", count: 0 });
     await assert.rejects(run(["export"], { ...env, ADMIN_TOKEN: "wrong" }), /does not match ADMIN_TOKEN/);
-    await assert.rejects(run(["send", "nobody"], env), /one of mail-plus/);
+    // The CLI's provider table lists exactly the Worker's sources (the registry).
+    const sources = Object.keys((await hook.request("/healthz")).json.providers).sort();
+    await assert.rejects(run(["send", "nobody"], env), (e) => {
+      const listed = e.stderr.match(/one of (.*)/)[1].split(", ").sort();
+      assert.deepEqual(listed, sources);
+      return true;
+    });
   });
 });
