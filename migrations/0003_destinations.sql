@@ -46,5 +46,6 @@ CREATE TABLE IF NOT EXISTS circuits (
   failures    INTEGER NOT NULL DEFAULT 0,
   opened_at   INTEGER,
   probe_at    INTEGER,
+  slow_until  INTEGER,                     -- its deliveries go to the slow lane until then
   updated_at  INTEGER NOT NULL
 );

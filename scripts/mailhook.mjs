@@ -179,11 +179,13 @@ async function replay(args) {
   }
   if (!values.dead) fail("replay <id> [--destination NAME] | --dead [--destination NAME] [--from D] [--to D]");
   let total = 0;
-  // Only what was dead when the command started (to the second): a replay that fails again is not picked again.
-  const before = new Date(Date.now() + 1000).toISOString().replace(/\.\d+Z$/, "Z");
+  // Only what was dead when the command started, by the Worker's clock: the first answer says
+  // which cut-off it used, and the later rounds pass it back, so a replay that fails again is not picked again.
+  let before;
   for (let round = 0; round < 1000; round++) {
-    const filters = [...filterQuery({ from: values.from, to: values.to, destination: values.destination }), `before=${encodeURIComponent(before)}`];
+    const filters = [...filterQuery({ from: values.from, to: values.to, destination: values.destination }), ...(before ? [`before=${encodeURIComponent(before)}`] : [])];
     const res = await admin(values, `/admin/replay?${["status=dead", ...filters, "limit=1000"].join("&")}`, "POST");
+    before ??= res.before;
     total += res.count;
     if (res.count > 0) process.stderr.write(`replayed ${total}\n`);
     if (res.count === 0 || res.remaining === 0) break;

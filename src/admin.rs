@@ -252,6 +252,32 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Every configured destination's filter as JSON for SQL: its name, its providers (or null),
+/// and its types as `LIKE` patterns (or null): `email.*` → `email.%`, with `_` and `%` escaped.
+pub fn filter_rules(cfg: &crate::config::Config) -> String {
+    let rules: Vec<serde_json::Value> = cfg
+        .destinations
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "name": d.name,
+                "providers": d.filter.providers.as_ref().map(|ps| ps.iter().map(|p| p.name()).collect::<Vec<_>>()),
+                "types": d.filter.types.as_ref().map(|ts| ts.iter().map(|t| like_pattern(t)).collect::<Vec<_>>()),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rules).to_string()
+}
+
+/// A type pattern (`email.bounced`, `email.*`, `*`) as a `LIKE … ESCAPE '\'` pattern.
+fn like_pattern(t: &str) -> String {
+    let escaped = t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    match escaped.strip_suffix('*') {
+        Some(prefix) => format!("{prefix}%"),
+        None => escaped,
+    }
+}
+
 /// Splits messages of the given sizes into batches that a queue's `sendBatch`
 /// takes: at most `max_count` messages and `max_bytes` in all (Queues: 100, 256 KB).
 pub fn batches(sizes: &[usize], max_count: usize, max_bytes: usize) -> Vec<std::ops::Range<usize>> {
@@ -356,6 +382,22 @@ mod tests {
             assert_eq!(e.status(), 400);
             assert!(e.to_string().contains(name), "{e}");
         }
+    }
+
+    #[test]
+    fn filters_become_like_patterns() {
+        assert_eq!(like_pattern("email.*"), "email.%");
+        assert_eq!(like_pattern("*"), "%");
+        assert_eq!(like_pattern("mailbox.message_added"), "mailbox.message\\_added");
+        let cfg = crate::testkit::config_with(&[
+            (
+                "DESTINATIONS",
+                r#"[{"name": "crm", "url": "https://c.example/", "filter": {"providers": ["maileroo"], "types": ["email.*"]}}]"#,
+            ),
+            ("DESTINATION_CRM_SIGNING_SECRET", "whsec_c2Vjb25k"),
+        ])
+        .unwrap();
+        assert_eq!(filter_rules(&cfg), r#"[{"name":"crm","providers":["maileroo"],"types":["email.%"]}]"#);
     }
 
     #[test]

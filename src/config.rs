@@ -44,9 +44,6 @@ impl std::error::Error for ConfigError {}
 /// `DEAD_LETTER_QUEUE`'s default, as in wrangler.toml.
 pub const DEFAULT_DEAD_LETTER_QUEUE: &str = "mailhook-dead-letters";
 
-/// `SLOW_QUEUE`'s default: the slow lane's queue, as in wrangler.toml.
-pub const DEFAULT_SLOW_QUEUE: &str = "mailhook-events-slow";
-
 /// The largest `MAX_BODY_BYTES`: 100 MiB, Workers' request body limit on most plans.
 pub const MAX_BODY_BYTES_LIMIT: u64 = 100 * 1024 * 1024;
 

@@ -35,6 +35,10 @@ pub struct Envelope {
     pub dests: Vec<String>,
     /// Delivery attempts already made (since the last replay).
     pub attempt: u32,
+    /// In the slow lane (`SLOW_EVENTS`): moved there because its destination
+    /// was failing or slow; it stays there, whichever queue it arrives from.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub slow: bool,
     /// Times this delivery was held back by its destination's open circuit
     /// (held deliveries are not attempted and do not count as attempts).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -68,6 +72,7 @@ impl Envelope {
             dest: None,
             dests: Vec::new(),
             attempt: 0,
+            slow: false,
             held: 0,
             received_at,
             event: None,
@@ -93,6 +98,7 @@ impl Envelope {
     pub fn for_replay(mut self) -> Self {
         self.attempt = 0;
         self.held = 0;
+        self.slow = false;
         self.last_status = None;
         self.last_error = None;
         self

@@ -278,7 +278,8 @@ fn declared_one(item: Value, defaults: &Defaults<'_>, get: &impl Fn(&str) -> Opt
 /// percent-escapes anywhere. Trimmed.
 fn valid_url(raw: &str) -> Result<String, String> {
     let url = raw.trim();
-    let bad = |why: &str| Err(format!("{url:?} is not an absolute http:// or https:// URL: {why}"));
+    // The URL itself is never quoted: this message reaches the public /healthz, and a URL can hold a secret.
+    let bad = |why: &str| Err(format!("its URL is not an absolute http:// or https:// URL: {why}"));
     let lower = url.to_ascii_lowercase();
     let Some(rest) = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://")) else {
         return bad("it must start with http:// or https://");
@@ -320,15 +321,15 @@ fn valid_url(raw: &str) -> Result<String, String> {
     }
     if host != "v6" {
         let name = host.strip_suffix('.').unwrap_or(host);
-        let numeric = name.split('.').next_back().is_some_and(|l| !l.is_empty() && l.bytes().all(|c| c.is_ascii_digit()));
+        // As the URL standard reads a host: a last label of digits (or 0x…) makes it an IPv4 address.
+        let numeric =
+            name.split('.').next_back().is_some_and(|l| !l.is_empty() && (l.bytes().all(|c| c.is_ascii_digit()) || l.starts_with("0x")));
         let ok = if numeric {
             name.parse::<std::net::Ipv4Addr>().is_ok()
         } else {
             !name.is_empty()
                 && name.len() <= 253
-                && name
-                    .split('.')
-                    .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'))
+                && name.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_'))
         };
         if !ok {
             return bad("the host is not a hostname or an IP address");
@@ -404,6 +405,22 @@ pub struct Circuit {
     pub failures: u32,
     /// While open: when the next probe may go, Unix seconds.
     pub probe_at: i64,
+    /// Its deliveries go to the slow lane until then (Unix seconds): set by
+    /// each failed or slow attempt, so one success does not bring a flaky
+    /// destination back among the healthy ones.
+    pub slow_until: i64,
+}
+
+/// How long a failed attempt (or one slower than `SLOW_ATTEMPT_MS`) keeps a destination in the slow lane.
+pub const SLOW_LANE_QUIET_SECONDS: i64 = 600;
+
+/// A successful attempt slower than this counts as slow.
+pub const SLOW_ATTEMPT_MS: u64 = 2_000;
+
+/// True when `circuit`'s destination belongs in the slow lane at `now`: it is
+/// failing, or failed or was slow within `SLOW_LANE_QUIET_SECONDS`.
+pub fn in_slow_lane(circuit: Circuit, now: i64) -> bool {
+    circuit.failures > 0 || circuit.slow_until > now
 }
 
 /// What to do with a delivery, given its destination's circuit.
@@ -525,6 +542,7 @@ mod tests {
             (r#"[{"name": "crm", "url": "http://ex%zzample.com/"}]"#, "two hex digits"),
             (r#"[{"name": "crm", "url": "http://ex ample.com/"}]"#, "spaces"),
             (r#"[{"name": "crm", "url": "http://1.2.3/"}]"#, "not a hostname or an IP"),
+            (r#"[{"name": "crm", "url": "http://example.0x10/hook"}]"#, "not a hostname or an IP"),
             (r#"[{"name": "crm", "url": "http://a..b/"}]"#, "not a hostname or an IP"),
             (r#"[{"name": "crm", "url": "https://c.example/"}, {"name": "CRM ", "url": "https://d.example/"}]"#, "used twice"),
             (
@@ -551,6 +569,7 @@ mod tests {
         ] {
             let e = err(declared, &s);
             assert!(e.starts_with("configuration error in DESTINATIONS"), "{e}");
+            assert!(!e.contains("c.example/") && !e.contains("127.0.0.1"), "the URL is never quoted: {e}");
             assert!(e.contains(want), "{declared}: {e}");
             if declared.contains("\"crm\"") && !declared.starts_with('"') {
                 assert!(e.contains("destination \"crm\"") || e.contains("destination \"CRM \""), "{e}");
@@ -577,6 +596,7 @@ mod tests {
             "http://[2001:db8::1]/x",
             "https://my_host.internal/x",
             "https://x.example",
+            "https://bücher.example/",
             " https://x.example/#frag ",
         ] {
             assert_eq!(valid_url(url).as_deref(), Ok(url.trim()), "{url}");
@@ -593,10 +613,18 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_or_recently_slow_destination_stays_in_the_slow_lane() {
+        assert!(!in_slow_lane(Circuit::default(), 1000));
+        assert!(in_slow_lane(Circuit { failures: 1, ..Circuit::default() }, 1000));
+        assert!(in_slow_lane(Circuit { slow_until: 1001, ..Circuit::default() }, 1000), "a success does not end the quiet period");
+        assert!(!in_slow_lane(Circuit { slow_until: 1000, ..Circuit::default() }, 1000));
+    }
+
+    #[test]
     fn the_circuit_holds_deliveries_until_a_probe_is_due() {
         let policy = CircuitPolicy { failures: 3, probe_seconds: 60 };
         assert_eq!(gate(Circuit::default(), policy, 1000, 0), Gate::Send);
-        let open = Circuit { open: true, failures: 3, probe_at: 1060 };
+        let open = Circuit { open: true, failures: 3, probe_at: 1060, ..Circuit::default() };
         assert_eq!(gate(open, policy, 1060, 0), Gate::Probe);
         assert_eq!(gate(open, policy, 1000, 0), Gate::Hold(60));
         assert_eq!(gate(open, policy, 1050, 0), Gate::Hold(60), "at least one probe interval");
@@ -605,14 +633,19 @@ mod tests {
         assert_eq!(gate(open, policy, 1000, 4), Gate::Hold(600), "at most ten intervals");
         assert_eq!(gate(open, policy, 1000, u32::MAX), Gate::Hold(600));
         let slow = CircuitPolicy { failures: 3, probe_seconds: 3600 };
-        assert_eq!(gate(Circuit { open: true, failures: 3, probe_at: 4600 }, slow, 1000, 5), Gate::Hold(36_000));
+        assert_eq!(gate(Circuit { open: true, failures: 3, probe_at: 4600, ..Circuit::default() }, slow, 1000, 5), Gate::Hold(36_000));
         assert_eq!(
-            gate(Circuit { open: true, failures: 3, probe_at: 4600 }, CircuitPolicy { failures: 3, probe_seconds: 43_200 }, 1000, 5),
+            gate(
+                Circuit { open: true, failures: 3, probe_at: 4600, ..Circuit::default() },
+                CircuitPolicy { failures: 3, probe_seconds: 43_200 },
+                1000,
+                5
+            ),
             Gate::Hold(MAX_QUEUE_DELAY_SECONDS)
         );
         let fast = CircuitPolicy { failures: 1, probe_seconds: 1 };
-        assert_eq!(gate(Circuit { open: true, failures: 1, probe_at: 1001 }, fast, 1000, 0), Gate::Hold(1));
-        assert_eq!(gate(Circuit { open: true, failures: 1, probe_at: 1001 }, fast, 1000, 9), Gate::Hold(10));
-        assert_eq!(gate(Circuit { open: true, failures: 1, probe_at: i64::MAX }, fast, i64::MIN, 0), Gate::Hold(10));
+        assert_eq!(gate(Circuit { open: true, failures: 1, probe_at: 1001, ..Circuit::default() }, fast, 1000, 0), Gate::Hold(1));
+        assert_eq!(gate(Circuit { open: true, failures: 1, probe_at: 1001, ..Circuit::default() }, fast, 1000, 9), Gate::Hold(10));
+        assert_eq!(gate(Circuit { open: true, failures: 1, probe_at: i64::MAX, ..Circuit::default() }, fast, i64::MIN, 0), Gate::Hold(10));
     }
 }

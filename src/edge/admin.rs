@@ -3,7 +3,7 @@
 
 use super::consumer::{send_all, BATCH_BYTES, BATCH_COUNT};
 use super::{eventlog, json_response, log, now_seconds, refuse, D1_DATABASE};
-use crate::admin::{authorize, batches, AdminRoute, EventQuery, SqlValue};
+use crate::admin::{authorize, batches, filter_rules, AdminRoute, EventQuery, SqlValue};
 use crate::config::Config;
 use crate::delivery::Envelope;
 use crate::destinations::Destination;
@@ -260,55 +260,63 @@ fn unknown_destination(name: &str, cfg: &Config) -> ApiError {
     ApiError::BadRequest(format!("there is no destination {name:?}; the destinations are {}", known.join(", ")))
 }
 
-/// Replays every delivery that matches the filters (a `status` is required),
-/// each to its own destination, or only those of `destination=`. Deliveries to
-/// a destination that no longer exists, or whose filter no longer takes the
-/// event, are skipped and counted. `before=` (the CLI passes when it started)
-/// leaves out deliveries that changed since, so replays that fail again are
-/// not picked again and a loop over pages ends.
+/// Replays every delivery that matches the filters (`status=dead` or
+/// `delivered`: a queued, held or retrying one is still on the queue, and a
+/// replay would send it twice), each to its own destination, or only those of
+/// `destination=`. Only deliveries that a configured destination's filter
+/// still takes are picked; the others are counted in `skipped`. `before=`
+/// (this Worker's clock; the answer says which it used, and the CLI passes it
+/// back) leaves out deliveries that changed since, so replays that fail again
+/// are not picked again and a loop over pages ends.
 async fn replay_many(query: &str, cfg: &Config, env: &Env) -> std::result::Result<(u16, Value), ApiError> {
     #[derive(Deserialize)]
     struct Row {
         destination: String,
         status: String,
-        provider: String,
-        #[serde(rename = "type")]
-        kind: String,
-        envelope: Option<String>,
+        envelope: String,
     }
-    let q = EventQuery::parse(query)?;
-    if q.status.is_none() {
-        return Err(ApiError::BadRequest("bulk replay needs a `status` filter, e.g. status=dead".into()));
+    let mut q = EventQuery::parse(query)?;
+    match q.status.as_deref() {
+        Some("dead" | "delivered") => {}
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+            "bulk replay takes status=dead or status=delivered: a {other} delivery is still on its way, and a replay would send it twice"
+        )))
+        }
+        None => return Err(ApiError::BadRequest("bulk replay needs a `status` filter, e.g. status=dead".into())),
     }
     if let Some(name) = &q.destination {
         cfg.destination(name).ok_or_else(|| unknown_destination(name, cfg))?;
     }
+    let before = *q.before.get_or_insert(now_seconds() + 1);
     let (filter, mut params) = q.delivery_where_clause();
-    // Deliveries to destinations that still exist and still take the event (the JSON list of `name:provider:type`
-    // would not fit a bound parameter for every filter; the names do, and the filters are checked below).
-    let names: Vec<&str> = cfg.destinations.iter().map(|d| d.name.as_str()).collect();
-    params.push(SqlValue::Text(serde_json::to_string(&names).unwrap_or_default()));
-    let configured = format!("d.destination IN (SELECT value FROM json_each(?{}))", params.len());
+    // Each configured destination's filter, as one bound JSON parameter: a delivery is picked only
+    // if its destination exists and still takes the event.
+    params.push(SqlValue::Text(filter_rules(cfg)));
+    let takes = format!(
+        "EXISTS (SELECT 1 FROM json_each(?{n}) r WHERE json_extract(r.value, '$.name') = d.destination \
+           AND (json_extract(r.value, '$.providers') IS NULL OR e.provider IN (SELECT value FROM json_each(json_extract(r.value, '$.providers')))) \
+           AND (json_extract(r.value, '$.types') IS NULL OR EXISTS (SELECT 1 FROM json_each(json_extract(r.value, '$.types')) t \
+                WHERE e.type LIKE t.value ESCAPE '\\')))",
+        n = params.len()
+    );
+    let configured = format!("EXISTS (SELECT 1 FROM json_each(?{}) r WHERE json_extract(r.value, '$.name') = d.destination)", params.len());
     let joined = |cond: &str| if filter.is_empty() { format!(" WHERE {cond}") } else { format!("{filter} AND {cond}") };
     let from = "FROM deliveries d JOIN events e ON e.id = d.event_id";
+    let pick = format!("{takes} AND e.envelope IS NOT NULL");
     let sql = format!(
-        "SELECT d.destination, d.status, e.provider, e.type, e.envelope {from}{} ORDER BY e.received_at, e.id, d.destination LIMIT ?{}",
-        joined(&configured),
+        "SELECT d.destination, d.status, e.envelope {from}{} ORDER BY e.received_at, e.id, d.destination LIMIT ?{}",
+        joined(&pick),
         params.len() + 1
     );
     let found: Vec<Row> = rows(env, sql, &with_extra(&params, &[u64::from(q.limit)])).await?;
-    let mut skipped_filter = 0;
-    let mut replays = Vec::new();
-    for r in found {
-        let Some(d) = cfg.destination(&r.destination) else { continue };
-        if !takes(d, &r.provider, &r.kind) {
-            skipped_filter += 1;
-            continue;
-        }
-        let Some(e) = r.envelope.as_deref().and_then(|e| serde_json::from_str::<Envelope>(e).ok()) else { continue };
-        let e = Envelope { dest: Some(r.destination.clone()), dests: vec![r.destination], ..e.for_replay() };
-        replays.push((e, Some(r.status)));
-    }
+    let replays: Vec<(Envelope, Option<String>)> = found
+        .into_iter()
+        .filter_map(|r| {
+            let e = serde_json::from_str::<Envelope>(&r.envelope).ok()?.for_replay();
+            Some((Envelope { dest: Some(r.destination.clone()), dests: vec![r.destination], ..e }, Some(r.status)))
+        })
+        .collect();
     let replayed: Vec<Value> = replays.iter().map(|(e, _)| json!({"id": e.id, "destination": e.dest})).collect();
     let mut ids: Vec<String> = replays.iter().map(|(e, _)| e.id.clone()).collect();
     ids.dedup();
@@ -330,12 +338,15 @@ async fn replay_many(query: &str, cfg: &Config, env: &Env) -> std::result::Resul
             Ok::<_, ApiError>(n.unwrap_or(0))
         }
     };
-    let remaining = count_of(joined(&configured)).await?;
-    let unconfigured = count_of(joined(&format!("NOT ({configured})"))).await?;
+    let remaining = count_of(joined(&pick)).await?;
+    let removed = count_of(joined(&format!("NOT {configured}"))).await?;
+    let filtered = count_of(joined(&format!("{configured} AND NOT {takes}"))).await?;
+    let unreadable = count_of(joined(&format!("{takes} AND e.envelope IS NULL"))).await?;
     Ok((
         202,
         json!({"status": "replayed", "count": count, "ids": ids, "deliveries": replayed, "remaining": remaining,
-               "skipped": {"destination_removed": unconfigured, "filter_no_longer_takes": skipped_filter}}),
+               "before": crate::time::to_rfc3339(before),
+               "skipped": {"destination_removed": removed, "filter_no_longer_takes": filtered, "no_stored_payload": unreadable}}),
     ))
 }
 

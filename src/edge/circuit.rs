@@ -13,7 +13,7 @@
 
 use super::{log, D1_DATABASE};
 use crate::delivery::Outcome;
-use crate::destinations::{Circuit, Destination};
+use crate::destinations::{Circuit, Destination, SLOW_LANE_QUIET_SECONDS};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -26,11 +26,17 @@ struct Row {
     open: i64,
     failures: i64,
     probe_at: Option<i64>,
+    slow_until: Option<i64>,
 }
 
 impl Row {
     fn circuit(&self) -> Circuit {
-        Circuit { open: self.open != 0, failures: u32::try_from(self.failures).unwrap_or(u32::MAX), probe_at: self.probe_at.unwrap_or(0) }
+        Circuit {
+            open: self.open != 0,
+            failures: u32::try_from(self.failures).unwrap_or(u32::MAX),
+            probe_at: self.probe_at.unwrap_or(0),
+            slow_until: self.slow_until.unwrap_or(0),
+        }
     }
 }
 
@@ -38,7 +44,7 @@ impl Row {
 /// as closed: deliveries go on rather than wait for the breaker's storage.
 pub async fn load(env: &Env) -> HashMap<String, Circuit> {
     let result = async {
-        let r = env.d1(D1_DATABASE)?.prepare("SELECT destination, open, failures, probe_at FROM circuits").all().await?;
+        let r = env.d1(D1_DATABASE)?.prepare("SELECT destination, open, failures, probe_at, slow_until FROM circuits").all().await?;
         super::ops::d1(std::slice::from_ref(&r));
         r.results::<Row>()
     }
@@ -81,12 +87,23 @@ pub async fn claim_probe(env: &Env, dest: &Destination, now: i64) -> bool {
 /// failure (no answer, 408, 429, 5xx) counts and opens it at the threshold
 /// (and moves an open circuit's next probe an interval on). A permanent
 /// refusal (410, other 4xx) is an answer about one event, not the
-/// destination's health: it neither counts nor closes.
-pub fn after(env: &Env, dest: &Destination, outcome: Outcome, now: i64) -> Option<D1PreparedStatement> {
+/// destination's health: it neither counts nor closes. A failure, or a success
+/// slower than `SLOW_ATTEMPT_MS` (`slow`), also keeps the destination in the
+/// slow lane for `SLOW_LANE_QUIET_SECONDS`.
+pub fn after(env: &Env, dest: &Destination, outcome: Outcome, slow: bool, now: i64) -> Option<D1PreparedStatement> {
     let db = env.d1(D1_DATABASE).ok()?;
     let name = JsValue::from_str(&dest.name);
     let now_v = JsValue::from_f64(now as f64);
+    let quiet = JsValue::from_f64((now + SLOW_LANE_QUIET_SECONDS) as f64);
     let statement = match outcome {
+        // Slow but delivered: closed and clean, and in the slow lane for a while.
+        Outcome::Delivered if slow => db
+            .prepare(
+                "INSERT INTO circuits (destination, open, failures, slow_until, updated_at) VALUES (?1, 0, 0, ?3, ?2) \
+                 ON CONFLICT (destination) DO UPDATE SET open = 0, failures = 0, opened_at = NULL, probe_at = NULL, slow_until = ?3, \
+                 updated_at = ?2 RETURNING open, failures",
+            )
+            .bind(&[name, now_v, quiet]),
         Outcome::Delivered => db
             .prepare(
                 "INSERT INTO circuits (destination, open, failures, updated_at) VALUES (?1, 0, 0, ?2) \
@@ -96,12 +113,12 @@ pub fn after(env: &Env, dest: &Destination, outcome: Outcome, now: i64) -> Optio
             .bind(&[name, now_v]),
         Outcome::Retry => db
             .prepare(
-                "INSERT INTO circuits (destination, open, failures, opened_at, probe_at, updated_at) \
-                 VALUES (?1, ?3 <= 1, 1, CASE WHEN ?3 <= 1 THEN ?2 END, CASE WHEN ?3 <= 1 THEN ?2 + ?4 END, ?2) \
+                "INSERT INTO circuits (destination, open, failures, opened_at, probe_at, slow_until, updated_at) \
+                 VALUES (?1, ?3 <= 1, 1, CASE WHEN ?3 <= 1 THEN ?2 END, CASE WHEN ?3 <= 1 THEN ?2 + ?4 END, ?5, ?2) \
                  ON CONFLICT (destination) DO UPDATE SET failures = circuits.failures + 1, \
                    open = CASE WHEN circuits.failures + 1 >= ?3 THEN 1 ELSE circuits.open END, \
                    opened_at = CASE WHEN circuits.open = 0 AND circuits.failures + 1 >= ?3 THEN ?2 ELSE circuits.opened_at END, \
-                   probe_at = CASE WHEN circuits.failures + 1 >= ?3 THEN ?2 + ?4 ELSE circuits.probe_at END, updated_at = ?2 \
+                   probe_at = CASE WHEN circuits.failures + 1 >= ?3 THEN ?2 + ?4 ELSE circuits.probe_at END, slow_until = ?5, updated_at = ?2 \
                  RETURNING open, failures",
             )
             .bind(&[
@@ -109,6 +126,7 @@ pub fn after(env: &Env, dest: &Destination, outcome: Outcome, now: i64) -> Optio
                 now_v,
                 JsValue::from_f64(f64::from(dest.circuit.failures)),
                 JsValue::from_f64(f64::from(dest.circuit.probe_seconds)),
+                quiet,
             ]),
         Outcome::Permanent => return None,
     };

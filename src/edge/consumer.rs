@@ -10,11 +10,11 @@ use super::{
     QUEUE_DEAD_LETTERS, QUEUE_EVENTS, QUEUE_SLOW_EVENTS,
 };
 use crate::admin::batches;
-use crate::config::{Config, DEFAULT_DEAD_LETTER_QUEUE, DEFAULT_SLOW_QUEUE};
+use crate::config::{Config, DEFAULT_DEAD_LETTER_QUEUE};
 use crate::delivery::{
     classify, is_stored_parts, next_delay, parse_retry_after, r2_bytes_key, sign, Envelope, Outcome, Signer, USER_AGENT,
 };
-use crate::destinations::{gate, Circuit, Destination, Gate, LEGACY_NAME};
+use crate::destinations::{gate, in_slow_lane, Circuit, Destination, Gate, LEGACY_NAME, SLOW_ATTEMPT_MS};
 use crate::large::{manifest_len, parse_manifest, read_plan, EventBody, Part, Read, RunCursor, STORED_HEADER_LEN};
 use crate::providers::Provider;
 use futures_util::future::join_all;
@@ -44,9 +44,6 @@ pub async fn handle(batch: MessageBatch<String>, env: &Env) {
         .filter(|q| !q.is_empty())
         .unwrap_or(DEFAULT_DEAD_LETTER_QUEUE.into());
     let dead_letters = batch.queue() == dead_letter_queue;
-    let slow_queue =
-        var_text(env, "SLOW_QUEUE").map(|q| q.trim().to_string()).filter(|q| !q.is_empty()).unwrap_or(DEFAULT_SLOW_QUEUE.into());
-    let lane = if batch.queue() == slow_queue { Lane::Slow } else { Lane::Main };
     let cfg = match config(env) {
         Ok(c) => c,
         Err(e) if dead_letters => {
@@ -69,7 +66,7 @@ pub async fn handle(batch: MessageBatch<String>, env: &Env) {
         if dead_letters {
             record_dead(m, Some(&cfg), env).await
         } else {
-            deliver(m, &cfg, env, &circuits, lane).await
+            deliver(m, &cfg, env, &circuits).await
         }
     }))
     .await;
@@ -98,49 +95,19 @@ fn envelope_of(msg: &RawMessage) -> Option<(Envelope, String)> {
     parsed
 }
 
-/// Which queue a batch came from. Deliveries to a destination that is failing
-/// or slow move to the slow lane (`SLOW_EVENTS`, its own queue and consumer),
-/// so that its timeouts never hold up a batch of healthy destinations'
-/// deliveries: a batch ends when its slowest message does.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
-    Main,
-    Slow,
-}
-
-impl Lane {
-    /// Where this lane's retries and holds go.
-    fn queue(self) -> &'static str {
-        match self {
-            Lane::Main => QUEUE_EVENTS,
-            Lane::Slow => QUEUE_SLOW_EVENTS,
-        }
+/// The queue a delivery's retries and holds go to. A delivery to a destination
+/// that is failing or slow (`destinations::in_slow_lane`) moves, unattempted
+/// and uncounted, to the slow lane (`SLOW_EVENTS`, its own queue and
+/// consumer) and stays there (`Envelope::slow`), so that its timeouts never
+/// hold up a batch of healthy destinations' deliveries: a batch ends when its
+/// slowest message does. The lane is the envelope's, not the queue's name, so
+/// no setting can make a message bounce between the two.
+fn lane(envelope: &Envelope) -> &'static str {
+    if envelope.slow {
+        QUEUE_SLOW_EVENTS
+    } else {
+        QUEUE_EVENTS
     }
-}
-
-/// A successful attempt slower than this makes its destination slow (see `Lane`).
-const SLOW_ATTEMPT_MS: u64 = 2_000;
-
-thread_local! {
-    /// Destinations whose last attempt in this isolate was slower than `SLOW_ATTEMPT_MS`.
-    static SLOW: std::cell::RefCell<std::collections::HashSet<String>> = Default::default();
-}
-
-/// True when `dest`'s deliveries belong in the slow lane: its circuit counts a
-/// failure (a timeout, an error, a 5xx), or its last attempt here was slow.
-fn suspect(dest: &Destination, circuit: Circuit) -> bool {
-    circuit.failures > 0 || SLOW.with(|s| s.borrow().contains(&dest.name))
-}
-
-fn note_duration(dest: &Destination, ms: u64) {
-    SLOW.with(|s| {
-        let mut s = s.borrow_mut();
-        if ms > SLOW_ATTEMPT_MS {
-            s.insert(dest.name.clone());
-        } else {
-            s.remove(&dest.name);
-        }
-    });
 }
 
 /// The result of one POST to the origin.
@@ -150,7 +117,7 @@ struct Attempt {
     error: Option<String>,
 }
 
-async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<String, Circuit>, lane: Lane) {
+async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<String, Circuit>) {
     let Some((mut envelope, envelope_json)) = envelope_of(msg) else { return };
     let size = envelope_json.len();
     let Some(name) = envelope.dest.clone() else { return fan_out(msg, envelope, size, cfg, env).await };
@@ -163,9 +130,10 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<S
     };
     let now = now_seconds();
     let before = circuits.get(&dest.name).copied().unwrap_or_default();
-    if lane == Lane::Main && suspect(dest, before) {
+    if !envelope.slow && in_slow_lane(before, now) {
         // Not attempted here, and not counted: the slow lane attempts it (and gates it on the circuit).
-        match send(env, QUEUE_SLOW_EVENTS, &envelope, None).await {
+        let moved = Envelope { slow: true, ..envelope.clone() };
+        match send(env, QUEUE_SLOW_EVENTS, &moved, None).await {
             Ok(()) => return ack(msg, size),
             Err(e) => log(json!({"kind": "slow_lane_unavailable", "id": envelope.id, "dest": dest.name, "error": e.to_string()})),
         }
@@ -179,9 +147,9 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<S
             // Another delivery won this probe; wait for the next.
             let next = Circuit { probe_at: now + i64::from(dest.circuit.probe_seconds), ..before };
             let Gate::Hold(delay) = gate(next, dest.circuit, now, envelope.held) else { return retry_later(msg) };
-            return hold(msg, envelope, &envelope_json, delay, lane, env).await;
+            return hold(msg, envelope, &envelope_json, delay, env).await;
         }
-        Gate::Hold(delay) => return hold(msg, envelope, &envelope_json, delay, lane, env).await,
+        Gate::Hold(delay) => return hold(msg, envelope, &envelope_json, delay, env).await,
     }
     let event = match load_event(&envelope, env).await {
         Ok(j) => j,
@@ -199,7 +167,6 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<S
     // No status (timeout, connection error, delivery not configured) is a retry.
     let outcome = classify(attempt.status);
     let ms = now_millis().saturating_sub(started);
-    note_duration(dest, ms);
     envelope.last_status = attempt.status;
     envelope.last_error.clone_from(&attempt.error);
     let status = match outcome {
@@ -207,7 +174,7 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<S
         _ => "retrying",
     };
     // An unconfigured `origin` is not a sick destination: its failures do not open the circuit.
-    let breaker = if dest.problem().is_none() { circuit::after(env, dest, outcome, now_seconds()) } else { None };
+    let breaker = if dest.problem().is_none() { circuit::after(env, dest, outcome, ms > SLOW_ATTEMPT_MS, now_seconds()) } else { None };
     let has_breaker = breaker.is_some();
     let step = eventlog::Step::Attempt { status, code: attempt.status, ms };
     let results = eventlog::record_attempt(env, &envelope, &envelope_json, step, breaker.into_iter().collect()).await;
@@ -234,7 +201,7 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<S
         Outcome::Retry => {
             let jitter = getrandom::u32().map(|x| f64::from(x) / 4_294_967_296.0).unwrap_or(0.5);
             match next_delay(&dest.retry_schedule, envelope.attempt, attempt.retry_after, jitter) {
-                Some(delay) => requeue(msg, &envelope, size, delay, lane, env).await,
+                Some(delay) => requeue(msg, &envelope, size, delay, env).await,
                 None => dead_letter(msg, envelope, size, env).await,
             }
         }
@@ -244,13 +211,13 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<S
 
 /// Puts a delivery back, unattempted, while its destination's circuit is open.
 /// The first hold marks its row `held`; later ones write nothing.
-async fn hold(msg: &RawMessage, mut envelope: Envelope, envelope_json: &str, delay: u32, lane: Lane, env: &Env) {
+async fn hold(msg: &RawMessage, mut envelope: Envelope, envelope_json: &str, delay: u32, env: &Env) {
     if envelope.held == 0 {
         eventlog::record_attempt(env, &envelope, envelope_json, eventlog::Step::Held, Vec::new()).await;
     }
     log(json!({"kind": "delivery_held", "id": envelope.id, "dest": envelope.dest, "held": envelope.held + 1, "delay": delay}));
     envelope.held = envelope.held.saturating_add(1);
-    requeue(msg, &envelope, envelope_json.len(), delay, lane, env).await;
+    requeue(msg, &envelope, envelope_json.len(), delay, env).await;
 }
 
 /// A message of 0.2, before destinations: one message per destination whose
@@ -258,7 +225,13 @@ async fn hold(msg: &RawMessage, mut envelope: Envelope, envelope_json: &str, del
 async fn fan_out(msg: &RawMessage, envelope: Envelope, size: usize, cfg: &Config, env: &Env) {
     let dests = takers(cfg, &envelope);
     if dests.is_empty() {
+        // Kept as `unrouted` (replayable by id), and no longer waiting for the `origin` migration 0003 made of it.
         log(json!({"kind": "unrouted", "id": envelope.id, "provider": envelope.provider, "type": envelope.kind}));
+        if let Err(e) = eventlog::record_unrouted(env, std::slice::from_ref(&envelope)).await {
+            log(json!({"kind": "event_log_failed", "stage": "unrouted", "id": envelope.id, "error": e.to_string()}));
+            return retry_later(msg);
+        }
+        eventlog::forget_delivery(env, &envelope.id, LEGACY_NAME).await;
         return ack(msg, size);
     }
     // `origin` goes on where 0.2 left off; a destination new to the event starts at its first attempt.
@@ -485,8 +458,8 @@ pub async fn send_all(env: &Env, bodies: &[String]) -> worker::Result<()> {
     Ok(())
 }
 
-async fn requeue(msg: &RawMessage, envelope: &Envelope, size: usize, delay: u32, lane: Lane, env: &Env) {
-    match send(env, lane.queue(), envelope, Some(delay)).await {
+async fn requeue(msg: &RawMessage, envelope: &Envelope, size: usize, delay: u32, env: &Env) {
+    match send(env, lane(envelope), envelope, Some(delay)).await {
         Ok(()) => ack(msg, size),
         Err(e) => {
             // The original comes back with the same attempt count: an extra

@@ -40,13 +40,15 @@ const ON_HELD: &str = "status = excluded.status, updated_at = excluded.updated_a
 const ON_DEAD: &str = "status = 'dead', attempts = MAX(deliveries.attempts, excluded.attempts), last_status = excluded.last_status, \
      last_error = excluded.last_error, updated_at = excluded.updated_at";
 
-/// The event's status, summarising its deliveries (of event `?1`): retrying
-/// (or queued) while any is unfinished, then dead if any died, else delivered.
+/// The event's status, summarising its deliveries (of event `?1`): unrouted
+/// without any, retrying (or queued) while any is unfinished, then dead if any
+/// died, else delivered.
 /// The retention cron reads it, so an event is never removed while a
 /// destination still waits for it.
 macro_rules! summary_of_deliveries {
     () => {
-        "(SELECT CASE WHEN SUM(status IN ('retrying', 'held')) > 0 THEN 'retrying' WHEN SUM(status = 'queued') > 0 THEN 'queued' \
+        "(SELECT CASE WHEN COUNT(*) = 0 THEN 'unrouted' WHEN SUM(status IN ('retrying', 'held')) > 0 THEN 'retrying' \
+           WHEN SUM(status = 'queued') > 0 THEN 'queued' \
            WHEN SUM(status = 'dead') > 0 THEN 'dead' ELSE 'delivered' END FROM deliveries WHERE event_id = ?1), \
          (SELECT COALESCE(SUM(attempts), 0) FROM deliveries WHERE event_id = ?1)"
     };

@@ -155,9 +155,21 @@ async fn health(env: &Env) -> Result<Response> {
             "providers": providers,
             "delivery": {"configured": cfg.delivery_problem().is_none(), "problem": cfg.delivery_problem()},
             "destinations": destinations(&cfg, env).await,
-            "warnings": cfg.warnings(),
+            "warnings": warnings(&cfg, env),
         }),
     )
+}
+
+/// The configuration's warnings, and a missing slow-lane queue binding (deliveries then go on in the main lane).
+fn warnings(cfg: &Config, env: &Env) -> Vec<String> {
+    let mut w = cfg.warnings();
+    if env.queue(QUEUE_SLOW_EVENTS).is_err() {
+        w.push(format!(
+            "the {QUEUE_SLOW_EVENTS} queue binding is missing: a failing destination's deliveries stay among the healthy ones; \
+             create mailhook-events-slow and bind it as in wrangler.toml"
+        ));
+    }
+    w
 }
 
 /// Each destination, its settings' problem and its circuit. Not its URL:

@@ -1,6 +1,9 @@
 // Destinations: fan-out with filters to real origins on 127.0.0.1, each with
 // its own key, retries, dead letters and circuit breaker.
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { describe, test } from "node:test";
 import { admHeaders, fixture, signedHeaders, sleep, startMailhook, startOrigin, waitFor } from "./harness.mjs";
 
@@ -279,7 +282,7 @@ describe("destinations", () => {
     const good = { DESTINATION_CRM_SIGNING_SECRET: key("crm") };
     for (const [destinations, secrets, message] of [
       [[{ name: "crm", url: "https://crm.example/", timeout: 5 }], good, /destination "crm": unknown field `timeout`/],
-      [[{ name: "crm", url: "crm.example/hooks" }], good, /destination "crm": "crm.example\/hooks" is not an absolute http/],
+      [[{ name: "crm", url: "crm.example/hooks" }], good, /destination "crm": its URL is not an absolute http/],
       [[{ name: "crm", url: "https://a.example/" }, { name: "crm", url: "https://b.example/" }], good, /destination "crm": the name is used twice/],
       [[{ name: "crm", url: "https://crm.example/", filter: { types: ["email.bounce"] } }], good, /destination "crm": filter.types: "email.bounce" matches no event type/],
       [[{ name: "crm", url: "https://crm.example/", filter: { providers: ["improvmx"], types: ["email.bounced"] } }], good, /matches no event any of its providers sends/],
@@ -295,6 +298,9 @@ describe("destinations", () => {
         const r = await hook.post(...adm(903));
         assert.equal(r.status, 503);
         assert.match(r.json.error.message, message);
+        for (const d of typeof destinations === "string" ? [] : destinations) {
+          assert.ok(!health.text.includes(d.url), "a URL (it can hold a secret) never reaches the public answer");
+        }
       } finally {
         await hook.dispose();
       }
@@ -302,7 +308,7 @@ describe("destinations", () => {
   });
 
   test("review: 0.2 messages (no destination) fan out, and an in-flight 0.2 event does not wait for a removed origin", async () => {
-    const { hook, origins, close } = await setup({ a: {}, b: { filter: { types: ["mailbox.*"] } } });
+    const { hook, origins, close } = await setup({ a: { filter: { providers: ["adm-tools"] } }, b: { filter: { types: ["mailbox.*"] } } });
     try {
       const seed = await post(hook, adm(1001));
       await waitFor(() => origins.a.deliveries.length === 1);
@@ -329,8 +335,51 @@ describe("destinations", () => {
       assert.deepEqual(bulk.json.ids, [gaveUp]);
       await waitFor(() => origins.a.deliveries.some((d) => d.id === gaveUp), { what: "the replayed 0.2 dead letter" });
       assert.ok(seed);
+      // A 0.2 message that no destination takes now: kept as unrouted, not waiting for `origin`.
+      const nobody = "evt_review_nobody02";
+      const create = { ...envelope(nobody, 1), type: "mailbox.message_added" };
+      await db.prepare("INSERT INTO events (id, provider, type, received_at, status, attempts, envelope, updated_at) VALUES (?1, 'adm-tools', 'mailbox.message_added', ?2, 'retrying', 1, ?3, ?2)").bind(nobody, now() - 60, JSON.stringify(create)).run();
+      await db.prepare("INSERT INTO deliveries (event_id, destination, status, attempts, updated_at) VALUES (?1, 'origin', 'retrying', 1, ?2)").bind(nobody, now() - 60).run();
+      // A Mailtura email.sent: neither a (adm-tools only) nor b (mailbox.*) takes it.
+      await (await hook.mf.getQueueProducer("EVENTS")).send(JSON.stringify({ ...create, provider: "mailtura", type: "email.sent" }), { contentType: "text" });
+      await waitFor(async () => (await db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE event_id = ?1").bind(nobody).first()).n === 0, { what: "the origin row of the unrouted 0.2 event dropped" });
+      assert.ok(hook.logs.some((l) => l.includes('"unrouted"') && l.includes(nobody)));
+      assert.equal((await hook.admin(`/admin/events/${nobody}`)).json.status, "unrouted");
+      // The 0.2 dead letter left no `origin` row behind either.
+      assert.equal((await db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE event_id = ?1 AND destination = 'origin'").bind(gaveUp).first()).n, 0);
     } finally {
       await close();
+    }
+  });
+
+  test("review: bulk replay picks only what a destination still takes, so skipped rows never block a page", { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "mailhook-review-"));
+    let refusing = true;
+    const a = await startOrigin({ secret: key("a"), respond: () => (refusing ? 410 : 204) });
+    const start = (filter) =>
+      startMailhook({ vars: { ORIGIN_URL: undefined, DESTINATIONS: [{ name: "a", url: a.url, ...(filter ? { filter } : {}) }] }, secrets: { DESTINATION_A_SIGNING_SECRET: key("a") }, persist: dir });
+    try {
+      let hook = await start();
+      for (let uid = 1301; uid <= 1303; uid++) await post(hook, adm(uid, "create"));
+      const received = [await post(hook, adm(1304)), await post(hook, adm(1305))];
+      await waitFor(async () => (await hook.deliveries("a")).filter((d) => d.status === "dead").length === 5, { what: "five dead" });
+      await hook.dispose();
+      // The filter narrows to email.*: the three mailbox.* dead rows are no longer a's to replay.
+      refusing = false;
+      hook = await start({ types: ["email.*"] });
+      try {
+        const r = await hook.admin("/admin/replay?status=dead&limit=2", { method: "POST" });
+        assert.equal(r.status, 202, r.text);
+        assert.deepEqual(r.json.ids.sort(), received.sort());
+        assert.equal(r.json.remaining, 0);
+        assert.equal(r.json.skipped.filter_no_longer_takes, 3);
+        await waitFor(() => a.deliveries.length === 2, { what: "the two replays" });
+      } finally {
+        await hook.dispose();
+      }
+    } finally {
+      await a.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
@@ -364,6 +413,9 @@ describe("destinations", () => {
       const first = await hook.admin(`/admin/replay?status=dead&limit=2&before=${encodeURIComponent(before)}`, { method: "POST" });
       assert.equal(first.json.count, 2);
       assert.equal(first.json.remaining, 3, "the two replayed are queued now");
+      assert.equal(first.json.before, before, "the cut-off it used");
+      const inFlight = await hook.admin("/admin/replay?status=retrying", { method: "POST" });
+      assert.equal(inFlight.status, 400, "a delivery still on its way is not replayed twice");
       let rounds = 1;
       let replayed = 2;
       for (;;) {

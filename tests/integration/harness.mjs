@@ -199,13 +199,16 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
   };
 }
 
-/** Applies migrations/*.sql in order, as `wrangler d1 migrations apply` does. */
+/** Applies migrations/*.sql in order, each once (recorded in d1_migrations), as `wrangler d1 migrations apply` does. */
 export async function applyMigrations(db) {
   const dir = path.join(root, "migrations");
+  await db.prepare("CREATE TABLE IF NOT EXISTS d1_migrations (name TEXT PRIMARY KEY)").run();
+  const applied = new Set((await db.prepare("SELECT name FROM d1_migrations").all()).results.map((r) => r.name));
   for (const file of readdirSync(dir).filter((f) => f.endsWith(".sql")).sort()) {
+    if (applied.has(file)) continue;
     const sql = readFileSync(path.join(dir, file), "utf8").replace(/^\s*--.*$/gm, "");
     const statements = sql.split(/;\s*$/m).map((s) => s.trim()).filter(Boolean);
-    await db.batch(statements.map((s) => db.prepare(s)));
+    await db.batch([...statements.map((s) => db.prepare(s)), db.prepare("INSERT INTO d1_migrations (name) VALUES (?1)").bind(file)]);
   }
 }
 
