@@ -41,7 +41,9 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// `DEAD_LETTER_QUEUE`'s default, as in wrangler.toml.
+/// `DEAD_LETTER_QUEUE`'s default, as in wrangler.toml. The consumer reads the
+/// variable itself, so that it records dead letters even when the rest of the
+/// configuration is broken.
 pub const DEFAULT_DEAD_LETTER_QUEUE: &str = "mailhook-dead-letters";
 
 /// The largest `MAX_BODY_BYTES`: 100 MiB, Workers' request body limit on most plans.
@@ -72,7 +74,6 @@ pub struct Config {
     pub destinations: Vec<Destination>,
     /// The default retry schedule (`RETRY_SCHEDULE_SECONDS`).
     pub retry_schedule: Vec<u32>,
-    pub dead_letter_queue: String,
     /// Bearer tokens of `/admin`; the API is off while empty.
     pub admin_tokens: Secrets,
     pub log_retention_days: u32,
@@ -91,7 +92,6 @@ impl Config {
             providers: crate::providers::Settings::from_lookup(&get)?,
             destinations: Vec::new(),
             retry_schedule: schedule(get("RETRY_SCHEDULE_SECONDS").as_deref())?,
-            dead_letter_queue: get("DEAD_LETTER_QUEUE").unwrap_or_else(|| DEFAULT_DEAD_LETTER_QUEUE.into()),
             admin_tokens: Secrets::parse(get("ADMIN_TOKEN").as_deref()),
             log_retention_days: number(&get, "LOG_RETENTION_DAYS", 30)?,
         };
