@@ -114,6 +114,11 @@ impl Config {
         Config { destinations, ..cfg }.validate()
     }
 
+    /// The names of the destinations that take an event of `provider` (route name) and type `kind`.
+    pub fn takers(&self, provider: &str, kind: &str) -> Vec<&str> {
+        self.destinations.iter().filter(|d| d.takes(provider, kind)).map(|d| d.name.as_str()).collect()
+    }
+
     /// The destination called `name`.
     pub fn destination(&self, name: &str) -> Option<&Destination> {
         self.destinations.iter().find(|d| d.name == name)

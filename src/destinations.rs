@@ -92,6 +92,13 @@ impl Destination {
         }
     }
 
+    /// True when this destination takes an event of the provider named
+    /// `provider` (its route name) and type `kind`. A provider no longer known
+    /// (its stored events are still replayed) is taken by every destination.
+    pub fn takes(&self, provider: &str, kind: &str) -> bool {
+        Provider::from_route(provider).is_none_or(|p| self.filter.matches(p, kind))
+    }
+
     /// The URL without its query and fragment (which may hold a credential), for `/healthz` and logs.
     pub fn display_url(&self) -> String {
         self.url.as_deref().map(|u| u.split(['?', '#']).next().unwrap_or("").to_string()).unwrap_or_default()
@@ -601,6 +608,19 @@ mod tests {
         ] {
             assert_eq!(valid_url(url).as_deref(), Ok(url.trim()), "{url}");
         }
+    }
+
+    #[test]
+    fn a_destination_takes_what_its_filter_does_and_any_unknown_provider() {
+        let d = run(
+            Some(r#"{"name": "crm", "url": "https://c.example/", "filter": {"providers": ["maileroo"]}}"#),
+            &[("DESTINATION_CRM_SIGNING_SECRET", KEY)],
+        )
+        .unwrap()
+        .remove(0);
+        assert!(d.takes("maileroo", "email.bounced"));
+        assert!(!d.takes("mailtura", "email.bounced"));
+        assert!(d.takes("a-provider-since-removed", "email.bounced"));
     }
 
     #[test]

@@ -6,9 +6,7 @@ use super::{eventlog, json_response, log, now_seconds, refuse, D1_DATABASE};
 use crate::admin::{authorize, batches, filter_rules, AdminRoute, EventQuery, SqlValue};
 use crate::config::Config;
 use crate::delivery::Envelope;
-use crate::destinations::Destination;
 use crate::error::ApiError;
-use crate::providers::Provider;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -222,7 +220,7 @@ async fn replay_one(id: &str, query: &str, cfg: &Config, env: &Env) -> std::resu
     let dests: Vec<&str> = match &q.destination {
         Some(name) => {
             let d = cfg.destination(name).ok_or_else(|| unknown_destination(name, cfg))?;
-            if !takes(d, &row.provider, &row.kind) {
+            if !d.takes(&row.provider, &row.kind) {
                 return Err(ApiError::BadRequest(format!(
                     "destination {name:?}'s filter does not take {} events from {}; replay it to a destination that does",
                     row.kind, row.provider
@@ -230,7 +228,7 @@ async fn replay_one(id: &str, query: &str, cfg: &Config, env: &Env) -> std::resu
             }
             vec![d.name.as_str()]
         }
-        None => cfg.destinations.iter().filter(|d| takes(d, &row.provider, &row.kind)).map(|d| d.name.as_str()).collect(),
+        None => cfg.takers(&row.provider, &row.kind),
     };
     if dests.is_empty() {
         return Err(ApiError::BadRequest(format!("no destination's filter takes {} events from {}", row.kind, row.provider)));
@@ -248,11 +246,6 @@ async fn replay_one(id: &str, query: &str, cfg: &Config, env: &Env) -> std::resu
         .collect();
     enqueue_replays(env, replays).await?;
     Ok((202, json!({"status": "replayed", "ids": [id], "destinations": dests})))
-}
-
-/// True when `d`'s filter takes an event of `provider` and `kind` (any event of a provider no longer known).
-fn takes(d: &Destination, provider: &str, kind: &str) -> bool {
-    Provider::from_route(provider).is_none_or(|p| d.filter.matches(p, kind))
 }
 
 fn unknown_destination(name: &str, cfg: &Config) -> ApiError {

@@ -16,7 +16,6 @@ use crate::delivery::{
 };
 use crate::destinations::{gate, in_slow_lane, Circuit, Destination, Gate, LEGACY_NAME, SLOW_ATTEMPT_MS};
 use crate::large::{manifest_len, parse_manifest, read_plan, EventBody, Part, Read, RunCursor, STORED_HEADER_LEN};
-use crate::providers::Provider;
 use futures_util::future::join_all;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde_json::json;
@@ -223,7 +222,7 @@ async fn hold(msg: &RawMessage, mut envelope: Envelope, envelope_json: &str, del
 /// A message of 0.2, before destinations: one message per destination whose
 /// filter takes the event, sent together, then the original is acked.
 async fn fan_out(msg: &RawMessage, envelope: Envelope, size: usize, cfg: &Config, env: &Env) {
-    let dests = takers(cfg, &envelope);
+    let dests = cfg.takers(&envelope.provider, &envelope.kind);
     if dests.is_empty() {
         // Kept as `unrouted` (replayable by id), and no longer waiting for the `origin` migration 0003 made of it.
         log(json!({"kind": "unrouted", "id": envelope.id, "provider": envelope.provider, "type": envelope.kind}));
@@ -255,12 +254,6 @@ async fn fan_out(msg: &RawMessage, envelope: Envelope, size: usize, cfg: &Config
             retry_later(msg);
         }
     }
-}
-
-/// The destinations whose filter takes the envelope's event (all of them, for a provider no longer known).
-fn takers<'a>(cfg: &'a Config, envelope: &Envelope) -> Vec<&'a str> {
-    let provider = Provider::from_route(&envelope.provider);
-    cfg.destinations.iter().filter(|d| provider.is_none_or(|p| d.filter.matches(p, &envelope.kind))).map(|d| d.name.as_str()).collect()
 }
 
 /// An event's JSON: inline in its envelope, or parts of an R2 object (see `large`).
@@ -493,7 +486,7 @@ async fn record_dead(msg: &RawMessage, cfg: Option<&Config>, env: &Env) {
     // takes it (so a bulk replay finds it), or at `origin` when none does.
     let dests: Vec<String> = match (&envelope.dest, cfg) {
         (Some(d), _) => vec![d.clone()],
-        (None, Some(cfg)) => takers(cfg, &envelope).into_iter().map(String::from).collect(),
+        (None, Some(cfg)) => cfg.takers(&envelope.provider, &envelope.kind).into_iter().map(String::from).collect(),
         (None, None) => Vec::new(),
     };
     let dests = if dests.is_empty() { vec![LEGACY_NAME.to_string()] } else { dests };

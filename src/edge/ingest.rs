@@ -198,8 +198,7 @@ async fn enqueue(
     let mut bodies = Vec::new();
     let mut unrouted = Vec::new();
     for (e, json) in events {
-        let dests: Vec<&str> =
-            cfg.destinations.iter().filter(|d| d.filter.matches(provider, e.kind.as_str())).map(|d| d.name.as_str()).collect();
+        let dests: Vec<&str> = cfg.takers(provider.name(), e.kind.as_str());
         let envelope = Envelope::new(&e.id, e.data.provider, e.kind.as_str(), json, body, now, &nonce[..16]);
         if envelope.r2_key.is_some() {
             let bucket = env.bucket(BUCKET_PAYLOADS).map_err(|e| unavailable("store the large event", e))?;
