@@ -1,6 +1,7 @@
 // The mailhook command line: `npm run mailhook -- <command>`.
 //
 //   send <provider> [fixture | --type TYPE]   a provider's "send test event" button
+//   send email-routing [file.eml] [--from A --to B]   a message handed to the Worker's email handler
 //   export [--from D] [--to D] [--limit N] [--page N] [--format jsonl|csv] [--provider P] [--type T] [--status S] [--destination NAME]
 //   replay <id> [--destination NAME] | --dead [--destination NAME] [--from D] [--to D]
 //   destinations                            each destination, its circuit and its deliveries by status
@@ -32,10 +33,10 @@ function secret(name) {
 const hex = (n) => randomBytes(n).toString("hex");
 const nowSec = () => Math.floor(Date.now() / 1000);
 
-function loadFixture(provider, name) {
-  const file = existsSync(name) ? name : path.join(root, "fixtures", provider, `${name}.json`);
+function loadFixture(provider, name, ext = "json") {
+  const file = existsSync(name) ? name : path.join(root, "fixtures", provider, `${name}.${ext}`);
   if (!existsSync(file)) fail(`no fixture ${name} for ${provider} (see fixtures/${provider}/)`);
-  return JSON.parse(readFileSync(file, "utf8"));
+  return ext === "json" ? JSON.parse(readFileSync(file, "utf8")) : readFileSync(file);
 }
 
 /** Each provider: a default fixture, how to pick one by type, and how to make a payload new. */
@@ -91,10 +92,12 @@ function authenticate(provider, body, ip) {
 }
 
 async function send(args) {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { type: { type: "string" }, url: { type: "string" }, ip: { type: "string" } } });
+  const options = { type: { type: "string" }, url: { type: "string" }, ip: { type: "string" }, from: { type: "string" }, to: { type: "string" } };
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options });
   const [provider, fixtureName] = positionals;
   if (!PROVIDERS.includes(provider)) fail(`send <provider>: one of ${PROVIDERS.join(", ")}`);
   const b = BUILD[provider];
+  if (b.mail) return sendMail(provider, b, fixtureName, values);
   const payload = loadFixture(provider, fixtureName ?? b.fixture(values.type));
   // A named fixture keeps its identity (send it twice: a duplicate); a built one is new each time.
   if (!fixtureName) b.fresh(payload);
@@ -106,6 +109,22 @@ async function send(args) {
   const url = `${base(values)}/webhooks/${provider}`;
   const res = await request(url, { method: "POST", headers: authenticate(provider, body, values.ip), body });
   console.log(`${res.status} ${JSON.stringify(res.json ?? res.text)}`);
+  if (res.status !== 200) process.exit(1);
+}
+
+/**
+ * Hands raw mail to the `email` handler through `wrangler dev`'s local
+ * endpoint (locally at most 1 MiB, and a Message-ID is required). A fixture
+ * named keeps its Message-ID (send it twice: a duplicate); the default one gets a new one.
+ */
+async function sendMail(provider, b, fixtureName, values) {
+  let raw = loadFixture(provider, fixtureName ?? b.fixture(values.type), "eml");
+  if (!fixtureName) raw = b.fresh(raw);
+  const q = new URLSearchParams({ from: values.from ?? "sender@example.net", to: values.to ?? "inbox@mailhook.test" });
+  const res = await request(`${base(values)}/cdn-cgi/handler/email?${q}`, { method: "POST", body: raw });
+  // 200: taken. 400: refused for good (setReject: the sender gets a bounce). 500: refused for now (the sender retries).
+  const meaning = { 200: "taken", 400: "rejected (permanent)", 500: "deferred (temporary; the sender would retry)" }[res.status] ?? "";
+  console.log(`${res.status} ${meaning} ${res.text ?? ""}`.trim());
   if (res.status !== 200) process.exit(1);
 }
 

@@ -78,7 +78,7 @@ impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotFound => {
-                let names: Vec<&str> = crate::providers::Provider::ALL.iter().map(|p| p.name()).collect();
+                let names: Vec<&str> = crate::providers::Provider::ALL.iter().filter(|p| p.posts()).map(|p| p.name()).collect();
                 write!(f, "no such route; providers post to /webhooks/{{{}}}", names.join("|"))
             }
             Self::MethodNotAllowed { allow } => write!(f, "this route accepts {allow} only"),

@@ -4,7 +4,7 @@
 
 use crate::auth::hmac_sha256;
 use crate::config::Config;
-use crate::providers::{Inbound, Provider};
+use crate::providers::{Auth, Inbound, Provider, SmtpEnvelope};
 
 pub const ADM_TOOLS_TOKEN: &str = "test-adm-tools-token";
 pub const MAILTURA_SECRET: &str = "test-mailtura-secret";
@@ -46,7 +46,7 @@ pub const TEST_NONCE: &str = "0123456789abcdef0123456789abcdef";
 /// consumer would send it: what the tests, the bench and the fuzz targets compare.
 pub fn ingest_json(provider: Provider, cfg: &Config, req: &Inbound) -> Result<Vec<Vec<u8>>, crate::error::ApiError> {
     let ingested = provider.ingest(cfg, req, TEST_NONCE)?;
-    Ok(ingested.render().iter().map(|e| e.materialise(req.body)).collect())
+    Ok(ingested.render().iter().map(|e| e.materialise(ingested.body(req.body))).collect())
 }
 
 /// Hex HMAC-SHA256 of the raw body, as Mailtura and Maileroo sign.
@@ -54,31 +54,58 @@ pub fn hex_hmac(secret: &str, body: &[u8]) -> String {
     hex::encode(hmac_sha256(secret.as_bytes(), &[body]))
 }
 
-/// What `provider` sends with a body: headers, the source address, and
-/// (Mail-Plus) the verdict of a passing reverse DNS.
+/// What `provider` sends with a body: headers, the source address,
+/// (Mail-Plus) the verdict of a passing reverse DNS, and (mail the platform
+/// hands over) the SMTP envelope.
 pub struct Sent {
     pub headers: Vec<(String, String)>,
     pub client_ip: Option<&'static str>,
     pub rdns: Option<bool>,
+    pub envelope: Option<SmtpEnvelope<'static>>,
 }
 
-pub fn as_sent_by(provider: Provider, body: &[u8]) -> Sent {
-    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
-    let (mut client_ip, mut rdns) = (Some("203.0.113.50"), None);
-    match provider {
-        Provider::AdmTools => {
-            headers.push(("user-agent".into(), "adm.tools mail webhook".into()));
-            headers.push(("x-webhook-token".into(), ADM_TOOLS_TOKEN.into()));
-        }
-        Provider::Mailtura => headers.push(("x-mailtura-signature".into(), hex_hmac(MAILTURA_SECRET, body))),
-        Provider::Maileroo => headers.push(("x-maileroo-signature".into(), hex_hmac(MAILEROO_SECRET, body))),
-        Provider::ImprovMx => client_ip = Some(IMPROVMX_IP),
-        Provider::MailPlus => {
-            client_ip = Some(MAIL_PLUS_IP);
-            rdns = Some(true);
-        }
+impl Sent {
+    /// The request as the core sees it.
+    pub fn inbound<'a>(&'a self, body: &'a [u8], now: i64) -> Inbound<'a> {
+        Inbound { rdns: self.rdns, envelope: self.envelope, ..Inbound::new(&self.headers, self.client_ip, body, now) }
     }
-    Sent { headers, client_ip, rdns }
+}
+
+/// The SMTP envelope of test mail.
+pub const TEST_ENVELOPE: SmtpEnvelope<'static> = SmtpEnvelope { from: "sender@example.net", to: "inbox@mailhook.test" };
+
+pub fn as_sent_by(provider: Provider, body: &[u8]) -> Sent {
+    let mut sent = Sent {
+        headers: vec![("content-type".to_string(), "application/json".to_string())],
+        client_ip: Some("203.0.113.50"),
+        rdns: None,
+        envelope: None,
+    };
+    match provider.auth() {
+        // Signed sources and mail from the platform need nothing of their own.
+        Auth::SignedBody { header, secret, .. } => {
+            let key = test_value(secret).unwrap_or_else(|| panic!("testkit: {secret} has no test value in BASE"));
+            sent.headers.push((header.to_ascii_lowercase(), hex_hmac(key, body)));
+        }
+        Auth::Platform => {
+            sent.headers.clear();
+            sent.client_ip = None;
+            sent.envelope = Some(TEST_ENVELOPE);
+        }
+        Auth::BeforeBody => match provider {
+            Provider::AdmTools => {
+                sent.headers.push(("user-agent".into(), "adm.tools mail webhook".into()));
+                sent.headers.push(("x-webhook-token".into(), ADM_TOOLS_TOKEN.into()));
+            }
+            Provider::ImprovMx => sent.client_ip = Some(IMPROVMX_IP),
+            Provider::MailPlus => {
+                sent.client_ip = Some(MAIL_PLUS_IP);
+                sent.rdns = Some(true);
+            }
+            other => panic!("testkit::as_sent_by: say how {} authenticates before the body", other.name()),
+        },
+    }
+    sent
 }
 
 /// Every header and value parser on `text` (and `bytes` where bytes are

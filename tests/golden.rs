@@ -1,6 +1,7 @@
-//! Golden events: every `fixtures/<provider>/NAME.json`, authenticated as the
-//! provider does it, must produce exactly `NAME.expected.json` (the event, or
-//! an array when a payload holds several). Differences are listed by field.
+//! Golden events: every `fixtures/<provider>/NAME.json` (or `NAME.eml`, raw
+//! mail the platform hands over), authenticated as the provider does it, must
+//! produce exactly `NAME.expected.json` (the event, or an array when a payload
+//! holds several). Differences are listed by field.
 //!
 //! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the expected files;
 //! review the diff before committing it.
@@ -18,15 +19,9 @@ fn every_fixture_produces_its_expected_event() {
     let mut checked = 0;
     for provider in Provider::ALL {
         let dir = fixtures_dir(provider);
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .filter_map(|f| f.ok()?.file_name().into_string().ok())
-            .filter(|n| n.ends_with(".json") && !n.ends_with(".expected.json"))
-            .collect();
-        names.sort();
-        assert!(!names.is_empty(), "no fixtures in {}", dir.display());
-        for name in names {
-            let stem = name.trim_end_matches(".json");
+        for stem in fixture_names(provider) {
+            let name = format!("{stem}.{}", input_ext(provider));
+            let stem = stem.as_str();
             let body = fixture(provider, stem);
             let mut events = match ingest(provider, &cfg, &body) {
                 Ok(e) => e,

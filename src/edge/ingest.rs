@@ -14,7 +14,6 @@ use crate::error::ApiError;
 use crate::event::Event;
 use crate::large::{stored_prefix, EventBody};
 use crate::providers::{Inbound, Provider};
-use futures_util::StreamExt;
 use js_sys::{Reflect, Uint8Array};
 use serde_json::json;
 use worker::wasm_bindgen::{JsCast, JsValue};
@@ -58,13 +57,26 @@ async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::R
     // A known sender's body is read into one buffer of its announced size; an
     // unauthenticated one's grows only as its bytes arrive.
     let reserve = if provider.authenticated_before_body() { limit } else { UNAUTHENTICATED_RESERVE };
-    let body = read_body(req, limit, announced, reserve).await?;
+    let body = read_stream(req.inner().body(), limit, announced, reserve).await?;
     inbound.body = &body;
     inbound.json = &body;
+    accept(env, provider, &cfg, &inbound).await
+}
+
+/// Everything after the body is read, for a request or a message the platform
+/// handed over: the core's pipeline, dedupe, store, enqueue. `Ok` only when
+/// every new event is on the queue; it answers whether they were new.
+pub async fn accept(
+    env: &Env,
+    provider: Provider,
+    cfg: &Config,
+    inbound: &Inbound<'_>,
+) -> std::result::Result<(&'static str, Vec<String>), ApiError> {
     let nonce = nonce();
-    let ingested = provider.ingest(&cfg, &inbound, &nonce)?;
+    let ingested = provider.ingest(cfg, inbound, &nonce)?;
     let rendered = ingested.render();
     let events = &ingested.events;
+    let body = ingested.body(inbound.body);
 
     let kv = env.kv(KV_DEDUPE).ok();
     let mut fresh: Vec<(&Event, &EventBody)> = Vec::with_capacity(events.len());
@@ -80,7 +92,7 @@ async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::R
 
     // The event log's row is written by the consumer at the first delivery
     // attempt (one D1 write fewer per event, none on this path).
-    enqueue(env, provider, &cfg, &fresh, &body, &nonce).await?;
+    enqueue(env, provider, cfg, &fresh, body, &nonce).await?;
 
     if let Some(kv) = &kv {
         for (e, _) in &fresh {
@@ -90,52 +102,64 @@ async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::R
     Ok(("accepted", ids))
 }
 
-/// Reads the body, refusing it (413) as soon as it passes `limit`, chunked
-/// or not, and (400) when it ends short of its announced length, as a
-/// client that gave up mid-body would. `reserve` bounds what is allocated
-/// before the bytes arrive.
+/// Reads a body (a request's, or a message's raw stream), refusing it (413)
+/// as soon as it passes `limit`, chunked or not, and (400) when it ends short
+/// of its announced length, as a client that gave up mid-body would.
+/// `reserve` bounds what is allocated before the bytes arrive.
 ///
 /// The body is read with a BYOB reader into one 64 KiB buffer that goes
 /// back and forth, each chunk copied into Wasm: no JavaScript buffer per
 /// chunk waits for the garbage collector, so a 32 MiB email costs its size
-/// in Wasm and almost nothing in the JS heap (BENCHMARKS.md).
-async fn read_body(req: &mut Request, limit: u64, announced: Option<u64>, reserve: u64) -> std::result::Result<Vec<u8>, ApiError> {
+/// in Wasm and almost nothing in the JS heap (BENCHMARKS.md). A stream
+/// without BYOB support (a message's stream passed over RPC, locally) is
+/// read chunk by chunk.
+pub async fn read_stream(
+    stream: Option<web_sys::ReadableStream>,
+    limit: u64,
+    announced: Option<u64>,
+    reserve: u64,
+) -> std::result::Result<Vec<u8>, ApiError> {
     let too_large = || ApiError::PayloadTooLarge { limit };
     fn unreadable<E>(_: E) -> ApiError {
         ApiError::BadRequest("the request body could not be read; send it again".into())
     }
     let limit_len = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut body = Vec::with_capacity(usize::try_from(announced.unwrap_or(0).min(reserve).min(limit)).unwrap_or(0));
-    let Some(stream) = req.inner().body() else {
+    let Some(stream) = stream else {
         return Ok(body); // no body at all
     };
-    if let Some(reader) = byob_reader(&stream) {
-        let mut view = Uint8Array::new_with_length(READ_CHUNK_BYTES);
-        loop {
-            let result = JsFuture::from(reader.read_with_array_buffer_view(&view)).await.map_err(unreadable)?;
-            if Reflect::get(&result, &JsValue::from_str("done")).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
-                break;
-            }
-            let chunk: Uint8Array = Reflect::get(&result, &JsValue::from_str("value")).map_err(unreadable)?.unchecked_into();
-            let n = chunk.length() as usize;
-            if body.len().saturating_add(n) > limit_len {
+    let byob = byob_reader(&stream);
+    let default_reader = match byob {
+        Some(_) => None,
+        None => Some(web_sys::ReadableStreamDefaultReader::new(&stream).map_err(unreadable)?),
+    };
+    let mut view = Uint8Array::new_with_length(READ_CHUNK_BYTES);
+    loop {
+        let read = match (&byob, &default_reader) {
+            (Some(reader), _) => reader.read_with_array_buffer_view(&view),
+            (None, Some(reader)) => reader.read(),
+            (None, None) => return Err(unreadable(())),
+        };
+        let result = JsFuture::from(read).await.map_err(unreadable)?;
+        if Reflect::get(&result, &JsValue::from_str("done")).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
+            break;
+        }
+        let chunk: Uint8Array = Reflect::get(&result, &JsValue::from_str("value")).map_err(unreadable)?.dyn_into().map_err(unreadable)?;
+        let n = chunk.length() as usize;
+        if body.len().saturating_add(n) > limit_len {
+            if let Some(reader) = &byob {
                 let _ = reader.cancel();
-                return Err(too_large());
+            } else if let Some(reader) = &default_reader {
+                let _ = reader.cancel();
             }
-            let start = body.len();
-            body.resize(start + n, 0);
-            chunk.copy_to(&mut body[start..]);
+            return Err(too_large());
+        }
+        let start = body.len();
+        body.resize(start + n, 0);
+        chunk.copy_to(&mut body[start..]);
+        if byob.is_some() {
             // The read handed the buffer back, detached from `view`: read into it again.
             view = Uint8Array::new_with_byte_offset_and_length(&chunk.buffer(), 0, READ_CHUNK_BYTES);
-        }
-    } else {
-        let mut stream = req.stream().map_err(unreadable)?;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(unreadable)?;
-            if body.len().saturating_add(chunk.len()) > limit_len {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
         }
     }
     if announced.is_some_and(|n| n != body.len() as u64) {

@@ -6,6 +6,7 @@ mod admin;
 mod circuit;
 mod consumer;
 mod dns;
+mod email;
 mod eventlog;
 mod ingest;
 mod ops;

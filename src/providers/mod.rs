@@ -61,8 +61,18 @@ pub trait Source {
     fn signing_secrets(_s: &Self::Settings) -> Option<&Secrets> {
         None
     }
+    /// For a source whose input is not its JSON payload (`Auth::Platform`: raw
+    /// mail), that payload, made from `req.body`; the pipeline then runs on it
+    /// (its large strings as markers, its bytes stored for a large event).
+    fn payload(_s: &Self::Settings, _req: &Inbound) -> Result<Option<Vec<u8>>, ApiError> {
+        Ok(None)
+    }
     /// The canonical events, and for `Auth::SignedBody` the signed payload's own time.
     fn normalise(s: &Self::Settings, req: &Inbound) -> Result<Normalised, ApiError>;
+    /// For mail the platform hands over: the address a copy of each message is forwarded to.
+    fn forward_to(_s: &Self::Settings) -> Option<&str> {
+        None
+    }
 }
 
 /// How a source's requests are authenticated.
@@ -74,6 +84,10 @@ pub enum Auth {
     /// The payload's own time (`time_field`, which `normalise` returns) must be within
     /// `MAX_EVENT_AGE_SECONDS`: the pipeline checks it, so no signed source can skip its replay window.
     SignedBody { header: &'static str, secret: &'static str, time_field: &'static str },
+    /// Handed over by the platform itself (Email Routing's `email` handler),
+    /// not posted: no route, so nothing for a sender to authenticate as. What
+    /// a sender wrote in the message is checked by the source (its auth verdicts).
+    Platform,
 }
 
 /// A variable or secret of a source.
@@ -192,6 +206,15 @@ macro_rules! registry {
                 match self { $(Self::$variant => <$module::$source as Source>::signing_secrets(&cfg.providers.$module)),* }
             }
 
+            fn payload(self, cfg: &Config, req: &Inbound) -> Result<Option<Vec<u8>>, ApiError> {
+                match self { $(Self::$variant => <$module::$source as Source>::payload(&cfg.providers.$module, req)),* }
+            }
+
+            /// Where a copy of each message goes (mail the platform hands over), if anywhere.
+            pub fn forward_to(self, cfg: &Config) -> Option<&str> {
+                match self { $(Self::$variant => <$module::$source as Source>::forward_to(&cfg.providers.$module)),* }
+            }
+
             pub fn normalise(self, cfg: &Config, req: &Inbound) -> Result<Normalised, ApiError> {
                 match self { $(Self::$variant => <$module::$source as Source>::normalise(&cfg.providers.$module, req)),* }
             }
@@ -226,14 +249,23 @@ pub struct Inbound<'a> {
     pub refs: Option<&'a Refs>,
     /// The edge's reverse-DNS verdict, when `mail_plus::rdns_lookup` asked for one.
     pub rdns: Option<bool>,
+    /// The SMTP envelope of a message the platform handed over (`Auth::Platform`).
+    pub envelope: Option<SmtpEnvelope<'a>>,
     /// Unix seconds: the core never reads a clock.
     pub now: i64,
+}
+
+/// `MAIL FROM` and `RCPT TO` of a message, as the receiving server saw them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmtpEnvelope<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
 }
 
 impl<'a> Inbound<'a> {
     /// A request whose body is parsed as it is (no skeleton yet).
     pub fn new(headers: &'a [(String, String)], client_ip: Option<&'a str>, body: &'a [u8], now: i64) -> Self {
-        Inbound { headers, client_ip, body, json: body, refs: None, rdns: None, now }
+        Inbound { headers, client_ip, body, json: body, refs: None, rdns: None, envelope: None, now }
     }
 
     /// SHA-256 of a string of the payload (of the large string a marker stands for).
@@ -258,9 +290,19 @@ impl<'a> Inbound<'a> {
 }
 
 impl Provider {
-    /// The provider of `/webhooks/{route}`.
+    /// The provider of `/webhooks/{route}` (a source the platform feeds has no route).
     pub fn from_route(route: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|p| p.name() == route)
+        Self::ALL.iter().copied().filter(|p| p.posts()).find(|p| p.name() == route)
+    }
+
+    /// True when its events are posted to `/webhooks/{name}`; false when the platform hands them over.
+    pub fn posts(self) -> bool {
+        self.auth() != Auth::Platform
+    }
+
+    /// The source of mail that the platform hands to the Worker's `email` handler.
+    pub fn email_handler() -> Option<Self> {
+        Self::ALL.iter().copied().find(|p| !p.posts())
     }
 
     /// What is checked before the body is read (`req.body` is empty here):
@@ -276,7 +318,7 @@ impl Provider {
     /// True when `authenticate_head` is the whole authentication (source
     /// address or token), so the body is only read from a known sender.
     pub fn authenticated_before_body(self) -> bool {
-        self.auth() == Auth::BeforeBody
+        matches!(self.auth(), Auth::BeforeBody | Auth::Platform)
     }
 
     /// The largest body taken: `MAX_BODY_BYTES`, but at most
@@ -294,7 +336,7 @@ impl Provider {
     pub fn authenticate(self, cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
         self.authenticate_head(cfg, req)?;
         match self.auth() {
-            Auth::BeforeBody => Ok(()),
+            Auth::BeforeBody | Auth::Platform => Ok(()),
             Auth::SignedBody { header, secret, .. } => {
                 let secrets = self.signing_secrets(cfg).ok_or_else(|| ApiError::NotConfigured(format!("{secret} is not set")))?;
                 hmac_header(secrets, req, header, secret)
@@ -323,15 +365,26 @@ impl Provider {
         }
         self.authenticate(cfg, req)?;
         if req.body.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::BadRequest("the body is empty; expected the provider's JSON payload".into()));
+            return Err(ApiError::BadRequest(if self.posts() {
+                "the body is empty; expected the provider's JSON payload".into()
+            } else {
+                "the message is empty".into()
+            }));
         }
+        // A source whose input is not its payload makes it first; `data.raw` is
+        // then left out: the payload is mailhook's, not what the sender sent.
+        let payload = self.payload(cfg, req)?;
+        let (req, raw) = match &payload {
+            Some(p) => (Inbound { body: p, json: p, ..*req }, None),
+            None => (*req, raw_range(cfg, req.body)),
+        };
         let paths = self.large_paths();
         if paths.is_empty() {
-            return Ok(Ingested { events: self.events(cfg, req)?, refs: Refs::default(), raw: raw_range(cfg, req.body) });
+            return Ok(Ingested { events: self.events(cfg, &req)?, refs: Refs::default(), raw, payload });
         }
         let skeleton = skeletonize(req.body, paths, nonce).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
-        let events = self.events(cfg, &Inbound { json: &skeleton.json, refs: Some(&skeleton.refs), ..*req })?;
-        Ok(Ingested { events, refs: skeleton.refs, raw: raw_range(cfg, req.body) })
+        let events = self.events(cfg, &Inbound { json: &skeleton.json, refs: Some(&skeleton.refs), ..req })?;
+        Ok(Ingested { events, refs: skeleton.refs, raw, payload })
     }
 }
 
@@ -343,9 +396,16 @@ pub struct Ingested {
     pub refs: Refs,
     /// The range of the body that is `data.raw`, unless `INCLUDE_RAW=false`.
     pub raw: Option<[u64; 2]>,
+    /// The payload made from the input (`Source::payload`): the body the events' parts refer to.
+    pub payload: Option<Vec<u8>>,
 }
 
 impl Ingested {
+    /// What the events' parts are ranges of (and what a large event stores): the payload made, or the body received.
+    pub fn body<'b>(&'b self, received: &'b [u8]) -> &'b [u8] {
+        self.payload.as_deref().unwrap_or(received)
+    }
+
     /// Each event's JSON as parts: literal bytes and ranges of the body.
     pub fn render(&self) -> Vec<EventBody> {
         self.events.iter().map(|e| render(e, &self.refs, self.raw)).collect()

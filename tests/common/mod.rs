@@ -28,7 +28,11 @@ pub fn config() -> Config {
 /// Runs the pure pipeline on `body` as `provider` would send it.
 pub fn ingest(provider: Provider, cfg: &Config, body: &[u8]) -> Result<Vec<Value>, mailhook::error::ApiError> {
     let sent = as_sent_by(provider, body);
-    run(provider, cfg, &sent.headers, sent.client_ip, sent.rdns, NOW, body)
+    parse_events(mailhook::testkit::ingest_json(provider, cfg, &sent.inbound(body, NOW))?)
+}
+
+fn parse_events(events: Vec<Vec<u8>>) -> Result<Vec<Value>, mailhook::error::ApiError> {
+    Ok(events.iter().map(|e| serde_json::from_slice(e).expect("events serialise to JSON")).collect())
 }
 
 pub fn ingest_with(
@@ -51,16 +55,39 @@ pub fn run(
     body: &[u8],
 ) -> Result<Vec<Value>, mailhook::error::ApiError> {
     let req = Inbound { rdns, ..Inbound::new(headers, client_ip, body, now) };
-    let events = mailhook::testkit::ingest_json(provider, cfg, &req)?;
-    Ok(events.iter().map(|e| serde_json::from_slice(e).expect("events serialise to JSON")).collect())
+    parse_events(mailhook::testkit::ingest_json(provider, cfg, &req)?)
 }
 
 pub fn fixtures_dir(provider: Provider) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(provider.name())
 }
 
+/// What a source's fixtures are: JSON payloads, or raw mail (`.eml`) for mail the platform hands over.
+pub fn input_ext(provider: Provider) -> &'static str {
+    if provider.posts() {
+        "json"
+    } else {
+        "eml"
+    }
+}
+
+/// The names of a source's fixtures (without extension), sorted.
+pub fn fixture_names(provider: Provider) -> Vec<String> {
+    let dir = fixtures_dir(provider);
+    let ext = format!(".{}", input_ext(provider));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|f| f.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(&ext) && !n.ends_with(".expected.json"))
+        .map(|n| n.trim_end_matches(&ext).to_string())
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no fixtures in {}", dir.display());
+    names
+}
+
 pub fn fixture(provider: Provider, name: &str) -> Vec<u8> {
-    let path = fixtures_dir(provider).join(format!("{name}.json"));
+    let path = fixtures_dir(provider).join(format!("{name}.{}", input_ext(provider)));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

@@ -3,11 +3,11 @@
 // wrangler.toml (overrides per test), and a real HTTP origin on 127.0.0.1
 // whose deliveries are verified with the `standardwebhooks` package.
 import { createHmac } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Miniflare } from "miniflare";
+import { Log, LogLevel, Miniflare } from "miniflare";
 import { parse as parseToml } from "smol-toml";
 import { CloudEvent } from "cloudevents";
 import { Webhook } from "standardwebhooks";
@@ -24,8 +24,11 @@ export const SECRETS = {
   ADMIN_TOKEN: "it-admin-token",
 };
 
+/** A fixture's bytes: a JSON payload, or raw mail (`.eml`) for mail the platform hands over. */
 export function fixture(provider, name) {
-  return readFileSync(path.join(root, "fixtures", provider, `${name}.json`));
+  const dir = path.join(root, "fixtures", provider);
+  const json = path.join(dir, `${name}.json`);
+  return readFileSync(existsSync(json) ? json : path.join(dir, `${name}.eml`));
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -136,7 +139,16 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
     ]),
   );
   const logs = [];
+  // Miniflare's own log (what the email handler's forward and setReject print locally), kept beside the Worker's.
+  const log = new (class extends Log {
+    log(message) {
+      logs.push(String(message).replace(/\x1b\[[0-9;]*m/g, ""));
+    }
+  })(LogLevel.INFO);
   const mf = new Miniflare({
+    log,
+    // `POST /cdn-cgi/handler/email?from=&to=` hands raw mail to the `email` handler, as `wrangler dev` does.
+    unsafeTriggerHandlers: true,
     ...(listen ? { host: "127.0.0.1", port: 0 } : {}),
     ...(inspectorPort ? { inspectorPort } : {}),
     // `persist`: a folder that keeps KV, R2 and D1 from one instance to the next.
@@ -167,6 +179,11 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
     /** POSTs `body` to /webhooks/{provider}, returns { status, headers, json }. */
     async post(provider, body, headers = {}) {
       return call(mf, `${base}webhooks/${provider}`, { method: "POST", body, headers });
+    },
+    /** Hands raw mail to the Worker's `email` handler, as Email Routing does: { status, text }. */
+    async email(raw, { from = "sender@example.net", to = "inbox@mailhook.test" } = {}) {
+      const q = new URLSearchParams({ from, to });
+      return call(mf, `${base}cdn-cgi/handler/email?${q}`, { method: "POST", body: raw });
     },
     async request(pathname, init = {}) {
       return call(mf, base + pathname.replace(/^\//, ""), init);
