@@ -71,6 +71,12 @@ const BUILD = {
     },
     retime: (p) => (p.timestamp = new Date().toISOString().replace(/\.\d+Z$/, "Z")),
   },
+  "email-routing": {
+    fixture: (type) => type ?? "plain",
+    // Raw mail (.eml), handed to the Worker's `email` handler as Email Routing does.
+    mail: true,
+    fresh: (raw) => Buffer.from(raw.toString("latin1").replace(/^Message-ID:.*$/im, `Message-ID: <${hex(8)}@mailhook.test>`), "latin1"),
+  },
 };
 
 /** The sources the CLI can send as: one entry of BUILD each (a test checks them against the Worker's registry). */

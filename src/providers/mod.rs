@@ -8,6 +8,7 @@
 //! The edge then dedupes, enqueues and answers.
 
 pub mod adm_tools;
+pub mod email_routing;
 pub mod improvmx;
 pub mod mail_plus;
 pub mod maileroo;
@@ -228,6 +229,7 @@ registry! {
     Maileroo => maileroo::Maileroo,
     ImprovMx => improvmx::ImprovMx,
     AdmTools => adm_tools::AdmTools,
+    EmailRouting => email_routing::EmailRouting,
 }
 
 /// Delivery events signed over the body (Mailtura, Maileroo) are a few KB;

@@ -78,4 +78,14 @@ describe("the mailhook command line", () => {
       return true;
     });
   });
+
+  test("send email-routing hands raw mail to the email handler: a fixture, or any .eml file", async () => {
+    const fresh = await run(["send", "email-routing"], env);
+    assert.match(fresh.stdout, /^200 taken/);
+    const file = path.resolve(path.dirname(cli), "../fixtures/email-routing/alternative.eml");
+    const byPath = await run(["send", "email-routing", file, "--to", "reports@mailhook.test"], env);
+    assert.match(byPath.stdout, /^200 taken/);
+    await waitFor(() => origin.deliveries.filter((d) => d.event.source === "/providers/email-routing").length === 2, { what: "2 messages delivered" });
+    assert.ok(origin.deliveries.some((d) => d.event.data.recipient === "reports@mailhook.test"), "the envelope's RCPT TO is the recipient");
+  });
 });

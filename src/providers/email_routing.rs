@@ -1,0 +1,448 @@
+//! Cloudflare Email Routing: mail for a domain, handed by the platform to
+//! the Worker's `email` handler (docs: README "Email Routing"). No provider
+//! in between, no webhook, no shared secret: nobody can post as this source.
+//!
+//! The raw message (RFC 5322, MIME) is parsed with `mail-parser` into this
+//! source's JSON payload (`payload`), which the pipeline then takes like any
+//! provider's: text, html and attachments (base64 of their exact bytes) as
+//! large strings, stored once in R2 for a large message.
+//!
+//! What the message says about itself (From, Message-ID, `Authentication-Results`)
+//! is written by its sender. Only what Cloudflare prepended is trusted for the
+//! verdicts: the first `Authentication-Results` and `Received-SPF` header of
+//! the message, and only when they are Cloudflare's (`mx.cloudflare.net`).
+
+use super::{parse_json, Auth, Inbound, Lookup, Normalised, Setting, Source};
+use crate::config::ConfigError;
+use crate::dedupe;
+use crate::error::ApiError;
+use crate::event::{self, Address, Attachment, AuthResults, Event, EventData, EventType, Inbound as InboundMail};
+use crate::large::{LargePath, Seg};
+use crate::mailauth;
+use base64::display::Base64Display;
+use base64::engine::general_purpose::STANDARD;
+use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+
+pub const NAME: &str = EmailRouting::NAME;
+
+/// Who writes the verdicts mailhook trusts.
+pub const CLOUDFLARE_AUTHSERV_ID: &str = "mx.cloudflare.net";
+
+pub struct EmailRouting;
+
+/// `EMAIL_FORWARD_TO`
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// A verified destination address of the account: each message is also forwarded there.
+    pub forward_to: Option<String>,
+}
+
+impl Source for EmailRouting {
+    const NAME: &'static str = "email-routing";
+    const EVENT_TYPES: &'static [EventType] = &[EventType::Received];
+    const AUTH: Auth = Auth::Platform;
+    const LARGE_PATHS: &'static [LargePath] =
+        &[&[Seg::Key("text")], &[Seg::Key("html")], &[Seg::Key("attachments"), Seg::Any, Seg::Key("content")]];
+    const SETTINGS: &'static [Setting] = &[Setting::var("EMAIL_FORWARD_TO")];
+    type Settings = Settings;
+
+    fn settings(get: &Lookup) -> Result<Settings, ConfigError> {
+        let forward_to = get("EMAIL_FORWARD_TO").map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        if let Some(addr) = &forward_to {
+            if !plain_address(addr) {
+                return Err(ConfigError {
+                    var: "EMAIL_FORWARD_TO",
+                    message: "expected one address, such as inbox@example.com (a verified destination address of the account)".into(),
+                });
+            }
+        }
+        Ok(Settings { forward_to })
+    }
+
+    /// Nothing to set: the platform hands the mail over (the README says how to route a domain's mail here).
+    fn missing(_: &Settings) -> Option<String> {
+        None
+    }
+
+    fn payload(_: &Settings, req: &Inbound) -> Result<Option<Vec<u8>>, ApiError> {
+        payload(req).map(Some)
+    }
+
+    fn normalise(_: &Settings, req: &Inbound) -> Result<Normalised, ApiError> {
+        normalise(req).map(Normalised::new)
+    }
+
+    fn forward_to(s: &Settings) -> Option<&str> {
+        s.forward_to.as_deref()
+    }
+}
+
+/// `local@domain`, nothing else: no name, no list, no spaces.
+fn plain_address(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, ',' | ';' | '<' | '>' | '"'))
+                && !domain.contains('@')
+        }
+        None => false,
+    }
+}
+
+/// This source's payload, made by `payload` from the raw message and read
+/// back by `normalise`. Written by mailhook, not by the sender: the sender's
+/// words are only its values.
+#[derive(Serialize)]
+struct PayloadOut<'a> {
+    envelope_from: Option<&'a str>,
+    envelope_to: Option<&'a str>,
+    /// The content digest of the identity rule (CONTRACT §4).
+    digest: String,
+    headers: Vec<(&'a str, String)>,
+    message_id: Option<&'a str>,
+    subject: Option<&'a str>,
+    from: Vec<Address>,
+    to: Vec<Address>,
+    cc: Vec<Address>,
+    bcc: Vec<Address>,
+    text: Option<Cow<'a, str>>,
+    html: Option<Cow<'a, str>>,
+    attachments: Vec<PartOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct PartOut<'a> {
+    filename: Option<&'a str>,
+    content_type: Option<String>,
+    content_id: Option<&'a str>,
+    inline: bool,
+    size: u64,
+    /// Base64 of the exact bytes, written straight into the payload (no copy of it is made).
+    #[serde(serialize_with = "as_base64")]
+    content: Cow<'a, [u8]>,
+}
+
+fn as_base64<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&Base64Display::new(bytes, &STANDARD))
+}
+
+#[derive(Deserialize)]
+struct PayloadIn {
+    envelope_from: Option<String>,
+    envelope_to: Option<String>,
+    digest: String,
+    headers: Vec<(String, String)>,
+    message_id: Option<String>,
+    subject: Option<String>,
+    from: Vec<AddressIn>,
+    to: Vec<AddressIn>,
+    cc: Vec<AddressIn>,
+    bcc: Vec<AddressIn>,
+    text: Option<String>,
+    html: Option<String>,
+    attachments: Vec<PartIn>,
+}
+
+#[derive(Deserialize)]
+struct AddressIn {
+    email: String,
+    name: Option<String>,
+}
+
+impl From<AddressIn> for Address {
+    fn from(a: AddressIn) -> Self {
+        Address { email: a.email, name: a.name }
+    }
+}
+
+#[derive(Deserialize)]
+struct PartIn {
+    filename: Option<String>,
+    content_type: Option<String>,
+    content_id: Option<String>,
+    inline: bool,
+    size: u64,
+    content: String,
+}
+
+/// Headers Cloudflare and other relays add on the way (they differ on each
+/// delivery attempt), left out of the content digest so that a sender's
+/// retry of the same message is a duplicate.
+fn is_trace_header(name: &str) -> bool {
+    const TRACE: [&str; 7] =
+        ["received", "return-path", "delivered-to", "x-original-to", "received-spf", "authentication-results", "x-received"];
+    let lower = name.to_ascii_lowercase();
+    TRACE.contains(&lower.as_str()) || lower.starts_with("arc-")
+}
+
+/// Parses the raw message into the payload.
+fn payload(req: &Inbound) -> Result<Vec<u8>, ApiError> {
+    let message = MessageParser::default()
+        .parse(req.body)
+        .filter(|m| !m.root_part().headers().is_empty())
+        .ok_or_else(|| ApiError::BadRequest("not an email message: it has no header fields (RFC 5322)".into()))?;
+    let raw: &[u8] = &message.raw_message;
+
+    let headers: Vec<(&str, String)> =
+        message.root_part().headers().iter().map(|h| (h.name.as_str(), unfold(raw, h.offset_start, h.offset_end))).collect();
+
+    // Identity: the sender's headers (not the relays') and the body's bytes.
+    let mut lines = Sha256::new();
+    for (name, value) in headers.iter().filter(|(n, v)| !is_trace_header(n) && !is_cloudflare_dkim(n, v)) {
+        lines.update(name.to_ascii_lowercase().as_bytes());
+        lines.update(b":");
+        lines.update(value.as_bytes());
+        lines.update(b"\n");
+    }
+    let body_start = (message.root_part().offset_body as usize).min(raw.len());
+    let body = raw.get(body_start..).unwrap_or_default();
+    let digest = dedupe::content_digest([Some(lines.finalize().into()), Some(Sha256::digest(body).into())]);
+
+    let out = PayloadOut {
+        envelope_from: req.envelope.map(|e| e.from).filter(|s| !s.is_empty()),
+        envelope_to: req.envelope.map(|e| e.to).filter(|s| !s.is_empty()),
+        digest,
+        message_id: message.message_id(),
+        subject: message.subject(),
+        from: addresses(message.from()),
+        to: addresses(message.to()),
+        cc: addresses(message.cc()),
+        bcc: addresses(message.bcc()),
+        text: joined(&message, &message.text_body, false),
+        html: joined(&message, &message.html_body, true),
+        attachments: message.attachments.iter().filter_map(|&i| message.parts.get(i as usize)).map(|p| attachment(raw, p)).collect(),
+        headers,
+    };
+    serde_json::to_vec(&out).map_err(|e| ApiError::BadRequest(format!("the message could not be represented: {e}")))
+}
+
+/// A header's raw value (after the colon), unfolded, as text (bytes that are not UTF-8 replaced).
+fn unfold(raw: &[u8], start: u32, end: u32) -> String {
+    let bytes = raw.get(start as usize..end as usize).unwrap_or_default();
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    for line in text.split('\n').map(str::trim).filter(|l| !l.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// A `DKIM-Signature` Cloudflare adds when it relays (its `t=` differs on each attempt).
+fn is_cloudflare_dkim(name: &str, value: &str) -> bool {
+    name.eq_ignore_ascii_case("dkim-signature") && value.to_ascii_lowercase().replace(' ', "").contains("d=cloudflare-email.net")
+}
+
+fn addresses(list: Option<&mail_parser::Address>) -> Vec<Address> {
+    list.map(|l| {
+        l.iter()
+            .filter_map(|a| {
+                let email = a.address.as_deref()?.trim();
+                let name = a.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+                (!email.is_empty()).then(|| Address { email: email.to_string(), name: name.map(String::from) })
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The body parts of one kind (`text/plain`, or `text/html`), in order: one
+/// part as it is, several joined (a message can interleave text with images).
+/// `None` when the message has none: html is never made from text, nor text from html.
+fn joined<'a>(message: &'a Message<'a>, ids: &[u32], html: bool) -> Option<Cow<'a, str>> {
+    let mut texts = ids.iter().filter_map(|&i| message.parts.get(i as usize)).filter_map(|p| match (&p.body, html) {
+        (PartType::Html(t), true) | (PartType::Text(t), false) => Some(t),
+        _ => None,
+    });
+    let first = texts.next()?;
+    let rest: Vec<&Cow<str>> = texts.collect();
+    if rest.is_empty() {
+        return Some(Cow::Borrowed(first.as_ref()));
+    }
+    let mut all = first.to_string();
+    for t in rest {
+        if !all.ends_with('\n') {
+            all.push('\n');
+        }
+        all.push_str(t);
+    }
+    Some(Cow::Owned(all))
+}
+
+fn attachment<'a>(raw: &'a [u8], part: &'a MessagePart<'a>) -> PartOut<'a> {
+    let content = exact_bytes(raw, part);
+    let content_type = part.content_type().map(|ct| match &ct.c_subtype {
+        Some(sub) => format!("{}/{}", ct.c_type, sub).to_ascii_lowercase(),
+        None => ct.c_type.to_ascii_lowercase(),
+    });
+    let content_type = content_type.or_else(|| part.is_message().then(|| "message/rfc822".to_string()));
+    let inline = match part.content_disposition() {
+        Some(d) if d.is_attachment() => false,
+        Some(d) if d.is_inline() => true,
+        _ => matches!(part.body, PartType::InlineBinary(_)) || part.content_id().is_some(),
+    };
+    PartOut { filename: part.attachment_name(), content_type, content_id: part.content_id(), inline, size: content.len() as u64, content }
+}
+
+/// A part's bytes as sent, transfer encoding undone and nothing else: a text
+/// attachment keeps its charset (the parser would have converted it to UTF-8).
+fn exact_bytes<'a>(raw: &'a [u8], part: &'a MessagePart<'a>) -> Cow<'a, [u8]> {
+    match &part.body {
+        PartType::Text(_) | PartType::Html(_) if !part.is_encoding_problem => {
+            let start = part.offset_body as usize;
+            let end = (part.offset_end as usize).min(raw.len());
+            let Some(encoded) = raw.get(start..end) else { return Cow::Borrowed(part.contents()) };
+            match part.encoding {
+                Encoding::Base64 => mail_parser::decoders::base64::base64_decode(encoded).map(Cow::Owned),
+                Encoding::QuotedPrintable => mail_parser::decoders::quoted_printable::quoted_printable_decode(encoded).map(Cow::Owned),
+                Encoding::None => Some(Cow::Borrowed(strip_delimiter_crlf(encoded))),
+            }
+            .unwrap_or(Cow::Borrowed(part.contents()))
+        }
+        _ => Cow::Borrowed(part.contents()),
+    }
+}
+
+/// The line break before a MIME boundary belongs to the boundary (RFC 2046 §5.1.1), not to the part.
+fn strip_delimiter_crlf(b: &[u8]) -> &[u8] {
+    b.strip_suffix(b"\r\n").or_else(|| b.strip_suffix(b"\n")).unwrap_or(b)
+}
+
+/// The verdicts Cloudflare recorded, and the sending server's address: from
+/// the first `Authentication-Results` and the first `Received-SPF` of the
+/// message, each only when Cloudflare wrote it. Cloudflare prepends its own
+/// to every message it routes, above anything the sender wrote, so a forged
+/// one further down is never read; without Cloudflare's, there is no verdict.
+fn cloudflare_verdicts(headers: &[(String, String)]) -> (Option<AuthResults>, Option<String>) {
+    let first = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+    let by_cloudflare = |v: &str| v.split(';').next().is_some_and(|id| id.trim().eq_ignore_ascii_case(CLOUDFLARE_AUTHSERV_ID));
+    let mut auth = first("Authentication-Results").filter(|v| by_cloudflare(v)).map(mailauth::authentication_results).unwrap_or_default();
+    let spf = first("Received-SPF").filter(|v| v.to_ascii_lowercase().contains(CLOUDFLARE_AUTHSERV_ID)).map(mailauth::received_spf);
+    let (spf_word, sender_ip) = spf.unwrap_or_default();
+    if auth.spf.is_none() {
+        auth.spf = spf_word;
+    }
+    ((auth != AuthResults::default()).then_some(auth), sender_ip)
+}
+
+fn normalise(req: &Inbound) -> Result<Vec<Event>, ApiError> {
+    let p: PayloadIn = parse_json(NAME, req.json)?;
+    let message_id = p.message_id.as_deref().and_then(event::message_id);
+    let to: Vec<Address> = p.to.into_iter().map(Address::from).collect();
+    let recipient = p.envelope_to.clone().or_else(|| to.first().map(|a| a.email.clone()));
+
+    // Identity (CONTRACT §4): the Message-ID, who it was for (the envelope's
+    // RCPT TO: Email Routing hands over one copy per recipient) and what it says.
+    let id = match &message_id {
+        Some(mid) => {
+            let rcpts: Vec<String> = match &p.envelope_to {
+                Some(rcpt) => vec![format!("rcpt:{rcpt}")],
+                None => to.iter().map(|a| a.email.clone()).collect(),
+            };
+            dedupe::inbound_id(NAME, mid, &rcpts, &p.digest)
+        }
+        None => dedupe::event_id(NAME, &["inbound", &p.digest, p.envelope_to.as_deref().unwrap_or_default()]),
+    };
+
+    let (auth, sender_ip) = cloudflare_verdicts(&p.headers);
+    let mut headers: Map<String, Value> = Map::new();
+    for (name, value) in p.headers {
+        match headers.get_mut(&name) {
+            None => {
+                headers.insert(name, Value::String(value));
+            }
+            Some(Value::Array(a)) => a.push(Value::String(value)),
+            Some(prev) => *prev = Value::Array(vec![prev.take(), Value::String(value)]),
+        }
+    }
+    let attachments = p
+        .attachments
+        .into_iter()
+        .map(|a| Attachment {
+            filename: a.filename,
+            content_type: a.content_type,
+            size: Some(a.size),
+            content_id: a.content_id,
+            inline: a.inline,
+            content_base64: Some(a.content),
+        })
+        .collect();
+
+    let mut data = EventData::new(NAME);
+    data.message_id = message_id;
+    data.from = p.from.into_iter().next().map(Address::from);
+    data.to = to;
+    data.cc = p.cc.into_iter().map(Address::from).collect();
+    data.bcc = p.bcc.into_iter().map(Address::from).collect();
+    data.recipient = recipient;
+    data.subject = p.subject;
+    if let Some(from) = p.envelope_from {
+        data.metadata.insert("envelope_from".into(), Value::String(from));
+    }
+    data.inbound =
+        Some(InboundMail { headers: headers.into_iter().collect(), text: p.text, html: p.html, attachments, auth, spam: None, sender_ip });
+    // It arrived now: the Date header is the sender's word.
+    Ok(vec![Event::new(id, EventType::Received, Some(req.now), data)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_to_takes_one_plain_address() {
+        for ok in ["inbox@example.com", "a.b+tag@mail.example.co.uk", " inbox@example.com "] {
+            assert!(EmailRouting::settings(&|_| Some(ok.to_string())).is_ok(), "{ok}");
+        }
+        for bad in
+            ["inbox", "a@b", "Name <inbox@example.com>", "a@example.com,b@example.com", "a b@example.com", "a@example.com.", "@example.com"]
+        {
+            let e = EmailRouting::settings(&|_| Some(bad.to_string())).unwrap_err();
+            assert!(e.to_string().contains("EMAIL_FORWARD_TO"), "{bad}: {e}");
+        }
+        assert!(EmailRouting::settings(&|_| None).unwrap().forward_to.is_none());
+    }
+
+    #[test]
+    fn only_cloudflares_verdicts_count() {
+        let h = |pairs: &[(&str, &str)]| pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>();
+        let cf = h(&[
+            ("Received-SPF", "pass (mx.cloudflare.net: domain of a@example.net designates 192.0.2.1 as permitted sender) receiver=mx.cloudflare.net; client-ip=192.0.2.1;"),
+            ("Authentication-Results", "mx.cloudflare.net; dkim=fail header.d=example.net; spf=pass smtp.mailfrom=example.net; dmarc=fail"),
+            ("Authentication-Results", "mx.cloudflare.net; dkim=pass; spf=pass; dmarc=pass"),
+        ]);
+        let (auth, ip) = cloudflare_verdicts(&cf);
+        assert_eq!(auth.unwrap().dkim.as_deref(), Some("fail"), "the first, Cloudflare's, not the forged one below it");
+        assert_eq!(ip.as_deref(), Some("192.0.2.1"));
+        let forged = h(&[
+            ("Authentication-Results", "mx.example.net; dkim=pass; spf=pass; dmarc=pass"),
+            ("Received-SPF", "pass client-ip=192.0.2.9"),
+        ]);
+        assert_eq!(cloudflare_verdicts(&forged), (None, None), "another server's verdicts are not Cloudflare's");
+        assert_eq!(cloudflare_verdicts(&[]), (None, None));
+    }
+
+    #[test]
+    fn trace_headers_do_not_change_the_identity() {
+        let mail = b"From: a@example.net\r\nTo: b@example.org\r\nMessage-ID: <m1@example.net>\r\nSubject: hi\r\n\r\nbody\r\n";
+        let relayed =
+            [b"Received: from x by cloudflare-email.net; Wed, 25 Nov 2026 10:00:00 +0000\r\nARC-Seal: i=1; t=1\r\n".as_slice(), mail]
+                .concat();
+        let digest = |m: &[u8]| {
+            let p = payload(&Inbound::new(&[], None, m, 0)).unwrap();
+            serde_json::from_slice::<Value>(&p).unwrap()["digest"].clone()
+        };
+        assert_eq!(digest(mail), digest(&relayed));
+        let changed = String::from_utf8_lossy(mail).replace("body", "bodx");
+        assert_ne!(digest(mail), digest(changed.as_bytes()));
+    }
+}

@@ -1,0 +1,125 @@
+//! Email Routing: raw mail to `email.received`. The golden fixtures cover the
+//! shapes (plain, alternative, attachments and inline images, charsets and
+//! encoded words, malformed, large, forged verdicts); these check what a
+//! golden file cannot say on its own: bytes, identity and refusals.
+
+mod common;
+use base64::Engine as _;
+use common::*;
+use mailhook::providers::{Inbound, Provider, SmtpEnvelope};
+use proptest::prelude::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const P: Provider = Provider::EmailRouting;
+
+fn one(body: &[u8]) -> Value {
+    let mut events = ingest(P, &config(), body).unwrap_or_else(|e| panic!("refused: {e}"));
+    assert_eq!(events.len(), 1);
+    events.remove(0)
+}
+
+fn to(rcpt: &str, body: &[u8]) -> Value {
+    let req = Inbound { envelope: Some(SmtpEnvelope { from: "a@example.net", to: rcpt }), ..Inbound::new(&[], None, body, NOW) };
+    let events = mailhook::testkit::ingest_json(P, &config(), &req).unwrap();
+    serde_json::from_slice(&events[0]).unwrap()
+}
+
+fn attachment_bytes(event: &Value, filename: &str) -> Vec<u8> {
+    let a = event["data"]["inbound"]["attachments"].as_array().unwrap().iter().find(|a| a["filename"] == filename).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD.decode(a["content_base64"].as_str().unwrap()).unwrap();
+    assert_eq!(a["size"], bytes.len(), "{filename}: size is the decoded length");
+    bytes
+}
+
+#[test]
+fn attachments_keep_their_exact_bytes() {
+    let e = one(&fixture(P, "attachments"));
+    assert!(attachment_bytes(&e, "logo.png").starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert_eq!(attachment_bytes(&e, "invoice.pdf"), b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n\x00\xff\xfe\x80");
+    // A text attachment keeps its charset (latin-1 here), not converted to UTF-8.
+    assert_eq!(attachment_bytes(&e, "notes.txt"), b"Caf\xe9 cr\xe8me, na\xefve fa\xe7ade - no: just latin-1 caf\xe9\r\n");
+    assert!(attachment_bytes(&e, "original.eml").starts_with(b"From: noreply@example.com\r\n"));
+    let large = one(&fixture(P, "large"));
+    let tif = attachment_bytes(&large, "scan-0001.tif");
+    assert_eq!(hex::encode(Sha256::digest(&tif)), "ccf05e65a3f0d9cd22f22b594f9d863aeaf0cb298f4fc1ed69ac86ba18a3ff1d");
+}
+
+#[test]
+fn no_data_raw_the_message_is_in_data_inbound() {
+    for name in fixture_names(P) {
+        assert!(one(&fixture(P, &name))["data"].get("raw").is_none(), "{name}");
+    }
+}
+
+#[test]
+fn not_mail_is_refused_with_what_is_wrong() {
+    for body in [&b""[..], b"  \r\n", b"\r\n\r\njust a body, no header fields"] {
+        let e = ingest(P, &config(), body).unwrap_err();
+        assert_eq!(e.status(), 400, "{body:?}: {e}");
+    }
+}
+
+#[test]
+fn odd_mail_is_taken() {
+    // A line that is no header, an unknown charset, bare LF line ends, no Message-ID.
+    let odd = b"From: x@example.com\nnot a header line\nSubject: =?x-unknown?Q?caf=E9?=\nContent-Type: text/plain; charset=x-unknown\n\nbody \xe9\n";
+    let e = one(odd);
+    assert_eq!(e["type"], "email.received");
+    assert!(e["data"]["inbound"]["text"].as_str().unwrap().starts_with("body "));
+    assert!(e.get("subject").is_none(), "no Message-ID: no CloudEvents subject");
+}
+
+#[test]
+fn identity_is_the_message_and_its_recipient() {
+    let mail = fixture(P, "plain");
+    let id = |v: Value| v["id"].as_str().unwrap().to_string();
+    // One copy per recipient: two events; the same recipient again: the same one.
+    assert_ne!(id(to("a@mailhook.test", &mail)), id(to("b@mailhook.test", &mail)));
+    assert_eq!(id(to("a@mailhook.test", &mail)), id(to("a@mailhook.test", &mail)));
+    // Relayed again, with other trace headers on top: the same message.
+    let relayed =
+        [b"Received: from mx2 by cloudflare-email.net; Thu, 26 Nov 2026 00:00:00 +0000\r\nARC-Seal: i=2; t=99\r\n".as_slice(), &mail]
+            .concat();
+    assert_eq!(id(to("a@mailhook.test", &mail)), id(to("a@mailhook.test", &relayed)));
+    // The same Message-ID with another body is another message.
+    let other = String::from_utf8_lossy(&mail).replace("Ada\r\n", "Eve\r\n");
+    assert_ne!(id(to("a@mailhook.test", &mail)), id(to("a@mailhook.test", other.as_bytes())));
+}
+
+#[test]
+fn verdicts_are_cloudflares_only() {
+    let forged = one(&fixture(P, "forged-verdicts"));
+    let auth = &forged["data"]["inbound"]["auth"];
+    assert_eq!((auth["spf"].as_str(), auth["dkim"].as_str(), auth["dmarc"].as_str()), (Some("fail"), Some("fail"), Some("fail")));
+    // Without Cloudflare's headers (a message handed over locally, say): no verdicts, whatever the sender wrote.
+    let local = b"From: a@example.net\r\nAuthentication-Results: mx.example.net; dkim=pass; spf=pass; dmarc=pass\r\nMessage-ID: <l@example.net>\r\n\r\nhi\r\n";
+    assert!(one(local)["data"]["inbound"]["auth"].is_null());
+}
+
+/// A multipart message with one attachment of `bytes`, in `encoding`.
+fn with_attachment(bytes: &[u8], encoding: &str, text: &str) -> Vec<u8> {
+    let body = match encoding {
+        "base64" => {
+            let b = base64::engine::general_purpose::STANDARD.encode(bytes);
+            b.as_bytes().chunks(76).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("\r\n")
+        }
+        _ => bytes.iter().map(|b| format!("={b:02X}")).collect::<Vec<_>>().chunks(25).map(|c| c.concat()).collect::<Vec<_>>().join("=\r\n"),
+    };
+    format!(
+        "From: p@example.net\r\nTo: q@mailhook.test\r\nMessage-ID: <prop@example.net>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n\
+         --zz\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+         --zz\r\nContent-Type: application/octet-stream; name=\"f.bin\"\r\nContent-Transfer-Encoding: {encoding}\r\nContent-Disposition: attachment; filename=\"f.bin\"\r\n\r\n{body}\r\n--zz--\r\n",
+        base64::engine::general_purpose::STANDARD.encode(text)
+    )
+    .into_bytes()
+}
+
+proptest! {
+    #[test]
+    fn any_attachment_bytes_arrive_exactly(bytes in prop::collection::vec(any::<u8>(), 0..2048), qp in any::<bool>(), text in "\\PC{0,200}") {
+        let e = one(&with_attachment(&bytes, if qp { "quoted-printable" } else { "base64" }, &text));
+        prop_assert_eq!(attachment_bytes(&e, "f.bin"), bytes);
+        prop_assert_eq!(e["data"]["inbound"]["text"].as_str().unwrap_or_default(), text.as_str());
+    }
+}
