@@ -2,7 +2,7 @@
 //! fixture, signed or addressed as the provider sends it. Prints one JSON
 //! line per provider; `npm run bench` runs it with `--release`.
 
-use mailhook::providers::{Inbound, Provider};
+use mailhook::providers::Provider;
 use mailhook::testkit::{as_sent_by, config_with};
 use std::time::{Duration, Instant};
 
@@ -14,11 +14,13 @@ fn main() {
     let now = 1_735_689_600;
     for provider in Provider::ALL {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(provider.name());
+        // JSON payloads, or raw mail for a source the platform feeds.
+        let ext = if provider.posts() { ".json" } else { ".eml" };
         let mut bodies: Vec<Vec<u8>> = std::fs::read_dir(&dir)
             .into_iter()
             .flatten()
             .filter_map(|f| f.ok())
-            .filter(|f| f.file_name().to_string_lossy().ends_with(".json") && !f.file_name().to_string_lossy().ends_with(".expected.json"))
+            .filter(|f| f.file_name().to_string_lossy().ends_with(ext) && !f.file_name().to_string_lossy().ends_with(".expected.json"))
             .filter_map(|f| std::fs::read(f.path()).ok())
             .collect();
         bodies.sort();
@@ -27,7 +29,7 @@ fn main() {
         let run_once = || {
             let mut events = 0usize;
             for (sent, body) in &requests {
-                let req = Inbound { rdns: sent.rdns, ..Inbound::new(&sent.headers, sent.client_ip, body, now) };
+                let req = sent.inbound(body, now);
                 if let Ok(e) = mailhook::testkit::ingest_json(provider, &cfg, &req) {
                     events += e.len();
                     std::hint::black_box(e.iter().map(Vec::len).sum::<usize>());

@@ -220,7 +220,20 @@ fn payload(req: &Inbound) -> Result<Vec<u8>, ApiError> {
         attachments: message.attachments.iter().filter_map(|&i| message.parts.get(i as usize)).map(|p| attachment(raw, p)).collect(),
         headers,
     };
-    serde_json::to_vec(&out).map_err(|e| ApiError::BadRequest(format!("the message could not be represented: {e}")))
+    // Sized up front: a 25 MiB message's payload grown by doubling would hold two copies at once.
+    let mut json = Vec::with_capacity(out.estimated_len());
+    serde_json::to_writer(&mut json, &out).map_err(|e| ApiError::BadRequest(format!("the message could not be represented: {e}")))?;
+    Ok(json)
+}
+
+impl PayloadOut<'_> {
+    /// About the length of its JSON: base64 is 4/3 of the bytes, text grows by its escapes.
+    fn estimated_len(&self) -> usize {
+        let text = |t: &Option<Cow<str>>| t.as_ref().map_or(0, |t| t.len() + t.len() / 8);
+        let parts: usize = self.attachments.iter().map(|a| a.content.len().div_ceil(3) * 4 + 256).sum();
+        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + v.len() / 8 + 8).sum();
+        4096 + text(&self.text) + text(&self.html) + parts + headers
+    }
 }
 
 /// A header's raw value (after the colon), unfolded, as text (bytes that are not UTF-8 replaced).
