@@ -96,7 +96,7 @@ impl Destination {
     /// `provider` (its route name) and type `kind`. A provider no longer known
     /// (its stored events are still replayed) is taken by every destination.
     pub fn takes(&self, provider: &str, kind: &str) -> bool {
-        Provider::from_route(provider).is_none_or(|p| self.filter.matches(p, kind))
+        Provider::from_name(provider).is_none_or(|p| self.filter.matches(p, kind))
     }
 
     /// The URL without its query and fragment (which may hold a credential), for `/healthz` and logs.
@@ -357,7 +357,7 @@ fn providers(list: Vec<String>) -> Result<Vec<Provider>, String> {
     items(list, "providers")?
         .iter()
         .map(|p| {
-            Provider::from_route(p).ok_or_else(|| {
+            Provider::from_name(p).ok_or_else(|| {
                 let known: Vec<&str> = Provider::ALL.iter().map(|p| p.name()).collect();
                 format!("filter.providers: {p:?} is not a provider; use {}", known.join(", "))
             })

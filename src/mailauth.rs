@@ -6,16 +6,22 @@ use serde_json::{Map, Value};
 
 /// `spf`, `dkim` and `dmarc` results of an `Authentication-Results` value
 /// (RFC 8601): `authserv-id; spf=pass (…) smtp.mailfrom=…; dkim=none`.
-/// The first result of each method counts.
+/// Comments are dropped first (they quote what the sender wrote, `;` and
+/// `=` included). The first result of each method counts; for SPF, a result
+/// about the HELO name only (`smtp.helo`, checked beside MAIL FROM) does not:
+/// anyone can pass it with their own host name.
 pub fn authentication_results(value: &str) -> AuthResults {
     let mut out = AuthResults::default();
-    for clause in value.split(';').skip(1) {
+    let value = strip_comments(value);
+    for clause in split_outside_quotes(&value, ';').into_iter().skip(1) {
         let Some((method, rest)) = clause.trim().split_once('=') else { continue };
-        let result = rest.split(|c: char| c.is_whitespace() || c == '(').next().unwrap_or("").to_ascii_lowercase();
+        let mut words = rest.split_whitespace();
+        let result = words.next().unwrap_or("").to_ascii_lowercase();
         if result.is_empty() {
             continue;
         }
         let slot = match method.trim().to_ascii_lowercase().as_str() {
+            "spf" if words.any(|w| w.to_ascii_lowercase().starts_with("smtp.helo=")) => continue,
             "spf" => &mut out.spf,
             "dkim" => &mut out.dkim,
             "dmarc" => &mut out.dmarc,
@@ -28,14 +34,80 @@ pub fn authentication_results(value: &str) -> AuthResults {
 
 const SPF_RESULTS: [&str; 7] = ["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"];
 
-/// The result word and the `client-ip` of a `Received-SPF` value (RFC 7208 §9.1).
+/// The result word and the `client-ip` of a `Received-SPF` value (RFC 7208
+/// §9.1): the word, then a comment (which quotes the sender's MAIL FROM, so
+/// it is dropped), then `key=value` pairs, read outside quoted strings.
 pub fn received_spf(value: &str) -> (Option<String>, Option<String>) {
+    let value = strip_comments(value);
     let word = value.split_whitespace().next().map(str::to_ascii_lowercase).filter(|w| SPF_RESULTS.contains(&w.as_str()));
-    let ip = value.split("client-ip=").nth(1).and_then(|rest| {
-        let ip = rest.split(|c: char| c == ';' || c.is_whitespace()).next()?.trim();
+    let ip = split_outside_quotes(&value, ';').into_iter().find_map(|pair| {
+        // The first pair follows the result word: `pass receiver=…`.
+        let pair = pair.trim();
+        let pair = pair.rsplit_once(char::is_whitespace).map_or(pair, |(_, last)| last);
+        let (key, ip) = pair.split_once('=')?;
+        if !key.trim().eq_ignore_ascii_case("client-ip") {
+            return None;
+        }
+        let ip = ip.trim();
         ip.parse::<std::net::IpAddr>().ok().map(|_| ip.to_string())
     });
     (word, ip)
+}
+
+/// The text without its RFC 5322 comments (parenthesised, nested, with
+/// `\` escapes), quoted strings kept as they are.
+pub fn strip_comments(s: &str) -> String {
+    let (mut out, mut depth, mut quoted, mut escaped) = (String::with_capacity(s.len()), 0usize, false, false);
+    for c in s.chars() {
+        if escaped {
+            escaped = false;
+            if depth == 0 {
+                out.push(c);
+            }
+            continue;
+        }
+        match c {
+            '\\' => {
+                escaped = true;
+                if depth == 0 {
+                    out.push(c);
+                }
+            }
+            '"' if depth == 0 => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    out.push(' ');
+                }
+            }
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `s` split at `sep` where it is not inside a quoted string.
+fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
+    let (mut parts, mut start, mut quoted, mut escaped) = (Vec::new(), 0, false, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => {
+                parts.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
 }
 
 /// The first value of a header in a JSON header map (string or array of strings), by any case of its name.
@@ -110,6 +182,25 @@ mod tests {
         assert_eq!(received_spf("SoftFail client-ip=2001:db8::1"), (Some("softfail".into()), Some("2001:db8::1".into())));
         assert_eq!(received_spf("maybe client-ip=xxx.xxx.xxx.xxx;"), (None, None));
         assert_eq!(received_spf(""), (None, None));
+    }
+
+    #[test]
+    fn what_the_sender_wrote_does_not_count() {
+        // Cloudflare checks HELO and MAIL FROM; only MAIL FROM's result is SPF's verdict.
+        let cf = "mx.cloudflare.net; dkim=pass header.d=a.example; dmarc=fail header.from=victim.example; \
+                  spf=pass (mx.cloudflare.net: postmaster@evil.example designates 203.0.113.5 as permitted sender) smtp.helo=evil.example; \
+                  spf=softfail (mx.cloudflare.net: domain of transitioning ceo@victim.example does not designate 203.0.113.5) smtp.mailfrom=ceo@victim.example";
+        assert_eq!(authentication_results(cf).spf.as_deref(), Some("softfail"));
+        // A comment with `;` and `spf=pass` in it (it quotes the sender).
+        let quoted = "mx.cloudflare.net; dkim=none (no signature; spf=pass dmarc=pass); spf=fail smtp.mailfrom=x@y";
+        let r = authentication_results(quoted);
+        assert_eq!((r.spf.as_deref(), r.dkim.as_deref(), r.dmarc), (Some("fail"), Some("none"), None));
+        // MAIL FROM is echoed in Received-SPF's comment and envelope-from: neither sets client-ip.
+        let forged = r#"pass (mx.cloudflare.net: domain of "client-ip=198.51.100.66 x"@attacker.example designates 203.0.113.5 as permitted sender) receiver=mx.cloudflare.net; client-ip=203.0.113.5; envelope-from="client-ip=6.6.6.6@attacker.example"; helo=h;"#;
+        assert_eq!(received_spf(forged), (Some("pass".into()), Some("203.0.113.5".into())));
+        let suppressed = "pass (mx.cloudflare.net: domain of client-ip=6.6.6.6@attacker.example designates 203.0.113.5) receiver=mx.cloudflare.net; client-ip=203.0.113.5;";
+        assert_eq!(received_spf(suppressed).1.as_deref(), Some("203.0.113.5"));
+        assert_eq!(strip_comments(r#"a (b (c) d) "e (f)" g\(h"#), r#"a   "e (f)" g\(h"#);
     }
 
     #[test]

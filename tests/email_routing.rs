@@ -123,3 +123,71 @@ proptest! {
         prop_assert_eq!(e["data"]["inbound"]["text"].as_str().unwrap_or_default(), text.as_str());
     }
 }
+
+#[test]
+fn destination_filters_name_it_and_apply_to_it() {
+    const KEY: &str = "whsec_c2Vjb25k";
+    let cfg = config_with(&[
+        (
+            "DESTINATIONS",
+            r#"[{"name":"bounces","url":"https://b.example/h","filter":{"providers":["maileroo"],"types":["email.bounced"]}},
+                {"name":"inbox","url":"https://i.example/h","filter":{"providers":["email-routing"],"types":["email.*"]}}]"#,
+        ),
+        ("DESTINATION_BOUNCES_SIGNING_SECRET", KEY),
+        ("DESTINATION_INBOX_SIGNING_SECRET", KEY),
+        ("ORIGIN_URL", ""),
+    ]);
+    assert_eq!(cfg.delivery_problem(), None);
+    assert_eq!(cfg.takers(P.name(), "email.received"), vec!["inbox"], "a filter of other providers does not take its mail");
+    assert_eq!(cfg.takers("maileroo", "email.bounced"), vec!["bounces"]);
+}
+
+#[test]
+fn text_attachments_keep_every_byte_and_their_charset() {
+    let mail = b"From: a@example.net\r\nMessage-ID: <t@example.net>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"q\"\r\n\r\n\
+--q\r\nContent-Type: text/plain\r\n\r\nbody\r\n\
+--q\r\nContent-Type: text/csv; charset=ISO-8859-1; name=\"a.csv\"\r\nContent-Disposition: attachment; filename=\"a.csv\"\r\n\r\nline1;caf\xe9\r\nline2\r\n\r\n\
+--q--\r\n";
+    let e = one(mail);
+    assert_eq!(attachment_bytes(&e, "a.csv"), b"line1;caf\xe9\r\nline2\r\n", "7bit/8bit: the last line break is the part's");
+    let a = &e["data"]["inbound"]["attachments"][0];
+    assert_eq!(a["content_type"], "text/csv; charset=iso-8859-1");
+    // Without its closing boundary, a text attachment is still its own bytes.
+    let cut = &mail[..mail.len() - b"--q--\r\n".len()];
+    assert!(attachment_bytes(&one(cut), "a.csv").starts_with(b"line1;caf\xe9\r\nline2\r\n"));
+}
+
+#[test]
+fn cloudflares_spam_score_is_not_the_message() {
+    let mail = fixture(P, "plain");
+    let id = |m: &[u8]| to("a@mailhook.test", m)["id"].clone();
+    let scored = |n: u8| [format!("X-CF-SpamH-Score: {n}\r\n").as_bytes(), &mail].concat();
+    assert_eq!(id(&scored(1)), id(&scored(2)));
+}
+
+#[test]
+fn what_would_parse_slowly_or_blow_up_is_refused_for_good() {
+    let refused = |m: &[u8]| ingest(P, &config(), m).map(|_| ()).unwrap_err();
+    // A boundary longer than RFC 2046 allows.
+    let long =
+        format!("From: a@b.example\r\nContent-Type: multipart/mixed; boundary=\"{}x\"\r\n\r\n{}\r\n", "-".repeat(200), "-".repeat(5000));
+    assert!(refused(long.as_bytes()).to_string().contains("boundary of 201 characters"));
+    // Many declared boundaries that never appear.
+    let mut many = String::from("From: a@b.example\r\nContent-Type: multipart/mixed; boundary=\"top\"\r\n\r\n");
+    for i in 0..40 {
+        many.push_str(&format!("--top\r\nContent-Type: multipart/mixed; boundary=\"never{i}\"\r\n\r\nx\r\n"));
+    }
+    assert!(refused(many.as_bytes()).to_string().contains("never appear"));
+    // Text that grows sixfold as JSON (control characters), past the memory budget.
+    let ctl = [b"From: a@b.example\r\nMessage-ID: <c@b>\r\n\r\n".as_slice(), &vec![1u8; 18 * 1024 * 1024]].concat();
+    assert!(refused(&ctl).to_string().contains("once decoded and written as JSON"));
+    // A header block that would make the stored event's manifest too large to read back.
+    let header = format!("From: a@b.example\r\nX-Junk: {}\r\n\r\nhi\r\n", "\u{1}".repeat(1024 * 1024));
+    assert!(refused(header.as_bytes()).to_string().contains("header fields"));
+    // A legitimate boundary of 70 characters is fine.
+    let ok = format!(
+        "From: a@b.example\r\nMessage-ID: <ok@b>\r\nContent-Type: multipart/mixed; boundary=\"{b}\"\r\n\r\n--{b}\r\nContent-Type: text/plain\r\n\r\nfine\r\n--{b}--\r\n",
+        b = "b".repeat(70)
+    );
+    assert_eq!(one(ok.as_bytes())["data"]["inbound"]["text"], "fine");
+}

@@ -9,7 +9,7 @@
 //!   bounces the message: only for what can never be taken (too large, not mail);
 //! - it throws: a temporary failure (4xx), the sending server keeps the
 //!   message and tries again later: for everything that may pass then (a
-//!   queue, R2 or KV failure, a broken configuration, a forward that failed).
+//!   queue, R2 or KV failure, a broken configuration, a stream that broke).
 //!
 //! So no message is dropped in silence: it is on the queue, or its sender knows.
 
@@ -122,7 +122,8 @@ async fn receive(message: &IncomingEmail, env: &Env) -> Outcome {
     }
     let from = message.envelope_from().as_string().unwrap_or_default();
     let to = message.envelope_to().as_string().unwrap_or_default();
-    let body = match read_stream(message.raw().dyn_into().ok(), limit, size, limit).await {
+    // `rawSize` sizes the buffer and refuses early; it is not held to the byte (the stream is what counts).
+    let body = match read_stream(message.raw().dyn_into().ok(), limit, None, size.unwrap_or(0).min(limit)).await {
         Ok(b) => b,
         Err(e @ ApiError::PayloadTooLarge { .. }) => return Outcome::Reject(e),
         // A stream that broke or ended short: the next delivery may be whole.
@@ -134,14 +135,13 @@ async fn receive(message: &IncomingEmail, env: &Env) -> Outcome {
         Err(e @ (ApiError::NotConfigured(_) | ApiError::Unavailable(_))) => return Outcome::Defer(e),
         Err(e) => return Outcome::Reject(e),
     };
-    // A copy to a mailbox, as an Email Routing rule would. Also for a
-    // duplicate: the sender's retry after a failed forward is one.
+    // A copy to a mailbox, as an Email Routing rule would: best effort once the
+    // event is queued. Cloudflare refuses to forward some mail (unauthenticated,
+    // say); deferring it would have its sender retry for days a message whose
+    // event was delivered at once.
     if let Some(rcpt) = provider.forward_to(&cfg) {
         if let Err(e) = forward(message, rcpt).await {
-            log(json!({"kind": "forward_failed", "error": e}));
-            return Outcome::Defer(ApiError::Unavailable(
-                "the copy to EMAIL_FORWARD_TO could not be sent (is the address verified in Email Routing?); the event is queued".into(),
-            ));
+            log(json!({"kind": "forward_failed", "ids": taken.1, "error": e}));
         }
     }
     Outcome::Taken(taken.0, taken.1)

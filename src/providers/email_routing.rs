@@ -87,9 +87,8 @@ fn plain_address(s: &str) -> bool {
         Some((local, domain)) => {
             !local.is_empty()
                 && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, ',' | ';' | '<' | '>' | '"'))
+                && domain.split('.').all(|label| !label.is_empty())
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, ',' | ';' | ':' | '<' | '>' | '"' | '/'))
                 && !domain.contains('@')
         }
         None => false,
@@ -179,11 +178,91 @@ fn is_trace_header(name: &str) -> bool {
     const TRACE: [&str; 7] =
         ["received", "return-path", "delivered-to", "x-original-to", "received-spf", "authentication-results", "x-received"];
     let lower = name.to_ascii_lowercase();
-    TRACE.contains(&lower.as_str()) || lower.starts_with("arc-")
+    // `X-CF-*`: Cloudflare's own (its spam score, say), which may differ on the next attempt.
+    TRACE.contains(&lower.as_str()) || lower.starts_with("arc-") || lower.starts_with("x-cf-")
+}
+
+/// What the Worker may hold for one message while it is parsed: the message,
+/// its decoded parts and the payload (the isolate has 128 MB in all).
+pub const MEMORY_BUDGET: usize = 100 * 1024 * 1024;
+/// The payload without its large strings (headers, addresses, subject): what
+/// becomes the stored event's manifest, which the consumer reads whole.
+pub const MAX_LITERAL_BYTES: usize = 4 * 1024 * 1024;
+/// RFC 2046 allows 70 characters; parsing time grows with a boundary's length.
+pub const MAX_BOUNDARY_LEN: usize = 100;
+/// Declared boundaries that never appear: the parser searches the rest of the message for each.
+pub const MAX_MISSING_BOUNDARIES: usize = 16;
+
+/// Refuses what would make the parser's time grow with the square of the
+/// message: over-long boundaries, and many declared boundaries that never appear.
+fn check_boundaries(raw: &[u8]) -> Result<(), ApiError> {
+    let declared = declared_boundaries(raw);
+    if let Some(b) = declared.iter().find(|b| b.len() > MAX_BOUNDARY_LEN) {
+        return Err(ApiError::BadRequest(format!(
+            "malformed MIME: a boundary of {} characters (RFC 2046 allows 70; mailhook takes {MAX_BOUNDARY_LEN})",
+            b.len()
+        )));
+    }
+    if declared.len() > MAX_MISSING_BOUNDARIES {
+        let mut delimiters = std::collections::HashSet::new();
+        for line in raw.split(|&c| c == b'\n').filter_map(|l| l.strip_prefix(b"--")) {
+            let line = line.trim_ascii_end();
+            delimiters.insert(line);
+            delimiters.insert(line.strip_suffix(b"--").unwrap_or(line));
+        }
+        let missing = declared.iter().filter(|b| !delimiters.contains(*b)).count();
+        if missing > MAX_MISSING_BOUNDARIES {
+            return Err(ApiError::BadRequest(format!(
+                "malformed MIME: {missing} declared boundaries never appear (mailhook takes at most {MAX_MISSING_BOUNDARIES})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every `boundary=` parameter value in the message (quoted or not), wherever it is.
+fn declared_boundaries(raw: &[u8]) -> Vec<&[u8]> {
+    const KEY: &[u8] = b"boundary=";
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + KEY.len() <= raw.len() {
+        if !raw[i..i + KEY.len()].eq_ignore_ascii_case(KEY) {
+            i += 1;
+            continue;
+        }
+        let mut j = i + KEY.len();
+        while raw.get(j).is_some_and(|c| *c == b' ' || *c == b'\t') {
+            j += 1;
+        }
+        let value = if raw.get(j) == Some(&b'"') {
+            let rest = raw.get(j + 1..).unwrap_or_default();
+            let end = rest.iter().position(|c| matches!(c, b'"' | b'\r' | b'\n')).unwrap_or(rest.len());
+            &rest[..end]
+        } else {
+            let rest = raw.get(j..).unwrap_or_default();
+            let end = rest.iter().position(|c| matches!(c, b';' | b'"') || c.is_ascii_whitespace()).unwrap_or(rest.len());
+            &rest[..end]
+        };
+        out.push(value);
+        i = j.max(i + 1);
+    }
+    out
+}
+
+/// The length of `s` as a JSON string's contents.
+fn json_len(s: &str) -> usize {
+    s.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
 }
 
 /// Parses the raw message into the payload.
 fn payload(req: &Inbound) -> Result<Vec<u8>, ApiError> {
+    check_boundaries(req.body)?;
     let message = MessageParser::default()
         .parse(req.body)
         .filter(|m| !m.root_part().headers().is_empty())
@@ -220,19 +299,60 @@ fn payload(req: &Inbound) -> Result<Vec<u8>, ApiError> {
         attachments: message.attachments.iter().filter_map(|&i| message.parts.get(i as usize)).map(|p| attachment(raw, p)).collect(),
         headers,
     };
+    if out.attachments.len() + 2 > crate::large::MAX_LARGE_VALUES {
+        return Err(ApiError::BadRequest(format!(
+            "the message has {} attachments; mailhook takes at most {}",
+            out.attachments.len(),
+            crate::large::MAX_LARGE_VALUES - 2
+        )));
+    }
+    let (estimate, literal) = (out.estimated_len(), out.literal_len());
+    if literal > MAX_LITERAL_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "the message's header fields and addresses take {literal} bytes as JSON; mailhook takes at most {MAX_LITERAL_BYTES}"
+        )));
+    }
+    let decoded: usize = out.attachments.iter().filter(|a| matches!(a.content, Cow::Owned(_))).map(|a| a.content.len()).sum();
+    if raw.len() + decoded + estimate > MEMORY_BUDGET {
+        return Err(ApiError::BadRequest(format!(
+            "the message takes {} bytes once decoded and written as JSON; mailhook takes at most {MEMORY_BUDGET}",
+            raw.len() + decoded + estimate
+        )));
+    }
     // Sized up front: a 25 MiB message's payload grown by doubling would hold two copies at once.
-    let mut json = Vec::with_capacity(out.estimated_len());
+    let mut json = Vec::with_capacity(estimate);
     serde_json::to_writer(&mut json, &out).map_err(|e| ApiError::BadRequest(format!("the message could not be represented: {e}")))?;
     Ok(json)
 }
 
 impl PayloadOut<'_> {
-    /// About the length of its JSON: base64 is 4/3 of the bytes, text grows by its escapes.
+    /// The length of its JSON, about: base64 is 4/3 of the bytes, text is counted with its escapes.
     fn estimated_len(&self) -> usize {
-        let text = |t: &Option<Cow<str>>| t.as_ref().map_or(0, |t| t.len() + t.len() / 8);
-        let parts: usize = self.attachments.iter().map(|a| a.content.len().div_ceil(3) * 4 + 256).sum();
-        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + v.len() / 8 + 8).sum();
-        4096 + text(&self.text) + text(&self.html) + parts + headers
+        let text = |t: &Option<Cow<str>>| t.as_deref().map_or(0, json_len);
+        let parts: usize = self.attachments.iter().map(|a| a.content.len().div_ceil(3) * 4).sum();
+        self.literal_len() + text(&self.text) + text(&self.html) + parts
+    }
+
+    /// The length of what is not a large string (see `LARGE_PATHS`), about.
+    fn literal_len(&self) -> usize {
+        let opt = |t: Option<&str>| t.map_or(0, json_len);
+        let addresses = |l: &[Address]| l.iter().map(|a| json_len(&a.email) + a.name.as_deref().map_or(0, json_len) + 32).sum::<usize>();
+        let headers: usize = self.headers.iter().map(|(n, v)| json_len(n) + json_len(v) + 8).sum();
+        let parts: usize = self
+            .attachments
+            .iter()
+            .map(|a| 128 + opt(a.filename) + a.content_type.as_deref().map_or(0, json_len) + opt(a.content_id))
+            .sum();
+        4096 + headers
+            + parts
+            + opt(self.message_id)
+            + opt(self.subject)
+            + opt(self.envelope_from)
+            + opt(self.envelope_to)
+            + addresses(&self.from)
+            + addresses(&self.to)
+            + addresses(&self.cc)
+            + addresses(&self.bcc)
     }
 }
 
@@ -293,11 +413,7 @@ fn joined<'a>(message: &'a Message<'a>, ids: &[u32], html: bool) -> Option<Cow<'
 
 fn attachment<'a>(raw: &'a [u8], part: &'a MessagePart<'a>) -> PartOut<'a> {
     let content = exact_bytes(raw, part);
-    let content_type = part.content_type().map(|ct| match &ct.c_subtype {
-        Some(sub) => format!("{}/{}", ct.c_type, sub).to_ascii_lowercase(),
-        None => ct.c_type.to_ascii_lowercase(),
-    });
-    let content_type = content_type.or_else(|| part.is_message().then(|| "message/rfc822".to_string()));
+    let content_type = media_type(part).or_else(|| part.is_message().then(|| "message/rfc822".to_string()));
     let inline = match part.content_disposition() {
         Some(d) if d.is_attachment() => false,
         Some(d) if d.is_inline() => true,
@@ -308,16 +424,19 @@ fn attachment<'a>(raw: &'a [u8], part: &'a MessagePart<'a>) -> PartOut<'a> {
 
 /// A part's bytes as sent, transfer encoding undone and nothing else: a text
 /// attachment keeps its charset (the parser would have converted it to UTF-8).
+/// mail-parser's part ends before the line break that belongs to the next boundary.
 fn exact_bytes<'a>(raw: &'a [u8], part: &'a MessagePart<'a>) -> Cow<'a, [u8]> {
     match &part.body {
-        PartType::Text(_) | PartType::Html(_) if !part.is_encoding_problem => {
+        PartType::Text(_) | PartType::Html(_) => {
             let start = part.offset_body as usize;
             let end = (part.offset_end as usize).min(raw.len());
             let Some(encoded) = raw.get(start..end) else { return Cow::Borrowed(part.contents()) };
-            match part.encoding {
+            // A part that could not be decoded is kept as it came.
+            let encoding = if part.is_encoding_problem { Encoding::None } else { part.encoding };
+            match encoding {
                 Encoding::Base64 => mail_parser::decoders::base64::base64_decode(encoded).map(Cow::Owned),
                 Encoding::QuotedPrintable => mail_parser::decoders::quoted_printable::quoted_printable_decode(encoded).map(Cow::Owned),
-                Encoding::None => Some(Cow::Borrowed(strip_delimiter_crlf(encoded))),
+                Encoding::None => Some(Cow::Borrowed(encoded)),
             }
             .unwrap_or(Cow::Borrowed(part.contents()))
         }
@@ -325,9 +444,19 @@ fn exact_bytes<'a>(raw: &'a [u8], part: &'a MessagePart<'a>) -> Cow<'a, [u8]> {
     }
 }
 
-/// The line break before a MIME boundary belongs to the boundary (RFC 2046 §5.1.1), not to the part.
-fn strip_delimiter_crlf(b: &[u8]) -> &[u8] {
-    b.strip_suffix(b"\r\n").or_else(|| b.strip_suffix(b"\n")).unwrap_or(b)
+/// A part's media type, with its `charset` for text (the bytes are kept in it).
+fn media_type(part: &MessagePart) -> Option<String> {
+    let ct = part.content_type()?;
+    let mut t = match &ct.c_subtype {
+        Some(sub) => format!("{}/{}", ct.c_type, sub),
+        None => ct.c_type.to_string(),
+    }
+    .to_ascii_lowercase();
+    if let Some(charset) = ct.attribute("charset").filter(|_| part.is_text()) {
+        t.push_str("; charset=");
+        t.push_str(&charset.to_ascii_lowercase());
+    }
+    Some(t)
 }
 
 /// The verdicts Cloudflare recorded, and the sending server's address: from

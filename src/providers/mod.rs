@@ -292,9 +292,14 @@ impl<'a> Inbound<'a> {
 }
 
 impl Provider {
+    /// The source named `name`, whichever way its events come (filters, the event log).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|p| p.name() == name)
+    }
+
     /// The provider of `/webhooks/{route}` (a source the platform feeds has no route).
     pub fn from_route(route: &str) -> Option<Self> {
-        Self::ALL.iter().copied().filter(|p| p.posts()).find(|p| p.name() == route)
+        Self::from_name(route).filter(|p| p.posts())
     }
 
     /// True when its events are posted to `/webhooks/{name}`; false when the platform hands them over.

@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
-import { sleep, startMailhook, startOrigin, waitFor } from "./harness.mjs";
+import { SECRETS, sleep, startMailhook, startOrigin, waitFor } from "./harness.mjs";
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../fixtures/email-routing");
 const FIXTURES = readdirSync(dir).filter((f) => f.endsWith(".eml")).map((f) => f.replace(/\.eml$/, "")).sort();
@@ -77,6 +77,7 @@ describe("Email Routing", () => {
 
 describe("Email Routing refusals and forwarding", () => {
   test("too large: refused for good with the reason (setReject); EMAIL_FORWARD_TO gets a copy of what is taken", async () => {
+    // (Miniflare's forward always succeeds: the path of a copy that fails, only logged, is not exercised locally.)
     const origin = await startOrigin();
     const hook = await startMailhook({ vars: { ORIGIN_URL: origin.url, MAX_BODY_BYTES: "4096", EMAIL_FORWARD_TO: "copy@example.com" } });
     try {
@@ -94,6 +95,31 @@ describe("Email Routing refusals and forwarding", () => {
     } finally {
       await hook.dispose();
       await origin.close();
+    }
+  });
+
+  test("destination filters apply to its mail, and can name it", async () => {
+    const bounces = await startOrigin({ secret: SECRETS.ORIGIN_SIGNING_SECRET });
+    const inbox = await startOrigin({ secret: SECRETS.ORIGIN_SIGNING_SECRET });
+    const hook = await startMailhook({
+      vars: {
+        ORIGIN_URL: undefined,
+        DESTINATIONS: [
+          { name: "bounces", url: bounces.url, filter: { providers: ["maileroo"], types: ["email.bounced"] } },
+          { name: "inbox", url: inbox.url, filter: { providers: ["email-routing"] } },
+        ],
+      },
+      secrets: { DESTINATION_BOUNCES_SIGNING_SECRET: SECRETS.ORIGIN_SIGNING_SECRET, DESTINATION_INBOX_SIGNING_SECRET: SECRETS.ORIGIN_SIGNING_SECRET },
+    });
+    try {
+      assert.equal((await hook.email(raw("plain"))).status, 200);
+      await waitFor(() => inbox.deliveries.length === 1, { what: "the inbox destination's delivery" });
+      await sleep(1000);
+      assert.equal(bounces.deliveries.length, 0, "a destination of Maileroo bounces gets no inbound mail");
+    } finally {
+      await hook.dispose();
+      await bounces.close();
+      await inbox.close();
     }
   });
 
