@@ -1,5 +1,6 @@
 // A demo origin for local runs: verifies each delivery's Standard Webhooks
-// signature with ORIGIN_SIGNING_SECRET (from .dev.vars) and prints the event.
+// signature with ORIGIN_SIGNING_SECRET (from .dev.vars) and prints the event;
+// prints the alerts posted to /alerts (ALERT_URL in .dev.vars).
 // Run alone with `npm run demo-origin`; `npm start` runs it for you.
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
@@ -24,6 +25,14 @@ export function startDemoOrigin({ port = 8789, host = "127.0.0.1", secret }) {
     req.on("end", () => {
       const body = Buffer.concat(chunks).toString("utf8");
       const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, String(v)]));
+      if (req.url === "/alerts") {
+        // ALERT_URL of .dev.vars: what a Slack channel would show.
+        let text = body;
+        try { text = JSON.parse(body).text; } catch {}
+        console.log(`[alert ${new Date().toISOString()}]\n${text}`);
+        res.writeHead(204).end();
+        return;
+      }
       const event = verifiers.map((v) => { try { return v.verify(body, headers); } catch { return undefined; } }).find(Boolean);
       const stamp = new Date().toISOString();
       if (!event) {

@@ -43,13 +43,19 @@ const wrangler = spawn(
   ["dev", "--ip", "127.0.0.1", "--port", "8787", "--persist-to", state, "--show-interactive-dev-session=false"],
   { stdio: "inherit" },
 );
+// `wrangler dev` runs no crons by itself: the minute one (alerts) is triggered here, as Cloudflare would.
+const minute = setInterval(() => {
+  fetch("http://127.0.0.1:8787/cdn-cgi/handler/scheduled?cron=" + encodeURIComponent("* * * * *")).catch(() => {});
+}, 60_000);
 const stop = () => {
+  clearInterval(minute);
   wrangler.kill("SIGINT");
   origin.close();
 };
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
 wrangler.on("close", (code) => {
+  clearInterval(minute);
   origin.close();
   process.exit(code ?? 0);
 });

@@ -283,7 +283,7 @@ fn declared_one(item: Value, defaults: &Defaults<'_>, get: &impl Fn(&str) -> Opt
 /// hostname, a dotted IPv4 address or a bracketed IPv6 one), an optional
 /// port of 1 to 65535, no credentials, and no spaces, controls or broken
 /// percent-escapes anywhere. Trimmed.
-fn valid_url(raw: &str) -> Result<String, String> {
+pub fn valid_url(raw: &str) -> Result<String, String> {
     let url = raw.trim();
     // The URL itself is never quoted: this message reaches the public /healthz, and a URL can hold a secret.
     let bad = |why: &str| Err(format!("its URL is not an absolute http:// or https:// URL: {why}"));

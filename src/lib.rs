@@ -22,15 +22,18 @@
 //! - [`dedupe`]: stable event ids and KV keys.
 //! - [`delivery`]: the queue envelope, signing, outcome, retry schedule.
 //! - [`destinations`]: where events go: declarations, filters, the circuit breaker's gate.
+//! - [`alerts`]: what tells a person that an event died or a destination is down (batched messages).
 //! - [`admin`]: the operator API: routes, bearer check, event-log queries (no I/O).
 //! - [`error`]: the refusals and their one mapping to HTTP. [`routes`]: method + path → handler.
 //!
 //! `edge` (wasm32 only) moves bytes between the Workers runtime and the core:
-//! the fetch handler runs ingest → dedupe → enqueue → answer; the queue
-//! handler delivers and dead-letters.
+//! the fetch handler runs ingest → dedupe → enqueue → answer (the email
+//! handler does the same for mail Email Routing hands over); the queue
+//! handler delivers and dead-letters; the crons send alerts and apply retention.
 
 pub mod address;
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod dedupe;

@@ -12,6 +12,7 @@
 //! product, a request per delivery and its duration charges.
 
 use super::{log, D1_DATABASE};
+use crate::alerts::Item;
 use crate::delivery::Outcome;
 use crate::destinations::{Circuit, Destination, SLOW_LANE_QUIET_SECONDS};
 use serde::Deserialize;
@@ -133,16 +134,23 @@ pub fn after(env: &Env, dest: &Destination, outcome: Outcome, slow: bool, now: i
     statement.ok()
 }
 
-/// Logs a circuit that changed state, from the result of `after`'s statement.
-pub fn log_change(dest: &Destination, before: Circuit, result: Option<&D1Result>) {
+/// Logs a circuit that changed state, from the result of `after`'s statement,
+/// and returns the alert that says so.
+pub fn log_change(dest: &Destination, before: Circuit, result: Option<&D1Result>) -> Option<Item> {
     #[derive(Deserialize)]
     struct After {
         open: i64,
         failures: i64,
     }
-    let Some(after) = result.and_then(|r| r.results::<After>().ok()).and_then(|rows| rows.into_iter().next()) else { return };
-    if (after.open != 0) != before.open {
-        let kind = if after.open != 0 { "circuit_opened" } else { "circuit_closed" };
-        log(json!({"kind": kind, "dest": dest.name, "failures": after.failures}));
+    let after = result.and_then(|r| r.results::<After>().ok()).and_then(|rows| rows.into_iter().next())?;
+    if (after.open != 0) == before.open {
+        return None;
     }
+    let kind = if after.open != 0 { "circuit_opened" } else { "circuit_closed" };
+    log(json!({"kind": kind, "dest": dest.name, "failures": after.failures}));
+    Some(if after.open != 0 {
+        Item::CircuitOpen { destination: dest.name.clone(), failures: u32::try_from(after.failures).unwrap_or(u32::MAX) }
+    } else {
+        Item::CircuitClosed { destination: dest.name.clone() }
+    })
 }

@@ -10,6 +10,7 @@ use super::{
     QUEUE_DEAD_LETTERS, QUEUE_EVENTS, QUEUE_SLOW_EVENTS,
 };
 use crate::admin::batches;
+use crate::alerts::Item;
 use crate::config::{Config, DEFAULT_DEAD_LETTER_QUEUE};
 use crate::delivery::{
     classify, is_stored_parts, next_delay, parse_retry_after, r2_bytes_key, sign, Envelope, Outcome, Signer, USER_AGENT,
@@ -48,7 +49,8 @@ pub async fn handle(batch: MessageBatch<String>, env: &Env) {
         Err(e) if dead_letters => {
             log(json!({"kind": "consumer_misconfigured", "error": e.to_string()}));
             let messages: Vec<RawMessage> = batch.raw_iter().collect();
-            join_all(messages.iter().map(|m| record_dead(m, None, env))).await;
+            let alerts: Vec<Item> = join_all(messages.iter().map(|m| record_dead(m, None, env))).await.into_iter().flatten().collect();
+            super::alerts::enqueue(env, &alerts).await;
             return;
         }
         Err(e) => {
@@ -61,14 +63,20 @@ pub async fn handle(batch: MessageBatch<String>, env: &Env) {
     let messages: Vec<RawMessage> = batch.raw_iter().collect();
     // Every destination's circuit, read once for the batch.
     let circuits = if dead_letters { HashMap::new() } else { circuit::load(env).await };
-    join_all(messages.iter().map(|m| async {
+    let alerts: Vec<Item> = join_all(messages.iter().map(|m| async {
         if dead_letters {
             record_dead(m, Some(&cfg), env).await
         } else {
-            deliver(m, &cfg, env, &circuits).await
+            deliver(m, &cfg, env, &circuits).await;
+            Vec::new()
         }
     }))
-    .await;
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    // One outbox write for the batch's dead letters; the minute cron tells them as one message.
+    super::alerts::enqueue(env, &alerts).await;
     log(json!({"kind": "batch", "queue": batch.queue(), "messages": messages.len(), "ops": ops::take()}));
 }
 
@@ -178,7 +186,9 @@ async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<S
     let step = eventlog::Step::Attempt { status, code: attempt.status, ms };
     let results = eventlog::record_attempt(env, &envelope, &envelope_json, step, breaker.into_iter().collect()).await;
     if has_breaker {
-        circuit::log_change(dest, before, results.last());
+        if let Some(alert) = circuit::log_change(dest, before, results.last()) {
+            super::alerts::enqueue(env, &[alert]).await;
+        }
     }
     log(json!({
         "kind": "delivery_attempt",
@@ -477,8 +487,9 @@ async fn dead_letter(msg: &RawMessage, envelope: Envelope, size: usize, env: &En
 /// operator can list it and from where it can be replayed. Envelopes arrive
 /// here from `dead_letter` (with the last status and error), or from the queue
 /// itself when it gave up on a message after `max_retries` infrastructure failures.
-async fn record_dead(msg: &RawMessage, cfg: Option<&Config>, env: &Env) {
-    let Some((mut envelope, text)) = envelope_of(msg) else { return };
+/// Returns the alerts of what it recorded (one per destination).
+async fn record_dead(msg: &RawMessage, cfg: Option<&Config>, env: &Env) -> Vec<Item> {
+    let Some((mut envelope, text)) = envelope_of(msg) else { return Vec::new() };
     if envelope.last_error.is_none() {
         envelope.last_error = Some("the queue gave up after max_retries infrastructure failures".into());
     }
@@ -502,10 +513,21 @@ async fn record_dead(msg: &RawMessage, cfg: Option<&Config>, env: &Env) {
             log(json!({"kind": "dead_letter", "id": envelope.id, "dest": dests, "provider": envelope.provider, "type": envelope.kind,
                        "attempts": envelope.attempt, "last_status": envelope.last_status, "last_error": envelope.last_error}));
             ack(msg, text.len());
+            dests
+                .into_iter()
+                .map(|destination| Item::Dead {
+                    id: envelope.id.clone(),
+                    provider: envelope.provider.clone(),
+                    r#type: envelope.kind.clone(),
+                    destination,
+                    error: envelope.last_error.clone(),
+                })
+                .collect()
         }
         Err(e) => {
             log(json!({"kind": "dead_letter_record_failed", "id": envelope.id, "error": e.to_string()}));
             retry_later(msg);
+            Vec::new()
         }
     }
 }

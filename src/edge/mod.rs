@@ -3,6 +3,7 @@
 //! make; the one error → Response map is `refuse`.
 
 mod admin;
+mod alerts;
 mod circuit;
 mod consumer;
 mod dns;
@@ -216,11 +217,15 @@ fn confirm(env: &Env) -> Result<Response> {
     }
 }
 
-/// The retention cron: removes event-log rows older than LOG_RETENTION_DAYS
-/// and the R2 objects they reference.
+/// The crons: each minute, alerts (`alerts::CRON`); daily, retention: removes
+/// event-log rows older than LOG_RETENTION_DAYS and the R2 objects they reference.
 #[event(scheduled)]
-async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     ops::request();
+    if event.cron() == alerts::CRON {
+        alerts::flush(&env).await;
+        return;
+    }
     let days = match config(&env) {
         Ok(c) => c.log_retention_days,
         Err(e) => {

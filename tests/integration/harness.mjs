@@ -206,6 +206,11 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
       const worker = await mf.getWorker();
       return worker.scheduled({ cron: wrangler.triggers.crons[0] });
     },
+    /** Runs the minute cron (alerts) once. */
+    async alerts() {
+      const worker = await mf.getWorker();
+      return worker.scheduled({ cron: "* * * * *" });
+    },
     /** GET/POST an admin endpoint with the bearer token. */
     async admin(pathname, { method = "GET", token = SECRETS.ADMIN_TOKEN } = {}) {
       const headers = token === null ? {} : { authorization: `Bearer ${token}` };

@@ -1,0 +1,156 @@
+//! Alerts: what reaches a person when an event dies or a destination goes
+//! down. Items wait in the event log's outbox (D1) and a cron sends what has
+//! gathered once a minute as one message, so a hundred dead letters in a
+//! minute make one message, not a hundred. The message is Slack-compatible
+//! (`text`) and carries the items for a program (`mailhook`).
+//!
+//! Pure: what an item is, and the message for a batch of them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// How many items a message lists; the rest are counted.
+pub const LISTED: usize = 20;
+/// How many waiting items one flush takes; more wait for the next minute.
+pub const PER_FLUSH: usize = 1000;
+
+/// One thing to tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Item {
+    /// An event dead-lettered at a destination.
+    Dead { id: String, provider: String, r#type: String, destination: String, error: Option<String> },
+    /// A destination's circuit opened after `failures` consecutive failures.
+    CircuitOpen { destination: String, failures: u32 },
+    /// A destination's circuit closed again.
+    CircuitClosed { destination: String },
+}
+
+/// The message for `items` (oldest first), with `more` items beyond them not
+/// taken this time. `console` is the console's URL (`PUBLIC_URL` + `/console/`),
+/// for links to each event.
+pub fn message(items: &[Item], more: usize, console: Option<&str>) -> Value {
+    let link = |id: &str| console.map(|c| format!("{c}#/events/{}", percent(id)));
+    let dead: Vec<&Item> = items.iter().filter(|i| matches!(i, Item::Dead { .. })).collect();
+    let mut lines = Vec::new();
+    if !dead.is_empty() {
+        let n = dead.len();
+        lines.push(format!("mailhook: {n} event{} dead-lettered", if n == 1 { "" } else { "s" }));
+        for item in dead.iter().take(LISTED) {
+            if let Item::Dead { id, provider, r#type, destination, error } = item {
+                let error = error.as_deref().map(|e| format!(": {}", one_line(e))).unwrap_or_default();
+                let at = link(id).map(|u| format!(" <{u}|{id}>")).unwrap_or_else(|| format!(" {id}"));
+                lines.push(format!("• {provider} {type} to {destination}{at}{error}", type = r#type));
+            }
+        }
+        if n > LISTED {
+            lines.push(format!("… and {} more", n - LISTED));
+        }
+    }
+    for item in items {
+        match item {
+            Item::CircuitOpen { destination, failures } => lines.push(format!(
+                "mailhook: destination {destination} is down ({failures} failures in a row); its deliveries are held and probed"
+            )),
+            Item::CircuitClosed { destination } => {
+                lines.push(format!("mailhook: destination {destination} is back; held deliveries go out"))
+            }
+            Item::Dead { .. } => {}
+        }
+    }
+    if more > 0 {
+        lines.push(format!("({more} more alerts follow in the next message)"));
+    }
+    let listed: Vec<Value> = items
+        .iter()
+        .map(|i| {
+            let mut v = serde_json::to_value(i).unwrap_or(Value::Null);
+            if let (Some(url), Value::Object(o)) = (link_of(i, &link), &mut v) {
+                o.insert("url".into(), Value::String(url));
+            }
+            v
+        })
+        .collect();
+    json!({
+        "text": lines.join("\n"),
+        "mailhook": {"dead": dead.len(), "items": listed, "more": more},
+    })
+}
+
+/// The console link of a dead event, when there is a console to link to.
+fn link_of(item: &Item, link: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    match item {
+        Item::Dead { id, .. } => link(id),
+        _ => None,
+    }
+}
+
+/// A value on one line, at most 300 characters (errors can be long, and are an origin's words).
+fn one_line(s: &str) -> String {
+    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    match flat.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &flat[..i]),
+        None => flat,
+    }
+}
+
+/// An id in a URL fragment (ids are `evt_` + hex, but a 0.1 id or a future one may not be).
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dead(i: usize) -> Item {
+        Item::Dead {
+            id: format!("evt_{i:04}"),
+            provider: "maileroo".into(),
+            r#type: "email.delivered".into(),
+            destination: "crm".into(),
+            error: Some("status 500\nfrom origin".into()),
+        }
+    }
+
+    #[test]
+    fn a_burst_is_one_message_listing_some_and_counting_all() {
+        let items: Vec<Item> = (0..100).map(dead).collect();
+        let m = message(&items, 0, Some("https://hook.example/console/"));
+        let text = m["text"].as_str().unwrap();
+        assert!(text.starts_with("mailhook: 100 events dead-lettered\n"), "{text}");
+        assert_eq!(text.matches('•').count(), LISTED);
+        assert!(text.contains("… and 80 more"));
+        assert!(text.contains("<https://hook.example/console/#/events/evt_0000|evt_0000>: status 500 from origin"), "{text}");
+        assert_eq!(m["mailhook"]["dead"], 100);
+        assert_eq!(m["mailhook"]["items"].as_array().unwrap().len(), 100);
+        assert_eq!(m["mailhook"]["items"][0]["url"], "https://hook.example/console/#/events/evt_0000");
+    }
+
+    #[test]
+    fn circuits_and_no_console() {
+        let m = message(&[Item::CircuitOpen { destination: "crm".into(), failures: 10 }, dead(1)], 5, None);
+        let text = m["text"].as_str().unwrap();
+        assert!(text.contains("1 event dead-lettered\n• maileroo email.delivered to crm evt_0001: status 500 from origin"), "{text}");
+        assert!(text.contains("destination crm is down (10 failures in a row)"));
+        assert!(text.contains("5 more alerts follow"));
+        assert!(m["mailhook"]["items"][1].get("url").is_none());
+    }
+
+    #[test]
+    fn long_errors_are_cut_and_ids_escaped() {
+        let long = Item::Dead {
+            id: "evt_a b".into(),
+            provider: "p".into(),
+            r#type: "t".into(),
+            destination: "d".into(),
+            error: Some("x".repeat(1000)),
+        };
+        let m = message(&[long], 0, Some("c/"));
+        let text = m["text"].as_str().unwrap();
+        assert!(text.contains("c/#/events/evt_a%20b"));
+        assert!(text.len() < 400, "{}", text.len());
+    }
+}
