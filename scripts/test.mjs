@@ -53,6 +53,13 @@ for (const m of native.output.matchAll(/test result: \w+\. (\d+) passed; (\d+) f
 }
 if (native.code !== 0 && totals.failed === 0) totals.failed += 1; // a compile error counts
 
+step("the console's browser (Debian chromium, installed where missing)");
+const browser = await run("bash", ["scripts/browser.sh"]);
+if (browser.code !== 0) {
+  totals.failed += 1;
+  console.error("chromium is missing and could not be installed: the console's browser tests will fail");
+}
+
 step("integration tests (Miniflare/workerd)");
 const integration = await run(
   "node",

@@ -14,6 +14,8 @@ pub enum AdminRoute {
     ReplayEvent(String),
     BulkReplay,
     Destinations,
+    /// `GET /admin/stats`: the console's overview.
+    Stats,
 }
 
 /// The admin route of `path` (below `/admin`), or 404 / 405.
@@ -26,6 +28,7 @@ pub fn route(method: &str, path: &str) -> Result<AdminRoute, ApiError> {
         ["events", id, "replay"] if valid_id(id) => (AdminRoute::ReplayEvent((*id).to_string()), "POST"),
         ["replay"] => (AdminRoute::BulkReplay, "POST"),
         ["destinations"] => (AdminRoute::Destinations, "GET"),
+        ["stats"] => (AdminRoute::Stats, "GET"),
         _ => return Err(ApiError::NotFound),
     };
     let wanted = if allow == "GET" { matches!(method, "GET" | "HEAD") } else { method == allow };

@@ -23,6 +23,7 @@
 //! - [`delivery`]: the queue envelope, signing, outcome, retry schedule.
 //! - [`destinations`]: where events go: declarations, filters, the circuit breaker's gate.
 //! - [`alerts`]: what tells a person that an event died or a destination is down (batched messages).
+//! - [`console`]: the operator console's routes, session, headers and overview numbers.
 //! - [`admin`]: the operator API: routes, bearer check, event-log queries (no I/O).
 //! - [`error`]: the refusals and their one mapping to HTTP. [`routes`]: method + path → handler.
 //!
@@ -36,6 +37,7 @@ pub mod admin;
 pub mod alerts;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod dedupe;
 pub mod delivery;
 pub mod destinations;

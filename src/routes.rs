@@ -14,10 +14,16 @@ pub enum Route {
     Webhook(Provider),
     /// `/admin/…`, the operator API.
     Admin(AdminRoute),
+    /// `/console/…`, the operator console.
+    Console(crate::console::ConsoleRoute),
 }
 
 /// The route for `method` and `path`, or the refusal (404, or 405 with `Allow`).
 pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
+    // The console tells `/console` from `/console/` (a page's relative links depend on it).
+    if path == "/console" || path.starts_with("/console/") {
+        return crate::console::route(method, path).map(Route::Console);
+    }
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     let read_only = matches!(method, "GET" | "HEAD");
     let (route, allow) = match path {

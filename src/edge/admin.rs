@@ -3,7 +3,7 @@
 
 use super::consumer::{send_all, BATCH_BYTES, BATCH_COUNT};
 use super::{eventlog, json_response, log, now_seconds, refuse, D1_DATABASE};
-use crate::admin::{authorize, batches, filter_rules, AdminRoute, EventQuery, SqlValue};
+use crate::admin::{batches, filter_rules, AdminRoute, EventQuery, SqlValue};
 use crate::config::Config;
 use crate::delivery::Envelope;
 use crate::error::ApiError;
@@ -42,7 +42,9 @@ const COLUMNS: &str = "id, provider, type, received_at, status, attempts, last_s
 
 pub async fn handle(route: AdminRoute, req: &Request, cfg: &Config, env: &Env) -> Result<Response> {
     let auth = req.headers().get("authorization").ok().flatten();
-    if let Err(e) = authorize(&cfg.admin_tokens, auth.as_deref()) {
+    let cookies = req.headers().get("cookie").ok().flatten();
+    let console_header = req.headers().get(crate::console::HEADER).ok().flatten().is_some();
+    if let Err(e) = crate::console::authorize(&cfg.admin_tokens, auth.as_deref(), cookies.as_deref(), console_header, now_seconds()) {
         return refuse(&e);
     }
     let url = req.inner().url();
@@ -53,6 +55,7 @@ pub async fn handle(route: AdminRoute, req: &Request, cfg: &Config, env: &Env) -
         AdminRoute::ReplayEvent(id) => replay_one(&id, query, cfg, env).await,
         AdminRoute::BulkReplay => replay_many(query, cfg, env).await,
         AdminRoute::Destinations => destinations(cfg, env).await,
+        AdminRoute::Stats => stats(cfg, env).await,
     };
     match result {
         Ok((status, body)) => json_response(status, &body),
@@ -447,4 +450,40 @@ async fn destinations(cfg: &Config, env: &Env) -> std::result::Result<(u16, Valu
         })
         .collect();
     Ok((200, json!({"destinations": list})))
+}
+
+/// The console's overview: 24 hours of events by hour, provider and outcome,
+/// delivery latency (received to first successful attempt), and health.
+async fn stats(cfg: &Config, env: &Env) -> std::result::Result<(u16, Value), ApiError> {
+    #[derive(Deserialize)]
+    struct Latency {
+        ms: i64,
+    }
+    let now = now_seconds();
+    let since = JsValue::from_f64(crate::console::window_start(now) as f64);
+    let hours: Vec<crate::console::HourRow> = rows(
+        env,
+        "SELECT (received_at / 3600) * 3600 AS start, provider, status, COUNT(*) AS n FROM events \
+         WHERE received_at >= ?1 GROUP BY start, provider, status"
+            .into(),
+        std::slice::from_ref(&since),
+    )
+    .await?;
+    // Seconds between receipt and the first 2xx attempt, plus that attempt's own time; the latest 10 000.
+    let latencies: Vec<Latency> = rows(
+        env,
+        "SELECT (MIN(a.at) - e.received_at) * 1000 + MIN(a.duration_ms) AS ms FROM delivery_attempts a \
+         JOIN events e ON e.id = a.event_id WHERE e.received_at >= ?1 AND a.status_code BETWEEN 200 AND 299 \
+         GROUP BY a.event_id, a.destination ORDER BY MIN(a.at) DESC LIMIT 10000"
+            .into(),
+        &[since],
+    )
+    .await?;
+    let mut body = crate::console::overview(now, &hours, latencies.into_iter().map(|l| l.ms.max(0)).collect());
+    body["providers"] = crate::providers::Provider::ALL
+        .iter()
+        .map(|p| (p.name().to_string(), json!({"configured": p.missing_config(cfg).is_none()})))
+        .collect();
+    body["destinations"] = super::destinations_health(cfg, env).await;
+    Ok((200, body))
 }

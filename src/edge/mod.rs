@@ -5,6 +5,7 @@
 mod admin;
 mod alerts;
 mod circuit;
+mod console;
 mod consumer;
 mod dns;
 mod email;
@@ -121,6 +122,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             let (resp, ids) = ingest::handle(p, req, &env).await?;
             (resp, Some(p.name()), ids)
         }
+        Ok(Route::Console(r)) => match config(&env) {
+            Ok(cfg) => (console::handle(r, req, &cfg).await?, None, Vec::new()),
+            Err(e) => (refuse(&ApiError::NotConfigured(e.to_string()))?, None, Vec::new()),
+        },
         Ok(Route::Admin(r)) => match config(&env) {
             Ok(cfg) => (admin::handle(r, &req, &cfg, &env).await?, None, Vec::new()),
             Err(e) => (refuse(&ApiError::NotConfigured(e.to_string()))?, None, Vec::new()),
@@ -156,7 +161,7 @@ async fn health(env: &Env) -> Result<Response> {
             "version": crate::VERSION,
             "providers": providers,
             "delivery": {"configured": cfg.delivery_problem().is_none(), "problem": cfg.delivery_problem()},
-            "destinations": destinations(&cfg, env).await,
+            "destinations": destinations_health(&cfg, env).await,
             "warnings": warnings(&cfg, env),
         }),
     )
@@ -177,7 +182,7 @@ fn warnings(cfg: &Config, env: &Env) -> Vec<String> {
 /// Each destination, its settings' problem and its circuit. Not its URL:
 /// `/healthz` is public, and a URL's path or host can be a secret (a Slack
 /// webhook's is); `/admin/destinations` shows it.
-async fn destinations(cfg: &Config, env: &Env) -> serde_json::Value {
+pub async fn destinations_health(cfg: &Config, env: &Env) -> serde_json::Value {
     let circuits = circuit::load(env).await;
     cfg.destinations
         .iter()

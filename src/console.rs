@@ -1,0 +1,254 @@
+//! The operator console (`/console/`): its routes, its session, the headers
+//! its pages are served with, and the overview's numbers. Pure; the edge
+//! serves the files (embedded at build time) and runs the queries.
+//!
+//! The session: signing in with an `ADMIN_TOKEN` value sets an HttpOnly,
+//! SameSite=Strict cookie holding an expiry and an HMAC of it keyed by that
+//! token, never the token itself. The admin API takes the cookie in place
+//! of `Authorization` only with the header `X-Mailhook-Console`, which a
+//! page of another site cannot send without a CORS preflight that mailhook
+//! never grants: no state-changing call can be made cross-site.
+
+use crate::auth::{constant_time_eq, hmac_sha256, Secrets};
+use crate::error::ApiError;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub const COOKIE: &str = "mailhook_session";
+/// The header every console call carries (see the module's documentation).
+pub const HEADER: &str = "x-mailhook-console";
+/// How long a session lasts.
+pub const SESSION_SECONDS: i64 = 12 * 3600;
+
+/// Every console response's policy: nothing from elsewhere, no inline script or style, no framing.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+                       form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asset {
+    Index,
+    Script,
+    Style,
+}
+
+impl Asset {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Asset::Index => "text/html; charset=utf-8",
+            Asset::Script => "text/javascript; charset=utf-8",
+            Asset::Style => "text/css; charset=utf-8",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleRoute {
+    /// `/console` → `/console/`.
+    Redirect,
+    Asset(Asset),
+    /// `GET`: am I signed in; `POST`: sign in; `DELETE`: sign out.
+    Session,
+}
+
+/// The console route of `path` (under `/console`), or 404 / 405.
+pub fn route(method: &str, path: &str) -> Result<ConsoleRoute, ApiError> {
+    let (route, allow) = match path {
+        "/console" => (ConsoleRoute::Redirect, "GET, HEAD"),
+        "/console/" | "/console/index.html" => (ConsoleRoute::Asset(Asset::Index), "GET, HEAD"),
+        "/console/app.js" => (ConsoleRoute::Asset(Asset::Script), "GET, HEAD"),
+        "/console/app.css" => (ConsoleRoute::Asset(Asset::Style), "GET, HEAD"),
+        "/console/session" => {
+            return match method {
+                "GET" | "HEAD" | "POST" | "DELETE" => Ok(ConsoleRoute::Session),
+                _ => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD, POST, DELETE" }),
+            }
+        }
+        _ => return Err(ApiError::NotFound),
+    };
+    if matches!(method, "GET" | "HEAD") {
+        Ok(route)
+    } else {
+        Err(ApiError::MethodNotAllowed { allow })
+    }
+}
+
+fn session_mac(token: &str, expires: i64) -> String {
+    hex::encode(hmac_sha256(token.as_bytes(), &[b"mailhook console session ", expires.to_string().as_bytes()]))
+}
+
+/// A session for whoever presented `token` (a value of `ADMIN_TOKEN`), as the cookie's value.
+pub fn new_session(token: &str, now: i64) -> String {
+    let expires = now + SESSION_SECONDS;
+    format!("v1.{expires}.{}", session_mac(token, expires))
+}
+
+/// True when `value` is a session made with a current `ADMIN_TOKEN` value and not expired.
+/// Rotating the token ends every session made with the old value.
+pub fn session_valid(tokens: &Secrets, value: &str, now: i64) -> bool {
+    let mut parts = value.trim().splitn(3, '.');
+    let (Some("v1"), Some(expires), Some(mac)) = (parts.next(), parts.next(), parts.next()) else { return false };
+    let Ok(expires) = expires.parse::<i64>() else { return false };
+    if expires <= now || expires > now + SESSION_SECONDS {
+        return false;
+    }
+    tokens.iter().any(|t| constant_time_eq(session_mac(t, expires).as_bytes(), mac.as_bytes()))
+}
+
+/// The value of the cookie `name` in a `Cookie` header.
+pub fn cookie<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
+    header?.split(';').filter_map(|c| c.trim().split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+/// The `Set-Cookie` of a session (`value`; empty ends it). `secure` over https.
+pub fn set_cookie(value: &str, secure: bool) -> String {
+    let age = if value.is_empty() { 0 } else { SESSION_SECONDS };
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE}={value}; Max-Age={age}; Path=/; HttpOnly; SameSite=Strict{secure}")
+}
+
+/// Who may call the admin API: a bearer token, or a console session with its header.
+pub fn authorize(
+    tokens: &Secrets,
+    authorization: Option<&str>,
+    cookies: Option<&str>,
+    console_header: bool,
+    now: i64,
+) -> Result<(), ApiError> {
+    if authorization.is_none() && !tokens.is_empty() {
+        if let Some(session) = cookie(cookies, COOKIE) {
+            return if !console_header {
+                Err(ApiError::Unauthorized(format!("a console session needs the {HEADER} header")))
+            } else if session_valid(tokens, session, now) {
+                Ok(())
+            } else {
+                Err(ApiError::Unauthorized("the console session has expired or ADMIN_TOKEN changed; sign in again".into()))
+            };
+        }
+    }
+    crate::admin::authorize(tokens, authorization)
+}
+
+/// One row of the overview's query: events received in an hour, by provider and summary status.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct HourRow {
+    pub start: i64,
+    pub provider: String,
+    pub status: String,
+    pub n: i64,
+}
+
+/// The outcomes the overview counts (an event's summary status).
+pub const OUTCOMES: [&str; 6] = ["delivered", "retrying", "dead", "queued", "held", "unrouted"];
+
+/// The first second of the 24 hours the overview shows (whole hours, the current one last).
+pub fn window_start(now: i64) -> i64 {
+    now.div_euclid(3600) * 3600 - 23 * 3600
+}
+
+/// The overview's numbers: 24 hours of counts by provider and by outcome,
+/// and the delivery latency's percentiles (`latencies`, ms, in any order).
+pub fn overview(now: i64, rows: &[HourRow], mut latencies: Vec<i64>) -> Value {
+    let first = window_start(now);
+    let mut hours: Vec<(BTreeMap<String, i64>, BTreeMap<String, i64>)> = vec![Default::default(); 24];
+    let (mut by_provider, mut by_outcome, mut total) = (BTreeMap::<String, i64>::new(), BTreeMap::<String, i64>::new(), 0i64);
+    for o in OUTCOMES {
+        by_outcome.insert(o.into(), 0);
+    }
+    for r in rows {
+        let Ok(i) = usize::try_from((r.start - first).div_euclid(3600)) else { continue };
+        let Some((providers, outcomes)) = hours.get_mut(i) else { continue };
+        *providers.entry(r.provider.clone()).or_default() += r.n;
+        *outcomes.entry(r.status.clone()).or_default() += r.n;
+        *by_provider.entry(r.provider.clone()).or_default() += r.n;
+        *by_outcome.entry(r.status.clone()).or_default() += r.n;
+        total += r.n;
+    }
+    let hours: Vec<Value> = hours
+        .into_iter()
+        .enumerate()
+        .map(|(i, (providers, mut outcomes))| {
+            for o in OUTCOMES {
+                outcomes.entry(o.into()).or_default();
+            }
+            json!({"start": first + i as i64 * 3600, "providers": providers, "outcomes": outcomes})
+        })
+        .collect();
+    latencies.sort_unstable();
+    let pct = |p: usize| (!latencies.is_empty()).then(|| latencies[((latencies.len() - 1) * p).div_ceil(100)]);
+    json!({
+        "now": now,
+        "hours": hours,
+        "totals": {"events": total, "providers": by_provider, "outcomes": by_outcome},
+        "latency_ms": {"count": latencies.len(), "p50": pct(50), "p90": pct(90), "p99": pct(99)},
+        "providers": Map::new(),
+        "destinations": Map::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_the_tokens_and_expire() {
+        let tokens = Secrets::parse(Some("old-token, new-token"));
+        let s = new_session("new-token", 1000);
+        assert!(s.starts_with("v1."));
+        assert!(!s.contains("new-token"), "the cookie never holds the token");
+        assert!(session_valid(&tokens, &s, 1000));
+        assert!(session_valid(&tokens, &s, 1000 + SESSION_SECONDS - 1));
+        assert!(!session_valid(&tokens, &s, 1000 + SESSION_SECONDS), "expired");
+        assert!(!session_valid(&Secrets::parse(Some("other")), &s, 1000), "a rotated token ends it");
+        let forged_expiry = s.replacen(&(1000 + SESSION_SECONDS).to_string(), &(1000 + 10 * SESSION_SECONDS).to_string(), 1);
+        assert!(!session_valid(&tokens, &forged_expiry, 1000));
+        for junk in ["", "v1", "v1..", "v2.9999999999.00", "v1.x.y", "v1.99999999999999999999999.aa"] {
+            assert!(!session_valid(&tokens, junk, 1000), "{junk}");
+        }
+    }
+
+    #[test]
+    fn cookie_sessions_need_the_console_header() {
+        let tokens = Secrets::parse(Some("t"));
+        let cookies = format!("a=b; {COOKIE}={}", new_session("t", 0));
+        assert!(authorize(&tokens, None, Some(&cookies), true, 10).is_ok());
+        assert_eq!(authorize(&tokens, None, Some(&cookies), false, 10).unwrap_err().status(), 401, "no header: a cross-site form");
+        assert!(authorize(&tokens, Some("Bearer t"), None, false, 10).is_ok());
+        assert_eq!(
+            authorize(&Secrets::parse(None), None, Some(&cookies), true, 10).unwrap_err().status(),
+            404,
+            "console off without ADMIN_TOKEN"
+        );
+        assert_eq!(set_cookie("", true), format!("{COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict; Secure"));
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("GET", "/console/"), Ok(ConsoleRoute::Asset(Asset::Index)));
+        assert_eq!(route("GET", "/console"), Ok(ConsoleRoute::Redirect));
+        assert_eq!(route("DELETE", "/console/session"), Ok(ConsoleRoute::Session));
+        assert_eq!(route("POST", "/console/app.js").unwrap_err().status(), 405);
+        assert_eq!(route("GET", "/console/../admin").unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn the_overview_counts_by_hour_provider_and_outcome() {
+        let now = 100 * 3600 + 1800;
+        let row = |h: i64, p: &str, s: &str, n: i64| HourRow { start: h * 3600, provider: p.into(), status: s.into(), n };
+        let rows = [
+            row(100, "maileroo", "delivered", 3),
+            row(100, "improvmx", "dead", 1),
+            row(77, "maileroo", "delivered", 2),
+            row(76, "x", "dead", 9),
+        ];
+        let v = overview(now, &rows, vec![300, 100, 200]);
+        assert_eq!(v["hours"].as_array().unwrap().len(), 24);
+        assert_eq!(v["hours"][23]["start"], 100 * 3600);
+        assert_eq!(v["hours"][23]["providers"]["maileroo"], 3);
+        assert_eq!(v["hours"][23]["outcomes"]["dead"], 1);
+        assert_eq!(v["hours"][0]["providers"]["maileroo"], 2);
+        assert_eq!(v["totals"]["events"], 6, "the hour before the window is not counted");
+        assert_eq!(v["totals"]["outcomes"]["retrying"], 0);
+        assert_eq!((v["latency_ms"]["p50"].as_i64(), v["latency_ms"]["p99"].as_i64()), (Some(200), Some(300)));
+        assert!(overview(now, &[], Vec::new())["latency_ms"]["p50"].is_null());
+    }
+}

@@ -1,0 +1,94 @@
+//! The operator console (see `crate::console`): its three files, embedded at
+//! build time (BENCHMARKS.md §2 says what they add to the Worker), and its
+//! session. Off (404) while `ADMIN_TOKEN` is unset, like the admin API.
+
+use super::{json_response, now_seconds, refuse};
+use crate::auth::token_matches;
+use crate::config::Config;
+use crate::console::{new_session, session_valid, set_cookie, Asset, ConsoleRoute, COOKIE, CSP, HEADER};
+use crate::error::ApiError;
+use serde::Deserialize;
+use serde_json::json;
+use worker::{Request, Response, Result};
+
+const INDEX: &str = include_str!("../../console/index.html");
+const SCRIPT: &str = include_str!("../../console/app.js");
+const STYLE: &str = include_str!("../../console/app.css");
+
+pub async fn handle(route: ConsoleRoute, mut req: Request, cfg: &Config) -> Result<Response> {
+    if cfg.admin_tokens.is_empty() {
+        return refuse(&ApiError::NotFound);
+    }
+    let resp = match route {
+        ConsoleRoute::Redirect => {
+            let mut r = Response::empty()?.with_status(301);
+            r.headers_mut().set("Location", "/console/")?;
+            r
+        }
+        ConsoleRoute::Asset(a) => {
+            let body = match a {
+                Asset::Index => INDEX,
+                Asset::Script => SCRIPT,
+                Asset::Style => STYLE,
+            };
+            let mut r = Response::ok(body)?;
+            r.headers_mut().set("Content-Type", a.content_type())?;
+            r.headers_mut().set("Cache-Control", "no-cache")?;
+            r
+        }
+        ConsoleRoute::Session => session(&mut req, cfg).await?,
+    };
+    secure(resp)
+}
+
+/// The headers of every console response.
+fn secure(mut resp: Response) -> Result<Response> {
+    let h = resp.headers_mut();
+    h.set("Content-Security-Policy", CSP)?;
+    h.set("X-Content-Type-Options", "nosniff")?;
+    h.set("X-Frame-Options", "DENY")?;
+    h.set("Referrer-Policy", "no-referrer")?;
+    h.set("Cross-Origin-Opener-Policy", "same-origin")?;
+    h.set("Cross-Origin-Resource-Policy", "same-origin")?;
+    Ok(resp)
+}
+
+async fn session(req: &mut Request, cfg: &Config) -> Result<Response> {
+    let now = now_seconds();
+    // The URL as text: `Request::url` would bring the `url` crate back into the Worker (about 90 KB).
+    let https = req.inner().url().starts_with("https:");
+    let cookies = req.headers().get("cookie").ok().flatten();
+    let current = crate::console::cookie(cookies.as_deref(), COOKIE).map(str::to_string);
+    let method = req.method().to_string();
+    if method != "GET" && method != "HEAD" && req.headers().get(HEADER).ok().flatten().is_none() {
+        // Signing in or out from another site's form (login CSRF) is not possible.
+        return refuse(&ApiError::Forbidden(format!("the console sends the {HEADER} header; this request came from elsewhere")));
+    }
+    match method.as_str() {
+        "POST" => {
+            #[derive(Deserialize)]
+            struct SignIn {
+                token: String,
+            }
+            let form: Option<SignIn> = req.json().await.ok();
+            let Some(token) = form.map(|f| f.token.trim().to_string()).filter(|t| !t.is_empty()) else {
+                return refuse(&ApiError::BadRequest("send {\"token\": \"<ADMIN_TOKEN>\"}".into()));
+            };
+            if !token_matches(&cfg.admin_tokens, &token) {
+                return refuse(&ApiError::Unauthorized("that is not a value of ADMIN_TOKEN".into()));
+            }
+            let mut r = Response::empty()?.with_status(204);
+            r.headers_mut().set("Set-Cookie", &set_cookie(&new_session(&token, now), https))?;
+            Ok(r)
+        }
+        "DELETE" => {
+            let mut r = Response::empty()?.with_status(204);
+            r.headers_mut().set("Set-Cookie", &set_cookie("", https))?;
+            Ok(r)
+        }
+        _ => match current {
+            Some(s) if session_valid(&cfg.admin_tokens, &s, now) => json_response(200, &json!({"signed_in": true})),
+            _ => refuse(&ApiError::Unauthorized("sign in with a value of ADMIN_TOKEN".into())),
+        },
+    }
+}

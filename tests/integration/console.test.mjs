@@ -1,0 +1,132 @@
+// The operator console in a real browser: headless Chromium (Debian's, via
+// playwright-core) against the Worker under Miniflare with real events in it,
+// delivered to a real origin. Sign in, the overview's counts, filters, an
+// event's page, a dead letter replayed and delivered, and a subject that is
+// HTML rendered as text. Screenshots go to test-output/console/.
+// No browser is a failure, not a skip.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, test } from "node:test";
+import { chromium } from "playwright-core";
+import { SECRETS, admHeaders, fixture, startMailhook, startOrigin, waitFor } from "./harness.mjs";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const shots = path.join(root, "test-output", "console");
+const XSS = "<img src=x onerror=alert(1)>";
+
+function chromiumPath() {
+  try {
+    return execFileSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).trim();
+  } catch {
+    throw new Error("chromium is not installed: run `bash scripts/browser.sh` (npm test does)");
+  }
+}
+
+describe("the console in Chromium", () => {
+  let origin, hook, browser, page;
+  const dialogs = [];
+  let refuse = true;
+  before(async () => {
+    mkdirSync(shots, { recursive: true });
+    // The origin refuses adm-tools `create` events for good (a dead letter each) until told otherwise.
+    origin = await startOrigin({ respond: (d) => (refuse && d.event.type === "mailbox.message_added" ? 410 : 204) });
+    hook = await startMailhook({ vars: { ORIGIN_URL: origin.url }, listen: true });
+    const base = JSON.parse(fixture("adm-tools", "create"));
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await hook.post("adm-tools", JSON.stringify({ ...base, uid: 700 + i }), admHeaders())).status, 200);
+    }
+    assert.equal((await hook.post("adm-tools", fixture("adm-tools", "new"), admHeaders())).status, 200);
+    const mail = `From: Mallory <mallory@example.net>\r\nTo: inbox@mailhook.test\r\nSubject: ${XSS}\r\nMessage-ID: <xss-1@example.net>\r\nContent-Type: text/plain\r\n\r\n${XSS}\r\n`;
+    assert.equal((await hook.email(Buffer.from(mail))).status, 200);
+    await waitFor(async () => (await hook.deadLetters()).length === 3 && origin.deliveries.length === 2, { ms: 30000, what: "3 dead letters and 2 deliveries" });
+
+    browser = await chromium.launch({
+      executablePath: chromiumPath(),
+      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    page.on("dialog", (d) => {
+      dialogs.push(d.message());
+      d.dismiss();
+    });
+    // Nothing may be loaded from anywhere but the Worker.
+    page.on("request", (r) => assert.ok(r.url().startsWith(hook.url), `the console requested ${r.url()}`));
+  });
+  after(async () => {
+    await browser?.close();
+    await hook?.dispose();
+    await origin?.close();
+  });
+
+  test("sign in: a wrong token is refused, the right one opens the overview; the token is in no readable cookie", async () => {
+    await page.goto(`${hook.url}/console/`);
+    await page.fill("#signin input[name=token]", "wrong");
+    await page.click("#signin button[type=submit]");
+    await page.waitForSelector("[role=alert]:has-text('ADMIN_TOKEN')");
+    await page.fill("#signin input[name=token]", SECRETS.ADMIN_TOKEN);
+    await page.click("#signin button[type=submit]");
+    await page.waitForSelector("#total");
+    const cookies = await page.context().cookies();
+    const session = cookies.find((c) => c.name === "mailhook_session");
+    assert.ok(session?.httpOnly && session.sameSite === "Strict", JSON.stringify(cookies));
+    assert.ok(!session.value.includes(SECRETS.ADMIN_TOKEN));
+    assert.equal(await page.evaluate(() => document.cookie), "", "no cookie readable by script");
+    assert.ok(!page.url().includes(SECRETS.ADMIN_TOKEN));
+  });
+
+  test("the overview counts the last 24 hours by provider and outcome", async () => {
+    await page.goto(`${hook.url}/console/#/`);
+    await page.waitForSelector("#total");
+    assert.equal(await page.textContent("#total"), "5 events in the last 24 hours");
+    const count = (chart) =>
+      page.$$eval(`#${chart} g[data-hour]`, (gs) => gs.reduce((n, g) => n + Number(g.getAttribute("data-count")), 0));
+    assert.equal(await count("chart-providers"), 5);
+    assert.equal(await count("chart-outcomes"), 5);
+    await page.screenshot({ path: path.join(shots, "overview.png"), fullPage: true });
+  });
+
+  test("the event log filters by provider and status", async () => {
+    await page.goto(`${hook.url}/console/#/events?provider=adm-tools`);
+    await page.waitForSelector("#events tbody tr");
+    assert.equal(await page.$$eval("#events tbody tr", (rows) => rows.length), 4);
+    await page.goto(`${hook.url}/console/#/events?status=dead`);
+    await page.waitForFunction(() => document.querySelectorAll("#events tbody tr").length === 3);
+    await page.screenshot({ path: path.join(shots, "events.png"), fullPage: true });
+  });
+
+  test("an event whose subject is HTML shows it as text", async () => {
+    const xss = origin.deliveries.find((d) => d.event.source === "/providers/email-routing");
+    await page.goto(`${hook.url}/console/#/events/${encodeURIComponent(xss.id)}`);
+    await page.waitForSelector(`text=${XSS}`);
+    assert.equal(await page.$$eval("img", (imgs) => imgs.length), 0, "no <img> was made from the subject");
+    assert.deepEqual(dialogs, []);
+    await page.screenshot({ path: path.join(shots, "event.png"), fullPage: true });
+  });
+
+  test("the dead letters are replayed from the console and delivered", async () => {
+    refuse = false;
+    await page.goto(`${hook.url}/console/#/dead`);
+    await page.waitForFunction(() => document.querySelectorAll("#events tbody tr").length === 3);
+    await page.screenshot({ path: path.join(shots, "dead.png"), fullPage: true });
+    await page.click("#replay-dead");
+    await page.waitForSelector("[role=status]:has-text('Replayed 3')");
+    await waitFor(() => origin.deliveries.filter((d) => d.event.type === "mailbox.message_added").length === 3, { what: "the 3 replayed events delivered" });
+  });
+
+  test("a cross-site request cannot use the session, and the console is off without ADMIN_TOKEN", async () => {
+    const cookie = (await page.context().cookies()).find((c) => c.name === "mailhook_session");
+    const asForm = await fetch(`${hook.url}/admin/replay?status=dead`, { method: "POST", headers: { cookie: `mailhook_session=${cookie.value}` } });
+    assert.equal(asForm.status, 401, "a session without the console's header (a form of another site)");
+    const res = await fetch(`${hook.url}/console/`);
+    assert.match(res.headers.get("content-security-policy"), /default-src 'none'; script-src 'self'/);
+    const off = await startMailhook({ secrets: { ADMIN_TOKEN: undefined } });
+    try {
+      assert.equal((await off.request("/console/")).status, 404);
+    } finally {
+      await off.dispose();
+    }
+  });
+});
