@@ -12,7 +12,8 @@ use serde_json::{Map, Value};
 /// anyone can pass it with their own host name.
 pub fn authentication_results(value: &str) -> AuthResults {
     let mut out = AuthResults::default();
-    let value = strip_comments(value);
+    // Comments the sender could have unbalanced: no verdict rather than a misread one.
+    let Some(value) = strip_comments(value) else { return out };
     for clause in split_outside_quotes(&value, ';').into_iter().skip(1) {
         let Some((method, rest)) = clause.trim().split_once('=') else { continue };
         let mut words = rest.split_whitespace();
@@ -20,8 +21,10 @@ pub fn authentication_results(value: &str) -> AuthResults {
         if result.is_empty() {
             continue;
         }
+        let props: Vec<String> = words.map(str::to_ascii_lowercase).collect();
+        let about = |p: &str| props.iter().any(|w| w.starts_with(p));
         let slot = match method.trim().to_ascii_lowercase().as_str() {
-            "spf" if words.any(|w| w.to_ascii_lowercase().starts_with("smtp.helo=")) => continue,
+            "spf" if about("smtp.helo=") && !about("smtp.mailfrom=") => continue,
             "spf" => &mut out.spf,
             "dkim" => &mut out.dkim,
             "dmarc" => &mut out.dmarc,
@@ -38,13 +41,15 @@ const SPF_RESULTS: [&str; 7] = ["pass", "fail", "softfail", "neutral", "none", "
 /// §9.1): the word, then a comment (which quotes the sender's MAIL FROM, so
 /// it is dropped), then `key=value` pairs, read outside quoted strings.
 pub fn received_spf(value: &str) -> (Option<String>, Option<String>) {
-    let value = strip_comments(value);
-    let word = value.split_whitespace().next().map(str::to_ascii_lowercase).filter(|w| SPF_RESULTS.contains(&w.as_str()));
-    let ip = split_outside_quotes(&value, ';').into_iter().find_map(|pair| {
-        // The first pair follows the result word: `pass receiver=…`.
-        let pair = pair.trim();
-        let pair = pair.rsplit_once(char::is_whitespace).map_or(pair, |(_, last)| last);
-        let (key, ip) = pair.split_once('=')?;
+    let Some(stripped) = strip_comments(value) else { return (None, None) };
+    let word = stripped.split_whitespace().next().map(str::to_ascii_lowercase).filter(|w| SPF_RESULTS.contains(&w.as_str()));
+    // Two `client-ip=` anywhere (one of them the sender's words): no address rather than the wrong one.
+    if value.to_ascii_lowercase().matches("client-ip").count() > 1 {
+        return (word, None);
+    }
+    // `key=value` pairs, separated by `;` or white space, outside quoted strings.
+    let ip = split_outside_quotes(&stripped, ';').into_iter().flat_map(|chunk| split_outside_quotes(chunk, ' ')).find_map(|pair| {
+        let (key, ip) = pair.trim().split_once('=')?;
         if !key.trim().eq_ignore_ascii_case("client-ip") {
             return None;
         }
@@ -55,8 +60,10 @@ pub fn received_spf(value: &str) -> (Option<String>, Option<String>) {
 }
 
 /// The text without its RFC 5322 comments (parenthesised, nested, with
-/// `\` escapes), quoted strings kept as they are.
-pub fn strip_comments(s: &str) -> String {
+/// `\\` escapes), quoted strings kept as they are. `None` when the comments
+/// do not close or hold a quote: they then quote a sender's address in a way
+/// that cannot be told apart from the server's own words.
+pub fn strip_comments(s: &str) -> Option<String> {
     let (mut out, mut depth, mut quoted, mut escaped) = (String::with_capacity(s.len()), 0usize, false, false);
     for c in s.chars() {
         if escaped {
@@ -73,7 +80,8 @@ pub fn strip_comments(s: &str) -> String {
                     out.push(c);
                 }
             }
-            '"' if depth == 0 => {
+            '"' if depth > 0 => return None,
+            '"' => {
                 quoted = !quoted;
                 out.push(c);
             }
@@ -84,11 +92,12 @@ pub fn strip_comments(s: &str) -> String {
                     out.push(' ');
                 }
             }
+            ')' if !quoted => return None,
             _ if depth == 0 => out.push(c),
             _ => {}
         }
     }
-    out
+    (depth == 0 && !quoted).then_some(out)
 }
 
 /// `s` split at `sep` where it is not inside a quoted string.
@@ -197,10 +206,31 @@ mod tests {
         assert_eq!((r.spf.as_deref(), r.dkim.as_deref(), r.dmarc), (Some("fail"), Some("none"), None));
         // MAIL FROM is echoed in Received-SPF's comment and envelope-from: neither sets client-ip.
         let forged = r#"pass (mx.cloudflare.net: domain of "client-ip=198.51.100.66 x"@attacker.example designates 203.0.113.5 as permitted sender) receiver=mx.cloudflare.net; client-ip=203.0.113.5; envelope-from="client-ip=6.6.6.6@attacker.example"; helo=h;"#;
-        assert_eq!(received_spf(forged), (Some("pass".into()), Some("203.0.113.5".into())));
-        let suppressed = "pass (mx.cloudflare.net: domain of client-ip=6.6.6.6@attacker.example designates 203.0.113.5) receiver=mx.cloudflare.net; client-ip=203.0.113.5;";
-        assert_eq!(received_spf(suppressed).1.as_deref(), Some("203.0.113.5"));
-        assert_eq!(strip_comments(r#"a (b (c) d) "e (f)" g\(h"#), r#"a   "e (f)" g\(h"#);
+        assert_eq!(received_spf(forged), (None, None), "a quote inside the comment: fail closed");
+        let twice = "pass (mx.cloudflare.net: domain of client-ip=6.6.6.6@attacker.example designates 203.0.113.5) receiver=mx.cloudflare.net; client-ip=203.0.113.5;";
+        assert_eq!(received_spf(twice), (Some("pass".into()), None), "client-ip twice: no address rather than the wrong one");
+        let plain = "pass (mx.cloudflare.net: domain of a@example.net designates 203.0.113.5 as permitted sender) receiver=mx.cloudflare.net; client-ip=203.0.113.5; envelope-from=\"a@example.net\";";
+        assert_eq!(received_spf(plain).1.as_deref(), Some("203.0.113.5"));
+        assert_eq!(strip_comments(r#"a (b (c) d) "e (f)" g\(h"#).as_deref(), Some(r#"a   "e (f)" g\(h"#));
+        // A sender's quoted address inside the server's comment: no verdict, rather than a misread one.
+        let desync = r#"pass (mx.cloudflare.net: domain of "x) client-ip=6.6.6.6; y"@evil.example designates 203.0.113.5) receiver=mx.cloudflare.net; client-ip=203.0.113.5;"#;
+        assert_eq!(received_spf(desync).1, None);
+        let helo =
+            r#"mx.cloudflare.net; spf=fail (mx.cloudflare.net: domain of "a) smtp.helo=x; spf=pass; b"@victim.example) smtp.mailfrom=x"#;
+        assert_eq!(authentication_results(helo), AuthResults::default());
+        assert_eq!(
+            authentication_results(r#"mx; spf=softfail (domain of "a(b"@evil.example) smtp.mailfrom=x; dkim=fail"#),
+            AuthResults::default()
+        );
+        assert_eq!(strip_comments("a (b"), None);
+        assert_eq!(strip_comments("a ) b"), None);
+        // One clause about both MAIL FROM and HELO is MAIL FROM's; pairs may be separated by spaces.
+        assert_eq!(
+            authentication_results("mx; spf=pass smtp.mailfrom=a@example.com smtp.helo=mail.example.com").spf.as_deref(),
+            Some("pass")
+        );
+        let spaced = "pass (mx.example: domain of a@example.com designates 192.0.2.1 as permitted sender) client-ip=192.0.2.1 envelope-from=a@example.com helo=h";
+        assert_eq!(received_spf(spaced).1.as_deref(), Some("192.0.2.1"));
     }
 
     #[test]

@@ -81,18 +81,23 @@ impl Source for EmailRouting {
     }
 }
 
-/// `local@domain`, nothing else: no name, no list, no spaces.
+/// `local@domain`, nothing else: no name, no list, no comment, ASCII only;
+/// the local part of RFC 5322 atoms and dots, the domain of LDH labels.
 fn plain_address(s: &str) -> bool {
-    match s.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && domain.split('.').all(|label| !label.is_empty())
-                && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, ',' | ';' | ':' | '<' | '>' | '"' | '/'))
-                && !domain.contains('@')
-        }
-        None => false,
-    }
+    let Some((local, domain)) = s.rsplit_once('@') else { return false };
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    !local.is_empty()
+        && local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(atext))
+        && domain.contains('.')
+        && domain.len() <= 253
+        && domain.split('.').all(label)
 }
 
 /// This source's payload, made by `payload` from the raw message and read
@@ -190,63 +195,135 @@ pub const MEMORY_BUDGET: usize = 100 * 1024 * 1024;
 pub const MAX_LITERAL_BYTES: usize = 4 * 1024 * 1024;
 /// RFC 2046 allows 70 characters; parsing time grows with a boundary's length.
 pub const MAX_BOUNDARY_LEN: usize = 100;
-/// Declared boundaries that never appear: the parser searches the rest of the message for each.
+/// Declared boundaries that never appear after their declaration: the parser searches the rest of the message for each.
 pub const MAX_MISSING_BOUNDARIES: usize = 16;
+/// MIME parts (delimiter lines): each costs the parser a few hundred bytes, whatever its size.
+pub const MAX_PARTS: usize = 2000;
+/// The message's own header block, and a part's.
+pub const MAX_HEADER_BLOCK: usize = 1024 * 1024;
+pub const MAX_PART_HEADER_BLOCK: usize = 64 * 1024;
+/// A `Content-Type` or `Content-Disposition` field, and its RFC 2231 segments (`name*0=`, …).
+pub const MAX_MIME_FIELD: usize = 8 * 1024;
+pub const MAX_PARAMETER_SEGMENTS: usize = 64;
 
-/// Refuses what would make the parser's time grow with the square of the
-/// message: over-long boundaries, and many declared boundaries that never appear.
-fn check_boundaries(raw: &[u8]) -> Result<(), ApiError> {
-    let declared = declared_boundaries(raw);
-    if let Some(b) = declared.iter().find(|b| b.len() > MAX_BOUNDARY_LEN) {
-        return Err(ApiError::BadRequest(format!(
-            "malformed MIME: a boundary of {} characters (RFC 2046 allows 70; mailhook takes {MAX_BOUNDARY_LEN})",
-            b.len()
-        )));
+/// One linear pass over the message before the parser sees it, refusing for
+/// good what would make the parser's time or memory grow far beyond the
+/// message's size: over-long or RFC 2231 boundaries, declared boundaries that
+/// never follow, too many parts, huge header blocks or MIME fields, and text
+/// that would not fit the memory budget once decoded. Only header blocks are
+/// read for declarations (the message's, and the lines after each delimiter
+/// line up to a blank line), so a body that quotes MIME is never refused.
+fn guard(raw: &[u8]) -> Result<(), ApiError> {
+    let refuse = |why: String| Err(ApiError::BadRequest(format!("malformed or oversized MIME: {why}")));
+    let (mut in_header, mut top, mut block, mut parts) = (true, true, 0usize, 0usize);
+    let mut field: Vec<u8> = Vec::new();
+    let mut declared = Declared::default();
+    let mut lines = raw.split(|&c| c == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if in_header {
+            let continuation = line.first().is_some_and(|c| *c == b' ' || *c == b'\t');
+            if !continuation {
+                check_field(&field, &mut declared)?;
+                field.clear();
+            }
+            if line.is_empty() {
+                in_header = false;
+                continue;
+            }
+            block += line.len() + 1;
+            let limit = if top { MAX_HEADER_BLOCK } else { MAX_PART_HEADER_BLOCK };
+            if block > limit {
+                return refuse(format!("a header block of more than {limit} bytes"));
+            }
+            if field.len() <= MAX_MIME_FIELD {
+                field.extend_from_slice(line);
+            }
+            if lines.peek().is_none() {
+                check_field(&field, &mut declared)?;
+            }
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(b"--") else { continue };
+        if rest.first().is_none_or(|c| c.is_ascii_whitespace()) {
+            continue;
+        }
+        parts += 1;
+        if parts > MAX_PARTS {
+            return refuse(format!("more than {MAX_PARTS} parts"));
+        }
+        let rest = rest.trim_ascii_end();
+        let closing = rest.strip_suffix(b"--").filter(|b| declared.known.contains(*b));
+        let delimiter = closing.is_none() && declared.known.contains(rest);
+        if let Some(b) = closing.or(delimiter.then_some(rest)) {
+            declared.pending.remove(b);
+        }
+        if delimiter {
+            // A part's header block follows its delimiter.
+            (in_header, top, block) = (true, false, 0);
+        }
     }
-    if declared.len() > MAX_MISSING_BOUNDARIES {
-        let mut delimiters = std::collections::HashSet::new();
-        for line in raw.split(|&c| c == b'\n').filter_map(|l| l.strip_prefix(b"--")) {
-            let line = line.trim_ascii_end();
-            delimiters.insert(line);
-            delimiters.insert(line.strip_suffix(b"--").unwrap_or(line));
-        }
-        let missing = declared.iter().filter(|b| !delimiters.contains(*b)).count();
-        if missing > MAX_MISSING_BOUNDARIES {
-            return Err(ApiError::BadRequest(format!(
-                "malformed MIME: {missing} declared boundaries never appear (mailhook takes at most {MAX_MISSING_BOUNDARIES})"
-            )));
-        }
+    let missing: usize = declared.pending.values().sum();
+    if missing > MAX_MISSING_BOUNDARIES {
+        return refuse(format!("{missing} declared boundaries never appear (mailhook takes at most {MAX_MISSING_BOUNDARIES})"));
+    }
+    // Text becomes UTF-8 (a byte that is not may become three), then is copied once more when
+    // parts are joined; each part costs the parser a few hundred bytes.
+    let high = raw.iter().filter(|b| **b >= 0x80).count();
+    let bound = raw.len() + 2 * (raw.len() + 2 * high) + 512 * parts;
+    if bound > MEMORY_BUDGET {
+        return Err(ApiError::BadRequest(format!(
+            "the message may take {bound} bytes once decoded; mailhook takes at most {MEMORY_BUDGET}"
+        )));
     }
     Ok(())
 }
 
-/// Every `boundary=` parameter value in the message (quoted or not), wherever it is.
-fn declared_boundaries(raw: &[u8]) -> Vec<&[u8]> {
-    const KEY: &[u8] = b"boundary=";
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i + KEY.len() <= raw.len() {
-        if !raw[i..i + KEY.len()].eq_ignore_ascii_case(KEY) {
-            i += 1;
+/// The boundaries declared so far: all of them, and those no delimiter line has followed yet.
+#[derive(Default)]
+struct Declared {
+    known: std::collections::HashSet<Vec<u8>>,
+    pending: std::collections::HashMap<Vec<u8>, usize>,
+}
+
+/// Checks one header field (its lines joined) of a header block, and records the boundary it declares.
+fn check_field(field: &[u8], declared: &mut Declared) -> Result<(), ApiError> {
+    let refuse = |why: String| Err(ApiError::BadRequest(format!("malformed or oversized MIME: {why}")));
+    let Some(colon) = field.iter().position(|c| *c == b':') else { return Ok(()) };
+    let name = field[..colon].trim_ascii();
+    if !(name.eq_ignore_ascii_case(b"content-type") || name.eq_ignore_ascii_case(b"content-disposition")) {
+        return Ok(());
+    }
+    if field.len() > MAX_MIME_FIELD {
+        return refuse(format!("a {} field of more than {MAX_MIME_FIELD} bytes", String::from_utf8_lossy(name)));
+    }
+    let value = &field[colon + 1..];
+    let mut segments = 0;
+    for param in value.split(|c| *c == b';') {
+        let Some(eq) = param.iter().position(|c| *c == b'=') else { continue };
+        let pname = param[..eq].trim_ascii().to_ascii_lowercase();
+        if pname.contains(&b'*') {
+            segments += 1;
+            if segments > MAX_PARAMETER_SEGMENTS {
+                return refuse(format!("more than {MAX_PARAMETER_SEGMENTS} RFC 2231 parameter segments in one field"));
+            }
+            if pname.starts_with(b"boundary") {
+                return refuse("an RFC 2231 boundary parameter (boundary*)".into());
+            }
             continue;
         }
-        let mut j = i + KEY.len();
-        while raw.get(j).is_some_and(|c| *c == b' ' || *c == b'\t') {
-            j += 1;
+        if pname != b"boundary" {
+            continue;
         }
-        let value = if raw.get(j) == Some(&b'"') {
-            let rest = raw.get(j + 1..).unwrap_or_default();
-            let end = rest.iter().position(|c| matches!(c, b'"' | b'\r' | b'\n')).unwrap_or(rest.len());
-            &rest[..end]
-        } else {
-            let rest = raw.get(j..).unwrap_or_default();
-            let end = rest.iter().position(|c| matches!(c, b';' | b'"') || c.is_ascii_whitespace()).unwrap_or(rest.len());
-            &rest[..end]
-        };
-        out.push(value);
-        i = j.max(i + 1);
+        let v = param[eq + 1..].trim_ascii();
+        let v = v.strip_prefix(b"\"").map(|q| q.split(|c| *c == b'"').next().unwrap_or(q)).unwrap_or(v);
+        if v.len() > MAX_BOUNDARY_LEN {
+            return refuse(format!("a boundary of {} characters (RFC 2046 allows 70; mailhook takes {MAX_BOUNDARY_LEN})", v.len()));
+        }
+        *declared.pending.entry(v.to_vec()).or_default() += 1;
+        declared.known.insert(v.to_vec());
     }
-    out
+    Ok(())
 }
 
 /// The length of `s` as a JSON string's contents.
@@ -262,7 +339,7 @@ fn json_len(s: &str) -> usize {
 
 /// Parses the raw message into the payload.
 fn payload(req: &Inbound) -> Result<Vec<u8>, ApiError> {
-    check_boundaries(req.body)?;
+    guard(req.body)?;
     let message = MessageParser::default()
         .parse(req.body)
         .filter(|m| !m.root_part().headers().is_empty())
@@ -312,11 +389,15 @@ fn payload(req: &Inbound) -> Result<Vec<u8>, ApiError> {
             "the message's header fields and addresses take {literal} bytes as JSON; mailhook takes at most {MAX_LITERAL_BYTES}"
         )));
     }
-    let decoded: usize = out.attachments.iter().filter(|a| matches!(a.content, Cow::Owned(_))).map(|a| a.content.len()).sum();
-    if raw.len() + decoded + estimate > MEMORY_BUDGET {
+    // What the parser made (decoded and converted parts), the copies made here, and the payload to come.
+    let owned = |c: &Cow<[u8]>| if matches!(c, Cow::Owned(_)) { c.len() } else { 0 };
+    let parsed: usize = message.parts.iter().map(parsed_len).sum::<usize>()
+        + out.attachments.iter().map(|a| owned(&a.content)).sum::<usize>()
+        + [&out.text, &out.html].iter().map(|t| t.as_ref().filter(|t| matches!(t, Cow::Owned(_))).map_or(0, |t| t.len())).sum::<usize>();
+    if raw.len() + parsed + estimate > MEMORY_BUDGET {
         return Err(ApiError::BadRequest(format!(
             "the message takes {} bytes once decoded and written as JSON; mailhook takes at most {MEMORY_BUDGET}",
-            raw.len() + decoded + estimate
+            raw.len() + parsed + estimate
         )));
     }
     // Sized up front: a 25 MiB message's payload grown by doubling would hold two copies at once.
@@ -354,6 +435,16 @@ impl PayloadOut<'_> {
             + addresses(&self.cc)
             + addresses(&self.bcc)
     }
+}
+
+/// What the parser allocated for a part's content (borrowed content costs nothing), and its bookkeeping.
+fn parsed_len(part: &MessagePart) -> usize {
+    let content = match &part.body {
+        PartType::Text(Cow::Owned(t)) | PartType::Html(Cow::Owned(t)) => t.len(),
+        PartType::Binary(Cow::Owned(b)) | PartType::InlineBinary(Cow::Owned(b)) => b.len(),
+        _ => 0,
+    };
+    content + 512
 }
 
 /// A header's raw value (after the colon), unfolded, as text (bytes that are not UTF-8 replaced).
