@@ -104,7 +104,7 @@ async fn try_flush(env: &Env, url: &str) -> worker::Result<()> {
     let more = rows.len().saturating_sub(PER_FLUSH);
     let taken = &rows[..rows.len().min(PER_FLUSH)];
     let items: Vec<Item> = taken.iter().filter_map(|r| serde_json::from_str(&r.item).ok()).collect();
-    let sent = if items.is_empty() { Ok(0) } else { send(url, &items, more).await };
+    let sent = if items.is_empty() { Ok(0) } else { send(env, url, &items, more).await };
     let release = db.prepare("UPDATE alert_state SET sending_until = 0 WHERE id = 1");
     match sent {
         Ok(status) => {
@@ -120,9 +120,24 @@ async fn try_flush(env: &Env, url: &str) -> worker::Result<()> {
     Ok(())
 }
 
+/// The console's address for links in alerts: `PUBLIC_URL` (the Worker's own public URL) + `/console/`.
+fn console_url(env: &Env) -> Option<String> {
+    let base = var_text(env, "PUBLIC_URL")?.trim().trim_end_matches('/').to_string();
+    if base.is_empty() {
+        return None;
+    }
+    match valid_url(&base) {
+        Ok(base) => Some(format!("{}/console/", base.trim_end_matches('/'))),
+        Err(e) => {
+            log(json!({"kind": "alert_misconfigured", "error": format!("PUBLIC_URL: {e}")}));
+            None
+        }
+    }
+}
+
 /// POSTs the message; `Ok` with the status of a 2xx answer.
-async fn send(url: &str, items: &[Item], more: usize) -> Result<u16, String> {
-    let body = message(items, more, None).to_string();
+async fn send(env: &Env, url: &str, items: &[Item], more: usize) -> Result<u16, String> {
+    let body = message(items, more, console_url(env).as_deref()).to_string();
     let headers = Headers::new();
     headers.set("content-type", "application/json").map_err(|e| e.to_string())?;
     headers.set("user-agent", &format!("mailhook/{}", crate::VERSION)).map_err(|e| e.to_string())?;

@@ -1,11 +1,11 @@
 //! The operator console (see `crate::console`): its three files, embedded at
-//! build time (BENCHMARKS.md §2 says what they add to the Worker), and its
-//! session. Off (404) while `ADMIN_TOKEN` is unset, like the admin API.
+//! build time (bench/NOTES.md says what they add to the Worker) and served as
+//! one page (script and style inline, allowed by their hashes), and its session. Off (404) while `ADMIN_TOKEN` is unset, like the admin API.
 
 use super::{json_response, now_seconds, refuse};
 use crate::auth::token_matches;
 use crate::config::Config;
-use crate::console::{new_session, session_valid, set_cookie, Asset, ConsoleRoute, COOKIE, CSP, HEADER};
+use crate::console::{inline_page, new_session, session_valid, set_cookie, Asset, ConsoleRoute, COOKIE, CSP, HEADER};
 use crate::error::ApiError;
 use serde::Deserialize;
 use serde_json::json;
@@ -25,12 +25,15 @@ pub async fn handle(route: ConsoleRoute, mut req: Request, cfg: &Config) -> Resu
             r.headers_mut().set("Location", "/console/")?;
             r
         }
+        ConsoleRoute::Asset(Asset::Index) => {
+            let (page, csp) = PAGE.with(|p| p.get_or_init(|| inline_page(INDEX, SCRIPT, STYLE)).clone());
+            let mut r = Response::ok(page)?;
+            r.headers_mut().set("Content-Type", Asset::Index.content_type())?;
+            r.headers_mut().set("Cache-Control", "no-cache")?;
+            return secure(r, &csp);
+        }
         ConsoleRoute::Asset(a) => {
-            let body = match a {
-                Asset::Index => INDEX,
-                Asset::Script => SCRIPT,
-                Asset::Style => STYLE,
-            };
+            let body = if a == Asset::Script { SCRIPT } else { STYLE };
             let mut r = Response::ok(body)?;
             r.headers_mut().set("Content-Type", a.content_type())?;
             r.headers_mut().set("Cache-Control", "no-cache")?;
@@ -38,13 +41,18 @@ pub async fn handle(route: ConsoleRoute, mut req: Request, cfg: &Config) -> Resu
         }
         ConsoleRoute::Session => session(&mut req, cfg).await?,
     };
-    secure(resp)
+    secure(resp, CSP)
+}
+
+thread_local! {
+    /// The page with its script and style inline, and its policy: made once per isolate.
+    static PAGE: std::cell::OnceCell<(String, String)> = const { std::cell::OnceCell::new() };
 }
 
 /// The headers of every console response.
-fn secure(mut resp: Response) -> Result<Response> {
+fn secure(mut resp: Response, csp: &str) -> Result<Response> {
     let h = resp.headers_mut();
-    h.set("Content-Security-Policy", CSP)?;
+    h.set("Content-Security-Policy", csp)?;
     h.set("X-Content-Type-Options", "nosniff")?;
     h.set("X-Frame-Options", "DENY")?;
     h.set("Referrer-Policy", "no-referrer")?;

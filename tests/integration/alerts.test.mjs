@@ -26,7 +26,10 @@ describe("alerts", () => {
     await new Promise((r) => receiver.listen(0, "127.0.0.1", r));
     // Every delivery is refused for good (410): each event is a dead letter at once.
     origin = await startOrigin({ respond: () => 410 });
-    hook = await startMailhook({ vars: { ORIGIN_URL: origin.url }, secrets: { ALERT_URL: `http://127.0.0.1:${receiver.address().port}/hooks/alerts` } });
+    hook = await startMailhook({
+      vars: { ORIGIN_URL: origin.url, PUBLIC_URL: "https://mailhook.example.com/" },
+      secrets: { ALERT_URL: `http://127.0.0.1:${receiver.address().port}/hooks/alerts` },
+    });
   });
   after(async () => {
     await hook?.dispose();
@@ -55,11 +58,12 @@ describe("alerts", () => {
     assert.equal(got.messages.length, 1);
     const { headers, body } = got.messages[0];
     assert.equal(headers["content-type"], "application/json");
-    assert.match(body.text, /^mailhook: 30 events dead-lettered\n• adm-tools mailbox\.message_added to origin evt_[0-9a-f]+: /);
+    assert.match(body.text, /^mailhook: 30 events dead-lettered\n• adm-tools mailbox\.message_added to origin <https:\/\/mailhook\.example\.com\/console\/#\/events\/(evt_[0-9a-f]+)\|\1>: /);
     assert.match(body.text, /… and 10 more/);
     assert.equal(body.mailhook.dead, 30);
     assert.equal(body.mailhook.items.length, 30);
-    assert.deepEqual(Object.keys(body.mailhook.items[0]).sort(), ["destination", "error", "id", "kind", "provider", "type"]);
+    assert.deepEqual(Object.keys(body.mailhook.items[0]).sort(), ["destination", "error", "id", "kind", "provider", "type", "url"]);
+    assert.equal(body.mailhook.items[0].url, `https://mailhook.example.com/console/#/events/${body.mailhook.items[0].id}`);
 
     // Nothing waits any more: the next minutes send nothing.
     await hook.alerts();

@@ -28,6 +28,7 @@ function chromiumPath() {
 describe("the console in Chromium", () => {
   let origin, hook, browser, page;
   const dialogs = [];
+  const requested = [];
   let refuse = true;
   before(async () => {
     mkdirSync(shots, { recursive: true });
@@ -53,7 +54,10 @@ describe("the console in Chromium", () => {
       d.dismiss();
     });
     // Nothing may be loaded from anywhere but the Worker.
-    page.on("request", (r) => assert.ok(r.url().startsWith(hook.url), `the console requested ${r.url()}`));
+    page.on("request", (r) => {
+      assert.ok(r.url().startsWith(hook.url), `the console requested ${r.url()}`);
+      requested.push(r.url().split("#")[0]);
+    });
   });
   after(async () => {
     await browser?.close();
@@ -66,9 +70,13 @@ describe("the console in Chromium", () => {
     await page.fill("#signin input[name=token]", "wrong");
     await page.click("#signin button[type=submit]");
     await page.waitForSelector("[role=alert]:has-text('ADMIN_TOKEN')");
-    await page.fill("#signin input[name=token]", SECRETS.ADMIN_TOKEN);
-    await page.click("#signin button[type=submit]");
+    // With the keyboard alone: focus, type, Enter.
+    await page.focus("#signin input[name=token]");
+    await page.keyboard.type(SECRETS.ADMIN_TOKEN);
+    await page.keyboard.press("Enter");
     await page.waitForSelector("#total");
+    assert.ok(requested.includes(`${hook.url}/console/`));
+    assert.ok(!requested.some((u) => /\/console\/app\.(js|css)$/.test(u)), `the page is one request, its script and style inline: ${requested}`);
     const cookies = await page.context().cookies();
     const session = cookies.find((c) => c.name === "mailhook_session");
     assert.ok(session?.httpOnly && session.sameSite === "Strict", JSON.stringify(cookies));
@@ -86,6 +94,14 @@ describe("the console in Chromium", () => {
     assert.equal(await count("chart-providers"), 5);
     assert.equal(await count("chart-outcomes"), 5);
     await page.screenshot({ path: path.join(shots, "overview.png"), fullPage: true });
+    // On a phone: nothing wider than the screen.
+    const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
+    await phone.context().addCookies(await page.context().cookies());
+    await phone.goto(`${hook.url}/console/#/`);
+    await phone.waitForSelector("#total");
+    assert.ok(await phone.evaluate(() => document.documentElement.scrollWidth <= 390), "the overview fits a 390 px screen");
+    await phone.screenshot({ path: path.join(shots, "overview-phone.png"), fullPage: true });
+    await phone.close();
   });
 
   test("the event log filters by provider and status", async () => {
@@ -121,7 +137,7 @@ describe("the console in Chromium", () => {
     const asForm = await fetch(`${hook.url}/admin/replay?status=dead`, { method: "POST", headers: { cookie: `mailhook_session=${cookie.value}` } });
     assert.equal(asForm.status, 401, "a session without the console's header (a form of another site)");
     const res = await fetch(`${hook.url}/console/`);
-    assert.match(res.headers.get("content-security-policy"), /default-src 'none'; script-src 'self'/);
+    assert.match(res.headers.get("content-security-policy"), /^default-src 'none'; script-src 'sha256-[^']+'; style-src 'sha256-[^']+';/);
     const off = await startMailhook({ secrets: { ADMIN_TOKEN: undefined } });
     try {
       assert.equal((await off.request("/console/")).status, 404);
