@@ -333,14 +333,16 @@
     fill(box, my, () => loadEvents(filters, params, "#/events"));
   }
 
+  let providerNames = null;
   function filterForm(params) {
     const v = (k) => params.get(k) || "";
     const opt = (val, text, cur) => h("option", { value: val, selected: val === cur }, text);
     const field = (id, label, control) => h("div", { class: "field" }, h("label", { for: id }, label), control);
     const provider = h("select", { id: "f-provider", name: "provider" }, opt("", "Any", v("provider")),
       v("provider") ? opt(v("provider"), v("provider"), v("provider")) : null);
-    // Provider names come from /admin/stats; a failure leaves "Any" (the list itself reports 401s).
-    api("GET", "/admin/stats").then((st) => {
+    // Provider names come from /admin/stats, asked once per page load; a failure leaves "Any" (the list itself reports 401s).
+    providerNames ??= api("GET", "/admin/stats");
+    providerNames.then((st) => {
       const cur = provider.value;
       const keys = new Set(Object.keys(obj(obj(st).providers)));
       if (cur) keys.add(cur);
@@ -473,7 +475,8 @@
     else if ((m = /^\/events\/(.+)$/.exec(path))) {
       let id = null;
       try { id = decodeURIComponent(m[1]); } catch { /* malformed escape */ }
-      if (id) eventPage(my, params, id); else notFound();
+      // The server's own rule for ids: anything else (`..`, say) would let the browser rewrite the API path.
+      if (id && /^[A-Za-z0-9_-]{1,64}$/.test(id)) eventPage(my, params, id); else notFound();
     } else if (path === "/dead") deadPage(my, params);
     else notFound();
     if (focus) app.querySelector("h1")?.focus();

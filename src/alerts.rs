@@ -35,29 +35,38 @@ pub fn message(items: &[Item], more: usize, console: Option<&str>) -> Value {
     let mut lines = Vec::new();
     if !dead.is_empty() {
         let n = dead.len();
-        lines.push(format!("mailhook: {n} event{} dead-lettered", if n == 1 { "" } else { "s" }));
+        lines.push(format!("mailhook: {n} dead letter{} (an event that a destination will not get)", if n == 1 { "" } else { "s" }));
         for item in dead.iter().take(LISTED) {
             if let Item::Dead { id, provider, r#type, destination, error } = item {
-                let error = error.as_deref().map(|e| format!(": {}", one_line(e))).unwrap_or_default();
-                let at = link(id).map(|u| format!(" <{u}|{id}>")).unwrap_or_else(|| format!(" {id}"));
-                lines.push(format!("• {provider} {type} to {destination}{at}{error}", type = r#type));
+                let error = error.as_deref().map(|e| format!(": {}", slack(&one_line(e)))).unwrap_or_default();
+                let at = link(id).map(|u| format!(" <{u}|{}>", slack(id))).unwrap_or_else(|| format!(" {}", slack(id)));
+                lines.push(format!("• {} {} to {}{at}{error}", slack(provider), slack(r#type), slack(destination)));
             }
         }
         if n > LISTED {
             lines.push(format!("… and {} more", n - LISTED));
         }
     }
+    // One line per destination: its last state in the batch (several consumers may each see a change).
+    let mut circuits: Vec<(&str, String)> = Vec::new();
     for item in items {
-        match item {
-            Item::CircuitOpen { destination, failures } => lines.push(format!(
-                "mailhook: destination {destination} is down ({failures} failures in a row); its deliveries are held and probed"
-            )),
+        let (destination, line) = match item {
+            Item::CircuitOpen { destination, failures } => (
+                destination,
+                format!(
+                    "mailhook: destination {} is down ({failures} failures in a row); its deliveries are held and probed",
+                    slack(destination)
+                ),
+            ),
             Item::CircuitClosed { destination } => {
-                lines.push(format!("mailhook: destination {destination} is back; held deliveries go out"))
+                (destination, format!("mailhook: destination {} is back; held deliveries go out", slack(destination)))
             }
-            Item::Dead { .. } => {}
-        }
+            Item::Dead { .. } => continue,
+        };
+        circuits.retain(|(d, _)| *d != destination.as_str());
+        circuits.push((destination, line));
     }
+    lines.extend(circuits.into_iter().map(|(_, line)| line));
     if more > 0 {
         lines.push(format!("({more} more alerts follow in the next message)"));
     }
@@ -83,6 +92,11 @@ fn link_of(item: &Item, link: &impl Fn(&str) -> Option<String>) -> Option<String
         Item::Dead { id, .. } => link(id),
         _ => None,
     }
+}
+
+/// Text as Slack shows it: `&`, `<` and `>` escaped, so that no value becomes a mention or a link.
+fn slack(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// A value on one line, at most 300 characters (errors can be long, and are an origin's words).
@@ -120,7 +134,7 @@ mod tests {
         let items: Vec<Item> = (0..100).map(dead).collect();
         let m = message(&items, 0, Some("https://hook.example/console/"));
         let text = m["text"].as_str().unwrap();
-        assert!(text.starts_with("mailhook: 100 events dead-lettered\n"), "{text}");
+        assert!(text.starts_with("mailhook: 100 dead letters (an event that a destination will not get)\n"), "{text}");
         assert_eq!(text.matches('•').count(), LISTED);
         assert!(text.contains("… and 80 more"));
         assert!(text.contains("<https://hook.example/console/#/events/evt_0000|evt_0000>: status 500 from origin"), "{text}");
@@ -133,10 +147,28 @@ mod tests {
     fn circuits_and_no_console() {
         let m = message(&[Item::CircuitOpen { destination: "crm".into(), failures: 10 }, dead(1)], 5, None);
         let text = m["text"].as_str().unwrap();
-        assert!(text.contains("1 event dead-lettered\n• maileroo email.delivered to crm evt_0001: status 500 from origin"), "{text}");
+        assert!(text.contains("1 dead letter (an event that a destination will not get)\n• maileroo email.delivered to crm evt_0001: status 500 from origin"), "{text}");
         assert!(text.contains("destination crm is down (10 failures in a row)"));
         assert!(text.contains("5 more alerts follow"));
         assert!(m["mailhook"]["items"][1].get("url").is_none());
+    }
+
+    #[test]
+    fn one_line_per_destination_and_nothing_becomes_a_link() {
+        let open = |n| Item::CircuitOpen { destination: "crm".into(), failures: n };
+        let m = message(&[open(10), open(11), Item::CircuitClosed { destination: "crm".into() }, open(12)], 0, None);
+        let text = m["text"].as_str().unwrap();
+        assert_eq!(text.matches("destination crm").count(), 1, "{text}");
+        assert!(text.contains("(12 failures in a row)"));
+        let evil = Item::Dead {
+            id: "e".into(),
+            provider: "p".into(),
+            r#type: "t".into(),
+            destination: "d".into(),
+            error: Some("<!channel> & <https://x|y>".into()),
+        };
+        let text = message(&[evil], 0, None)["text"].as_str().unwrap().to_string();
+        assert!(text.contains("&lt;!channel&gt; &amp; &lt;https://x|y&gt;") && !text.contains("<!channel>"), "{text}");
     }
 
     #[test]
@@ -151,6 +183,6 @@ mod tests {
         let m = message(&[long], 0, Some("c/"));
         let text = m["text"].as_str().unwrap();
         assert!(text.contains("c/#/events/evt_a%20b"));
-        assert!(text.len() < 400, "{}", text.len());
+        assert!(text.len() < 450, "{}", text.len());
     }
 }

@@ -112,9 +112,15 @@ pub fn session_valid(tokens: &Secrets, value: &str, now: i64) -> bool {
     tokens.iter().any(|t| constant_time_eq(session_mac(t, expires).as_bytes(), mac.as_bytes()))
 }
 
-/// The value of the cookie `name` in a `Cookie` header.
-pub fn cookie<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
-    header?.split(';').filter_map(|c| c.trim().split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+/// Every value of the cookie `name` in a `Cookie` header (a browser may send
+/// several: one planted for a narrower path by a sibling site comes first).
+pub fn cookies<'a>(header: Option<&'a str>, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    header.unwrap_or_default().split(';').filter_map(|c| c.trim().split_once('=')).filter(move |(k, _)| *k == name).map(|(_, v)| v)
+}
+
+/// True when any session cookie in `header` is valid.
+pub fn any_session_valid(tokens: &Secrets, header: Option<&str>, now: i64) -> bool {
+    cookies(header, COOKIE).any(|v| session_valid(tokens, v, now))
 }
 
 /// The `Set-Cookie` of a session (`value`; empty ends it). `secure` over https.
@@ -132,16 +138,14 @@ pub fn authorize(
     console_header: bool,
     now: i64,
 ) -> Result<(), ApiError> {
-    if authorization.is_none() && !tokens.is_empty() {
-        if let Some(session) = cookie(cookies, COOKIE) {
-            return if !console_header {
-                Err(ApiError::Unauthorized(format!("a console session needs the {HEADER} header")))
-            } else if session_valid(tokens, session, now) {
-                Ok(())
-            } else {
-                Err(ApiError::Unauthorized("the console session has expired or ADMIN_TOKEN changed; sign in again".into()))
-            };
-        }
+    if authorization.is_none() && !tokens.is_empty() && self::cookies(cookies, COOKIE).next().is_some() {
+        return if !console_header {
+            Err(ApiError::Unauthorized(format!("a console session needs the {HEADER} header")))
+        } else if any_session_valid(tokens, cookies, now) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized("the console session has expired or ADMIN_TOKEN changed; sign in again".into()))
+        };
     }
     crate::admin::authorize(tokens, authorization)
 }
@@ -237,6 +241,9 @@ mod tests {
             "console off without ADMIN_TOKEN"
         );
         assert_eq!(set_cookie("", true), format!("{COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict; Secure"));
+        // A cookie planted for a narrower path comes first: the valid one still counts.
+        let planted = format!("{COOKIE}=junk; {COOKIE}={}", new_session("t", 0));
+        assert!(authorize(&tokens, None, Some(&planted), true, 10).is_ok());
     }
 
     #[test]

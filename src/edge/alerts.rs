@@ -126,6 +126,11 @@ fn console_url(env: &Env) -> Option<String> {
     if base.is_empty() {
         return None;
     }
+    // A base for links: scheme, host and path only (a query or fragment would swallow the link's own).
+    if base.contains(['?', '#', '|', '<', '>']) {
+        log(json!({"kind": "alert_misconfigured", "error": "PUBLIC_URL: give the Worker's URL without ?, # or |"}));
+        return None;
+    }
     match valid_url(&base) {
         Ok(base) => Some(format!("{}/console/", base.trim_end_matches('/'))),
         Err(e) => {

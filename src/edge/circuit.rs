@@ -148,6 +148,11 @@ pub fn log_change(dest: &Destination, before: Circuit, result: Option<&D1Result>
     }
     let kind = if after.open != 0 { "circuit_opened" } else { "circuit_closed" };
     log(json!({"kind": kind, "dest": dest.name, "failures": after.failures}));
+    // `before` is the batch's view: other failures of the same batch also see it closed. Only
+    // the attempt that reached the threshold tells; `alerts::message` keeps one line per destination besides.
+    if after.open != 0 && after.failures != i64::from(dest.circuit.failures) {
+        return None;
+    }
     Some(if after.open != 0 {
         Item::CircuitOpen { destination: dest.name.clone(), failures: u32::try_from(after.failures).unwrap_or(u32::MAX) }
     } else {

@@ -5,13 +5,15 @@
 use super::{json_response, now_seconds, refuse};
 use crate::auth::token_matches;
 use crate::config::Config;
-use crate::console::{inline_page, new_session, session_valid, set_cookie, Asset, ConsoleRoute, COOKIE, CSP, HEADER};
+use crate::console::{any_session_valid, inline_page, new_session, set_cookie, Asset, ConsoleRoute, CSP, HEADER};
 use crate::error::ApiError;
 use serde::Deserialize;
 use serde_json::json;
 use worker::{Request, Response, Result};
 
 const INDEX: &str = include_str!("../../console/index.html");
+/// The largest sign-in body read.
+const SIGN_IN_MAX_BYTES: u64 = 4096;
 const SCRIPT: &str = include_str!("../../console/app.js");
 const STYLE: &str = include_str!("../../console/app.css");
 
@@ -49,8 +51,8 @@ thread_local! {
     static PAGE: std::cell::OnceCell<(String, String)> = const { std::cell::OnceCell::new() };
 }
 
-/// The headers of every console response.
-fn secure(mut resp: Response, csp: &str) -> Result<Response> {
+/// The headers of every console response (its refusals included: see `fetch`).
+pub fn secure(mut resp: Response, csp: &str) -> Result<Response> {
     let h = resp.headers_mut();
     h.set("Content-Security-Policy", csp)?;
     h.set("X-Content-Type-Options", "nosniff")?;
@@ -66,7 +68,6 @@ async fn session(req: &mut Request, cfg: &Config) -> Result<Response> {
     // The URL as text: `Request::url` would bring the `url` crate back into the Worker (about 90 KB).
     let https = req.inner().url().starts_with("https:");
     let cookies = req.headers().get("cookie").ok().flatten();
-    let current = crate::console::cookie(cookies.as_deref(), COOKIE).map(str::to_string);
     let method = req.method().to_string();
     if method != "GET" && method != "HEAD" && req.headers().get(HEADER).ok().flatten().is_none() {
         // Signing in or out from another site's form (login CSRF) is not possible.
@@ -78,7 +79,18 @@ async fn session(req: &mut Request, cfg: &Config) -> Result<Response> {
             struct SignIn {
                 token: String,
             }
-            let form: Option<SignIn> = req.json().await.ok();
+            // A token is short: nothing larger is read (a large body would grow the isolate's memory for good).
+            let announced = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
+            let too_large = || refuse(&ApiError::BadRequest(format!("a sign-in is {{\"token\": …}} of at most {SIGN_IN_MAX_BYTES} bytes")));
+            if announced.is_some_and(|n| n > SIGN_IN_MAX_BYTES) {
+                return too_large();
+            }
+            let body = match super::ingest::read_stream(req.inner().body(), SIGN_IN_MAX_BYTES, None, SIGN_IN_MAX_BYTES).await {
+                Ok(b) => b,
+                Err(ApiError::PayloadTooLarge { .. }) => return too_large(),
+                Err(e) => return refuse(&e),
+            };
+            let form: Option<SignIn> = serde_json::from_slice(&body).ok();
             let Some(token) = form.map(|f| f.token.trim().to_string()).filter(|t| !t.is_empty()) else {
                 return refuse(&ApiError::BadRequest("send {\"token\": \"<ADMIN_TOKEN>\"}".into()));
             };
@@ -94,9 +106,7 @@ async fn session(req: &mut Request, cfg: &Config) -> Result<Response> {
             r.headers_mut().set("Set-Cookie", &set_cookie("", https))?;
             Ok(r)
         }
-        _ => match current {
-            Some(s) if session_valid(&cfg.admin_tokens, &s, now) => json_response(200, &json!({"signed_in": true})),
-            _ => refuse(&ApiError::Unauthorized("sign in with a value of ADMIN_TOKEN".into())),
-        },
+        _ if any_session_valid(&cfg.admin_tokens, cookies.as_deref(), now) => json_response(200, &json!({"signed_in": true})),
+        _ => refuse(&ApiError::Unauthorized("sign in with a value of ADMIN_TOKEN".into())),
     }
 }

@@ -115,6 +115,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let method = req.method().to_string();
     let path = req.path();
     let (resp, provider, ids) = match route(&method, &path) {
+        Err(e) if path == "/console" || path.starts_with("/console/") => {
+            (console::secure(refuse(&e)?, crate::console::CSP)?, None, Vec::new())
+        }
         Err(e) => (refuse(&e)?, None, Vec::new()),
         Ok(Route::Health) => (health(&env).await?, None, Vec::new()),
         Ok(Route::Confirm) => (confirm(&env)?, None, Vec::new()),

@@ -58,7 +58,7 @@ describe("alerts", () => {
     assert.equal(got.messages.length, 1);
     const { headers, body } = got.messages[0];
     assert.equal(headers["content-type"], "application/json");
-    assert.match(body.text, /^mailhook: 30 events dead-lettered\n• adm-tools mailbox\.message_added to origin <https:\/\/mailhook\.example\.com\/console\/#\/events\/(evt_[0-9a-f]+)\|\1>: /);
+    assert.match(body.text, /^mailhook: 30 dead letters \(an event that a destination will not get\)\n• adm-tools mailbox\.message_added to origin <https:\/\/mailhook\.example\.com\/console\/#\/events\/(evt_[0-9a-f]+)\|\1>: /);
     assert.match(body.text, /… and 10 more/);
     assert.equal(body.mailhook.dead, 30);
     assert.equal(body.mailhook.items.length, 30);

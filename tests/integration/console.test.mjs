@@ -136,6 +136,18 @@ describe("the console in Chromium", () => {
     const cookie = (await page.context().cookies()).find((c) => c.name === "mailhook_session");
     const asForm = await fetch(`${hook.url}/admin/replay?status=dead`, { method: "POST", headers: { cookie: `mailhook_session=${cookie.value}` } });
     assert.equal(asForm.status, 401, "a session without the console's header (a form of another site)");
+    // A sign-in is small: a large body is refused unread (it would grow the isolate's memory for good).
+    const big = await fetch(`${hook.url}/console/session`, {
+      method: "POST",
+      headers: { "x-mailhook-console": "1", "content-type": "application/json" },
+      body: JSON.stringify({ token: "a".repeat(100_000) }),
+    });
+    assert.equal(big.status, 400);
+    assert.match((await big.json()).error.message, /at most 4096 bytes/);
+    // Refusals under /console/ carry its headers too.
+    const missing = await fetch(`${hook.url}/console/nope`);
+    assert.equal(missing.status, 404);
+    assert.ok(missing.headers.get("content-security-policy") && missing.headers.get("x-frame-options") === "DENY");
     const res = await fetch(`${hook.url}/console/`);
     assert.match(res.headers.get("content-security-policy"), /^default-src 'none'; script-src 'sha256-[^']+'; style-src 'sha256-[^']+';/);
     const off = await startMailhook({ secrets: { ADMIN_TOKEN: undefined } });
