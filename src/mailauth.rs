@@ -143,6 +143,12 @@ pub fn parse_header_block(block: &str) -> Map<String, Value> {
             fields.push((name.trim().to_string(), value.trim().to_string()));
         }
     }
+    header_map(fields)
+}
+
+/// Header fields in order as a JSON map (`data.inbound.headers`): a repeated
+/// name becomes an array of its values in order.
+pub fn header_map(fields: impl IntoIterator<Item = (String, String)>) -> Map<String, Value> {
     let mut map = Map::new();
     for (name, value) in fields {
         match map.get_mut(&name) {

@@ -478,10 +478,7 @@ async fn stats(cfg: &Config, env: &Env) -> std::result::Result<(u16, Value), Api
     )
     .await?;
     let mut body = crate::console::overview(now, &hours, latencies.into_iter().map(|l| l.ms.max(0)).collect());
-    body["providers"] = crate::providers::Provider::ALL
-        .iter()
-        .map(|p| (p.name().to_string(), json!({"configured": p.missing_config(cfg).is_none()})))
-        .collect();
+    body["providers"] = super::providers_health(cfg);
     body["destinations"] = super::destinations_health(cfg, env).await;
     Ok((200, body))
 }

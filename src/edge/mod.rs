@@ -155,14 +155,12 @@ async fn health(env: &Env) -> Result<Response> {
             return json_response(503, &serde_json::json!({"status": "misconfigured", "version": crate::VERSION, "error": e.to_string()}))
         }
     };
-    let providers: serde_json::Map<String, serde_json::Value> =
-        Provider::ALL.iter().map(|p| (p.name().to_string(), serde_json::json!({"configured": p.missing_config(&cfg).is_none()}))).collect();
     json_response(
         200,
         &serde_json::json!({
             "status": "ok",
             "version": crate::VERSION,
-            "providers": providers,
+            "providers": providers_health(&cfg),
             "delivery": {"configured": cfg.delivery_problem().is_none(), "problem": cfg.delivery_problem()},
             "destinations": destinations_health(&cfg, env).await,
             "warnings": warnings(&cfg, env),
@@ -185,6 +183,15 @@ fn warnings(cfg: &Config, env: &Env) -> Vec<String> {
 /// Each destination, its settings' problem and its circuit. Not its URL:
 /// `/healthz` is public, and a URL's path or host can be a secret (a Slack
 /// webhook's is); `/admin/destinations` shows it.
+/// Each source and whether it can authenticate requests (`/healthz`, the console's overview).
+pub fn providers_health(cfg: &Config) -> serde_json::Value {
+    Provider::ALL
+        .iter()
+        .map(|p| (p.name().to_string(), serde_json::json!({"configured": p.missing_config(cfg).is_none()})))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 pub async fn destinations_health(cfg: &Config, env: &Env) -> serde_json::Value {
     let circuits = circuit::load(env).await;
     cfg.destinations

@@ -23,7 +23,7 @@ use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
 use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use serde::{Deserialize, Serialize, Serializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
@@ -86,18 +86,11 @@ impl Source for EmailRouting {
 fn plain_address(s: &str) -> bool {
     let Some((local, domain)) = s.rsplit_once('@') else { return false };
     let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
-    let label = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-    };
     !local.is_empty()
         && local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(atext))
         && domain.contains('.')
-        && domain.len() <= 253
-        && domain.split('.').all(label)
+        && !domain.ends_with('.')
+        && crate::dns::valid_hostname(domain).is_some()
 }
 
 /// This source's payload, made by `payload` from the raw message and read
@@ -587,16 +580,7 @@ fn normalise(req: &Inbound) -> Result<Vec<Event>, ApiError> {
     };
 
     let (auth, sender_ip) = cloudflare_verdicts(&p.headers);
-    let mut headers: Map<String, Value> = Map::new();
-    for (name, value) in p.headers {
-        match headers.get_mut(&name) {
-            None => {
-                headers.insert(name, Value::String(value));
-            }
-            Some(Value::Array(a)) => a.push(Value::String(value)),
-            Some(prev) => *prev = Value::Array(vec![prev.take(), Value::String(value)]),
-        }
-    }
+    let headers = mailauth::header_map(p.headers);
     let attachments = p
         .attachments
         .into_iter()
@@ -636,9 +620,21 @@ mod tests {
         for ok in ["inbox@example.com", "a.b+tag@mail.example.co.uk", " inbox@example.com "] {
             assert!(EmailRouting::settings(&|_| Some(ok.to_string())).is_ok(), "{ok}");
         }
-        for bad in
-            ["inbox", "a@b", "Name <inbox@example.com>", "a@example.com,b@example.com", "a b@example.com", "a@example.com.", "@example.com"]
-        {
+        for bad in [
+            "inbox",
+            "a@b",
+            "Name <inbox@example.com>",
+            "a@example.com,b@example.com",
+            "a b@example.com",
+            "a@example.com.",
+            "@example.com",
+            "mailto:inbox@example.com",
+            "a@example..com",
+            "(x)a@example.com",
+            "a@example.com\u{200b}",
+            "a@-bad-.example",
+            "a@example.com?",
+        ] {
             let e = EmailRouting::settings(&|_| Some(bad.to_string())).unwrap_err();
             assert!(e.to_string().contains("EMAIL_FORWARD_TO"), "{bad}: {e}");
         }
