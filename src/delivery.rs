@@ -12,6 +12,11 @@ use serde_json::value::RawValue;
 /// Cloudflare Queues refuses messages over 128 KB; leave room for its own framing.
 pub const MAX_INLINE_ENVELOPE_BYTES: usize = 120_000;
 
+/// Queues bill each 64 KB (of 1,000 bytes) of a message, with ~100 bytes of metadata, as one operation.
+pub fn queue_units(bytes: usize) -> u64 {
+    ((bytes as u64 + 100).div_ceil(64_000)).max(1)
+}
+
 pub const USER_AGENT: &str = concat!("mailhook/", env!("CARGO_PKG_VERSION"));
 
 /// One queue message: an event to deliver to one destination, and how many

@@ -46,13 +46,17 @@ pub mod error;
 pub mod event;
 pub mod large;
 pub mod mailauth;
+pub mod pipeline;
 pub mod providers;
 pub mod routes;
 #[doc(hidden)]
 pub mod testkit;
 pub mod time;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "edge"))]
 mod edge;
+
+#[cfg(all(target_arch = "wasm32", not(feature = "edge")))]
+mod abi;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,9 +1,9 @@
 //! The operator API over the event log: list, show, replay (CONTRACT §6).
 //! Off without `ADMIN_TOKEN`; every answer is JSON.
 
-use super::consumer::{send_all, BATCH_BYTES, BATCH_COUNT};
+use super::consumer::send_all;
 use super::{eventlog, json_response, log, now_seconds, refuse, D1_DATABASE};
-use crate::admin::{batches, filter_rules, AdminRoute, EventQuery, SqlValue};
+use crate::admin::{filter_rules, AdminRoute, EventQuery, SqlValue};
 use crate::config::Config;
 use crate::delivery::Envelope;
 use crate::error::ApiError;
@@ -355,7 +355,7 @@ async fn enqueue_replays(env: &Env, replays: Vec<(Envelope, Option<String>)>) ->
     };
     let db = env.d1(D1_DATABASE).map_err(unavailable)?;
     let bodies: Vec<String> = replays.iter().map(|(e, _)| e.to_json()).collect();
-    for range in batches(&bodies.iter().map(String::len).collect::<Vec<_>>(), BATCH_COUNT, BATCH_BYTES) {
+    for range in crate::pipeline::batches(&bodies.iter().map(String::len).collect::<Vec<_>>()) {
         let chunk = &replays[range.clone()];
         let at = JsValue::from_f64(now_seconds() as f64);
         let key = |e: &Envelope| (JsValue::from_str(&e.id), JsValue::from_str(e.dest.as_deref().unwrap_or_default()));

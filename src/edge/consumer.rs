@@ -9,7 +9,6 @@ use super::{
     circuit, config, eventlog, fetch_with_timeout, log, now_millis, now_seconds, ops, var_text, wasm_kib, BUCKET_PAYLOADS,
     QUEUE_DEAD_LETTERS, QUEUE_EVENTS, QUEUE_SLOW_EVENTS,
 };
-use crate::admin::batches;
 use crate::alerts::Item;
 use crate::config::{Config, DEFAULT_DEAD_LETTER_QUEUE};
 use crate::delivery::{
@@ -27,10 +26,6 @@ use worker::{
     BatchMessageBuilder, Bucket, ByteStream, Env, FixedLengthStream, Headers, MessageBatch, MessageBuilder, MessageExt, Method,
     QueueContentType, QueueRetryOptionsBuilder, Range, RawMessage, Request, RequestInit, RequestRedirect,
 };
-
-/// Queues' `sendBatch` limits: 100 messages, 256 KB in all.
-pub const BATCH_COUNT: usize = 100;
-pub const BATCH_BYTES: usize = 250_000;
 
 /// How long to wait before looking at a message again after an
 /// infrastructure failure (R2, queue send, bad configuration).
@@ -236,7 +231,7 @@ async fn fan_out(msg: &RawMessage, envelope: Envelope, size: usize, cfg: &Config
     if dests.is_empty() {
         // Kept as `unrouted` (replayable by id), and no longer waiting for the `origin` migration 0003 made of it.
         log(json!({"kind": "unrouted", "id": envelope.id, "provider": envelope.provider, "type": envelope.kind}));
-        if let Err(e) = eventlog::record_unrouted(env, std::slice::from_ref(&envelope)).await {
+        if let Err(e) = eventlog::record_unrouted(env, &[&envelope]).await {
             log(json!({"kind": "event_log_failed", "stage": "unrouted", "id": envelope.id, "error": e.to_string()}));
             return retry_later(msg);
         }
@@ -450,7 +445,7 @@ async fn send(env: &Env, binding: &str, envelope: &Envelope, delay: Option<u32>)
 /// Sends every body to the events queue, in as few batches as Queues allow.
 pub async fn send_all(env: &Env, bodies: &[String]) -> worker::Result<()> {
     let queue = env.queue(QUEUE_EVENTS)?;
-    for range in batches(&bodies.iter().map(String::len).collect::<Vec<_>>(), BATCH_COUNT, BATCH_BYTES) {
+    for range in crate::pipeline::batches(&bodies.iter().map(String::len).collect::<Vec<_>>()) {
         let mut batch = BatchMessageBuilder::<String>::new();
         for body in &bodies[range] {
             ops::queue_write(body.len());

@@ -164,17 +164,13 @@ pub async fn record_attempt(
 }
 
 /// Events that no destination takes: their rows, status `unrouted`, with the envelope for a replay.
-pub async fn record_unrouted(env: &Env, envelopes: &[Envelope]) -> Result<()> {
+pub async fn record_unrouted(env: &Env, envelopes: &[&Envelope]) -> Result<()> {
     let db = env.d1(D1_DATABASE)?;
     let now = now_seconds();
     let statements = envelopes
         .iter()
         .map(|e| {
-            db.prepare(
-                "INSERT INTO events (id, provider, type, received_at, status, attempts, payload_ref, envelope, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, 'unrouted', 0, ?5, ?6, ?4) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&[
+            db.prepare(crate::pipeline::RECORD_UNROUTED_SQL).bind(&[
                 text(&e.id),
                 text(&e.provider),
                 text(&e.kind),

@@ -1,71 +1,25 @@
-//! The pipeline, written once for every provider:
-//! authenticate → normalise (the core's `Provider::ingest`) → dedupe → enqueue → answer.
-//!
-//! The invariant: no 200 unless every new event is on the queue. A KV read
-//! failure falls open (a possible duplicate, never a lost event); a failure to
-//! store a large event or to enqueue answers 503 and writes no dedupe key.
+//! The pipeline's I/O for mail the platform hands over (`email.rs`): the
+//! core decides every step (`pipeline::plan`), this carries them out, in the
+//! order the Worker's entry module does for webhooks (`src/entry.mjs`): dedupe
+//! reads, large events to R2, unrouted events to the event log, the messages on
+//! the queue, then the dedupe keys. No 200 unless every new event is on the
+//! queue; a KV read failure falls open (a possible duplicate, never a lost
+//! event); a failure to store, record or enqueue marks nothing.
 
 use super::consumer::send_all;
-use super::{config, json_response, log, now_millis, now_seconds, ops, refuse, BUCKET_PAYLOADS, KV_DEDUPE};
+use super::{log, now_millis, now_seconds, ops, BUCKET_PAYLOADS, KV_DEDUPE};
 use crate::config::Config;
-use crate::dedupe::dedupe_key;
-use crate::delivery::{r2_body_key, r2_key, Envelope};
 use crate::error::ApiError;
-use crate::event::Event;
-use crate::large::{stored_prefix, EventBody};
+use crate::pipeline::{plan, Plan};
 use crate::providers::{Inbound, Provider};
 use js_sys::{Reflect, Uint8Array};
 use serde_json::json;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{Bucket, Env, Request, Response, Result};
+use worker::{Bucket, Env, Result};
 
-/// What an unauthenticated sender's body may reserve before its bytes arrive.
-const UNAUTHENTICATED_RESERVE: u64 = 64 * 1024;
-
-pub async fn handle(provider: Provider, mut req: Request, env: &Env) -> Result<(Response, Vec<String>)> {
-    match run(provider, &mut req, env).await {
-        Ok((status, ids)) => Ok((json_response(200, &json!({"status": status, "ids": ids}))?, ids)),
-        Err(e) => {
-            log(json!({"kind": "refusal", "provider": provider.name(), "code": e.code()}));
-            Ok((refuse(&e)?, Vec::new()))
-        }
-    }
-}
-
-async fn run(provider: Provider, req: &mut Request, env: &Env) -> std::result::Result<(&'static str, Vec<String>), ApiError> {
-    let cfg = config(env).map_err(|e| ApiError::NotConfigured(e.to_string()))?;
-    if let Some(missing) = provider.missing_config(&cfg) {
-        return Err(ApiError::NotConfigured(missing));
-    }
-    // Everything that needs no body comes first, so a request that is too
-    // large, from the wrong address or without its token or signature costs
-    // no buffering: the announced size, the source address (and Mail-Plus's
-    // reverse DNS), the token, the presence of a signature.
-    let limit = provider.body_limit(&cfg);
-    let announced = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
-    if announced.is_some_and(|len| len > limit) {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    let headers: Vec<(String, String)> = req.headers().entries().collect();
-    let client_ip = headers.iter().find(|(k, _)| k == "cf-connecting-ip").map(|(_, v)| v.clone());
-    let mut inbound = Inbound::new(&headers, client_ip.as_deref(), &[], now_seconds());
-    if let Some(check) = provider.rdns_check(&cfg, &inbound) {
-        inbound.rdns = Some(super::dns::verify(&check, env).await?);
-    }
-    provider.authenticate_head(&cfg, &inbound)?;
-    // A known sender's body is read into one buffer of its announced size; an
-    // unauthenticated one's grows only as its bytes arrive.
-    let reserve = if provider.authenticated_before_body() { limit } else { UNAUTHENTICATED_RESERVE };
-    let body = read_stream(req.inner().body(), limit, announced, reserve).await?;
-    inbound.body = &body;
-    inbound.json = &body;
-    accept(env, provider, &cfg, &inbound).await
-}
-
-/// Everything after the body is read, for a request or a message the platform
-/// handed over: the core's pipeline, dedupe, store, enqueue. `Ok` only when
-/// every new event is on the queue; it answers whether they were new.
+/// Everything after the body is read: the core's plan, then its I/O. `Ok`
+/// only when every new event is on the queue; it answers whether they were new.
 pub async fn accept(
     env: &Env,
     provider: Provider,
@@ -73,30 +27,22 @@ pub async fn accept(
     inbound: &Inbound<'_>,
 ) -> std::result::Result<(&'static str, Vec<String>), ApiError> {
     let nonce = nonce();
-    let ingested = provider.ingest(cfg, inbound, &nonce)?;
-    let rendered = ingested.render();
-    let events = &ingested.events;
-    let body = ingested.body(inbound.body);
-
+    let plan = plan(cfg, provider, inbound, &nonce)?;
+    let ids: Vec<String> = plan.ids().into_iter().map(String::from).collect();
     let kv = env.kv(KV_DEDUPE).ok();
-    let mut fresh: Vec<(&Event, &EventBody)> = Vec::with_capacity(events.len());
-    for (e, json) in events.iter().zip(&rendered) {
-        if !already_seen(kv.as_ref(), &e.id).await {
-            fresh.push((e, json));
+    let mut fresh = Vec::with_capacity(plan.events.len());
+    for (i, e) in plan.events.iter().enumerate() {
+        if !already_seen(kv.as_ref(), &e.id, &e.key).await {
+            fresh.push(i);
         }
     }
-    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     if fresh.is_empty() {
         return Ok(("duplicate", ids));
     }
-
-    // The event log's row is written by the consumer at the first delivery
-    // attempt (one D1 write fewer per event, none on this path).
-    enqueue(env, provider, cfg, &fresh, body, &nonce).await?;
-
+    enqueue(env, &plan, &fresh, plan.body(inbound.body)).await?;
     if let Some(kv) = &kv {
-        for (e, _) in &fresh {
-            mark_seen(kv, &e.id, cfg.dedupe_ttl_seconds).await;
+        for &i in &fresh {
+            mark_seen(kv, &plan.events[i].id, &plan.events[i].key, plan.ttl).await;
         }
     }
     Ok(("accepted", ids))
@@ -181,10 +127,10 @@ fn byob_reader(stream: &web_sys::ReadableStream) -> Option<web_sys::ReadableStre
 
 /// A KV failure counts as "not seen": the origin's `webhook-id` check absorbs
 /// a rare duplicate, while a refusal here could lose the event.
-async fn already_seen(kv: Option<&worker::kv::KvStore>, id: &str) -> bool {
+async fn already_seen(kv: Option<&worker::kv::KvStore>, id: &str, key: &str) -> bool {
     let Some(kv) = kv else { return false };
     ops::kv_read();
-    match kv.get(&dedupe_key(id)).text().await {
+    match kv.get(key).text().await {
         Ok(v) => v.is_some(),
         Err(e) => {
             log(json!({"kind": "kv_read_failed", "id": id, "error": e.to_string()}));
@@ -193,9 +139,9 @@ async fn already_seen(kv: Option<&worker::kv::KvStore>, id: &str) -> bool {
     }
 }
 
-async fn mark_seen(kv: &worker::kv::KvStore, id: &str, ttl: u64) {
+async fn mark_seen(kv: &worker::kv::KvStore, id: &str, key: &str, ttl: u64) {
     ops::kv_write();
-    let put = match kv.put(&dedupe_key(id), now_seconds()) {
+    let put = match kv.put(key, now_seconds()) {
         Ok(p) => p.expiration_ttl(ttl).execute().await,
         Err(e) => Err(e),
     };
@@ -204,42 +150,29 @@ async fn mark_seen(kv: &worker::kv::KvStore, id: &str, ttl: u64) {
     }
 }
 
-/// Stores large events in R2 (once, whatever the number of destinations),
-/// then sends one message per event and destination whose filter takes it.
-async fn enqueue(
-    env: &Env,
-    provider: Provider,
-    cfg: &Config,
-    events: &[(&Event, &EventBody)],
-    body: &[u8],
-    nonce: &str,
-) -> std::result::Result<(), ApiError> {
+/// The plan's steps for the new events (`fresh`, indices into `plan.events`):
+/// large events to R2 (once, whatever the number of destinations), unrouted
+/// ones to the event log, then every message on the queue.
+async fn enqueue(env: &Env, plan: &Plan, fresh: &[usize], body: &[u8]) -> std::result::Result<(), ApiError> {
     let unavailable = |what: &str, e: worker::Error| {
         log(json!({"kind": "enqueue_failed", "stage": what, "error": e.to_string()}));
         ApiError::Unavailable(format!("could not {what}; nothing was accepted, please retry"))
     };
-    let now = now_seconds();
-    let mut bodies = Vec::new();
-    let mut unrouted = Vec::new();
-    for (e, json) in events {
-        let dests: Vec<&str> = cfg.takers(provider.name(), e.kind.as_str());
-        let envelope = Envelope::new(&e.id, e.data.provider, e.kind.as_str(), json, body, now, &nonce[..16]);
-        if envelope.r2_key.is_some() {
-            let bucket = env.bucket(BUCKET_PAYLOADS).map_err(|e| unavailable("store the large event", e))?;
-            store(&bucket, &e.id, &nonce[..16], json, body).await.map_err(|e| unavailable("store the large event", e))?;
-        }
-        if dests.is_empty() {
-            // Accepted (the provider must not send it again), and kept in the event log as `unrouted`,
-            // so that it can be found and replayed once a destination takes it.
-            log(json!({"kind": "unrouted", "id": e.id, "provider": provider.name(), "type": e.kind.as_str()}));
-            unrouted.push(envelope);
-            continue;
-        }
-        bodies.extend(envelope.fan_out(&dests).iter().map(Envelope::to_json));
+    let events = || fresh.iter().map(|&i| &plan.events[i]);
+    for stored in events().filter_map(|e| e.stored.as_ref()) {
+        let bucket = env.bucket(BUCKET_PAYLOADS).map_err(|e| unavailable("store the large event", e))?;
+        store(&bucket, &stored.body_key, body).await.map_err(|e| unavailable("store the large event", e))?;
+        ops::r2_class_a();
+        bucket.put(&stored.manifest_key, stored.manifest.clone()).execute().await.map_err(|e| unavailable("store the large event", e))?;
+    }
+    let unrouted: Vec<&crate::delivery::Envelope> = events().filter_map(|e| e.unrouted.as_ref()).collect();
+    for e in &unrouted {
+        log(json!({"kind": "unrouted", "id": e.id, "provider": plan.provider, "type": e.kind}));
     }
     if !unrouted.is_empty() {
         super::eventlog::record_unrouted(env, &unrouted).await.map_err(|e| unavailable("record the unrouted event", e))?;
     }
+    let bodies: Vec<String> = events().flat_map(|e| e.messages.iter().cloned()).collect();
     if bodies.is_empty() {
         return Ok(());
     }
@@ -249,26 +182,21 @@ async fn enqueue(
     send_all(env, &bodies).await.map_err(|e| unavailable("enqueue the event", e))
 }
 
-/// Writes a large event to R2: the request body as it came (`r2_body_key`),
-/// then the manifest that lists the event's JSON as parts of it (`r2_key`,
-/// `large::stored_prefix`), so a manifest never points at a missing body.
-///
-/// The body is handed to R2 as a view of Wasm memory: workerd copies it out
-/// of the isolate during the call (R2 takes a byte array by copy), so no
-/// JavaScript buffer of its size is made (BENCHMARKS.md §5).
-async fn store(bucket: &Bucket, id: &str, copy: &str, json: &EventBody, body: &[u8]) -> Result<()> {
+/// Writes a large event's body to R2 as a view of Wasm memory: workerd copies
+/// it out of the isolate during the call (R2 takes a byte array by copy), so
+/// no JavaScript buffer of its size is made (BENCHMARKS.md §5).
+async fn store(bucket: &Bucket, key: &str, body: &[u8]) -> Result<()> {
     let put: js_sys::Function = Reflect::get(bucket.as_ref(), &JsValue::from_str("put"))?.dyn_into()?;
-    let body_key = JsValue::from_str(&r2_body_key(id, copy));
+    let key = JsValue::from_str(key);
     // SAFETY: the view is only read by `put` during this call, before anything
     // else can allocate in (and so grow or move) Wasm memory.
     let promise = unsafe {
         let view = Uint8Array::view(body);
-        put.call2(bucket.as_ref(), &body_key, &view)
+        put.call2(bucket.as_ref(), &key, &view)
     }?;
     ops::r2_class_a();
     JsFuture::from(promise.dyn_into::<js_sys::Promise>()?).await.map_err(|e| worker::Error::JsError(format!("R2 put failed: {e:?}")))?;
-    ops::r2_class_a();
-    bucket.put(r2_key(id, copy), stored_prefix(json)).execute().await.map(|_| ())
+    Ok(())
 }
 
 /// The markers' nonce: 128 random bits, so no sender can write one.

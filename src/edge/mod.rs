@@ -7,7 +7,6 @@ mod alerts;
 mod circuit;
 mod console;
 mod consumer;
-mod dns;
 mod email;
 mod eventlog;
 mod ingest;
@@ -114,24 +113,25 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let started = now_millis();
     let method = req.method().to_string();
     let path = req.path();
-    let (resp, provider, ids) = match route(&method, &path) {
-        Err(e) if path == "/console" || path.starts_with("/console/") => {
-            (console::secure(refuse(&e)?, crate::console::CSP)?, None, Vec::new())
-        }
-        Err(e) => (refuse(&e)?, None, Vec::new()),
-        Ok(Route::Health) => (health(&env).await?, None, Vec::new()),
-        Ok(Route::Confirm) => (confirm(&env)?, None, Vec::new()),
-        Ok(Route::Webhook(p)) => {
-            let (resp, ids) = ingest::handle(p, req, &env).await?;
-            (resp, Some(p.name()), ids)
-        }
+    let (resp, provider) = match route(&method, &path) {
+        Err(e) if path == "/console" || path.starts_with("/console/") => (console::secure(refuse(&e)?, crate::console::CSP)?, None),
+        Err(e) => (refuse(&e)?, None),
+        Ok(Route::Health) => (health(&env).await?, None),
+        Ok(Route::Confirm) => (confirm(&env)?, None),
+        // The entry module (src/entry.mjs) takes every webhook before this Worker sees it.
+        Ok(Route::Webhook(p)) => (
+            refuse(&ApiError::NotConfigured(
+                "webhooks are taken by the Worker's entry module: set main = \"build/entry.mjs\" in wrangler.toml".into(),
+            ))?,
+            Some(p.name()),
+        ),
         Ok(Route::Console(r)) => match config(&env) {
-            Ok(cfg) => (console::handle(r, req, &cfg).await?, None, Vec::new()),
-            Err(e) => (refuse(&ApiError::NotConfigured(e.to_string()))?, None, Vec::new()),
+            Ok(cfg) => (console::handle(r, req, &cfg).await?, None),
+            Err(e) => (refuse(&ApiError::NotConfigured(e.to_string()))?, None),
         },
         Ok(Route::Admin(r)) => match config(&env) {
-            Ok(cfg) => (admin::handle(r, &req, &cfg, &env).await?, None, Vec::new()),
-            Err(e) => (refuse(&ApiError::NotConfigured(e.to_string()))?, None, Vec::new()),
+            Ok(cfg) => (admin::handle(r, &req, &cfg, &env).await?, None),
+            Err(e) => (refuse(&ApiError::NotConfigured(e.to_string()))?, None),
         },
     };
     log(serde_json::json!({
@@ -140,7 +140,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         "path": path,
         "provider": provider,
         "status": resp.status_code(),
-        "ids": ids,
+        "ids": [],
         "ms": now_millis().saturating_sub(started),
         "wasm_kib": wasm_kib(),
         "ops": ops::take(),

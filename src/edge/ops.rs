@@ -6,6 +6,7 @@
 //! over a log gives what the traffic cost; `bench/cost.mjs` does that.
 //! Concurrent requests in one isolate may share a line's counts; the sums are exact.
 
+use crate::delivery::queue_units;
 use serde::Serialize;
 use std::cell::RefCell;
 use worker::D1Result;
@@ -32,11 +33,6 @@ thread_local! {
 
 fn add(f: impl FnOnce(&mut Ops)) {
     OPS.with(|o| f(&mut o.borrow_mut()));
-}
-
-/// Queues bill each 64 KB (of 1,000 bytes) of a message, with ~100 bytes of metadata, as one operation.
-pub fn queue_units(bytes: usize) -> u64 {
-    ((bytes as u64 + 100).div_ceil(64_000)).max(1)
 }
 
 pub fn request() {

@@ -156,7 +156,7 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
     rootPath: root,
     modules: true,
     scriptPath: path.join(root, wrangler.main),
-    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }, { type: "ESModule", include: ["**/*.js", "**/*.mjs"] }],
     compatibilityDate: wrangler.compatibility_date,
     kvNamespaces: wrangler.kv_namespaces.map((k) => k.binding).filter((b) => keep(0, b)),
     r2Buckets: wrangler.r2_buckets.map((b) => b.binding).filter((b) => keep(0, b)),
