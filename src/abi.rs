@@ -6,7 +6,11 @@
 //! `mh_input` returns; an answer is JSON in the buffer `mh_output` points at,
 //! `len` bytes long as the call returned. A request lives under a handle from
 //! `mh_begin` until `mh_end`; its body, and the manifests of its large events,
-//! stay at the addresses the answers name until then.
+//! stay at the addresses the answers name until then. A handle names its slot
+//! and the slot's generation, so a handle that was ended never reaches the
+//! request that reuses its slot; a request unused for `STALE_SECONDS` (its
+//! sender gone: the runtime cancels a request whose client disconnects, and
+//! its `mh_end` never comes) is forgotten by the next `mh_begin`.
 //!
 //! The sequence for one request: `mh_begin` (the head: refuse, check reverse DNS
 //! with `mh_rdns`, or read the body) → `mh_body` (where to put the body) →
@@ -24,6 +28,8 @@ use std::collections::HashMap;
 
 struct Request {
     provider: Provider,
+    /// The clock (`State::clock`) when it was last used.
+    touched: i64,
     /// Header names in lower case (as the Fetch API yields them).
     headers: Vec<(String, String)>,
     rdns: Option<bool>,
@@ -39,13 +45,78 @@ impl Request {
     }
 }
 
+/// A request unused this long is forgotten (`mh_begin`): no webhook sender waits that long for an answer.
+const STALE_SECONDS: i64 = 600;
+
+/// The requests in flight, by handle: slot (low 16 bits) and the slot's
+/// generation (high 16 bits). Slots are never removed, so a generation is never reused early.
+#[derive(Default)]
+struct Requests {
+    slots: Vec<(u16, Option<Request>)>,
+}
+
+impl Requests {
+    fn slot(h: u32) -> (usize, u16) {
+        ((h & 0xffff) as usize, (h >> 16) as u16)
+    }
+
+    fn get(&self, h: u32) -> Option<&Request> {
+        let (at, generation) = Self::slot(h);
+        self.slots.get(at).filter(|(g, _)| *g == generation).and_then(|(_, r)| r.as_ref())
+    }
+
+    /// Request `h`, marked as used at `clock`.
+    fn get_mut(&mut self, h: u32, clock: i64) -> Option<&mut Request> {
+        let (at, generation) = Self::slot(h);
+        let req = self.slots.get_mut(at).filter(|(g, _)| *g == generation).and_then(|(_, r)| r.as_mut())?;
+        req.touched = clock;
+        Some(req)
+    }
+
+    fn remove(&mut self, h: u32) {
+        let (at, generation) = Self::slot(h);
+        if let Some((g, slot)) = self.slots.get_mut(at) {
+            if *g == generation {
+                *slot = None;
+            }
+        }
+    }
+
+    /// A handle for `req`; `None` when 65 536 requests are in flight.
+    fn insert(&mut self, req: Request) -> Option<u32> {
+        let at = match self.slots.iter().position(|(_, r)| r.is_none()) {
+            Some(i) => i,
+            None if self.slots.len() <= 0xffff => {
+                self.slots.push((0, None));
+                self.slots.len() - 1
+            }
+            None => return None,
+        };
+        let slot = self.slots.get_mut(at)?;
+        slot.0 = slot.0.wrapping_add(1);
+        slot.1 = Some(req);
+        Some((u32::from(slot.0) << 16) | at as u32)
+    }
+
+    /// Forgets the requests unused since `before`.
+    fn forget_idle(&mut self, before: i64) {
+        for (_, slot) in &mut self.slots {
+            if slot.as_ref().is_some_and(|r| r.touched < before) {
+                *slot = None;
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     config: Option<Result<Config, ConfigError>>,
     input: Vec<u8>,
     output: Vec<u8>,
-    requests: Vec<Option<Request>>,
+    requests: Requests,
     verdicts: VerdictCache,
+    /// Unix seconds, as the last call that carried the time said.
+    clock: i64,
 }
 
 thread_local! {
@@ -81,7 +152,15 @@ pub extern "C" fn mh_init(len: usize) -> usize {
     std::panic::set_hook(Box::new(|info| PANIC.with(|p| *p.borrow_mut() = info.to_string())));
     with(|s| {
         s.input.truncate(len);
-        let vars: HashMap<String, String> = serde_json::from_slice(&s.input).unwrap_or_default();
+        let vars: HashMap<String, String> = match serde_json::from_slice(&s.input) {
+            Ok(vars) => vars,
+            Err(e) => {
+                // The entry module's bug, not the operator's: say so rather than run on defaults.
+                let error = format!("the ingest module could not read the variables ({e}); this is a bug in mailhook, please report it");
+                s.config = None;
+                return write(&mut s.output, &Answer::Misconfigured { error });
+            }
+        };
         let cfg = Config::from_lookup(|name| vars.get(name).cloned());
         let answer = match &cfg {
             Ok(_) => Answer::Ready {},
@@ -92,22 +171,28 @@ pub extern "C" fn mh_init(len: usize) -> usize {
     })
 }
 
-/// The message of the panic that trapped the last call (the entry then starts a new instance).
+/// The length of the message of the panic that trapped the last call, at
+/// `mh_panic_message` (the entry then starts a new instance). `STATE` is not
+/// touched: the panic left it borrowed.
 #[no_mangle]
 pub extern "C" fn mh_panic() -> usize {
-    let message = PANIC.with(|p| std::mem::take(&mut *p.borrow_mut()));
-    with(|s| {
-        s.output = message.into_bytes();
-        s.output.len()
-    })
+    PANIC.with(|p| p.try_borrow().map_or(0, |m| m.len()))
+}
+
+/// Where the last panic's message is (see `mh_panic`).
+#[no_mangle]
+pub extern "C" fn mh_panic_message() -> *const u8 {
+    PANIC.with(|p| p.try_borrow().map_or(std::ptr::null(), |m| m.as_ptr()))
 }
 
 /// A request's head: the input (`len` bytes) is its path, then each header's
-/// name and value, each on a line of its own. Answers `Refuse`, `Check` (a
-/// reverse-DNS check first, with `mh_rdns`) or `Read`.
+/// name and value, each on a line of its own; `now` Unix seconds. Answers
+/// `Refuse`, `Check` (a reverse-DNS check first, with `mh_rdns`) or `Read`.
 #[no_mangle]
-pub extern "C" fn mh_begin(len: usize) -> usize {
+pub extern "C" fn mh_begin(len: usize, now: f64) -> usize {
     with(|s| {
+        s.clock = now as i64;
+        s.requests.forget_idle(s.clock.saturating_sub(STALE_SECONDS));
         s.input.truncate(len);
         let text = String::from_utf8_lossy(&s.input).into_owned();
         let mut lines = text.split('\n');
@@ -120,7 +205,11 @@ pub extern "C" fn mh_begin(len: usize) -> usize {
         while let (Some(name), Some(value)) = (lines.next(), lines.next()) {
             headers.push((name.to_string(), value.to_string()));
         }
-        let h = s.insert(Request { provider, headers, rdns: None, check: None, body: Vec::new(), plan: None });
+        let req = Request { provider, touched: s.clock, headers, rdns: None, check: None, body: Vec::new(), plan: None };
+        let Some(h) = s.requests.insert(req) else {
+            let busy = ApiError::Unavailable("too many requests in flight; please retry".into());
+            return write(&mut s.output, &Answer::refuse(&busy, Some(provider.name())));
+        };
         s.head(h, None)
     })
 }
@@ -132,6 +221,7 @@ pub extern "C" fn mh_begin(len: usize) -> usize {
 #[no_mangle]
 pub extern "C" fn mh_rdns(h: u32, kind: u32, status: u32, now: f64) -> usize {
     with(|s| {
+        s.clock = now as i64;
         let input = std::mem::take(&mut s.input);
         let text = String::from_utf8_lossy(&input);
         let answer = match kind {
@@ -140,15 +230,15 @@ pub extern "C" fn mh_rdns(h: u32, kind: u32, status: u32, now: f64) -> usize {
             2 => RdnsInput::Answer { status: u16::try_from(status).unwrap_or(0), body: &input },
             _ => RdnsInput::Failed(&text),
         };
-        let State { requests, verdicts, output, .. } = s;
-        let Some(req) = requests.get_mut(h as usize).and_then(Option::as_mut) else {
+        let State { requests, verdicts, output, clock, .. } = s;
+        let Some(req) = requests.get_mut(h, *clock) else {
             return write(output, &Answer::refuse(&unknown_handle(), None));
         };
         let Some(check) = req.check.as_mut() else { return write(output, &Answer::refuse(&unknown_handle(), None)) };
         let ip = check.ip().to_string();
         match check.step(answer, verdicts, now as i64) {
             Ok(RdnsStep::KvGet(key)) => write(output, &Answer::KvGet { key }),
-            Ok(RdnsStep::Fetch(url)) => write(output, &Answer::Fetch { url }),
+            Ok(RdnsStep::Fetch { url, name }) => write(output, &Answer::Fetch { url, name }),
             Ok(RdnsStep::Done { passed, remember }) => {
                 req.rdns = Some(passed);
                 req.check = None;
@@ -156,7 +246,7 @@ pub extern "C" fn mh_rdns(h: u32, kind: u32, status: u32, now: f64) -> usize {
             }
             Err(e) => {
                 let provider = Some(req.provider.name());
-                requests[h as usize] = None;
+                requests.remove(h);
                 write(output, &Answer::refuse(&e, provider))
             }
         }
@@ -167,7 +257,7 @@ pub extern "C" fn mh_rdns(h: u32, kind: u32, status: u32, now: f64) -> usize {
 /// the caller copies the body there (the address holds until the next `mh_body` of `h`).
 #[no_mangle]
 pub extern "C" fn mh_body(h: u32, len: usize) -> *mut u8 {
-    with(|s| match s.requests.get_mut(h as usize).and_then(Option::as_mut) {
+    with(|s| match s.requests.get_mut(h, s.clock) {
         Some(req) => {
             req.body.resize(len, 0);
             req.body.as_mut_ptr()
@@ -180,7 +270,7 @@ pub extern "C" fn mh_body(h: u32, len: usize) -> *mut u8 {
 #[no_mangle]
 pub extern "C" fn mh_reserve(h: u32, len: usize) {
     with(|s| {
-        if let Some(req) = s.requests.get_mut(h as usize).and_then(Option::as_mut) {
+        if let Some(req) = s.requests.get_mut(h, s.clock) {
             req.body.reserve(len.saturating_sub(req.body.len()));
         }
     })
@@ -191,9 +281,10 @@ pub extern "C" fn mh_reserve(h: u32, len: usize) {
 #[no_mangle]
 pub extern "C" fn mh_ingest(h: u32, now: f64) -> usize {
     with(|s| {
+        s.clock = now as i64;
         let nonce = hex::encode(s.input.get(..16).unwrap_or_default());
-        let State { config, requests, output, .. } = s;
-        let Some(req) = requests.get_mut(h as usize).and_then(Option::as_mut) else {
+        let State { config, requests, output, clock, .. } = s;
+        let Some(req) = requests.get_mut(h, *clock) else {
             return write(output, &Answer::refuse(&unknown_handle(), None));
         };
         let provider = Some(req.provider.name());
@@ -216,14 +307,7 @@ pub extern "C" fn mh_ingest(h: u32, now: f64) -> usize {
 /// Forgets request `h` (its body and plan).
 #[no_mangle]
 pub extern "C" fn mh_end(h: u32) {
-    with(|s| {
-        if let Some(slot) = s.requests.get_mut(h as usize) {
-            *slot = None;
-        }
-        while s.requests.last().is_some_and(Option::is_none) {
-            s.requests.pop();
-        }
-    })
+    with(|s| s.requests.remove(h))
 }
 
 fn unknown_handle() -> ApiError {
@@ -239,27 +323,17 @@ fn write(output: &mut Vec<u8>, answer: &Answer) -> usize {
     output.clear();
     if serde_json::to_writer(&mut *output, answer).is_err() {
         output.clear();
-        output.extend_from_slice(br#"{"refuse":{"status":503,"code":"unavailable","body":"{}"}}"#);
+        output.extend_from_slice(
+            br#"{"refuse":{"status":503,"code":"unavailable","body":"{\"error\":{\"code\":\"unavailable\",\"message\":\"mailhook could not answer this request; nothing was accepted, please retry\"}}"}}"#,
+        );
     }
     output.len()
 }
 
 impl State {
-    fn insert(&mut self, req: Request) -> u32 {
-        let at = match self.requests.iter().position(Option::is_none) {
-            Some(i) => i,
-            None => {
-                self.requests.push(None);
-                self.requests.len() - 1
-            }
-        };
-        self.requests[at] = Some(req);
-        at as u32
-    }
-
     /// What request `h` needs before its body, as an answer (a refusal forgets the request).
     fn head(&mut self, h: u32, rdns: Option<Verdict>) -> usize {
-        let req = self.requests.get(h as usize).and_then(Option::as_ref);
+        let req = self.requests.get(h);
         let provider = req.map(|r| r.provider.name());
         let announced = req.and_then(|r| pipeline::announced_len(&r.inbound(0)));
         let decision = match (&self.config, req) {
@@ -270,13 +344,11 @@ impl State {
         };
         let answer = match decision {
             Head::Refuse(e) => {
-                if let Some(slot) = self.requests.get_mut(h as usize) {
-                    *slot = None;
-                }
+                self.requests.remove(h);
                 Answer::Refuse { refuse: Refusal::of(&e), provider, rdns }
             }
             Head::Rdns(check) => {
-                if let Some(req) = self.requests.get_mut(h as usize).and_then(Option::as_mut) {
+                if let Some(req) = self.requests.get_mut(h, self.clock) {
                     req.check = Some(Rdns::new(check));
                 }
                 Answer::Check { h, provider }
@@ -333,6 +405,8 @@ enum Answer<'a> {
     },
     Fetch {
         url: String,
+        /// The name asked for (for the log: the URL may carry a token).
+        name: String,
     },
     Read {
         h: u32,
@@ -368,8 +442,7 @@ impl Answer<'_> {
                     id: &e.id,
                     kind: e.kind,
                     key: &e.key,
-                    messages: &e.messages,
-                    sizes: e.messages.iter().map(String::len).collect(),
+                    messages: e.messages.iter().map(|m| (m.as_ptr() as usize, m.len())).collect(),
                     units: e.messages.iter().map(|m| crate::delivery::queue_units(m.len())).collect(),
                     stored: e.stored.as_ref().map(|s| StoredOut {
                         body: &s.body_key,
@@ -401,9 +474,8 @@ struct EventOut<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
     key: &'a str,
-    messages: &'a [String],
-    /// Each message's bytes (what `batch` counts).
-    sizes: Vec<usize>,
+    /// Each message, JSON text (address, length; its bytes are what `batch` counts).
+    messages: Vec<(usize, usize)>,
     /// Each message's queue operations (per 64 KB), for the log's `ops`.
     units: Vec<u64>,
     stored: Option<StoredOut<'a>>,
@@ -416,4 +488,50 @@ struct StoredOut<'a> {
     body: &'a str,
     parts: &'a str,
     manifest: (usize, usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(touched: i64) -> Request {
+        Request { provider: Provider::ALL[0], touched, headers: Vec::new(), rdns: None, check: None, body: Vec::new(), plan: None }
+    }
+
+    #[test]
+    fn an_ended_handle_never_reaches_the_request_that_reuses_its_slot() {
+        let mut r = Requests::default();
+        let a = r.insert(request(0)).unwrap();
+        r.remove(a);
+        let b = r.insert(request(0)).unwrap();
+        assert_eq!(a & 0xffff, b & 0xffff, "the slot is reused");
+        assert_ne!(a, b, "under another generation");
+        assert!(r.get(a).is_none() && r.get_mut(a, 0).is_none());
+        r.remove(a); // a late mh_end of the first request
+        assert!(r.get(b).is_some(), "the second request is untouched");
+    }
+
+    #[test]
+    fn idle_requests_are_forgotten_and_used_ones_kept() {
+        let mut r = Requests::default();
+        let idle = r.insert(request(100)).unwrap();
+        let busy = r.insert(request(100)).unwrap();
+        assert!(r.get_mut(busy, 900).is_some());
+        r.forget_idle(900 - STALE_SECONDS);
+        assert!(r.get(idle).is_none());
+        assert!(r.get(busy).is_some());
+    }
+
+    #[test]
+    fn a_malformed_variables_object_is_a_configuration_error_not_defaults() {
+        let vars = br#"{"MAX_EVENT_AGE_SECONDS":3600}"#;
+        let ptr = mh_input(vars.len());
+        // SAFETY: mh_input made the input buffer `vars.len()` bytes long at `ptr`.
+        unsafe { std::ptr::copy_nonoverlapping(vars.as_ptr(), ptr, vars.len()) };
+        let len = mh_init(vars.len());
+        drop(std::panic::take_hook()); // mh_init's hook keeps messages for mh_panic; tests want them printed
+        let answer = with(|s| String::from_utf8_lossy(&s.output[..len]).into_owned());
+        assert!(answer.contains("could not read the variables"), "{answer}");
+        assert!(with(|s| s.config.is_none()));
+    }
 }

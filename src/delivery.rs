@@ -3,7 +3,6 @@
 
 use crate::auth::HmacSha256;
 use crate::config::{SigningKey, MAX_QUEUE_DELAY_SECONDS};
-use crate::large::EventBody;
 use base64::Engine as _;
 use hmac::Mac;
 use serde::{Deserialize, Serialize};
@@ -64,13 +63,9 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// The envelope of a new event whose JSON is `event` (see `large::EventBody`):
-    /// inline when it fits a queue message, otherwise pointing at `r2_key(id, copy)`,
-    /// where the edge must store it (`large::stored_prefix` and the body).
-    /// `copy` names this stored copy (random per request): two requests
-    /// accepted at once for one event id never overwrite each other's objects.
-    pub fn new(id: &str, provider: &str, kind: &str, event: &EventBody, body: &[u8], received_at: i64, copy: &str) -> Self {
-        let mut env = Envelope {
+    /// An envelope of a new event without the event: `to_json_with` adds it.
+    pub fn header(id: &str, provider: &str, kind: &str, received_at: i64) -> Self {
+        Envelope {
             id: id.to_string(),
             provider: provider.to_string(),
             kind: kind.to_string(),
@@ -84,19 +79,31 @@ impl Envelope {
             r2_key: None,
             last_status: None,
             last_error: None,
-        };
+        }
+    }
+
+    /// True when an event of `event_len` bytes travels inline (a queue message holds at most 128 KB).
+    pub fn fits_inline(id: &str, event_len: u64) -> bool {
         // ~200 bytes of envelope fields around the event.
-        if event.len().saturating_add(200 + id.len() as u64) <= MAX_INLINE_ENVELOPE_BYTES as u64 {
-            env.event = String::from_utf8(event.materialise(body)).ok().and_then(|j| RawValue::from_string(j).ok());
-        }
-        if env.event.is_none() {
-            env.r2_key = Some(r2_key(id, copy));
-        }
-        env
+        event_len.saturating_add(200 + id.len() as u64) <= MAX_INLINE_ENVELOPE_BYTES as u64
     }
 
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The JSON of this envelope (whose `event` is `None`) with `event`, JSON
+    /// text mailhook rendered itself, as its `event`: no second parse to check it.
+    pub fn to_json_with(&self, event: Option<&str>) -> String {
+        let mut json = self.to_json();
+        if let (Some(event), Some(b'}')) = (event, json.as_bytes().last()) {
+            json.pop();
+            json.reserve(event.len() + 10);
+            json.push_str(",\"event\":");
+            json.push_str(event);
+            json.push('}');
+        }
+        json
     }
 
     /// The same event, to be delivered again from the first attempt.
@@ -261,7 +268,6 @@ fn parse_http_date(v: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::large::Part;
 
     fn keys(secret: &str) -> Vec<SigningKey> {
         crate::config::signing_keys("ORIGIN_SIGNING_SECRET", Some(secret)).unwrap()
@@ -333,17 +339,15 @@ mod tests {
     }
 
     #[test]
-    fn large_events_go_to_r2() {
-        let lit = |s: &str| EventBody { parts: vec![Part::Lit(s.into())] };
-        let small = Envelope::new("evt_1", "adm-tools", "email.received", &lit(r#"{"a":1}"#), b"", 0, "c0");
-        assert!(small.event.is_some() && small.r2_key.is_none());
-        let back: Envelope = serde_json::from_str(&small.to_json()).unwrap();
-        assert_eq!(back.event.unwrap().get(), r#"{"a":1}"#);
-        let body = format!(r#""{}""#, "x".repeat(MAX_INLINE_ENVELOPE_BYTES));
-        let big_event = EventBody { parts: vec![Part::Lit(r#"{"a":"#.into()), Part::Body([0, body.len() as u64]), Part::Lit("}".into())] };
-        let big = Envelope::new("evt_2", "adm-tools", "email.received", &big_event, body.as_bytes(), 0, "c0");
-        assert!(big.event.is_none());
-        assert_eq!(big.r2_key.as_deref(), Some("events/evt_2.c0.parts"));
+    fn large_events_go_to_r2_and_small_ones_inline() {
+        let small = Envelope::header("evt_1", "adm-tools", "email.received", 0);
+        assert!(Envelope::fits_inline("evt_1", 7));
+        let back: Envelope = serde_json::from_str(&small.to_json_with(Some(r#"{"a":1}"#))).unwrap();
+        assert_eq!((back.event.unwrap().get(), back.r2_key), (r#"{"a":1}"#, None));
+        assert!(!Envelope::fits_inline("evt_2", MAX_INLINE_ENVELOPE_BYTES as u64));
+        let big = Envelope { r2_key: Some(r2_key("evt_2", "c0")), ..Envelope::header("evt_2", "adm-tools", "email.received", 0) };
+        let back: Envelope = serde_json::from_str(&big.to_json_with(None)).unwrap();
+        assert_eq!((back.event.is_none(), back.r2_key.as_deref()), (true, Some("events/evt_2.c0.parts")));
         assert!(is_stored_parts("events/evt_2.parts") && !is_stored_parts("events/evt_2.json"));
         assert_eq!(r2_bytes_key("events/evt_2.c0.parts"), r2_body_key("evt_2", "c0"));
         assert_eq!(r2_bytes_key("events/evt_2.json"), "events/evt_2.json");
@@ -352,9 +356,9 @@ mod tests {
 
     #[test]
     fn one_message_per_destination_all_naming_the_same_event() {
-        let lit = EventBody { parts: vec![Part::Lit(r#"{"a":1}"#.into())] };
-        let e = Envelope::new("evt_1", "maileroo", "email.bounced", &lit, b"", 7, "c0");
-        let out = e.fan_out(&["crm", "analytics"]);
+        let e = Envelope::header("evt_1", "maileroo", "email.bounced", 7);
+        let out: Vec<Envelope> =
+            e.fan_out(&["crm", "analytics"]).iter().map(|m| serde_json::from_str(&m.to_json_with(Some(r#"{"a":1}"#))).unwrap()).collect();
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].dest.as_deref(), Some("analytics"));
         assert_eq!(out[0].dests, ["crm", "analytics"]);

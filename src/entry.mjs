@@ -66,11 +66,14 @@ const newOps = () => ({
 class Core {
   constructor(env) {
     this.x = new WebAssembly.Instance(ingestWasm, {}).exports;
+    this.dead = false;
     const vars = {};
     for (const [name, value] of Object.entries(env)) {
       if (typeof value === "string") vars[name] = value;
-      // Structured [vars] (DESTINATIONS) as JSON; bindings are neither strings nor plain data.
-      else if (Array.isArray(value) || (value !== null && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype)) {
+      // Any other [vars] value as JSON text, as the workers-rs half reads it
+      // (`MAX_EVENT_AGE_SECONDS = 3600`, `INCLUDE_RAW = false`, DESTINATIONS);
+      // bindings are neither text nor plain data.
+      else if (typeof value === "number" || typeof value === "boolean" || Array.isArray(value) || (value !== null && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype)) {
         vars[name] = JSON.stringify(value);
       }
     }
@@ -105,12 +108,22 @@ class Core {
 let core;
 const coreFor = (env) => (core ??= new Core(env));
 
-/** A trap of the ingest module (a Rust panic): its message, and a fresh instance for the next request. */
-function trapped(c, e) {
-  let message = String(e);
-  try {
-    message = decoder.decode(c.bytes(c.x.mh_output(), c.x.mh_panic())) || message;
-  } catch {}
+/**
+ * A failure of this request (a trap of the ingest module: a Rust panic, a stack
+ * overflow; or a bug here): logged with the panic's message, and the instance
+ * replaced for the next request. A panic leaves the instance's state borrowed,
+ * so every later call into it would trap too; the requests still in flight on
+ * it answer 503 at their next call, or finish if they need none.
+ */
+function failed(c, e) {
+  let message = String(e?.stack ?? e);
+  if (c && !c.dead && e instanceof WebAssembly.RuntimeError) {
+    try {
+      const len = c.x.mh_panic();
+      if (len > 0) message = decoder.decode(c.bytes(c.x.mh_panic_message(), len));
+    } catch {}
+  }
+  if (c) c.dead = true;
   if (core === c) core = undefined;
   log({ kind: "panic", error: message });
 }
@@ -124,8 +137,7 @@ async function webhook(request, env, path) {
     c = coreFor(env);
     result = await ingest(c, request, env, path, ops);
   } catch (e) {
-    if (!(e instanceof WebAssembly.RuntimeError)) throw e;
-    trapped(c, e);
+    failed(c, e);
     result = { response: error(503, "unavailable", "mailhook failed on this request (logged as `panic`); nothing was accepted, please retry"), ids: [] };
   }
   const { response, provider = null, ids } = result;
@@ -139,7 +151,8 @@ async function webhook(request, env, path) {
 const error = (status, code, message) => new Response(JSON.stringify({ error: { code, message } }), { status, headers: JSON_HEADERS });
 
 function refused(refuse, provider) {
-  log({ kind: "refusal", provider: provider ?? null, code: refuse.code });
+  // An unknown route is no provider's refusal.
+  if (provider) log({ kind: "refusal", provider, code: refuse.code });
   return { response: new Response(refuse.body, { status: refuse.status, headers: JSON_HEADERS }), provider, ids: [] };
 }
 
@@ -148,10 +161,12 @@ function accepted(status, ids, provider) {
 }
 
 /** The pipeline for one webhook: head, body, plan, then the plan's I/O. */
+const seconds = () => Math.floor(Date.now() / 1000);
+
 async function ingest(c, request, env, path, ops) {
   let head = path;
   for (const [name, value] of request.headers) head += "\n" + name + "\n" + value;
-  let step = c.answer(c.x.mh_begin(c.text(head)));
+  let step = c.answer(c.x.mh_begin(c.text(head), seconds()));
   if (step.refuse) return refused(step.refuse, step.provider);
   const h = step.h;
   try {
@@ -160,13 +175,25 @@ async function ingest(c, request, env, path, ops) {
     const bad = await readBody(c, h, request, step);
     if (bad) return refused(bad, step.provider);
     c.input(crypto.getRandomValues(new Uint8Array(16)));
-    const plan = c.answer(c.x.mh_ingest(h, Math.floor(Date.now() / 1000)));
+    const plan = c.answer(c.x.mh_ingest(h, seconds()));
     if (plan.refuse) return refused(plan.refuse, step.provider);
+    // The messages as text now, before any await: nothing later depends on the request's state but the stored bodies.
+    for (const e of plan.events) {
+      e.sizes = e.messages.map(([, len]) => len);
+      e.messages = e.messages.map(([ptr, len]) => decoder.decode(c.bytes(ptr, len)));
+    }
     const unavailable = await run(c, plan, step.provider, env, ops);
     if (unavailable) return refused(unavailable, step.provider);
     return accepted(plan.fresh ? "accepted" : "duplicate", plan.ids, step.provider);
   } finally {
-    c.x.mh_end(h);
+    // The answer is decided: a trap of another request meanwhile must not change it.
+    if (!c.dead) {
+      try {
+        c.x.mh_end(h);
+      } catch (e) {
+        failed(c, e);
+      }
+    }
   }
 }
 
@@ -176,9 +203,8 @@ async function ingest(c, request, env, path, ops) {
  * answer back, until the verdict; then the head's answer.
  */
 async function reverseDns(c, h, env, ops) {
-  const now = () => Math.floor(Date.now() / 1000);
   let fetched = false;
-  let step = c.answer(c.x.mh_rdns(h, 0, 0, now()));
+  let step = c.answer(c.x.mh_rdns(h, 0, 0, seconds()));
   for (;;) {
     if (step.key !== undefined) {
       let value = null;
@@ -189,7 +215,7 @@ async function reverseDns(c, h, env, ops) {
         }
       } catch {}
       c.input(encoder.encode(value ?? ""));
-      step = c.answer(c.x.mh_rdns(h, 1, value === null ? 0 : 1, now()));
+      step = c.answer(c.x.mh_rdns(h, 1, value === null ? 0 : 1, seconds()));
     } else if (step.url !== undefined) {
       fetched = true;
       ops.subrequests += 1;
@@ -201,11 +227,12 @@ async function reverseDns(c, h, env, ops) {
         answer = [2, r.status, body];
       } catch (e) {
         const why = e?.name === "TimeoutError" ? `timed out after ${DOH_TIMEOUT_MS / 1000} s` : `connection error: ${e?.message ?? e}`;
-        log({ kind: "doh_failed", url: step.url, error: why });
+        // The name, not the URL: DOH_URL may carry a token.
+        log({ kind: "doh_failed", name: step.name, error: why });
         answer = [3, 0, encoder.encode(why)];
       }
       c.input(answer[2]);
-      step = c.answer(c.x.mh_rdns(h, answer[0], answer[1], now()));
+      step = c.answer(c.x.mh_rdns(h, answer[0], answer[1], seconds()));
     } else break;
   }
   const verdict = step.rdns;
@@ -232,6 +259,8 @@ async function readBody(c, h, request, { announced, limit, reserve, too_large: t
   const body = request.body;
   const unreadable = { status: 400, code: "bad_request", body: JSON.stringify({ error: { code: "bad_request", message: "the request body could not be read; send it again" } }) };
   const short = { status: 400, code: "bad_request", body: JSON.stringify({ error: { code: "bad_request", message: "the body ended before its Content-Length; send it again" } }) };
+  // The request's state was forgotten (idle too long): never write to address 0.
+  const lost = { status: 503, code: "unavailable", body: JSON.stringify({ error: { code: "unavailable", message: "the request's state was lost; nothing was accepted, please retry" } }) };
   if (body === null) return announced ? short : undefined;
   if (announced !== null && announced <= SMALL_BODY) {
     let bytes;
@@ -241,7 +270,9 @@ async function readBody(c, h, request, { announced, limit, reserve, too_large: t
       return unreadable;
     }
     if (bytes.length !== announced) return bytes.length > limit ? tooLarge : short;
-    c.bytes(c.x.mh_body(h, bytes.length), bytes.length).set(bytes);
+    const ptr = c.x.mh_body(h, bytes.length);
+    if (ptr === 0) return lost;
+    c.bytes(ptr, bytes.length).set(bytes);
     return undefined;
   }
   c.x.mh_reserve(h, Math.min(announced ?? 0, reserve, limit));
@@ -268,6 +299,10 @@ async function readBody(c, h, request, { announced, limit, reserve, too_large: t
       return tooLarge;
     }
     const ptr = c.x.mh_body(h, len + value.length);
+    if (ptr === 0) {
+      reader.cancel().catch(() => {});
+      return lost;
+    }
     c.bytes(ptr + len, value.length).set(value);
     len += value.length;
     if (byob) buffer = value.buffer;
@@ -342,13 +377,14 @@ async function run(c, plan, provider, env, ops) {
   let bytes = 0;
   for (const e of fresh) {
     for (let i = 0; i < e.messages.length; i++) {
+      const len = e.sizes[i];
       let batch = batches[batches.length - 1];
-      if (batch.length > 0 && (batch.length >= maxCount || bytes + e.sizes[i] > maxBytes)) {
+      if (batch.length > 0 && (batch.length >= maxCount || bytes + len > maxBytes)) {
         batches.push((batch = []));
         bytes = 0;
       }
       batch.push({ body: e.messages[i], contentType: "text" });
-      bytes += e.sizes[i];
+      bytes += len;
       ops.queue_write += e.units[i];
     }
   }
@@ -361,8 +397,9 @@ async function run(c, plan, provider, env, ops) {
   } catch (err) {
     return unavailable("enqueue the event", err);
   }
+  // Awaited, not left to waitUntil: a provider's immediate retry must find the key.
   if (kv) {
-    const now = String(Math.floor(Date.now() / 1000));
+    const now = String(seconds());
     for (const e of fresh) {
       ops.kv_write += 1;
       try {

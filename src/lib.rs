@@ -56,7 +56,8 @@ pub mod time;
 #[cfg(all(target_arch = "wasm32", feature = "edge"))]
 mod edge;
 
-#[cfg(all(target_arch = "wasm32", not(feature = "edge")))]
+/// The ingest module's exports (built for wasm32 without `edge`; natively for its tests).
+#[cfg(any(not(target_arch = "wasm32"), not(feature = "edge")))]
 mod abi;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

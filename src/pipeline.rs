@@ -21,6 +21,7 @@ use crate::dns::{self, RecordType, VerdictCache};
 use crate::error::ApiError;
 use crate::large::stored_prefix;
 use crate::providers::{Inbound, Provider, RdnsCheck};
+use serde_json::value::RawValue;
 use std::net::IpAddr;
 
 /// What an unauthenticated sender's body may reserve before its bytes arrive.
@@ -126,6 +127,18 @@ impl Plan {
     }
 }
 
+/// An inline event's JSON as mailhook rendered it, checked for what would
+/// make its message unreadable (a render that failed is empty; a range past
+/// the body is short), since it is not parsed again: a refusal (503, nothing
+/// accepted) rather than an event the consumer could not read.
+fn inline_json(json: Vec<u8>, expected: u64) -> Result<String, ApiError> {
+    let whole = json.len() as u64 == expected && json.first() == Some(&b'{') && json.last() == Some(&b'}');
+    match String::from_utf8(json) {
+        Ok(text) if whole => Ok(text),
+        _ => Err(ApiError::Unavailable("mailhook could not render this event (a bug, logged); nothing was accepted, please retry".into())),
+    }
+}
+
 /// The core's whole pipeline for a read body (`Provider::ingest`), and the
 /// steps of accepting its events. `nonce` is 32 random hex digits: the
 /// skeleton's markers, and (its first 16) the name of this stored copy, so two
@@ -137,19 +150,31 @@ pub fn plan(cfg: &Config, provider: Provider, req: &Inbound, nonce: &str) -> Res
     let mut events = Vec::with_capacity(ingested.events.len());
     for (e, json) in ingested.events.iter().zip(ingested.render()) {
         let kind = e.kind.as_str();
-        let envelope = Envelope::new(&e.id, e.data.provider, kind, &json, body, req.now, copy);
-        let stored = envelope.r2_key.is_some().then(|| Stored {
+        let header = Envelope::header(&e.id, e.data.provider, kind, req.now);
+        let dests = cfg.takers(provider.name(), kind);
+        // Inline when it fits a queue message. A message takes the JSON as
+        // text (mailhook rendered it: no second parse); an unrouted event's
+        // record is an `Envelope`, so its JSON is checked on the way in.
+        let inline = match Envelope::fits_inline(&e.id, json.len()) {
+            true => Some(inline_json(json.materialise(body), json.len())?),
+            false => None,
+        };
+        let (inline, event) = match inline {
+            Some(j) if dests.is_empty() => (None, RawValue::from_string(j).ok()),
+            other => (other, None),
+        };
+        let stored = (inline.is_none() && event.is_none()).then(|| Stored {
             body_key: r2_body_key(&e.id, copy),
             manifest_key: r2_key(&e.id, copy),
             manifest: stored_prefix(&json),
         });
-        let dests = cfg.takers(provider.name(), kind);
+        let envelope = Envelope { r2_key: stored.as_ref().map(|s| s.manifest_key.clone()), event, ..header };
         let (messages, unrouted) = if dests.is_empty() {
             // Accepted (the provider must not send it again), and kept in the event log,
             // so that it can be found and replayed once a destination takes it.
             (Vec::new(), Some(envelope))
         } else {
-            (envelope.fan_out(&dests).iter().map(Envelope::to_json).collect(), None)
+            (envelope.fan_out(&dests).iter().map(|m| m.to_json_with(inline.as_deref())).collect(), None)
         };
         events.push(Planned { id: e.id.clone(), kind, key: dedupe_key(&e.id), stored, messages, unrouted });
     }
@@ -190,7 +215,7 @@ pub enum RdnsStep {
     /// Read this KV key (a verdict another isolate cached), and answer `RdnsInput::Kv`.
     KvGet(String),
     /// GET this DoH URL (`accept: application/dns-json`), and answer `RdnsInput::Answer` or `Failed`.
-    Fetch(String),
+    Fetch { url: String, name: String },
     /// The verdict; when `remember` is set, write that KV key as "pass" with that TTL.
     Done { passed: bool, remember: Option<(String, u64)> },
 }
@@ -237,7 +262,8 @@ impl Rdns {
             }
             (Stage::Kv, RdnsInput::Kv(None)) => {
                 self.stage = Stage::Ptr;
-                Ok(RdnsStep::Fetch(dns::query_url(&self.check.doh_url, &dns::ptr_name(ip), RecordType::Ptr)))
+                let name = dns::ptr_name(ip);
+                Ok(RdnsStep::Fetch { url: dns::query_url(&self.check.doh_url, &name, RecordType::Ptr), name })
             }
             (Stage::Ptr, input) => {
                 let names = dns::candidate_names(&answer(input, RecordType::Ptr)?, &self.check.suffix, dns::MAX_FORWARD_LOOKUPS);
@@ -260,9 +286,9 @@ impl Rdns {
     fn forward(&mut self, names: Vec<String>, next: usize, cache: &mut VerdictCache, now: i64) -> Result<RdnsStep, ApiError> {
         match names.get(next) {
             Some(name) => {
-                let url = dns::query_url(&self.check.doh_url, name, dns::forward_type(self.check.ip));
+                let (url, name) = (dns::query_url(&self.check.doh_url, name, dns::forward_type(self.check.ip)), name.clone());
                 self.stage = Stage::Forward { names, next: next + 1 };
-                Ok(RdnsStep::Fetch(url))
+                Ok(RdnsStep::Fetch { url, name })
             }
             None => Ok(self.finish(false, cache, now)),
         }
@@ -304,10 +330,12 @@ mod tests {
         let mut cache = VerdictCache::default();
         let mut r = Rdns::new(check());
         assert_eq!(r.step(RdnsInput::Start, &mut cache, 0).unwrap(), RdnsStep::KvGet("rdns:mail-plus.com:192.0.2.7".into()));
-        let RdnsStep::Fetch(ptr) = r.step(RdnsInput::Kv(None), &mut cache, 0).unwrap() else { panic!("a PTR fetch") };
+        let RdnsStep::Fetch { url: ptr, .. } = r.step(RdnsInput::Kv(None), &mut cache, 0).unwrap() else { panic!("a PTR fetch") };
         assert!(ptr.contains("name=7.2.0.192.in-addr.arpa") && ptr.contains("type=PTR"), "{ptr}");
         let body = json(&[(12, "mx1.mail-plus.com.")]);
-        let RdnsStep::Fetch(fwd) = r.step(RdnsInput::Answer { status: 200, body: &body }, &mut cache, 0).unwrap() else { panic!() };
+        let RdnsStep::Fetch { url: fwd, .. } = r.step(RdnsInput::Answer { status: 200, body: &body }, &mut cache, 0).unwrap() else {
+            panic!()
+        };
         assert!(fwd.contains("name=mx1.mail-plus.com") && fwd.contains("type=A"), "{fwd}");
         let body = json(&[(1, "192.0.2.7")]);
         let done = r.step(RdnsInput::Answer { status: 200, body: &body }, &mut cache, 0).unwrap();
@@ -339,7 +367,7 @@ mod tests {
         let body = json(&[(12, "a.mail-plus.com"), (12, "b.mail-plus.com"), (12, "c.mail-plus.com")]);
         let mut fetches = 0;
         let mut step = r.step(RdnsInput::Answer { status: 200, body: &body }, &mut cache, 0).unwrap();
-        while let RdnsStep::Fetch(_) = step {
+        while let RdnsStep::Fetch { .. } = step {
             fetches += 1;
             let wrong = json(&[(1, "198.51.100.1")]);
             step = r.step(RdnsInput::Answer { status: 200, body: &wrong }, &mut cache, 0).unwrap();

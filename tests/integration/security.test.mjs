@@ -203,6 +203,34 @@ describe("settings that break a promise are refused", () => {
   });
 });
 
+describe("settings written as TOML numbers and booleans", () => {
+  // The webhook path (src/entry.mjs) read only text and structured [vars]: a
+  // number or boolean fell back to its default there while the rest of the
+  // Worker used the operator's value.
+  test("MAX_EVENT_AGE_SECONDS = 3600 and INCLUDE_RAW = false hold on the webhook path", async () => {
+    const origin = await startOrigin();
+    const hook = await startMailhook({ vars: { MAX_EVENT_AGE_SECONDS: 3600, INCLUDE_RAW: false, ORIGIN_URL: origin.url } });
+    try {
+      const t = Math.floor(Date.now() / 1000);
+      const event = (id, time) => JSON.stringify({ event_id: id, event_time: time, event_type: "delivered", message_id: `<${id}@x>` });
+      const old = event("typed-vars-old", t - 7200);
+      const stale = await hook.post("maileroo", old, signedHeaders.maileroo(old));
+      assert.equal(stale.status, 400, stale.text);
+      assert.equal(stale.json.error.code, "stale_event");
+      const body = event("typed-vars-new", t);
+      const ok = await hook.post("maileroo", body, signedHeaders.maileroo(body));
+      assert.equal(ok.status, 200, ok.text);
+      await waitFor(() => origin.deliveries.length === 1, { what: "the delivery" });
+      const [d] = origin.deliveries;
+      assert.equal(d.event.id, ok.json.ids[0]);
+      assert.equal(d.event.data.raw, undefined, "no data.raw with INCLUDE_RAW = false");
+    } finally {
+      await hook.dispose();
+      await origin.close();
+    }
+  });
+});
+
 describe("retention", () => {
   test("6. the cron never removes the row or payload of an event that is queued or retrying", async () => {
     const hook = await startMailhook({ consumers: false });
