@@ -1,9 +1,13 @@
 // The bench's load: autocannon posting signed Maileroo `delivered` events,
 // each a new event, so every request verifies, maps, checks KV and enqueues.
-// Shared by bench/run.mjs and bench/profile-cpu.mjs.
+// Shared by bench/run.mjs, bench/startup.mjs, bench/compare-workers-rs.mjs and
+// bench/profile-cpu.mjs, with the starter of the hand-written Workers they compare against.
 import { createHmac, randomBytes } from "node:crypto";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
-import { SECRETS } from "../tests/integration/harness.mjs";
+import { Miniflare } from "miniflare";
+import { SECRETS, wrangler } from "../tests/integration/harness.mjs";
 
 export const MAILEROO_SECRET = SECRETS.MAILEROO_WEBHOOK_SECRET;
 
@@ -25,4 +29,24 @@ export function load(url, { connections = 10, duration = 8 } = {}) {
     url, connections, duration,
     requests: [{ method: "POST", path: "/webhooks/maileroo", setupRequest: (req) => ({ ...req, ...mailerooRequest() }) }],
   });
+}
+
+/**
+ * Starts one of bench/baseline-js/ (`worker.js`, `floor.js`, `floor-log.js`) in a
+ * workerd of its own on 127.0.0.1, with mailhook's Maileroo settings; its log
+ * lines are read and dropped, as the harness does with mailhook's.
+ */
+export async function startBaseline(file, { inspectorPort } = {}) {
+  const mf = new Miniflare({
+    host: "127.0.0.1", port: 0, ...(inspectorPort ? { inspectorPort } : {}), modules: true,
+    scriptPath: path.join(path.dirname(fileURLToPath(import.meta.url)), "baseline-js", file),
+    compatibilityDate: wrangler.compatibility_date, kvNamespaces: ["DEDUPE"], queueProducers: { EVENTS: { queueName: "baseline-events" } },
+    bindings: { MAILEROO_WEBHOOK_SECRET: MAILEROO_SECRET, MAX_EVENT_AGE_SECONDS: "86400", DEDUPE_TTL_SECONDS: "604800" },
+    handleRuntimeStdio(stdout, stderr) {
+      stdout.resume();
+      stderr.resume();
+    },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  return { url, port: inspectorPort, dispose: () => mf.dispose() };
 }

@@ -82,9 +82,10 @@ impl Requests {
         }
     }
 
-    /// A handle for `req`; `None` when 65 536 requests are in flight.
+    /// A handle for `req`; `None` when 65 536 requests are in flight. A slot
+    /// whose generation is spent is retired, so no handle is ever issued twice.
     fn insert(&mut self, req: Request) -> Option<u32> {
-        let at = match self.slots.iter().position(|(_, r)| r.is_none()) {
+        let at = match self.slots.iter().position(|(g, r)| r.is_none() && *g < u16::MAX) {
             Some(i) => i,
             None if self.slots.len() <= 0xffff => {
                 self.slots.push((0, None));
@@ -93,7 +94,7 @@ impl Requests {
             None => return None,
         };
         let slot = self.slots.get_mut(at)?;
-        slot.0 = slot.0.wrapping_add(1);
+        slot.0 += 1;
         slot.1 = Some(req);
         Some((u32::from(slot.0) << 16) | at as u32)
     }
@@ -149,7 +150,17 @@ pub extern "C" fn mh_output() -> *const u8 {
 /// JSON object of every variable and secret as text. Its error, if any, answers every request (503).
 #[no_mangle]
 pub extern "C" fn mh_init(len: usize) -> usize {
-    std::panic::set_hook(Box::new(|info| PANIC.with(|p| *p.borrow_mut() = info.to_string())));
+    // The first message: a trap leaves STATE borrowed, so a later call panics
+    // again ("already borrowed") before the instance is replaced.
+    std::panic::set_hook(Box::new(|info| {
+        PANIC.with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut() {
+                if p.is_empty() {
+                    *p = info.to_string();
+                }
+            }
+        })
+    }));
     with(|s| {
         s.input.truncate(len);
         let vars: HashMap<String, String> = match serde_json::from_slice(&s.input) {
@@ -253,11 +264,12 @@ pub extern "C" fn mh_rdns(h: u32, kind: u32, status: u32, now: f64) -> usize {
     })
 }
 
-/// Makes request `h`'s body `len` bytes long (zeroed), and says where it is;
-/// the caller copies the body there (the address holds until the next `mh_body` of `h`).
+/// Makes request `h`'s body `len` bytes long (zeroed), and says where it is
+/// (null when `h` is gone); the caller copies the body there (the address
+/// holds until the next `mh_body` of `h`). `now`: Unix seconds.
 #[no_mangle]
-pub extern "C" fn mh_body(h: u32, len: usize) -> *mut u8 {
-    with(|s| match s.requests.get_mut(h, s.clock) {
+pub extern "C" fn mh_body(h: u32, len: usize, now: f64) -> *mut u8 {
+    with(|s| match s.requests.get_mut(h, now as i64) {
         Some(req) => {
             req.body.resize(len, 0);
             req.body.as_mut_ptr()
@@ -268,9 +280,9 @@ pub extern "C" fn mh_body(h: u32, len: usize) -> *mut u8 {
 
 /// Reserves room for request `h`'s body to grow to `len` bytes without moving.
 #[no_mangle]
-pub extern "C" fn mh_reserve(h: u32, len: usize) {
+pub extern "C" fn mh_reserve(h: u32, len: usize, now: f64) {
     with(|s| {
-        if let Some(req) = s.requests.get_mut(h, s.clock) {
+        if let Some(req) = s.requests.get_mut(h, now as i64) {
             req.body.reserve(len.saturating_sub(req.body.len()));
         }
     })
@@ -302,6 +314,19 @@ pub extern "C" fn mh_ingest(h: u32, now: f64) -> usize {
             Err(e) => write(output, &Answer::refuse(&e, provider)),
         }
     })
+}
+
+/// Marks request `h` as in use at `now`: 1 while it is there (the addresses
+/// its plan named still hold until the next call into this module), 0 once forgotten.
+#[no_mangle]
+pub extern "C" fn mh_touch(h: u32, now: f64) -> u32 {
+    with(|s| u32::from(s.requests.get_mut(h, now as i64).is_some()))
+}
+
+/// The refusal (413) of a body over `limit` bytes: answers `Refuse`.
+#[no_mangle]
+pub extern "C" fn mh_too_large(limit: f64) -> usize {
+    with(|s| write(&mut s.output, &Answer::refuse(&ApiError::PayloadTooLarge { limit: limit as u64 }, None)))
 }
 
 /// Forgets request `h` (its body and plan).
@@ -353,9 +378,7 @@ impl State {
                 }
                 Answer::Check { h, provider }
             }
-            Head::Read { limit, reserve } => {
-                Answer::Read { h, provider, announced, limit, reserve, too_large: Refusal::of(&ApiError::PayloadTooLarge { limit }), rdns }
-            }
+            Head::Read { limit, reserve } => Answer::Read { h, provider, announced, limit, reserve, rdns },
         };
         write(&mut self.output, &answer)
     }
@@ -413,9 +436,9 @@ enum Answer<'a> {
         provider: Option<&'static str>,
         /// `Content-Length`, when it is a number: the body must be exactly this long.
         announced: Option<u64>,
+        /// The most the body may be (`mh_too_large` words the refusal).
         limit: u64,
         reserve: u64,
-        too_large: Refusal,
         #[serde(skip_serializing_if = "Option::is_none")]
         rdns: Option<Verdict>,
     },
@@ -509,6 +532,21 @@ mod tests {
         assert!(r.get(a).is_none() && r.get_mut(a, 0).is_none());
         r.remove(a); // a late mh_end of the first request
         assert!(r.get(b).is_some(), "the second request is untouched");
+    }
+
+    #[test]
+    fn a_slot_is_retired_before_its_generation_wraps() {
+        let mut r = Requests::default();
+        let mut first = None;
+        for _ in 0..u16::MAX {
+            let h = r.insert(request(0)).unwrap();
+            first.get_or_insert(h);
+            assert_eq!(h & 0xffff, 0);
+            r.remove(h);
+        }
+        let h = r.insert(request(0)).unwrap();
+        assert_eq!(h & 0xffff, 1, "slot 0 spent all its generations");
+        assert!(r.get(first.unwrap()).is_none());
     }
 
     #[test]

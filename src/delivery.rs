@@ -96,7 +96,8 @@ impl Envelope {
     /// text mailhook rendered itself, as its `event`: no second parse to check it.
     pub fn to_json_with(&self, event: Option<&str>) -> String {
         let mut json = self.to_json();
-        if let (Some(event), Some(b'}')) = (event, json.as_bytes().last()) {
+        // An envelope that has its event already keeps it (a second `event` key would make it unreadable).
+        if let (Some(event), Some(b'}'), None) = (event, json.as_bytes().last(), &self.event) {
             json.pop();
             json.reserve(event.len() + 10);
             json.push_str(",\"event\":");

@@ -24,6 +24,13 @@ const DOH_MAX_BYTES = 64 * 1024;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** The refusals this module makes itself (as the ingest module's answers spell them). */
+const refusal = (status, code, message) => ({ status, code, body: JSON.stringify({ error: { code, message } }) });
+const UNREADABLE = refusal(400, "bad_request", "the request body could not be read; send it again");
+const SHORT = refusal(400, "bad_request", "the body ended before its Content-Length; send it again");
+// The request's state was forgotten (idle too long): never write to address 0.
+const LOST = refusal(503, "unavailable", "the request's state was lost; nothing was accepted, please retry");
+
 export default {
   fetch(request, env, ctx) {
     const path = pathOf(request.url);
@@ -115,7 +122,14 @@ const coreFor = (env) => (core ??= new Core(env));
  * so every later call into it would trap too; the requests still in flight on
  * it answer 503 at their next call, or finish if they need none.
  */
+const failures = new WeakSet();
 function failed(c, e) {
+  if (e !== null && typeof e === "object") {
+    if (failures.has(e)) return; // seen on its way out of ingest()
+    failures.add(e);
+  }
+  // A trap of an instance already dead is that panic's echo, logged once by the request that hit it.
+  if (c?.dead && (e instanceof WebAssembly.RuntimeError || e instanceof RangeError)) return;
   let message = String(e?.stack ?? e);
   if (c && !c.dead && e instanceof WebAssembly.RuntimeError) {
     try {
@@ -172,9 +186,22 @@ async function ingest(c, request, env, path, ops) {
   try {
     if (step.limit === undefined) step = await reverseDns(c, h, env, ops);
     if (step.refuse) return refused(step.refuse, step.provider);
-    const bad = await readBody(c, h, request, step);
+    if (typeof step.limit !== "number") throw new Error("the ingest module answered the head without a body limit");
+    let bad;
+    if (step.announced !== null && step.announced <= SMALL_BODY && request.body !== null) {
+      // A small announced body in one read (the usual webhook), without readBody's stream.
+      let bytes;
+      try {
+        bytes = new Uint8Array(await request.arrayBuffer());
+      } catch {
+        bytes = null;
+      }
+      bad = bytes === null ? UNREADABLE : takeBody(c, h, bytes, step);
+    } else {
+      bad = await readBody(c, h, request, step);
+    }
     if (bad) return refused(bad, step.provider);
-    c.input(crypto.getRandomValues(new Uint8Array(16)));
+    crypto.getRandomValues(c.bytes(c.x.mh_input(16), 16));
     const plan = c.answer(c.x.mh_ingest(h, seconds()));
     if (plan.refuse) return refused(plan.refuse, step.provider);
     // The messages as text now, before any await: nothing later depends on the request's state but the stored bodies.
@@ -182,9 +209,13 @@ async function ingest(c, request, env, path, ops) {
       e.sizes = e.messages.map(([, len]) => len);
       e.messages = e.messages.map(([ptr, len]) => decoder.decode(c.bytes(ptr, len)));
     }
-    const unavailable = await run(c, plan, step.provider, env, ops);
+    const unavailable = await run(c, h, plan, step.provider, env, ops);
     if (unavailable) return refused(unavailable, step.provider);
     return accepted(plan.fresh ? "accepted" : "duplicate", plan.ids, step.provider);
+  } catch (e) {
+    // Marked dead before the finally, so mh_end is not called on an instance that trapped.
+    failed(c, e);
+    throw e;
   } finally {
     // The answer is decided: a trap of another request meanwhile must not change it.
     if (!c.dead) {
@@ -226,7 +257,8 @@ async function reverseDns(c, h, env, ops) {
         if (body.length > DOH_MAX_BYTES) throw new Error(`the DoH answer is over ${DOH_MAX_BYTES} bytes`);
         answer = [2, r.status, body];
       } catch (e) {
-        const why = e?.name === "TimeoutError" ? `timed out after ${DOH_TIMEOUT_MS / 1000} s` : `connection error: ${e?.message ?? e}`;
+        // No error message: it may quote the URL, and this text reaches the sender's 503.
+        const why = e?.name === "TimeoutError" ? `timed out after ${DOH_TIMEOUT_MS / 1000} s` : `connection error (${e?.name ?? "Error"})`;
         // The name, not the URL: DOH_URL may carry a token.
         log({ kind: "doh_failed", name: step.name, error: why });
         answer = [3, 0, encoder.encode(why)];
@@ -255,27 +287,10 @@ async function reverseDns(c, h, env, ops) {
  * costs its size once (BENCHMARKS.md §5). An unauthenticated sender's body only
  * takes memory as its bytes arrive (`reserve`). Returns a refusal, or nothing.
  */
-async function readBody(c, h, request, { announced, limit, reserve, too_large: tooLarge }) {
+async function readBody(c, h, request, { announced, limit, reserve }) {
   const body = request.body;
-  const unreadable = { status: 400, code: "bad_request", body: JSON.stringify({ error: { code: "bad_request", message: "the request body could not be read; send it again" } }) };
-  const short = { status: 400, code: "bad_request", body: JSON.stringify({ error: { code: "bad_request", message: "the body ended before its Content-Length; send it again" } }) };
-  // The request's state was forgotten (idle too long): never write to address 0.
-  const lost = { status: 503, code: "unavailable", body: JSON.stringify({ error: { code: "unavailable", message: "the request's state was lost; nothing was accepted, please retry" } }) };
-  if (body === null) return announced ? short : undefined;
-  if (announced !== null && announced <= SMALL_BODY) {
-    let bytes;
-    try {
-      bytes = new Uint8Array(await request.arrayBuffer());
-    } catch {
-      return unreadable;
-    }
-    if (bytes.length !== announced) return bytes.length > limit ? tooLarge : short;
-    const ptr = c.x.mh_body(h, bytes.length);
-    if (ptr === 0) return lost;
-    c.bytes(ptr, bytes.length).set(bytes);
-    return undefined;
-  }
-  c.x.mh_reserve(h, Math.min(announced ?? 0, reserve, limit));
+  if (body === null) return announced ? SHORT : undefined;
+  c.x.mh_reserve(h, Math.min(announced ?? 0, reserve, limit), seconds());
   let reader;
   try {
     reader = body.getReader({ mode: "byob" });
@@ -290,26 +305,38 @@ async function readBody(c, h, request, { announced, limit, reserve, too_large: t
     try {
       chunk = byob ? await reader.read(new Uint8Array(buffer, 0, READ_CHUNK)) : await reader.read();
     } catch {
-      return unreadable;
+      return UNREADABLE;
     }
     if (chunk.done) break;
     const value = chunk.value;
     if (len + value.length > limit) {
       reader.cancel().catch(() => {});
-      return tooLarge;
+      return tooLarge(c, limit);
     }
-    const ptr = c.x.mh_body(h, len + value.length);
+    const ptr = c.x.mh_body(h, len + value.length, seconds());
     if (ptr === 0) {
       reader.cancel().catch(() => {});
-      return lost;
+      return LOST;
     }
     c.bytes(ptr + len, value.length).set(value);
     len += value.length;
     if (byob) buffer = value.buffer;
   }
-  if (announced !== null && len !== announced) return short;
+  if (announced !== null && len !== announced) return SHORT;
   return undefined;
 }
+
+/** A small body read whole: into Wasm, or its refusal. */
+function takeBody(c, h, bytes, { announced, limit }) {
+  if (bytes.length !== announced) return bytes.length > limit ? tooLarge(c, limit) : SHORT;
+  const ptr = c.x.mh_body(h, bytes.length, seconds());
+  if (ptr === 0) return LOST;
+  c.bytes(ptr, bytes.length).set(bytes);
+  return undefined;
+}
+
+/** The refusal (413) of a body over `limit` bytes, as the core words it. */
+const tooLarge = (c, limit) => c.answer(c.x.mh_too_large(limit)).refuse;
 
 /**
  * The plan's I/O, in the pipeline's order: dedupe reads; for the new events,
@@ -317,7 +344,7 @@ async function readBody(c, h, request, { announced, limit, reserve, too_large: t
  * queue; then their dedupe keys. Returns a refusal (503), or nothing; sets
  * `plan.fresh` when any event was new.
  */
-async function run(c, plan, provider, env, ops) {
+async function run(c, h, plan, provider, env, ops) {
   const kv = env.DEDUPE;
   const fresh = [];
   for (const e of plan.events) {
@@ -345,9 +372,13 @@ async function run(c, plan, provider, env, ops) {
     try {
       const bucket = env.PAYLOADS;
       if (!bucket) throw new Error("the PAYLOADS binding is missing");
+      // The body and manifest are the request's in Wasm memory while it is
+      // there (forgotten only after 10 idle minutes; a dead instance is never called again).
+      if (!c.dead && c.x.mh_touch(h, seconds()) === 0) throw new Error("the request's state was forgotten while it waited");
       // Views of Wasm memory: R2 copies them during each call, so no JavaScript buffer of the body's size is made.
       ops.r2_class_a += 1;
       await bucket.put(e.stored.body, c.bytes(plan.data[0], plan.data[1]));
+      if (!c.dead && c.x.mh_touch(h, seconds()) === 0) throw new Error("the request's state was forgotten while it waited");
       ops.r2_class_a += 1;
       await bucket.put(e.stored.parts, c.bytes(e.stored.manifest[0], e.stored.manifest[1]));
     } catch (err) {

@@ -127,12 +127,13 @@ impl Plan {
     }
 }
 
-/// An inline event's JSON as mailhook rendered it, checked for what would
-/// make its message unreadable (a render that failed is empty; a range past
-/// the body is short), since it is not parsed again: a refusal (503, nothing
-/// accepted) rather than an event the consumer could not read.
+/// An inline event's JSON as mailhook rendered it, checked (one pass, nothing
+/// kept) before it is spliced into its messages: a render that failed (empty),
+/// a range past the body (short) or any other defect is a refusal (503,
+/// nothing accepted), never a message the consumer could not read.
 fn inline_json(json: Vec<u8>, expected: u64) -> Result<String, ApiError> {
-    let whole = json.len() as u64 == expected && json.first() == Some(&b'{') && json.last() == Some(&b'}');
+    let whole =
+        json.len() as u64 == expected && json.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(&json).is_ok();
     match String::from_utf8(json) {
         Ok(text) if whole => Ok(text),
         _ => Err(ApiError::Unavailable("mailhook could not render this event (a bug, logged); nothing was accepted, please retry".into())),
