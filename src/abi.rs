@@ -28,7 +28,7 @@ use std::collections::HashMap;
 
 struct Request {
     provider: Provider,
-    /// The clock (`State::clock`) when it was last used.
+    /// Unix seconds when it was last used (the `now` of the calls naming it).
     touched: i64,
     /// Header names in lower case (as the Fetch API yields them).
     headers: Vec<(String, String)>,
@@ -65,11 +65,11 @@ impl Requests {
         self.slots.get(at).filter(|(g, _)| *g == generation).and_then(|(_, r)| r.as_ref())
     }
 
-    /// Request `h`, marked as used at `clock`.
-    fn get_mut(&mut self, h: u32, clock: i64) -> Option<&mut Request> {
+    /// Request `h`, marked as used at `now`.
+    fn get_mut(&mut self, h: u32, now: i64) -> Option<&mut Request> {
         let (at, generation) = Self::slot(h);
         let req = self.slots.get_mut(at).filter(|(g, _)| *g == generation).and_then(|(_, r)| r.as_mut())?;
-        req.touched = clock;
+        req.touched = now;
         Some(req)
     }
 
@@ -116,8 +116,6 @@ struct State {
     output: Vec<u8>,
     requests: Requests,
     verdicts: VerdictCache,
-    /// Unix seconds, as the last call that carried the time said.
-    clock: i64,
 }
 
 thread_local! {
@@ -202,8 +200,8 @@ pub extern "C" fn mh_panic_message() -> *const u8 {
 #[no_mangle]
 pub extern "C" fn mh_begin(len: usize, now: f64) -> usize {
     with(|s| {
-        s.clock = now as i64;
-        s.requests.forget_idle(s.clock.saturating_sub(STALE_SECONDS));
+        let now = now as i64;
+        s.requests.forget_idle(now.saturating_sub(STALE_SECONDS));
         s.input.truncate(len);
         let text = String::from_utf8_lossy(&s.input).into_owned();
         let mut lines = text.split('\n');
@@ -216,12 +214,12 @@ pub extern "C" fn mh_begin(len: usize, now: f64) -> usize {
         while let (Some(name), Some(value)) = (lines.next(), lines.next()) {
             headers.push((name.to_string(), value.to_string()));
         }
-        let req = Request { provider, touched: s.clock, headers, rdns: None, check: None, body: Vec::new(), plan: None };
+        let req = Request { provider, touched: now, headers, rdns: None, check: None, body: Vec::new(), plan: None };
         let Some(h) = s.requests.insert(req) else {
             let busy = ApiError::Unavailable("too many requests in flight; please retry".into());
             return write(&mut s.output, &Answer::refuse(&busy, Some(provider.name())));
         };
-        s.head(h, None)
+        s.head(h, None, now)
     })
 }
 
@@ -232,7 +230,7 @@ pub extern "C" fn mh_begin(len: usize, now: f64) -> usize {
 #[no_mangle]
 pub extern "C" fn mh_rdns(h: u32, kind: u32, status: u32, now: f64) -> usize {
     with(|s| {
-        s.clock = now as i64;
+        let now = now as i64;
         let input = std::mem::take(&mut s.input);
         let text = String::from_utf8_lossy(&input);
         let answer = match kind {
@@ -241,19 +239,19 @@ pub extern "C" fn mh_rdns(h: u32, kind: u32, status: u32, now: f64) -> usize {
             2 => RdnsInput::Answer { status: u16::try_from(status).unwrap_or(0), body: &input },
             _ => RdnsInput::Failed(&text),
         };
-        let State { requests, verdicts, output, clock, .. } = s;
-        let Some(req) = requests.get_mut(h, *clock) else {
+        let State { requests, verdicts, output, .. } = s;
+        let Some(req) = requests.get_mut(h, now) else {
             return write(output, &Answer::refuse(&unknown_handle(), None));
         };
         let Some(check) = req.check.as_mut() else { return write(output, &Answer::refuse(&unknown_handle(), None)) };
         let ip = check.ip().to_string();
-        match check.step(answer, verdicts, now as i64) {
+        match check.step(answer, verdicts, now) {
             Ok(RdnsStep::KvGet(key)) => write(output, &Answer::KvGet { key }),
             Ok(RdnsStep::Fetch { url, name }) => write(output, &Answer::Fetch { url, name }),
             Ok(RdnsStep::Done { passed, remember }) => {
                 req.rdns = Some(passed);
                 req.check = None;
-                s.head(h, Some(Verdict { ip, passed, remember }))
+                s.head(h, Some(Verdict { ip, passed, remember }), now)
             }
             Err(e) => {
                 let provider = Some(req.provider.name());
@@ -293,10 +291,9 @@ pub extern "C" fn mh_reserve(h: u32, len: usize, now: f64) {
 #[no_mangle]
 pub extern "C" fn mh_ingest(h: u32, now: f64) -> usize {
     with(|s| {
-        s.clock = now as i64;
         let nonce = hex::encode(s.input.get(..16).unwrap_or_default());
-        let State { config, requests, output, clock, .. } = s;
-        let Some(req) = requests.get_mut(h, *clock) else {
+        let State { config, requests, output, .. } = s;
+        let Some(req) = requests.get_mut(h, now as i64) else {
             return write(output, &Answer::refuse(&unknown_handle(), None));
         };
         let provider = Some(req.provider.name());
@@ -357,7 +354,7 @@ fn write(output: &mut Vec<u8>, answer: &Answer) -> usize {
 
 impl State {
     /// What request `h` needs before its body, as an answer (a refusal forgets the request).
-    fn head(&mut self, h: u32, rdns: Option<Verdict>) -> usize {
+    fn head(&mut self, h: u32, rdns: Option<Verdict>, now: i64) -> usize {
         let req = self.requests.get(h);
         let provider = req.map(|r| r.provider.name());
         let announced = req.and_then(|r| pipeline::announced_len(&r.inbound(0)));
@@ -373,7 +370,7 @@ impl State {
                 Answer::Refuse { refuse: Refusal::of(&e), provider, rdns }
             }
             Head::Rdns(check) => {
-                if let Some(req) = self.requests.get_mut(h, self.clock) {
+                if let Some(req) = self.requests.get_mut(h, now) {
                     req.check = Some(Rdns::new(check));
                 }
                 Answer::Check { h, provider }

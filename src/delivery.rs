@@ -93,7 +93,7 @@ impl Envelope {
     }
 
     /// The JSON of this envelope (whose `event` is `None`) with `event`, JSON
-    /// text mailhook rendered itself, as its `event`: no second parse to check it.
+    /// text already checked (`pipeline::plan`), spliced in as its `event`.
     pub fn to_json_with(&self, event: Option<&str>) -> String {
         let mut json = self.to_json();
         // An envelope that has its event already keeps it (a second `event` key would make it unreadable).

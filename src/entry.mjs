@@ -162,7 +162,7 @@ async function webhook(request, env, path) {
   return response;
 }
 
-const error = (status, code, message) => new Response(JSON.stringify({ error: { code, message } }), { status, headers: JSON_HEADERS });
+const error = (status, code, message) => new Response(refusal(status, code, message).body, { status, headers: JSON_HEADERS });
 
 function refused(refuse, provider) {
   // An unknown route is no provider's refusal.
@@ -174,9 +174,9 @@ function accepted(status, ids, provider) {
   return { response: new Response(JSON.stringify({ status, ids }), { headers: JSON_HEADERS }), provider, ids };
 }
 
-/** The pipeline for one webhook: head, body, plan, then the plan's I/O. */
 const seconds = () => Math.floor(Date.now() / 1000);
 
+/** The pipeline for one webhook: head, body, plan, then the plan's I/O. */
 async function ingest(c, request, env, path, ops) {
   let head = path;
   for (const [name, value] of request.headers) head += "\n" + name + "\n" + value;
@@ -364,21 +364,23 @@ async function run(c, h, plan, provider, env, ops) {
 
   const unavailable = (what, err) => {
     log({ kind: "enqueue_failed", stage: what, error: String(err?.message ?? err) });
-    const message = `could not ${what}; nothing was accepted, please retry`;
-    return { status: 503, code: "unavailable", body: JSON.stringify({ error: { code: "unavailable", message } }) };
+    return refusal(503, "unavailable", `could not ${what}; nothing was accepted, please retry`);
+  };
+  // The body and manifests are the request's in Wasm memory while it is there
+  // (forgotten only after 10 idle minutes; a dead instance is never called again).
+  const held = () => {
+    if (!c.dead && c.x.mh_touch(h, seconds()) === 0) throw new Error("the request's state was forgotten while it waited");
   };
   for (const e of fresh) {
     if (!e.stored) continue;
     try {
       const bucket = env.PAYLOADS;
       if (!bucket) throw new Error("the PAYLOADS binding is missing");
-      // The body and manifest are the request's in Wasm memory while it is
-      // there (forgotten only after 10 idle minutes; a dead instance is never called again).
-      if (!c.dead && c.x.mh_touch(h, seconds()) === 0) throw new Error("the request's state was forgotten while it waited");
       // Views of Wasm memory: R2 copies them during each call, so no JavaScript buffer of the body's size is made.
+      held();
       ops.r2_class_a += 1;
       await bucket.put(e.stored.body, c.bytes(plan.data[0], plan.data[1]));
-      if (!c.dead && c.x.mh_touch(h, seconds()) === 0) throw new Error("the request's state was forgotten while it waited");
+      held();
       ops.r2_class_a += 1;
       await bucket.put(e.stored.parts, c.bytes(e.stored.manifest[0], e.stored.manifest[1]));
     } catch (err) {

@@ -127,17 +127,18 @@ impl Plan {
     }
 }
 
-/// An inline event's JSON as mailhook rendered it, checked (one pass, nothing
-/// kept) before it is spliced into its messages: a render that failed (empty),
-/// a range past the body (short) or any other defect is a refusal (503,
-/// nothing accepted), never a message the consumer could not read.
-fn inline_json(json: Vec<u8>, expected: u64) -> Result<String, ApiError> {
-    let whole =
-        json.len() as u64 == expected && json.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(&json).is_ok();
-    match String::from_utf8(json) {
-        Ok(text) if whole => Ok(text),
-        _ => Err(ApiError::Unavailable("mailhook could not render this event (a bug, logged); nothing was accepted, please retry".into())),
-    }
+/// An inline event's JSON as mailhook rendered it, checked in one pass
+/// before it goes into its messages or its unrouted record: a render that
+/// failed (empty), a range past the body (short) or any other defect is a
+/// refusal (503, nothing accepted), never a message the consumer could not read.
+fn inline_event(json: Vec<u8>, expected: u64) -> Result<Box<RawValue>, ApiError> {
+    String::from_utf8(json)
+        .ok()
+        .filter(|text| text.len() as u64 == expected && text.starts_with('{'))
+        .and_then(|text| RawValue::from_string(text).ok())
+        .ok_or_else(|| {
+            ApiError::Unavailable("mailhook could not render this event (a bug, logged); nothing was accepted, please retry".into())
+        })
 }
 
 /// The core's whole pipeline for a read body (`Provider::ingest`), and the
@@ -153,29 +154,25 @@ pub fn plan(cfg: &Config, provider: Provider, req: &Inbound, nonce: &str) -> Res
         let kind = e.kind.as_str();
         let header = Envelope::header(&e.id, e.data.provider, kind, req.now);
         let dests = cfg.takers(provider.name(), kind);
-        // Inline when it fits a queue message. A message takes the JSON as
-        // text (mailhook rendered it: no second parse); an unrouted event's
-        // record is an `Envelope`, so its JSON is checked on the way in.
+        // Inline when it fits a queue message, otherwise stored in R2.
         let inline = match Envelope::fits_inline(&e.id, json.len()) {
-            true => Some(inline_json(json.materialise(body), json.len())?),
+            true => Some(inline_event(json.materialise(body), json.len())?),
             false => None,
         };
-        let (inline, event) = match inline {
-            Some(j) if dests.is_empty() => (None, RawValue::from_string(j).ok()),
-            other => (other, None),
-        };
-        let stored = (inline.is_none() && event.is_none()).then(|| Stored {
+        let stored = inline.is_none().then(|| Stored {
             body_key: r2_body_key(&e.id, copy),
             manifest_key: r2_key(&e.id, copy),
             manifest: stored_prefix(&json),
         });
-        let envelope = Envelope { r2_key: stored.as_ref().map(|s| s.manifest_key.clone()), event, ..header };
+        let envelope = Envelope { r2_key: stored.as_ref().map(|s| s.manifest_key.clone()), ..header };
         let (messages, unrouted) = if dests.is_empty() {
             // Accepted (the provider must not send it again), and kept in the event log,
             // so that it can be found and replayed once a destination takes it.
-            (Vec::new(), Some(envelope))
+            (Vec::new(), Some(Envelope { event: inline, ..envelope }))
         } else {
-            (envelope.fan_out(&dests).iter().map(|m| m.to_json_with(inline.as_deref())).collect(), None)
+            // Each message is the envelope's JSON with the checked event spliced in (not serialised again).
+            let event = inline.as_deref().map(RawValue::get);
+            (envelope.fan_out(&dests).iter().map(|m| m.to_json_with(event)).collect(), None)
         };
         events.push(Planned { id: e.id.clone(), kind, key: dedupe_key(&e.id), stored, messages, unrouted });
     }
@@ -316,6 +313,18 @@ fn answer(input: RdnsInput, rtype: RecordType) -> Result<Vec<String>, ApiError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_inline_event_that_is_not_whole_json_is_refused_not_queued() {
+        let ok = br#"{"a":[1,"x"]}"#.to_vec();
+        assert_eq!(inline_event(ok.clone(), ok.len() as u64).unwrap().get(), r#"{"a":[1,"x"]}"#);
+        for (bad, expected) in
+            [(b"".to_vec(), 0), (br#"{"a":1"#.to_vec(), 6), (br#"{"a":1}"#.to_vec(), 9), (br#"{"a":1}}"#.to_vec(), 8), (b"[1]".to_vec(), 3)]
+        {
+            let e = inline_event(bad.clone(), expected).unwrap_err();
+            assert_eq!(e.status(), 503, "{:?}", String::from_utf8_lossy(&bad));
+        }
+    }
 
     fn check() -> RdnsCheck {
         RdnsCheck { ip: "192.0.2.7".parse().unwrap(), suffix: "mail-plus.com".into(), doh_url: "https://doh.test/dns-query".into() }
