@@ -1,7 +1,6 @@
 // The bench's load: autocannon posting signed Maileroo `delivered` events,
 // each a new event, so every request verifies, maps, checks KV and enqueues.
-// Shared by bench/run.mjs, bench/startup.mjs, bench/compare-workers-rs.mjs and
-// bench/profile-cpu.mjs, with the starter of the hand-written Workers they compare against.
+// Shared by bench/run.mjs, bench/startup.mjs and bench/profile-cpu.mjs, with the starter of the hand-written Workers they compare against.
 import { createHmac, randomBytes } from "node:crypto";
 import path from "node:path";
 import { fileURLToPath } from "node:url";

@@ -5,8 +5,7 @@
 (() => {
   const app = document.getElementById("app");
   const SVGNS = "http://www.w3.org/2000/svg";
-  const STATUSES = ["queued", "held", "retrying", "delivered", "dead", "unrouted"];
-  const OUTCOMES = ["delivered", "queued", "held", "retrying", "dead", "unrouted"];
+  // The statuses are the Worker's (GET /admin/stats `statuses`); BADGE only colours them.
   const FILTERS = ["provider", "type", "status", "destination", "from", "to"];
   const BADGE = { delivered: "ok", closed: "ok", queued: "warn", held: "warn", retrying: "warn",
     "half-open": "warn", half_open: "warn", dead: "bad", open: "bad" };
@@ -222,9 +221,10 @@
     const totals = obj(st.totals);
     const provKeys = keysOf([st.providers, totals.providers, ...hours.map((x) => x.providers)]).sort();
     const provCls = new Map(provKeys.map((k, i) => [k, "k" + (i % 10)]));
-    const extra = keysOf([totals.outcomes, ...hours.map((x) => x.outcomes)]).filter((k) => !OUTCOMES.includes(k)).sort();
-    const outKeys = [...OUTCOMES, ...extra];
-    const outCls = new Map(outKeys.map((k, i) => [k, OUTCOMES.includes(k) ? "o-" + k : "k" + (i % 10)]));
+    const statuses = (Array.isArray(st.statuses) ? st.statuses : []).map(String);
+    const extra = keysOf([totals.outcomes, ...hours.map((x) => x.outcomes)]).filter((k) => !statuses.includes(k)).sort();
+    const outKeys = [...statuses, ...extra];
+    const outCls = new Map(outKeys.map((k, i) => [k, statuses.includes(k) ? "o-" + k : "k" + (i % 10)]));
     const lat = obj(st.latency_ms);
     return [
       h("p", { id: "total", class: "lead" }, `${totals.events ?? 0} events in the last 24 hours`),
@@ -340,13 +340,19 @@
     const field = (id, label, control) => h("div", { class: "field" }, h("label", { for: id }, label), control);
     const provider = h("select", { id: "f-provider", name: "provider" }, opt("", "Any", v("provider")),
       v("provider") ? opt(v("provider"), v("provider"), v("provider")) : null);
-    // Provider names come from /admin/stats, asked once per page load; a failure leaves "Any" (the list itself reports 401s).
+    const status = h("select", { id: "f-status", name: "status" }, opt("", "Any", v("status")),
+      v("status") ? opt(v("status"), v("status"), v("status")) : null);
+    // Provider names and statuses come from /admin/stats, asked once per page load; a failure leaves "Any" (the list itself reports 401s).
     providerNames ??= api("GET", "/admin/stats");
     providerNames.then((st) => {
       const cur = provider.value;
       const keys = new Set(Object.keys(obj(obj(st).providers)));
       if (cur) keys.add(cur);
       provider.replaceChildren(opt("", "Any", cur), ...[...keys].sort().map((k) => opt(k, k, cur)));
+      const curStatus = status.value;
+      const statuses = Array.isArray(obj(st).statuses) ? obj(st).statuses.map(String) : [];
+      if (curStatus && !statuses.includes(curStatus)) statuses.push(curStatus);
+      status.replaceChildren(opt("", "Any", curStatus), ...statuses.map((k) => opt(k, k, curStatus)));
     }, () => {});
     const form = h("form", { id: "filters", class: "filters", onsubmit: (ev) => {
       ev.preventDefault();
@@ -364,8 +370,7 @@
     } },
       field("f-provider", "Provider", provider),
       field("f-type", "Type", h("input", { id: "f-type", name: "type", type: "text", value: v("type"), placeholder: "email.delivered" })),
-      field("f-status", "Status", h("select", { id: "f-status", name: "status" }, opt("", "Any", v("status")),
-        STATUSES.map((x) => opt(x, x, v("status"))))),
+      field("f-status", "Status", status),
       field("f-destination", "Destination", h("input", { id: "f-destination", name: "destination", type: "text", value: v("destination") })),
       field("f-from", "Received from", h("input", { id: "f-from", name: "from", type: "datetime-local", value: toLocalInput(v("from")) })),
       field("f-to", "Received to", h("input", { id: "f-to", name: "to", type: "datetime-local", value: toLocalInput(v("to")) })),

@@ -68,7 +68,8 @@ fn main() {
         PEAK.store(before, Relaxed);
         let start = Instant::now();
         // What the Worker does: the pipeline, and the events as parts of the payload (never materialised for a large one).
-        let ingested = p.ingest(&cfg, &sent.inbound(&raw, 1_735_689_600), TEST_NONCE).unwrap_or_else(|e| panic!("refused: {e}"));
+        let ingested =
+            mailhook::pipeline::ingest(&cfg, p, &sent.inbound(&raw, 1_735_689_600), TEST_NONCE).unwrap_or_else(|e| panic!("refused: {e}"));
         let parts = ingested.render();
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let payload = ingested.payload.as_ref().map_or(0, Vec::len);

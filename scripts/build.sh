@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds the Worker into build/ with the pinned tools that setup.sh installed,
-# so worker-build downloads nothing:
-#   build/ingest.wasm   the webhook path's core (this crate --no-default-features, src/abi.rs)
-#   build/index.js, build/index_bg.wasm   the workers-rs Worker (worker-build)
-#   build/entry.mjs     the entry module (src/entry.mjs): webhooks, and the rest to index.js
+# Builds the Worker into build/ (build/index.js and build/index_bg.wasm, by
+# worker-build) with the pinned tools that setup.sh installed, so worker-build
+# downloads nothing; and build/registry.json, the registry of sources as data
+# (`cargo run --example registry`), from which the CLI and the integration
+# tests derive how each source authenticates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -22,13 +22,5 @@ worker-build --release
 [ -n "${MAILHOOK_KEEP_NAMES:-}" ] || "$WASM_OPT_BIN" build/index_bg.wasm -o build/index_bg.wasm --strip-debug --strip-producers \
   "${FEATURES[@]}" --enable-exception-handling
 
-# The ingest module: no wasm-bindgen, so plain cargo and wasm-opt. Its own
-# target directory, so that the two feature sets do not rebuild each other.
-INGEST_OPT_LEVEL="${MAILHOOK_INGEST_OPT_LEVEL:-3}"
-CARGO_PROFILE_RELEASE_OPT_LEVEL="$INGEST_OPT_LEVEL" CARGO_TARGET_DIR=target/ingest \
-  cargo build --lib --release --target wasm32-unknown-unknown --no-default-features --quiet
-keep=(--strip-debug --strip-producers)
-[ -z "${MAILHOOK_KEEP_NAMES:-}" ] || keep=(--debuginfo)
-case "$INGEST_OPT_LEVEL" in s | z) wasm_opt=-Oz ;; *) wasm_opt=-O3 ;; esac
-"$WASM_OPT_BIN" target/ingest/wasm32-unknown-unknown/release/mailhook.wasm -o build/ingest.wasm "$wasm_opt" "${keep[@]}" "${FEATURES[@]}"
-cp src/entry.mjs build/entry.mjs
+cargo run --quiet --example registry > build/registry.json.tmp
+mv build/registry.json.tmp build/registry.json

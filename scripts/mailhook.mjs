@@ -82,18 +82,32 @@ const BUILD = {
 /** The sources the CLI can send as: one entry of BUILD each (a test checks them against the Worker's registry). */
 const PROVIDERS = Object.keys(BUILD);
 
-/** Headers that authenticate `body` exactly as the provider does. */
+/**
+ * The registry of sources (build/registry.json, which the build writes from
+ * `cargo run --example registry`): how each source authenticates.
+ */
+function registry() {
+  const file = path.join(root, "build", "registry.json");
+  if (!existsSync(file)) fail("build/registry.json is missing: run `npm run build` (npm start does) first");
+  return JSON.parse(readFileSync(file, "utf8"));
+}
+
+/** The first address of an allow-list variable as configured locally (environment, .dev.vars, wrangler.toml). */
+function firstAllowed(variable) {
+  const toml = readFileSync(path.join(root, "wrangler.toml"), "utf8").match(new RegExp(`^${variable} = "([^"]*)"`, "m"))?.[1];
+  const list = process.env[variable] ?? devVars[variable] ?? toml ?? "";
+  return list.split(",").map((s) => s.trim().split("/")[0]).find(Boolean);
+}
+
+/** Headers that authenticate `body` exactly as the provider does, as its registry entry says. */
 function authenticate(provider, body, ip) {
+  const { auth } = registry().sources.find((s) => s.name === provider) ?? fail(`${provider} is not in build/registry.json; rebuild`);
   const need = (name) => secret(name) ?? fail(`${name} is not set in the environment or .dev.vars`);
   const h = { "content-type": "application/json" };
-  if (provider === "maileroo") h["x-maileroo-signature"] = createHmac("sha256", need("MAILEROO_WEBHOOK_SECRET")).update(body).digest("hex");
-  if (provider === "mailtura") h["x-mailtura-signature"] = createHmac("sha256", need("MAILTURA_WEBHOOK_SECRET")).update(body).digest("hex");
-  if (provider === "adm-tools") {
-    h["x-webhook-token"] = need("ADM_TOOLS_WEBHOOK_TOKEN");
-    h["user-agent"] = "adm.tools mail webhook";
-  }
-  // Allow-listed providers are recognised by their source address; locally it can be set.
-  if (provider === "improvmx" || provider === "mail-plus") h["cf-connecting-ip"] = ip ?? (provider === "improvmx" ? "15.237.103.194" : "127.0.0.1");
+  if (auth.kind === "signed_body") h[auth.header.toLowerCase()] = createHmac("sha256", need(auth.secret)).update(body).digest("hex");
+  if (auth.kind === "token") h[auth.header.toLowerCase()] = need(auth.secret);
+  // A source recognised by its address: locally, the address can be set.
+  if (auth.kind === "source_address") h["cf-connecting-ip"] = ip ?? firstAllowed(auth.allow_list) ?? "127.0.0.1";
   return h;
 }
 

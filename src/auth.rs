@@ -36,12 +36,10 @@ impl fmt::Debug for Secrets {
 
 pub type HmacSha256 = Hmac<Sha256>;
 
-/// Compares two byte strings in time that depends only on their lengths.
+/// Compares two byte strings in time that depends only on their lengths (`subtle`).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// True when `presented` equals any configured token. Both sides are hashed
@@ -111,33 +109,11 @@ mod tests {
     }
 }
 
-/// One allow-list entry, normalised to its address family: an IPv4-mapped
-/// IPv6 entry (`::ffff:192.0.2.1`, `::ffff:192.0.2.0/120`) is the IPv4 range
-/// it names, so a prefix is always within its family's width.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Net {
-    V4 { net: u32, len: u8 },
-    V6 { net: u128, len: u8 },
-}
-
-impl Net {
-    fn contains(self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr::{V4, V6};
-        match (self, ip.to_canonical()) {
-            (Net::V4 { net, len }, V4(a)) => {
-                u32::from(a).checked_shr(32 - u32::from(len)).unwrap_or(0) == net.checked_shr(32 - u32::from(len)).unwrap_or(0)
-            }
-            (Net::V6 { net, len }, V6(a)) => {
-                u128::from(a).checked_shr(128 - u32::from(len)).unwrap_or(0) == net.checked_shr(128 - u32::from(len)).unwrap_or(0)
-            }
-            _ => false,
-        }
-    }
-}
-
-/// A comma-separated allow-list of addresses and CIDR ranges, IPv4 and IPv6.
+/// A comma-separated allow-list of addresses and CIDR ranges, IPv4 and IPv6
+/// (`ipnet`). Each entry keeps its address family: an IPv4-mapped IPv6 entry
+/// (`::ffff:192.0.2.1`, `::ffff:192.0.2.0/120`) is the IPv4 range it names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IpList(Vec<Net>);
+pub struct IpList(Vec<ipnet::IpNet>);
 
 /// The bits of the IPv4-mapped prefix `::ffff:0:0/96`.
 const MAPPED_PREFIX_LEN: u8 = 96;
@@ -155,17 +131,19 @@ impl IpList {
 
     /// True when an entry is a `/0`: every address of its family passes.
     pub fn allows_a_whole_family(&self) -> bool {
-        self.0.iter().any(|n| matches!(n, Net::V4 { len: 0, .. } | Net::V6 { len: 0, .. }))
+        self.0.iter().any(|n| n.prefix_len() == 0)
     }
 
     /// True when `ip` (a textual address; IPv4-mapped IPv6 counts as IPv4) is in the list.
     pub fn contains(&self, ip: &str) -> bool {
         let Ok(ip) = ip.trim().parse::<std::net::IpAddr>() else { return false };
-        self.0.iter().any(|n| n.contains(ip))
+        let ip = ip.to_canonical();
+        self.0.iter().any(|n| n.contains(&ip))
     }
 }
 
-fn parse_entry(entry: &str) -> Result<Net, String> {
+fn parse_entry(entry: &str) -> Result<ipnet::IpNet, String> {
+    use ipnet::{IpNet, Ipv4Net, Ipv6Net};
     use std::net::IpAddr;
     let (addr, len) = match entry.split_once('/') {
         Some((a, l)) => (a.trim(), Some(l.trim())),
@@ -179,17 +157,20 @@ fn parse_entry(entry: &str) -> Result<Net, String> {
             format!("{entry:?} has a bad prefix length: an IPv{} prefix is 0 to {width}", if width == 32 { 4 } else { 6 })
         })?,
     };
-    match ip {
-        IpAddr::V4(v4) => Ok(Net::V4 { net: u32::from(v4), len }),
+    let net = match ip {
+        IpAddr::V4(v4) => Ipv4Net::new(v4, len).map(IpNet::V4),
         // `::ffff:a.b.c.d` is how an IPv4 client is written in IPv6: the IPv4 range it names.
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) if len >= MAPPED_PREFIX_LEN => Ok(Net::V4 { net: u32::from(v4), len: len - MAPPED_PREFIX_LEN }),
-            Some(_) => Err(format!(
-                "{entry:?} is an IPv4-mapped address with a prefix shorter than /96, which would mix IPv4 and IPv6; write the IPv4 range (a.b.c.d/N) or an IPv6 range outside ::ffff:0:0/96"
-            )),
-            None => Ok(Net::V6 { net: u128::from(v6), len }),
+            Some(v4) if len >= MAPPED_PREFIX_LEN => Ipv4Net::new(v4, len - MAPPED_PREFIX_LEN).map(IpNet::V4),
+            Some(_) => {
+                return Err(format!(
+                    "{entry:?} is an IPv4-mapped address with a prefix shorter than /96, which would mix IPv4 and IPv6; write the IPv4 range (a.b.c.d/N) or an IPv6 range outside ::ffff:0:0/96"
+                ))
+            }
+            None => Ipv6Net::new(v6, len).map(IpNet::V6),
         },
-    }
+    };
+    net.map_err(|_| format!("{entry:?} has a bad prefix length"))
 }
 
 /// How far in the future a provider's timestamp may be (clock skew).

@@ -5,59 +5,20 @@
 //! of a surprise at delivery time. Secrets never appear in `Debug` output.
 
 pub use crate::auth::Secrets;
-use crate::auth::{IpList, MAX_CLOCK_SKEW_SECONDS};
+use crate::auth::MAX_CLOCK_SKEW_SECONDS;
+use crate::delivery::{parse_schedule, schedule_span_seconds, DEFAULT_RETRY_SCHEDULE};
 use crate::destinations::{self, CircuitPolicy, Defaults, Destination, DEFAULT_CIRCUIT_FAILURES, DEFAULT_CIRCUIT_PROBE_SECONDS};
-use base64::Engine as _;
-use std::fmt;
-
-/// A Standard Webhooks signing key (`whsec_<base64>`), decoded.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SigningKey(Vec<u8>);
-
-impl SigningKey {
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SigningKey(<redacted>)")
-    }
-}
-
-/// A variable that is present but unusable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "configuration error in {}: {}", self.var, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
+use crate::limits::{KV_MIN_TTL_SECONDS, MAX_BODY_BYTES_LIMIT, MAX_QUEUE_DELAY_SECONDS};
+pub use crate::values::ConfigError;
+use crate::values::{boolean, number};
 
 /// `DEAD_LETTER_QUEUE`'s default, as in wrangler.toml. The consumer reads the
 /// variable itself, so that it records dead letters even when the rest of the
 /// configuration is broken.
 pub const DEFAULT_DEAD_LETTER_QUEUE: &str = "mailhook-dead-letters";
 
-/// The largest `MAX_BODY_BYTES`: 100 MiB, Workers' request body limit on most plans.
-pub const MAX_BODY_BYTES_LIMIT: u64 = 100 * 1024 * 1024;
-
 /// What LOG_RETENTION_DAYS must exceed the retry schedule's span by.
 pub const RETENTION_MARGIN_SECONDS: u64 = 86_400;
-
-/// The Queues limit on a message delay and a retry delay: 12 hours.
-pub const MAX_QUEUE_DELAY_SECONDS: u32 = 43_200;
-
-/// The default retry schedule: about 27 hours over 8 retries (compare Svix's
-/// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).
-pub const DEFAULT_RETRY_SCHEDULE: &str = "5,30,300,1800,7200,18000,36000,36000";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -66,7 +27,7 @@ pub struct Config {
     pub dedupe_ttl_seconds: u64,
     pub include_raw: bool,
 
-    /// Each source's own settings (see `providers::Source::settings`).
+    /// Each source's own settings (see `providers::Source::settings`), and its token or signing secret.
     pub providers: crate::providers::Settings,
 
     /// Where events go (see `destinations`): the declared `DESTINATIONS`,
@@ -134,10 +95,10 @@ impl Config {
                 ),
             });
         }
-        if self.dedupe_ttl_seconds < 60 {
+        if self.dedupe_ttl_seconds < KV_MIN_TTL_SECONDS {
             return Err(ConfigError {
                 var: "DEDUPE_TTL_SECONDS",
-                message: format!("{} is below Workers KV's minimum TTL of 60 seconds", self.dedupe_ttl_seconds),
+                message: format!("{} is below Workers KV's minimum TTL of {KV_MIN_TTL_SECONDS} seconds", self.dedupe_ttl_seconds),
             });
         }
         // A signed event is accepted from `skew` seconds before its own time
@@ -156,8 +117,8 @@ impl Config {
         }
         // The retention cron must not remove an event's row and payload while
         // the schedule may still be retrying it.
-        let span = self.destinations.iter().map(|d| crate::delivery::schedule_span_seconds(&d.retry_schedule)).max().unwrap_or(0);
-        let needed = span.max(crate::delivery::schedule_span_seconds(&self.retry_schedule)) + RETENTION_MARGIN_SECONDS;
+        let span = self.destinations.iter().map(|d| schedule_span_seconds(&d.retry_schedule)).max().unwrap_or(0);
+        let needed = span.max(schedule_span_seconds(&self.retry_schedule)) + RETENTION_MARGIN_SECONDS;
         let needed_days = needed.div_ceil(86_400);
         if u64::from(self.log_retention_days) < needed_days {
             return Err(ConfigError {
@@ -174,7 +135,7 @@ impl Config {
 
     /// Valid settings that an operator should look at twice, for `/healthz`.
     pub fn warnings(&self) -> Vec<String> {
-        crate::providers::Provider::ALL.iter().flat_map(|p| p.warnings(self)).collect()
+        crate::providers::Provider::ALL.iter().flat_map(|p| p.warnings(&self.providers)).collect()
     }
 
     /// `None` when every destination can be delivered to, or what is missing.
@@ -183,49 +144,8 @@ impl Config {
     }
 }
 
-pub(crate) fn number<T: std::str::FromStr>(get: &crate::providers::Lookup, var: &'static str, default: T) -> Result<T, ConfigError> {
-    match get(var) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| ConfigError { var, message: format!("{v:?} is not a whole non-negative number") }),
-    }
-}
-
-pub(crate) fn boolean(get: &crate::providers::Lookup, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-    match get(var).as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None => Ok(default),
-        Some("true" | "1" | "yes") => Ok(true),
-        Some("false" | "0" | "no") => Ok(false),
-        Some(v) => Err(ConfigError { var, message: format!("{v:?} is not true or false") }),
-    }
-}
-
-/// An allow-list of addresses and CIDR ranges, or the error naming `var` and its entry.
-pub fn ip_list(get: &crate::providers::Lookup, var: &'static str, default: &str) -> Result<IpList, ConfigError> {
-    IpList::parse(get(var).as_deref().unwrap_or(default)).map_err(|message| ConfigError { var, message })
-}
-
-/// The warning of an allow-list that takes a whole address family.
-pub fn whole_family_warning(var: &str, list: &IpList) -> Option<String> {
-    list.allows_a_whole_family().then(|| format!("{var} has a /0 entry (or ::ffff:0:0/96): every address of that family is allowed"))
-}
-
-/// The keys of a signing secret (`whsec_<base64>`, comma-separated during rotation), read from `var`.
-pub fn signing_keys(var: &'static str, raw: Option<&str>) -> Result<Vec<SigningKey>, ConfigError> {
-    Secrets::parse(raw)
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let b64 = s.strip_prefix("whsec_").unwrap_or(s);
-            base64::engine::general_purpose::STANDARD.decode(b64).ok().filter(|k| !k.is_empty()).map(SigningKey).ok_or_else(|| {
-                ConfigError { var, message: format!("value #{} is not whsec_<base64>; generate one with `npm run gen-secret`", i + 1) }
-            })
-        })
-        .collect()
-}
-
 fn schedule(raw: Option<&str>) -> Result<Vec<u32>, ConfigError> {
-    destinations::parse_schedule(raw.unwrap_or(DEFAULT_RETRY_SCHEDULE))
-        .map_err(|message| ConfigError { var: "RETRY_SCHEDULE_SECONDS", message })
+    parse_schedule(raw.unwrap_or(DEFAULT_RETRY_SCHEDULE)).map_err(|message| ConfigError { var: "RETRY_SCHEDULE_SECONDS", message })
 }
 
 #[cfg(test)]
@@ -248,7 +168,7 @@ mod tests {
         assert_eq!((c.destinations[0].name.as_str(), c.destinations[0].timeout_seconds), ("origin", 15));
         assert_eq!(c.destinations[0].circuit, CircuitPolicy { failures: 10, probe_seconds: 60 });
         assert!(c.include_raw);
-        assert!(c.providers.adm_tools.tokens.is_empty());
+        assert!(c.providers.secrets(crate::providers::Provider::AdmTools).is_empty());
         assert!(c.retry_schedule.iter().map(|d| u64::from(*d)).sum::<u64>() >= 86_400);
         assert!(c.delivery_problem().is_some());
         assert!(c.providers.improvmx.contains("15.237.103.194"));
@@ -266,7 +186,7 @@ mod tests {
     #[test]
     fn secrets_split_on_commas_and_never_print() {
         let c = cfg(&[("ADM_TOOLS_WEBHOOK_TOKEN", " old-token , new-token ,")]).unwrap();
-        assert_eq!(c.providers.adm_tools.tokens.iter().collect::<Vec<_>>(), ["old-token", "new-token"]);
+        assert_eq!(c.providers.secrets(crate::providers::Provider::AdmTools).iter().collect::<Vec<_>>(), ["old-token", "new-token"]);
         let debug = format!("{c:?}");
         assert!(!debug.contains("old-token") && !debug.contains("new-token"), "{debug}");
     }

@@ -11,6 +11,7 @@
 
 use crate::auth::{constant_time_eq, hmac_sha256, Secrets};
 use crate::error::ApiError;
+use crate::status::Status;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -81,7 +82,7 @@ pub fn route(method: &str, path: &str) -> Result<ConsoleRoute, ApiError> {
                 _ => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD, POST, DELETE" }),
             }
         }
-        _ => return Err(ApiError::NotFound),
+        _ => return Err(ApiError::NotFound("no such console page; the console is at /console/".into())),
     };
     if matches!(method, "GET" | "HEAD") {
         Ok(route)
@@ -155,12 +156,9 @@ pub fn authorize(
 pub struct HourRow {
     pub start: i64,
     pub provider: String,
-    pub status: String,
+    pub status: Status,
     pub n: i64,
 }
-
-/// The outcomes the overview counts (an event's summary status).
-pub const OUTCOMES: [&str; 6] = ["delivered", "retrying", "dead", "queued", "held", "unrouted"];
 
 /// The first second of the 24 hours the overview shows (whole hours, the current one last).
 pub fn window_start(now: i64) -> i64 {
@@ -173,24 +171,24 @@ pub fn overview(now: i64, rows: &[HourRow], mut latencies: Vec<i64>) -> Value {
     let first = window_start(now);
     let mut hours: Vec<(BTreeMap<String, i64>, BTreeMap<String, i64>)> = vec![Default::default(); 24];
     let (mut by_provider, mut by_outcome, mut total) = (BTreeMap::<String, i64>::new(), BTreeMap::<String, i64>::new(), 0i64);
-    for o in OUTCOMES {
-        by_outcome.insert(o.into(), 0);
+    for o in Status::ALL {
+        by_outcome.insert(o.to_string(), 0);
     }
     for r in rows {
         let Ok(i) = usize::try_from((r.start - first).div_euclid(3600)) else { continue };
         let Some((providers, outcomes)) = hours.get_mut(i) else { continue };
         *providers.entry(r.provider.clone()).or_default() += r.n;
-        *outcomes.entry(r.status.clone()).or_default() += r.n;
+        *outcomes.entry(r.status.to_string()).or_default() += r.n;
         *by_provider.entry(r.provider.clone()).or_default() += r.n;
-        *by_outcome.entry(r.status.clone()).or_default() += r.n;
+        *by_outcome.entry(r.status.to_string()).or_default() += r.n;
         total += r.n;
     }
     let hours: Vec<Value> = hours
         .into_iter()
         .enumerate()
         .map(|(i, (providers, mut outcomes))| {
-            for o in OUTCOMES {
-                outcomes.entry(o.into()).or_default();
+            for o in Status::ALL {
+                outcomes.entry(o.to_string()).or_default();
             }
             json!({"start": first + i as i64 * 3600, "providers": providers, "outcomes": outcomes})
         })
@@ -272,7 +270,7 @@ mod tests {
     #[test]
     fn the_overview_counts_by_hour_provider_and_outcome() {
         let now = 100 * 3600 + 1800;
-        let row = |h: i64, p: &str, s: &str, n: i64| HourRow { start: h * 3600, provider: p.into(), status: s.into(), n };
+        let row = |h: i64, p: &str, s: &str, n: i64| HourRow { start: h * 3600, provider: p.into(), status: Status::parse(s).unwrap(), n };
         let rows = [
             row(100, "maileroo", "delivered", 3),
             row(100, "improvmx", "dead", 1),

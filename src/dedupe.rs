@@ -47,7 +47,7 @@ pub fn headers_sha256(headers: &serde_json::Map<String, serde_json::Value>) -> [
     Sha256::digest(serde_json::to_vec(headers).unwrap_or_default()).into()
 }
 
-/// The id of received mail (CONTRACT §4). Its Message-ID is chosen by
+/// The id of received mail (docs/EVENTS.md, event ids). Its Message-ID is chosen by
 /// whoever sends the mail, so the id also covers the recipients (lower
 /// case, in any order) and a digest of the content (`content_digest`): the
 /// provider's retry of the same message is a duplicate, while a forged

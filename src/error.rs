@@ -5,13 +5,14 @@
 //! own retry covers it. Messages say what went wrong and what to do, and never
 //! contain a secret or a payload.
 
+use crate::limits::SIGNED_BODY_MAX_BYTES;
 use serde::Serialize;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
-    /// No such route or provider.
-    NotFound,
+    /// No such route, provider, page or event: what was not found, and where to look.
+    NotFound(String),
     /// The route exists but not for this method; `allow` is the `Allow` header.
     MethodNotAllowed { allow: &'static str },
     /// A missing or wrong token or signature.
@@ -45,7 +46,7 @@ pub struct ErrorDetail<'a> {
 impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
-            Self::NotFound => 404,
+            Self::NotFound(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Unauthorized(_) => 401,
             Self::Forbidden(_) => 403,
@@ -57,7 +58,7 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::NotFound => "not_found",
+            Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
@@ -77,15 +78,13 @@ impl ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotFound => {
-                let names: Vec<&str> = crate::providers::Provider::ALL.iter().filter(|p| p.posts()).map(|p| p.name()).collect();
-                write!(f, "no such route; providers post to /webhooks/{{{}}}", names.join("|"))
-            }
             Self::MethodNotAllowed { allow } => write!(f, "this route accepts {allow} only"),
-            Self::PayloadTooLarge { limit } => {
-                write!(f, "the body is larger than {limit} bytes (MAX_BODY_BYTES; Mailtura and Maileroo events at most 1048576); raise MAX_BODY_BYTES if this provider's payloads are legitimately this large")
-            }
-            Self::Unauthorized(m)
+            Self::PayloadTooLarge { limit } => write!(
+                f,
+                "the body is larger than {limit} bytes (MAX_BODY_BYTES; a body signed over its bytes at most {SIGNED_BODY_MAX_BYTES}); raise MAX_BODY_BYTES if this provider's payloads are legitimately this large"
+            ),
+            Self::NotFound(m)
+            | Self::Unauthorized(m)
             | Self::Forbidden(m)
             | Self::BadRequest(m)
             | Self::StaleEvent(m)
@@ -104,7 +103,7 @@ mod tests {
     #[test]
     fn every_error_has_the_contract_status_and_code() {
         let cases = [
-            (ApiError::NotFound, 404, "not_found"),
+            (ApiError::NotFound("x".into()), 404, "not_found"),
             (ApiError::MethodNotAllowed { allow: "POST" }, 405, "method_not_allowed"),
             (ApiError::Unauthorized("x".into()), 401, "unauthorized"),
             (ApiError::Forbidden("x".into()), 403, "forbidden"),

@@ -1,4 +1,4 @@
-//! The canonical event: CloudEvents 1.0, structured JSON (CONTRACT §4).
+//! The canonical event: CloudEvents 1.0, structured JSON (docs/EVENTS.md).
 //!
 //! Fields a provider does not send are `null` or empty, never invented; the
 //! optional CloudEvents attributes (`time`, `subject`) are omitted instead.
@@ -258,7 +258,7 @@ mod tests {
         assert_eq!(v["data"]["bounce"], Value::Null);
         assert_eq!(v["data"]["cc"], serde_json::json!([]));
         assert!(v["data"].get("raw").is_none());
-        // Optional CloudEvents attributes are omitted, never null (CONTRACT §4).
+        // Optional CloudEvents attributes are omitted, never null (docs/EVENTS.md).
         let bare: Value =
             serde_json::from_str(&Event::new("evt_2".into(), EventType::Unknown, None, EventData::new("x")).to_json()).unwrap();
         assert!(bare.get("time").is_none() && bare.get("subject").is_none(), "{bare}");

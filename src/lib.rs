@@ -1,36 +1,41 @@
 //! # mailhook
 //!
 //! An email-webhook gateway for Cloudflare Workers. Providers post their
-//! webhooks here; mailhook authenticates each request, turns the payload into
-//! one canonical CloudEvents event, drops duplicates with keys in Workers KV,
-//! and puts the event on a Queue, whose consumer delivers it to the origin,
-//! signed by the Standard Webhooks scheme, with retries and a dead-letter queue.
+//! webhooks here and Email Routing hands over raw mail; mailhook authenticates
+//! each input, turns it into canonical CloudEvents events, drops duplicates
+//! with keys in Workers KV, and puts the events on a Queue, whose consumer
+//! delivers each to every destination that takes it, signed by the Standard
+//! Webhooks scheme, with retries, a circuit breaker and a dead-letter queue.
 //!
 //! # Layout
 //!
 //! The pure core compiles and is tested natively; it reads no clock and does
-//! no I/O (time and randomness are arguments):
+//! no I/O (time and randomness are arguments). By what happens to an event:
 //!
-//! - [`config`]: every variable read once into a validated `Config`, secrets redacted.
-//! - [`providers`]: one module per source, each implementing `Source` (everything
-//!   about itself), the `registry!` that lists them, and `Provider::ingest`, the
-//!   pure half of the pipeline.
-//! - [`large`]: large email without copies: skeletons, markers, events as parts of the body.
-//! - [`event`]: the canonical event. [`address`], [`time`], [`mailauth`]: shared parsers.
-//! - [`auth`]: constant-time comparison, tokens, HMAC, IP allow-lists, the age window.
-//! - [`dns`]: reverse DNS over DoH for Mail-Plus: queries, answers, verdict (no I/O).
-//! - [`dedupe`]: stable event ids and KV keys.
-//! - [`delivery`]: the queue envelope, signing, outcome, retry schedule.
-//! - [`destinations`]: where events go: declarations, filters, the circuit breaker's gate.
-//! - [`alerts`]: what tells a person that an event died or a destination is down (batched messages).
-//! - [`console`]: the operator console's routes, session, headers and overview numbers.
-//! - [`admin`]: the operator API: routes, bearer check, event-log queries (no I/O).
-//! - [`error`]: the refusals and their one mapping to HTTP. [`routes`]: method + path → handler.
+//! - Ingest: [`pipeline`] decides everything about one input as data: the
+//!   head before the body, reverse DNS as steps, the pure ingest, the plan of
+//!   every I/O step. [`providers`] has one module per source (a seventh source
+//!   goes there: a module implementing `Source` and one `registry!` line).
+//!   [`event`] is the canonical event; [`large`] keeps large email without
+//!   copies; [`dedupe`] makes ids and keys; [`dns`], [`mailauth`], [`address`]
+//!   and [`time`] are the parsers the sources share.
+//! - Delivery: [`delivery`] has the queue envelope, signing and the retry
+//!   schedule; [`destinations`] says where events go (a new kind of destination
+//!   goes there), with the circuit breaker's gate; [`alerts`] tells a person
+//!   when an event dies or a destination goes down.
+//! - Operators: [`admin`] (routes, bearer check, event-log queries; a new admin
+//!   resource adds a route here and a file in `edge/admin/`), [`console`] and
+//!   [`routes`] (method and path to handler); [`status`] spells every status once.
+//! - Settings: [`config`] reads every variable once into a validated `Config`;
+//!   [`values`] and [`limits`] are the leaves everything else uses (the error
+//!   naming a variable, the parsers, the platform's limits); [`auth`] has the
+//!   secrets, comparisons, HMAC and allow-lists; [`error`] the refusals and
+//!   their one mapping to HTTP.
 //!
-//! `edge` (wasm32 only) moves bytes between the Workers runtime and the core:
-//! the fetch handler runs ingest → dedupe → enqueue → answer (the email
-//! handler does the same for mail Email Routing hands over); the queue
-//! handler delivers and dead-letters; the crons send alerts and apply retention.
+//! `edge` (wasm32 only) is the one executor of all of it, in workers-rs:
+//! `edge/ingest` carries out the pipeline's steps for webhooks and for mail,
+//! `edge/deliver` is the queue consumers, `edge/admin` the operator API, and
+//! the crons send alerts and apply retention.
 
 pub mod address;
 pub mod admin;
@@ -45,19 +50,18 @@ pub mod dns;
 pub mod error;
 pub mod event;
 pub mod large;
+pub mod limits;
 pub mod mailauth;
 pub mod pipeline;
 pub mod providers;
 pub mod routes;
+pub mod status;
 #[doc(hidden)]
 pub mod testkit;
 pub mod time;
+pub mod values;
 
-#[cfg(all(target_arch = "wasm32", feature = "edge"))]
+#[cfg(target_arch = "wasm32")]
 mod edge;
-
-/// The ingest module's exports (built for wasm32 without `edge`; natively for its tests).
-#[cfg(any(not(target_arch = "wasm32"), not(feature = "edge")))]
-mod abi;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -29,6 +29,9 @@ const BASE: [(&str, &str); 8] = [
     ("DEDUPE_TTL_SECONDS", LONG_DEDUPE),
 ];
 
+/// An address of each allow-list of the test configuration.
+const ALLOWED_IPS: [(&str, &str); 2] = [("IMPROVMX_ALLOWED_IPS", IMPROVMX_IP), ("MAIL_PLUS_ALLOWED_IPS", MAIL_PLUS_IP)];
+
 /// The test configuration's value of `var` (a signed provider's secret, say).
 pub fn test_value(var: &str) -> Option<&'static str> {
     BASE.iter().find(|(n, _)| *n == var).map(|(_, v)| *v)
@@ -45,7 +48,7 @@ pub const TEST_NONCE: &str = "0123456789abcdef0123456789abcdef";
 /// The pure pipeline on `req`, each event's JSON materialised as the
 /// consumer would send it: what the tests, the bench and the fuzz targets compare.
 pub fn ingest_json(provider: Provider, cfg: &Config, req: &Inbound) -> Result<Vec<Vec<u8>>, crate::error::ApiError> {
-    let ingested = provider.ingest(cfg, req, TEST_NONCE)?;
+    let ingested = crate::pipeline::ingest(cfg, provider, req, TEST_NONCE)?;
     Ok(ingested.render().iter().map(|e| e.materialise(ingested.body(req.body))).collect())
 }
 
@@ -81,29 +84,20 @@ pub fn as_sent_by(provider: Provider, body: &[u8]) -> Sent {
         rdns: None,
         envelope: None,
     };
+    let value = |secret: &str| test_value(secret).unwrap_or_else(|| panic!("testkit: {secret} has no test value in BASE"));
     match provider.auth() {
-        // Signed sources and mail from the platform need nothing of their own.
-        Auth::SignedBody { header, secret, .. } => {
-            let key = test_value(secret).unwrap_or_else(|| panic!("testkit: {secret} has no test value in BASE"));
-            sent.headers.push((header.to_ascii_lowercase(), hex_hmac(key, body)));
+        Auth::SignedBody { header, secret, .. } => sent.headers.push((header.to_ascii_lowercase(), hex_hmac(value(secret), body))),
+        Auth::Token { header, secret } => sent.headers.push((header.to_ascii_lowercase(), value(secret).into())),
+        // The first address of the allow-list, and (Mail-Plus) a passing reverse DNS.
+        Auth::SourceAddress { allow_list } => {
+            sent.client_ip = Some(ALLOWED_IPS.iter().find(|(var, _)| *var == allow_list).map_or("203.0.113.50", |(_, ip)| *ip));
+            sent.rdns = Some(true);
         }
         Auth::Platform => {
             sent.headers.clear();
             sent.client_ip = None;
             sent.envelope = Some(TEST_ENVELOPE);
         }
-        Auth::BeforeBody => match provider {
-            Provider::AdmTools => {
-                sent.headers.push(("user-agent".into(), "adm.tools mail webhook".into()));
-                sent.headers.push(("x-webhook-token".into(), ADM_TOOLS_TOKEN.into()));
-            }
-            Provider::ImprovMx => sent.client_ip = Some(IMPROVMX_IP),
-            Provider::MailPlus => {
-                sent.client_ip = Some(MAIL_PLUS_IP);
-                sent.rdns = Some(true);
-            }
-            other => panic!("testkit::as_sent_by: say how {} authenticates before the body", other.name()),
-        },
     }
     sent
 }

@@ -147,7 +147,7 @@ fn signature_and_token_are_checked_before_the_body() {
     let cfg = config();
     let head = |provider: Provider, headers: &[(String, String)], ip: Option<&str>| {
         let req = mailhook::providers::Inbound::new(headers, ip, b"", NOW);
-        provider.authenticate_head(&cfg, &req).map_err(|e| e.status())
+        provider.authenticate_head(&cfg.providers, &req).map_err(|e| e.status())
     };
     let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
     assert_eq!(head(Provider::Maileroo, &[], None), Err(401));

@@ -22,7 +22,7 @@ fn mode(m: &str) -> Config {
 
 #[test]
 fn each_mode_needs_its_settings() {
-    let missing = |pairs: &[(&str, &str)]| P.missing_config(&config_with(pairs)).is_some();
+    let missing = |pairs: &[(&str, &str)]| P.missing_config(&config_with(pairs).providers).is_some();
     assert!(missing(&[("MAIL_PLUS_VERIFY", "ip"), ("MAIL_PLUS_ALLOWED_IPS", "")]));
     assert!(missing(&[("MAIL_PLUS_VERIFY", "rdns"), ("MAIL_PLUS_RDNS_SUFFIX", "")]));
     assert!(missing(&[("MAIL_PLUS_VERIFY", "ip+rdns"), ("MAIL_PLUS_ALLOWED_IPS", "")]));
@@ -45,7 +45,7 @@ fn each_mode_needs_its_settings() {
 fn the_edge_is_asked_for_reverse_dns_only_when_the_mode_needs_it() {
     let ask = |cfg: &Config, ip: &str| {
         let req = Inbound::new(&[], Some(ip), b"", NOW);
-        Provider::MailPlus.rdns_check(cfg, &req).map(|c| c.ip.to_string())
+        Provider::MailPlus.rdns_check(&cfg.providers, &req).map(|c| c.ip.to_string())
     };
     assert_eq!(ask(&mode("ip"), "203.0.113.9"), None);
     assert_eq!(ask(&mode("rdns"), "203.0.113.9").as_deref(), Some("203.0.113.9"));

@@ -4,12 +4,11 @@
 mod common;
 
 use common::*;
-use mailhook::error::ApiError;
 use mailhook::providers::{Auth, Provider};
 
 #[test]
 fn every_source_is_routed_and_named_in_the_404() {
-    let not_found = ApiError::NotFound.to_string();
+    let not_found = mailhook::routes::not_found().to_string();
     for p in Provider::ALL {
         if p.posts() {
             assert_eq!(Provider::from_route(p.name()), Some(p));

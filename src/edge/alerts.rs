@@ -7,7 +7,8 @@
 //! again the next minute (items older than a day are dropped, logged).
 //! Without `ALERT_URL`, nothing is written and the cron reads nothing.
 
-use super::{fetch_with_timeout, log, now_seconds, ops, var_text, D1_DATABASE};
+use super::env::{fetch_with_timeout, log, now_seconds, var_text, D1_DATABASE};
+use super::ops;
 use crate::alerts::{message, Item, PER_FLUSH};
 use crate::destinations::valid_url;
 use serde::Deserialize;

@@ -11,7 +11,7 @@
 //! Durable Object would also be consistent, at the price of a second storage
 //! product, a request per delivery and its duration charges.
 
-use super::{log, D1_DATABASE};
+use super::env::{log, D1_DATABASE};
 use crate::alerts::Item;
 use crate::delivery::Outcome;
 use crate::destinations::{Circuit, Destination, SLOW_LANE_QUIET_SECONDS};

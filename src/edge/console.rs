@@ -2,7 +2,7 @@
 //! build time (bench/NOTES.md says what they add to the Worker) and served as
 //! one page (script and style inline, allowed by their hashes), and its session. Off (404) while `ADMIN_TOKEN` is unset, like the admin API.
 
-use super::{json_response, now_seconds, refuse};
+use super::env::{json_response, now_seconds, refuse};
 use crate::auth::token_matches;
 use crate::config::Config;
 use crate::console::{any_session_valid, inline_page, new_session, set_cookie, Asset, ConsoleRoute, CSP, HEADER};
@@ -19,7 +19,7 @@ const STYLE: &str = include_str!("../../console/app.css");
 
 pub async fn handle(route: ConsoleRoute, mut req: Request, cfg: &Config) -> Result<Response> {
     if cfg.admin_tokens.is_empty() {
-        return refuse(&ApiError::NotFound);
+        return refuse(&ApiError::NotFound("the console is off: set ADMIN_TOKEN to turn it on".into()));
     }
     let resp = match route {
         ConsoleRoute::Redirect => {
@@ -85,7 +85,7 @@ async fn session(req: &mut Request, cfg: &Config) -> Result<Response> {
             if announced.is_some_and(|n| n > SIGN_IN_MAX_BYTES) {
                 return too_large();
             }
-            let body = match super::ingest::read_stream(req.inner().body(), SIGN_IN_MAX_BYTES, None, SIGN_IN_MAX_BYTES).await {
+            let body = match super::ingest::body::read_stream(req.inner().body(), SIGN_IN_MAX_BYTES, None, SIGN_IN_MAX_BYTES).await {
                 Ok(b) => b,
                 Err(ApiError::PayloadTooLarge { .. }) => return too_large(),
                 Err(e) => return refuse(&e),

@@ -3,10 +3,12 @@
 //! attempt, dead letters, and retention. Writes that only serve operators are best effort (logged
 //! on failure); the dead-letter record is not (its caller retries).
 
-use super::{log, now_seconds, BUCKET_PAYLOADS, D1_DATABASE};
+use super::env::{log, now_millis, now_seconds, BUCKET_PAYLOADS, D1_DATABASE};
 use crate::delivery::{r2_bytes_key, Envelope};
 use crate::destinations::LEGACY_NAME;
+use crate::status::Status;
 use serde_json::json;
+use std::sync::LazyLock;
 use worker::wasm_bindgen::JsValue;
 use worker::{D1PreparedStatement, D1Result, Env, Result};
 
@@ -23,9 +25,9 @@ fn opt_text(s: Option<&str>) -> JsValue {
 }
 
 /// What one step of a delivery writes.
-pub enum Step<'a> {
+pub enum Step {
     /// An attempt was made: its answer (`None`: no answer) and duration.
-    Attempt { status: &'a str, code: Option<u16>, ms: u64 },
+    Attempt { status: Status, code: Option<u16>, ms: u64 },
     /// Held back, unattempted, by the destination's open circuit.
     Held,
     /// Dead: the schedule ran out, or the destination refused it for good.
@@ -37,69 +39,79 @@ pub enum Step<'a> {
 const ON_ATTEMPT: &str = "status = excluded.status, attempts = deliveries.attempts + 1, last_status = excluded.last_status, \
      last_error = excluded.last_error, updated_at = excluded.updated_at";
 const ON_HELD: &str = "status = excluded.status, updated_at = excluded.updated_at";
-const ON_DEAD: &str = "status = 'dead', attempts = MAX(deliveries.attempts, excluded.attempts), last_status = excluded.last_status, \
+const ON_DEAD: &str =
+    "status = excluded.status, attempts = MAX(deliveries.attempts, excluded.attempts), last_status = excluded.last_status, \
      last_error = excluded.last_error, updated_at = excluded.updated_at";
 
-/// The event's status, summarising its deliveries (of event `?1`): unrouted
-/// without any, retrying (or queued) while any is unfinished, then dead if any
-/// died, else delivered.
-/// The retention cron reads it, so an event is never removed while a
-/// destination still waits for it.
-macro_rules! summary_of_deliveries {
-    () => {
-        "(SELECT CASE WHEN COUNT(*) = 0 THEN 'unrouted' WHEN SUM(status IN ('retrying', 'held')) > 0 THEN 'retrying' \
-           WHEN SUM(status = 'queued') > 0 THEN 'queued' \
-           WHEN SUM(status = 'dead') > 0 THEN 'dead' ELSE 'delivered' END FROM deliveries WHERE event_id = ?1), \
-         (SELECT COALESCE(SUM(attempts), 0) FROM deliveries WHERE event_id = ?1)"
-    };
+/// The event's status and attempts, summarising its deliveries (of event `?1`):
+/// unrouted without any, retrying while any is retrying or held, then queued
+/// while any is, then dead if any died, else delivered. The retention cron reads
+/// it, so an event is never removed while a destination still waits for it.
+fn summary_of_deliveries() -> String {
+    use Status::*;
+    format!(
+        "(SELECT CASE WHEN COUNT(*) = 0 THEN {unrouted} WHEN SUM(status IN {waiting}) > 0 THEN {retrying} \
+           WHEN SUM(status = {queued}) > 0 THEN {queued} WHEN SUM(status = {dead}) > 0 THEN {dead} ELSE {delivered} END \
+           FROM deliveries WHERE event_id = ?1), \
+         (SELECT COALESCE(SUM(attempts), 0) FROM deliveries WHERE event_id = ?1)",
+        unrouted = Unrouted.sql(),
+        waiting = Status::sql_list(&[Retrying, Held]),
+        retrying = Retrying.sql(),
+        queued = Queued.sql(),
+        dead = Dead.sql(),
+        delivered = Delivered.sql(),
+    )
 }
 
 /// Brings an existing event's row up to date with its deliveries (`?2`: now).
-pub const SUMMARY: &str =
-    concat!("UPDATE events SET (status, attempts) = (", summary_of_deliveries!(), "), updated_at = MAX(updated_at, ?2) WHERE id = ?1");
+pub static SUMMARY: LazyLock<String> = LazyLock::new(|| {
+    format!("UPDATE events SET (status, attempts) = ({}), updated_at = MAX(updated_at, ?2) WHERE id = ?1", summary_of_deliveries())
+});
 
 /// Writes the event's row after its deliveries' rows: new (with the envelope,
 /// for replay), or brought up to date, in one statement either way.
-const EVENT_ROW: &str = concat!(
-    "INSERT INTO events (id, status, attempts, provider, type, received_at, payload_ref, envelope, last_status, last_error, updated_at) \
-     SELECT ?1, ",
-    summary_of_deliveries!(),
-    ", ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE true \
-     ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, \
-       last_status = COALESCE(excluded.last_status, events.last_status), last_error = COALESCE(excluded.last_error, events.last_error), \
-       updated_at = MAX(events.updated_at, excluded.updated_at)"
-);
+static EVENT_ROW: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO events (id, status, attempts, provider, type, received_at, received_ms, payload_ref, envelope, last_status, \
+           last_error, updated_at) \
+         SELECT ?1, {}, ?2, ?3, CAST(?4 AS INTEGER) / 1000, ?4, ?5, ?6, ?7, ?8, ?9 WHERE true \
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, \
+           last_status = COALESCE(excluded.last_status, events.last_status), last_error = COALESCE(excluded.last_error, events.last_error), \
+           updated_at = MAX(events.updated_at, excluded.updated_at)",
+        summary_of_deliveries()
+    )
+});
 
 /// Deliveries waiting for their first attempt, to each destination of the JSON list `?2`; existing rows are left as they are.
-const QUEUED: &str = "INSERT INTO deliveries (event_id, destination, status, attempts, updated_at) \
-     SELECT ?1, value, 'queued', 0, ?3 FROM json_each(?2) WHERE true ON CONFLICT (event_id, destination) DO NOTHING";
+static QUEUED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO deliveries (event_id, destination, status, attempts, updated_at) \
+         SELECT ?1, value, {}, 0, ?3 FROM json_each(?2) WHERE true ON CONFLICT (event_id, destination) DO NOTHING",
+        Status::Queued.sql()
+    )
+});
 
 /// Records one step of `e`'s delivery to its destination, with `extra`
 /// statements (the circuit's) in the same batch: a queued row for each other
 /// destination the event was sent to, this delivery's row, the attempt, and
 /// the event's row (new, with `envelope_json` for replay, or updated).
-pub async fn record(
-    env: &Env,
-    e: &Envelope,
-    envelope_json: &str,
-    step: Step<'_>,
-    extra: Vec<D1PreparedStatement>,
-) -> Result<Vec<D1Result>> {
+pub async fn record(env: &Env, e: &Envelope, envelope_json: &str, step: Step, extra: Vec<D1PreparedStatement>) -> Result<Vec<D1Result>> {
     let db = env.d1(D1_DATABASE)?;
-    let now = now_seconds();
+    let now_ms = now_millis() as i64;
+    let now = now_ms.div_euclid(1000);
     let dest = e.dest.as_deref().unwrap_or(LEGACY_NAME);
-    let received = if e.received_at > 0 { e.received_at } else { now };
+    let received_ms = e.received_ms().unwrap_or(now_ms);
     let mut statements = Vec::new();
     // The other destinations the event went to, queued unless they have a row: one statement for any number.
     let others: Vec<&str> = e.dests.iter().map(String::as_str).filter(|d| *d != dest).collect();
     if !others.is_empty() {
         let list = serde_json::to_string(&others).unwrap_or_default();
-        statements.push(db.prepare(QUEUED).bind(&[text(&e.id), text(&list), int(now)])?);
+        statements.push(db.prepare(QUEUED.as_str()).bind(&[text(&e.id), text(&list), int(now)])?);
     }
     let (status, attempts, on_conflict) = match step {
         Step::Attempt { status, .. } => (status, 1, ON_ATTEMPT),
-        Step::Held => ("held", 0, ON_HELD),
-        Step::Dead => ("dead", i64::from(e.attempt), ON_DEAD),
+        Step::Held => (Status::Held, 0, ON_HELD),
+        Step::Dead => (Status::Dead, i64::from(e.attempt), ON_DEAD),
     };
     let (last_status, last_error) = match step {
         Step::Held => (JsValue::NULL, JsValue::NULL),
@@ -110,30 +122,38 @@ pub async fn record(
             "INSERT INTO deliveries (event_id, destination, status, attempts, last_status, last_error, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (event_id, destination) DO UPDATE SET {on_conflict}"
         ))
-        .bind(&[text(&e.id), text(dest), text(status), int(attempts), last_status.clone(), last_error.clone(), int(now)])?,
+        .bind(&[
+            text(&e.id),
+            text(dest),
+            text(status.as_str()),
+            int(attempts),
+            last_status.clone(),
+            last_error.clone(),
+            int(now),
+        ])?,
     );
     if let Step::Attempt { code, ms, .. } = step {
         statements.push(
             db.prepare(
-                "INSERT OR REPLACE INTO delivery_attempts (event_id, destination, attempt, at, status_code, duration_ms, error) \
+                "INSERT OR REPLACE INTO delivery_attempts (event_id, destination, attempt, at_ms, status_code, duration_ms, error) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .bind(&[
                 text(&e.id),
                 text(dest),
                 int(i64::from(e.attempt)),
-                int(now),
+                int(now_ms),
                 code.map_or(JsValue::NULL, |c| int(i64::from(c))),
                 int(ms as i64),
                 opt_text(e.last_error.as_deref()),
             ])?,
         );
     }
-    statements.push(db.prepare(EVENT_ROW).bind(&[
+    statements.push(db.prepare(EVENT_ROW.as_str()).bind(&[
         text(&e.id),
         text(&e.provider),
         text(&e.kind),
-        int(received),
+        int(received_ms),
         opt_text(e.r2_key.as_deref()),
         text(envelope_json),
         last_status,
@@ -147,13 +167,7 @@ pub async fn record(
 }
 
 /// Records an attempt; the event log only serves operators, so a failure is logged, not retried.
-pub async fn record_attempt(
-    env: &Env,
-    e: &Envelope,
-    envelope_json: &str,
-    step: Step<'_>,
-    extra: Vec<D1PreparedStatement>,
-) -> Vec<D1Result> {
+pub async fn record_attempt(env: &Env, e: &Envelope, envelope_json: &str, step: Step, extra: Vec<D1PreparedStatement>) -> Vec<D1Result> {
     match record(env, e, envelope_json, step, extra).await {
         Ok(r) => r,
         Err(err) => {
@@ -166,15 +180,15 @@ pub async fn record_attempt(
 /// Events that no destination takes: their rows, status `unrouted`, with the envelope for a replay.
 pub async fn record_unrouted(env: &Env, envelopes: &[&Envelope]) -> Result<()> {
     let db = env.d1(D1_DATABASE)?;
-    let now = now_seconds();
+    let now_ms = now_millis() as i64;
     let statements = envelopes
         .iter()
         .map(|e| {
-            db.prepare(crate::pipeline::RECORD_UNROUTED_SQL).bind(&[
+            db.prepare(UNROUTED.as_str()).bind(&[
                 text(&e.id),
                 text(&e.provider),
                 text(&e.kind),
-                int(now),
+                int(e.received_ms().unwrap_or(now_ms)),
                 opt_text(e.r2_key.as_deref()),
                 text(&e.to_json()),
             ])
@@ -185,6 +199,16 @@ pub async fn record_unrouted(env: &Env, envelopes: &[&Envelope]) -> Result<()> {
     Ok(())
 }
 
+/// The row of an event that no destination takes, bound to: id, provider, type,
+/// when it was accepted (ms), its R2 key (or null), its envelope (for a replay).
+static UNROUTED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO events (id, provider, type, received_at, received_ms, status, attempts, payload_ref, envelope, updated_at) \
+         VALUES (?1, ?2, ?3, CAST(?4 AS INTEGER) / 1000, ?4, {}, 0, ?5, ?6, CAST(?4 AS INTEGER) / 1000) ON CONFLICT (id) DO NOTHING",
+        Status::Unrouted.sql()
+    )
+});
+
 /// Removes a delivery that can no longer happen (its destination is gone)
 /// and brings the event's row up to date. Best effort: logged on failure.
 pub async fn forget_delivery(env: &Env, id: &str, dest: &str) {
@@ -193,7 +217,7 @@ pub async fn forget_delivery(env: &Env, id: &str, dest: &str) {
         let results = db
             .batch(vec![
                 db.prepare("DELETE FROM deliveries WHERE event_id = ?1 AND destination = ?2").bind(&[text(id), text(dest)])?,
-                db.prepare(SUMMARY).bind(&[text(id), int(now_seconds())])?,
+                db.prepare(SUMMARY.as_str()).bind(&[text(id), int(now_seconds())])?,
             ])
             .await?;
         super::ops::d1(&results);
@@ -214,19 +238,27 @@ pub async fn record_dead(env: &Env, e: &Envelope) -> Result<()> {
 /// untouched since `?1`. A queued or retrying event (a replay included) keeps
 /// its row and its R2 payload however old it is, and a replay moves
 /// `updated_at`, so an event replayed near the cutoff is not removed under it.
-const EXPIRED: &str = "status IN ('delivered', 'dead', 'unrouted') AND updated_at < ?1 \
-     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status IN ('queued', 'held', 'retrying'))";
+static EXPIRED: LazyLock<String> = LazyLock::new(|| {
+    use Status::*;
+    format!(
+        "status IN {} AND updated_at < ?1 \
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status IN {})",
+        Status::sql_list(&[Delivered, Dead, Unrouted]),
+        Status::sql_list(&Status::UNFINISHED)
+    )
+});
 
 /// Deletes the expired rows (see `EXPIRED`) with their attempts, and the R2
 /// objects they reference; returns how many events were removed.
 pub async fn remove_older_than(env: &Env, cutoff: i64) -> Result<usize> {
+    let expired = EXPIRED.as_str();
     #[derive(serde::Deserialize)]
     struct Row {
         payload_ref: Option<String>,
     }
     let db = env.d1(D1_DATABASE)?;
     let refs: Vec<Row> = db
-        .prepare(format!("SELECT payload_ref FROM events WHERE {EXPIRED} AND payload_ref IS NOT NULL"))
+        .prepare(format!("SELECT payload_ref FROM events WHERE {expired} AND payload_ref IS NOT NULL"))
         .bind(&[int(cutoff)])?
         .all()
         .await?
@@ -252,10 +284,10 @@ pub async fn remove_older_than(env: &Env, cutoff: i64) -> Result<usize> {
     }
     let results = db
         .batch(vec![
-            db.prepare(format!("DELETE FROM delivery_attempts WHERE event_id IN (SELECT id FROM events WHERE {EXPIRED})"))
+            db.prepare(format!("DELETE FROM delivery_attempts WHERE event_id IN (SELECT id FROM events WHERE {expired})"))
                 .bind(&[int(cutoff)])?,
-            db.prepare(format!("DELETE FROM deliveries WHERE event_id IN (SELECT id FROM events WHERE {EXPIRED})")).bind(&[int(cutoff)])?,
-            db.prepare(format!("DELETE FROM events WHERE {EXPIRED}")).bind(&[int(cutoff)])?,
+            db.prepare(format!("DELETE FROM deliveries WHERE event_id IN (SELECT id FROM events WHERE {expired})")).bind(&[int(cutoff)])?,
+            db.prepare(format!("DELETE FROM events WHERE {expired}")).bind(&[int(cutoff)])?,
         ])
         .await?;
     super::ops::d1(&results);

@@ -6,7 +6,7 @@
 //! over a log gives what the traffic cost; `bench/cost.mjs` does that.
 //! Concurrent requests in one isolate may share a line's counts; the sums are exact.
 
-use crate::delivery::queue_units;
+use crate::limits::queue_units;
 use serde::Serialize;
 use std::cell::RefCell;
 use worker::D1Result;

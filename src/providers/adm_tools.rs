@@ -1,4 +1,4 @@
-//! adm.tools mailbox webhooks (docs: `shared/providers/adm-tools.txt`, §4.9.10).
+//! adm.tools mailbox webhooks (its webhook documentation, §4.9.10).
 //!
 //! Authenticated by the `X-Webhook-Token` header, whose value is shown in the
 //! "Token" column of the Webhooks list. The payload is JSON with `mailbox`,
@@ -6,13 +6,13 @@
 //! `to`, `subject`, `snippet` and `message_id`. adm.tools resends once after
 //! 15 minutes on anything but 200.
 
-use super::{parse_json, Auth, Inbound, Lookup, Normalised, Setting, Source};
+use super::payload::parse_json;
+use super::{Auth, Inbound, Normalised, Setting, Source};
 use crate::address;
-use crate::auth::{token_matches, Secrets};
-use crate::config::ConfigError;
 use crate::dedupe;
 use crate::error::ApiError;
 use crate::event::{Event, EventData, EventType, Mailbox};
+use crate::values::{ConfigError, Lookup};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -22,41 +22,25 @@ pub struct AdmTools;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `ADM_TOOLS_WEBHOOK_TOKEN`
-    pub tokens: Secrets,
     /// `ADM_TOOLS_ACCOUNT_ID`, served at `/webhook-confirm.txt`.
     pub account_id: Option<String>,
 }
 
 impl Source for AdmTools {
     const NAME: &'static str = "adm-tools";
+    const TITLE: &'static str = "adm.tools";
     const EVENT_TYPES: &'static [EventType] =
         &[EventType::Received, EventType::MessageAdded, EventType::FlagsChanged, EventType::MessageDeleted, EventType::Unknown];
-    const AUTH: Auth = Auth::BeforeBody;
-    const SETTINGS: &'static [Setting] = &[Setting::secret("ADM_TOOLS_WEBHOOK_TOKEN"), Setting::var("ADM_TOOLS_ACCOUNT_ID")];
+    /// The value shown in the "Token" column of its Webhooks list.
+    const AUTH: Auth = Auth::Token { header: "X-Webhook-Token", secret: "ADM_TOOLS_WEBHOOK_TOKEN" };
+    const SETUP: &'static str = "the token shown in the adm.tools Webhooks list";
+    /// Its own id of the hook, when it sends one.
+    const HEADERS: &'static [&'static str] = &["x-webhook-id"];
+    const SETTINGS: &'static [Setting] = &[Setting::var("ADM_TOOLS_ACCOUNT_ID")];
     type Settings = Settings;
 
     fn settings(get: &Lookup) -> Result<Settings, ConfigError> {
-        Ok(Settings { tokens: Secrets::parse(get("ADM_TOOLS_WEBHOOK_TOKEN").as_deref()), account_id: get("ADM_TOOLS_ACCOUNT_ID") })
-    }
-
-    fn missing(s: &Settings) -> Option<String> {
-        s.tokens.is_empty().then(|| {
-            "adm.tools is not configured: set ADM_TOOLS_WEBHOOK_TOKEN (`wrangler secret put ADM_TOOLS_WEBHOOK_TOKEN`) to the token shown in its Webhooks list".into()
-        })
-    }
-
-    fn authenticate_head(s: &Settings, req: &Inbound) -> Result<(), ApiError> {
-        let token = req
-            .header("x-webhook-token")
-            .ok_or_else(|| ApiError::Unauthorized("the X-Webhook-Token header is missing; adm.tools sends it with every request".into()))?;
-        if token_matches(&s.tokens, token.trim()) {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized(
-                "X-Webhook-Token does not match ADM_TOOLS_WEBHOOK_TOKEN; copy the token from the adm.tools Webhooks list".into(),
-            ))
-        }
+        Ok(Settings { account_id: get("ADM_TOOLS_ACCOUNT_ID") })
     }
 
     fn normalise(_: &Settings, req: &Inbound) -> Result<Normalised, ApiError> {
@@ -119,7 +103,7 @@ fn normalise(req: &Inbound) -> Result<Vec<Event>, ApiError> {
     let uid = scalar(&p.uid);
     let tstamp = scalar(&p.tstamp);
 
-    // Identity per CONTRACT §4: mailbox, uid, event and tstamp; the raw body
+    // Identity (docs/EVENTS.md, event ids): mailbox, uid, event and tstamp; the raw body
     // when uid or tstamp is missing, since then nothing else identifies it.
     let id = match (&uid, &tstamp) {
         (Some(uid), Some(ts)) => dedupe::event_id(NAME, &[&p.mailbox, uid, &p.event, ts]),

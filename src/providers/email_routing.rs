@@ -12,18 +12,18 @@
 //! verdicts: the first `Authentication-Results` and `Received-SPF` header of
 //! the message, and only when they are Cloudflare's (`mx.cloudflare.net`).
 
-use super::{parse_json, Auth, Inbound, Lookup, Normalised, Setting, Source};
-use crate::config::ConfigError;
+use super::payload::parse_json;
+use super::{Auth, Inbound, Normalised, Setting, Source};
 use crate::dedupe;
 use crate::error::ApiError;
 use crate::event::{self, Address, Attachment, AuthResults, Event, EventData, EventType, Inbound as InboundMail};
 use crate::large::{LargePath, Seg};
 use crate::mailauth;
+use crate::values::{ConfigError, Lookup};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// Raw mail to this source's payload (mail-parser): only where mail arrives.
-#[cfg(feature = "mail")]
+/// Raw mail to this source's payload (mail-parser).
 mod mime;
 
 pub const NAME: &str = EmailRouting::NAME;
@@ -42,6 +42,7 @@ pub struct Settings {
 
 impl Source for EmailRouting {
     const NAME: &'static str = "email-routing";
+    const TITLE: &'static str = "Email Routing";
     const EVENT_TYPES: &'static [EventType] = &[EventType::Received];
     const AUTH: Auth = Auth::Platform;
     const LARGE_PATHS: &'static [LargePath] =
@@ -67,16 +68,8 @@ impl Source for EmailRouting {
         None
     }
 
-    #[cfg(feature = "mail")]
     fn payload(_: &Settings, req: &Inbound) -> Result<Option<Vec<u8>>, ApiError> {
         mime::payload(req).map(Some)
-    }
-
-    /// A build without the `mail` feature (the ingest module) parses no mail:
-    /// the platform hands it to the Worker's full module, never here.
-    #[cfg(not(feature = "mail"))]
-    fn payload(_: &Settings, _: &Inbound) -> Result<Option<Vec<u8>>, ApiError> {
-        Err(ApiError::NotFound)
     }
 
     fn normalise(_: &Settings, req: &Inbound) -> Result<Normalised, ApiError> {
@@ -181,7 +174,7 @@ fn normalise(req: &Inbound) -> Result<Vec<Event>, ApiError> {
     let to: Vec<Address> = p.to.into_iter().map(Address::from).collect();
     let recipient = p.envelope_to.clone().or_else(|| to.first().map(|a| a.email.clone()));
 
-    // Identity (CONTRACT §4): the Message-ID, who it was for (the envelope's
+    // Identity (docs/EVENTS.md, event ids): the Message-ID, who it was for (the envelope's
     // RCPT TO: Email Routing hands over one copy per recipient) and what it says.
     let id = match &message_id {
         Some(mid) => {

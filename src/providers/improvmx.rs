@@ -1,4 +1,4 @@
-//! ImprovMX inbound mail (docs: `shared/providers/improvmx.txt`).
+//! ImprovMX inbound mail (its webhook documentation).
 //!
 //! Not signed: ImprovMX "will always come from" one static address, so the
 //! source address (`CF-Connecting-IP`) must be in `IMPROVMX_ALLOWED_IPS`.
@@ -7,15 +7,16 @@
 //! and `inlines`/`attachments` with base64 `content`, kept intact.
 //! ImprovMX retries twice on 4xx or 5xx, then gives up.
 
-use super::{ip_allowed, parse_json, Auth, Inbound, Lookup, Normalised, Setting, Source};
+use super::payload::{null_as_empty, parse_json};
+use super::{Auth, Inbound, Normalised, Setting, Source};
 use crate::address;
 use crate::auth::IpList;
-use crate::config::{ip_list, whole_family_warning, ConfigError};
 use crate::dedupe;
 use crate::error::ApiError;
 use crate::event::{Attachment, AuthResults, Event, EventData, EventType, Inbound as InboundMail};
 use crate::large::{LargePath, Seg};
 use crate::mailauth;
+use crate::values::{ip_list, whole_family_warning, ConfigError, Lookup};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -25,8 +26,9 @@ pub struct ImprovMx;
 
 impl Source for ImprovMx {
     const NAME: &'static str = "improvmx";
+    const TITLE: &'static str = "ImprovMX";
     const EVENT_TYPES: &'static [EventType] = &[EventType::Received];
-    const AUTH: Auth = Auth::BeforeBody;
+    const AUTH: Auth = Auth::SourceAddress { allow_list: "IMPROVMX_ALLOWED_IPS" };
     /// Attachments (base64), text and html may be large; they travel as markers (see `large`).
     const LARGE_PATHS: &'static [LargePath] = &[
         &[Seg::Key("text")],
@@ -51,7 +53,7 @@ impl Source for ImprovMx {
     }
 
     fn authenticate_head(ips: &IpList, req: &Inbound) -> Result<(), ApiError> {
-        ip_allowed(ips, req, "IMPROVMX_ALLOWED_IPS")
+        req.address_allowed(ips, "IMPROVMX_ALLOWED_IPS")
     }
 
     fn normalise(_: &IpList, req: &Inbound) -> Result<Normalised, ApiError> {
@@ -76,9 +78,9 @@ struct Payload {
     timestamp: Value,
     text: Option<String>,
     html: Option<String>,
-    #[serde(default, deserialize_with = "super::null_as_empty")]
+    #[serde(default, deserialize_with = "null_as_empty")]
     inlines: Vec<Option<Part>>,
-    #[serde(default, deserialize_with = "super::null_as_empty")]
+    #[serde(default, deserialize_with = "null_as_empty")]
     attachments: Vec<Option<Part>>,
 }
 
@@ -124,7 +126,7 @@ fn normalise(req: &Inbound) -> Result<Vec<Event>, ApiError> {
     let inlines: Vec<Part> = p.inlines.into_iter().flatten().collect();
     let parts: Vec<Part> = p.attachments.into_iter().flatten().collect();
 
-    // Identity (CONTRACT §4): the Message-ID, who it was for and what it says.
+    // Identity (docs/EVENTS.md, event ids): the Message-ID, who it was for and what it says.
     // The same message forwarded to two aliases is two events; ImprovMX's
     // retry of one is a duplicate; a forgery reusing the Message-ID is not.
     let id = match &message_id {

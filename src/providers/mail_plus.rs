@@ -1,22 +1,23 @@
-//! Mail-Plus inbound mail (docs: `shared/providers/mail-plus.txt`).
+//! Mail-Plus inbound mail (its webhook documentation).
 //!
 //! Not signed. Verified by source address (`MAIL_PLUS_ALLOWED_IPS`, from its
 //! client area) and/or forward-confirmed reverse DNS under
 //! `MAIL_PLUS_RDNS_SUFFIX`, as `MAIL_PLUS_VERIFY` says. The reverse-DNS
-//! lookup is I/O, so the edge does it (see `rdns_lookup`) and hands the
+//! lookup is I/O, so the edge does it (see `rdns_check`) and hands the
 //! verdict in `Inbound::rdns`. The payload holds whichever fields the
 //! customer selected: timestamp, header, body, subject, from, to, bcc, spf,
 //! dkim, spam_score, ip_address; any subset may be present.
 
-use super::{ip_allowed, parse_json, Auth, Inbound, Lookup, Normalised, RdnsCheck, Setting, Source};
+use super::payload::parse_json;
+use super::{Auth, Inbound, Normalised, RdnsCheck, Setting, Source};
 use crate::address;
 use crate::auth::IpList;
-use crate::config::{ip_list, whole_family_warning, ConfigError};
 use crate::dedupe;
 use crate::error::ApiError;
 use crate::event::{AuthResults, Event, EventData, EventType, Inbound as InboundMail, Spam};
 use crate::large::{LargePath, Seg};
 use crate::mailauth;
+use crate::values::{ip_list, whole_family_warning, ConfigError, Lookup};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -61,8 +62,10 @@ pub struct Settings {
 
 impl Source for MailPlus {
     const NAME: &'static str = "mail-plus";
+    const TITLE: &'static str = "Mail-Plus";
     const EVENT_TYPES: &'static [EventType] = &[EventType::Received];
-    const AUTH: Auth = Auth::BeforeBody;
+    /// And/or its reverse DNS, as `MAIL_PLUS_VERIFY` says.
+    const AUTH: Auth = Auth::SourceAddress { allow_list: "MAIL_PLUS_ALLOWED_IPS" };
     /// The message text may be large; it travels as a marker (see `large`).
     const LARGE_PATHS: &'static [LargePath] = &[&[Seg::Key("body")]];
     const SETTINGS: &'static [Setting] = &[
@@ -132,7 +135,7 @@ impl Source for MailPlus {
     }
 
     fn authenticate_head(s: &Settings, req: &Inbound) -> Result<(), ApiError> {
-        let ip = || ip_allowed(&s.allowed_ips, req, "MAIL_PLUS_ALLOWED_IPS");
+        let ip = || req.address_allowed(&s.allowed_ips, "MAIL_PLUS_ALLOWED_IPS");
         let rdns = || {
             let suffix = s.rdns_suffix.as_deref().unwrap_or_default();
             let addr = req.client_ip.unwrap_or("(none)");
@@ -212,7 +215,7 @@ fn normalise(req: &Inbound) -> Result<Vec<Event>, ApiError> {
     let from = field_or_header(&p.from, "From").into_iter().next();
     let message_id = mailauth::header(&headers, "Message-ID").and_then(crate::event::message_id);
 
-    // Identity (CONTRACT §4): the Message-ID, the recipients and the content,
+    // Identity (docs/EVENTS.md, event ids): the Message-ID, the recipients and the content,
     // so a forgery that reuses a genuine Message-ID cannot suppress it.
     let subject = p.subject.or_else(|| mailauth::header(&headers, "Subject").map(String::from));
     let id = match &message_id {

@@ -1,4 +1,4 @@
-//! Maileroo delivery events (docs: `shared/providers/maileroo.txt`).
+//! Maileroo delivery events (its webhook documentation).
 //!
 //! Signed with `X-Maileroo-Signature`: hex HMAC-SHA256 of the raw body with
 //! the shared secret. Maileroo retries only on non-200, for about 14 hours,
@@ -6,12 +6,12 @@
 //! `event_data` varies by event: `from`/`to` as arrays or a string, `ip` and
 //! `user_agent` for opens, `original_url` for clicks, `reason` for deferrals.
 
-use super::{parse_json, Auth, Inbound, Lookup, Normalised, Setting, Source};
+use super::payload::{id_from, null_as_empty, parse_json};
+use super::{Auth, Inbound, Normalised, Setting, Source};
 use crate::address;
-use crate::auth::Secrets;
-use crate::config::ConfigError;
 use crate::error::ApiError;
 use crate::event::{Bounce, Click, Client, Event, EventData, EventType};
+use crate::values::{ConfigError, Lookup};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -21,6 +21,7 @@ pub struct Maileroo;
 
 impl Source for Maileroo {
     const NAME: &'static str = "maileroo";
+    const TITLE: &'static str = "Maileroo";
     const EVENT_TYPES: &'static [EventType] = &[
         EventType::Queued,
         EventType::Delivered,
@@ -32,30 +33,20 @@ impl Source for Maileroo {
         EventType::Complained,
         EventType::Unknown,
     ];
-    const AUTH: Auth = Auth::SignedBody { header: SIGNATURE_HEADER, secret: "MAILEROO_WEBHOOK_SECRET", time_field: "event_time" };
-    const SETTINGS: &'static [Setting] = &[Setting::secret("MAILEROO_WEBHOOK_SECRET")];
-    /// `MAILEROO_WEBHOOK_SECRET`
-    type Settings = Secrets;
+    /// Hex HMAC-SHA256 of the raw body.
+    const AUTH: Auth = Auth::SignedBody { header: "X-Maileroo-Signature", secret: "MAILEROO_WEBHOOK_SECRET", time_field: "event_time" };
+    const SETUP: &'static str = "the shared secret from its dashboard";
+    const SETTINGS: &'static [Setting] = &[];
+    type Settings = ();
 
-    fn settings(get: &Lookup) -> Result<Secrets, ConfigError> {
-        Ok(Secrets::parse(get("MAILEROO_WEBHOOK_SECRET").as_deref()))
+    fn settings(_: &Lookup) -> Result<(), ConfigError> {
+        Ok(())
     }
 
-    fn missing(s: &Secrets) -> Option<String> {
-        s.is_empty().then(|| "Maileroo is not configured: set MAILEROO_WEBHOOK_SECRET (`wrangler secret put MAILEROO_WEBHOOK_SECRET`) to the shared secret from its dashboard".into())
-    }
-
-    fn signing_secrets(s: &Secrets) -> Option<&Secrets> {
-        Some(s)
-    }
-
-    fn normalise(_: &Secrets, req: &Inbound) -> Result<Normalised, ApiError> {
+    fn normalise(_: &(), req: &Inbound) -> Result<Normalised, ApiError> {
         normalise(req)
     }
 }
-
-/// Hex HMAC-SHA256 of the raw body.
-pub const SIGNATURE_HEADER: &str = "x-maileroo-signature";
 
 #[derive(Deserialize)]
 struct Payload {
@@ -64,7 +55,7 @@ struct Payload {
     #[serde(default)]
     event_time: Value,
     message_id: Option<String>,
-    #[serde(default, deserialize_with = "super::null_as_empty")]
+    #[serde(default, deserialize_with = "null_as_empty")]
     event_data: EventFields,
     #[serde(default)]
     tags: Value,
@@ -135,7 +126,7 @@ fn normalise(req: &Inbound) -> Result<Normalised, ApiError> {
     let p: Payload = parse_json(NAME, req.json)?;
     let time = crate::time::from_json(&p.event_time);
     let kind = event_type(&p.event_type);
-    let id = super::id_from(NAME, p.event_id.as_deref(), req.body);
+    let id = id_from(NAME, p.event_id.as_deref(), req.body);
     let f = p.event_data;
     let mut data = EventData::new(NAME);
     data.provider_event_type = Some(p.event_type);

@@ -1,4 +1,4 @@
-//! Mailtura delivery events (docs: `shared/providers/mailtura.txt`).
+//! Mailtura delivery events (its webhook documentation).
 //!
 //! Signed with `X-Mailtura-Signature`: hex HMAC-SHA256 of the raw body with
 //! the webhook secret. Mailtura's own Node example signs `JSON.stringify` of
@@ -6,11 +6,11 @@
 //! changes bytes; `===` leaks timing). We use the raw bytes, constant time.
 //! `type` comes as `email.delivered` or, in its webhook config, `delivered`.
 
-use super::{parse_json, Auth, Inbound, Lookup, Normalised, Setting, Source};
-use crate::auth::Secrets;
-use crate::config::ConfigError;
+use super::payload::{id_from, null_as_empty, parse_json};
+use super::{Auth, Inbound, Normalised, Setting, Source};
 use crate::error::ApiError;
 use crate::event::{Address, Bounce, Click, Client, Event, EventData, EventType};
+use crate::values::{ConfigError, Lookup};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -20,6 +20,7 @@ pub struct Mailtura;
 
 impl Source for Mailtura {
     const NAME: &'static str = "mailtura";
+    const TITLE: &'static str = "Mailtura";
     const EVENT_TYPES: &'static [EventType] = &[
         EventType::Sent,
         EventType::Delivered,
@@ -30,30 +31,20 @@ impl Source for Mailtura {
         EventType::Failed,
         EventType::Unknown,
     ];
-    const AUTH: Auth = Auth::SignedBody { header: SIGNATURE_HEADER, secret: "MAILTURA_WEBHOOK_SECRET", time_field: "timestamp" };
-    const SETTINGS: &'static [Setting] = &[Setting::secret("MAILTURA_WEBHOOK_SECRET")];
-    /// `MAILTURA_WEBHOOK_SECRET`
-    type Settings = Secrets;
+    /// Hex HMAC-SHA256 of the raw body.
+    const AUTH: Auth = Auth::SignedBody { header: "X-Mailtura-Signature", secret: "MAILTURA_WEBHOOK_SECRET", time_field: "timestamp" };
+    const SETUP: &'static str = "the webhook's signing secret";
+    const SETTINGS: &'static [Setting] = &[];
+    type Settings = ();
 
-    fn settings(get: &Lookup) -> Result<Secrets, ConfigError> {
-        Ok(Secrets::parse(get("MAILTURA_WEBHOOK_SECRET").as_deref()))
+    fn settings(_: &Lookup) -> Result<(), ConfigError> {
+        Ok(())
     }
 
-    fn missing(s: &Secrets) -> Option<String> {
-        s.is_empty().then(|| "Mailtura is not configured: set MAILTURA_WEBHOOK_SECRET (`wrangler secret put MAILTURA_WEBHOOK_SECRET`) to the webhook's signing secret".into())
-    }
-
-    fn signing_secrets(s: &Secrets) -> Option<&Secrets> {
-        Some(s)
-    }
-
-    fn normalise(_: &Secrets, req: &Inbound) -> Result<Normalised, ApiError> {
+    fn normalise(_: &(), req: &Inbound) -> Result<Normalised, ApiError> {
         normalise(req)
     }
 }
-
-/// Hex HMAC-SHA256 of the raw body.
-pub const SIGNATURE_HEADER: &str = "x-mailtura-signature";
 
 #[derive(Deserialize)]
 struct Payload {
@@ -62,7 +53,7 @@ struct Payload {
     kind: String,
     #[serde(default)]
     timestamp: Value,
-    #[serde(default, deserialize_with = "super::null_as_empty")]
+    #[serde(default, deserialize_with = "null_as_empty")]
     data: Data,
 }
 
@@ -107,7 +98,7 @@ fn normalise(req: &Inbound) -> Result<Normalised, ApiError> {
     let p: Payload = parse_json(NAME, req.json)?;
     let time = crate::time::from_json(&p.timestamp);
     let kind = event_type(&p.kind);
-    let id = super::id_from(NAME, p.id.as_deref(), req.body);
+    let id = id_from(NAME, p.id.as_deref(), req.body);
     let d = p.data;
     let mut data = EventData::new(NAME);
     data.provider_event_type = Some(p.kind);

@@ -1,26 +1,30 @@
 //! The sources: one module each, implementing `Source` (everything about
 //! itself), and one registry line each (`registry!`), from which the provider
-//! list, routes, `/healthz`, settings and every dispatch are derived. Nothing
-//! here knows KV, queues or HTTP.
+//! list, routes, `/healthz`, settings, the registry's JSON (`registry.rs`) and
+//! every dispatch are derived. Nothing here knows KV, queues or HTTP, nor the
+//! rest of the configuration: each source is given its own settings.
 //!
-//! `ingest` is the pure half of the pipeline, written once:
-//! configured? → size → authenticate → parse → normalise → replay window.
-//! The edge then dedupes, enqueues and answers.
+//! A seventh source is a module here, one line in `registry!`, and its fixtures.
 
 pub mod adm_tools;
 pub mod email_routing;
 pub mod improvmx;
+pub mod inbound;
 pub mod mail_plus;
 pub mod maileroo;
 pub mod mailtura;
+pub mod payload;
+pub mod registry;
 
-use crate::auth::{check_age, verify_hex_hmac, IpList, Secrets};
-use crate::config::{Config, ConfigError};
+pub use inbound::{Inbound, SmtpEnvelope};
+
+use crate::auth::{token_matches, verify_hex_hmac, Secrets};
 use crate::error::ApiError;
 use crate::event::{Event, EventType};
-use crate::large::{render, skeletonize, EventBody, LargePath, Refs};
-use serde::Deserialize as _;
-use sha2::{Digest, Sha256};
+use crate::large::LargePath;
+use crate::limits::SIGNED_BODY_MAX_BYTES;
+use crate::values::{ConfigError, Lookup};
+use serde::Serialize;
 use std::net::IpAddr;
 
 /// What a source of events declares about itself. Everything about one
@@ -31,20 +35,31 @@ use std::net::IpAddr;
 pub trait Source {
     /// The route segment (`/webhooks/{NAME}`), the `source` suffix and `data.provider`.
     const NAME: &'static str;
+    /// How people write its name (`adm.tools`), for messages.
+    const TITLE: &'static str;
     /// Every type its events can have (destination filters are checked against it).
     const EVENT_TYPES: &'static [EventType];
-    /// How its requests are authenticated.
+    /// How its requests are authenticated. A token or signing secret is named
+    /// there only: the registry declares it as a setting and reads its values.
     const AUTH: Auth;
+    /// For `Auth::Token` and `Auth::SignedBody`: where its value comes from
+    /// (the setup message says "set SECRET to {SETUP}").
+    const SETUP: &'static str = "";
+    /// Request headers it reads besides its authentication's (`Inbound::header`).
+    const HEADERS: &'static [&'static str] = &[];
     /// Strings of its payload that may be large: normalised as markers, never copied (see `large`).
     const LARGE_PATHS: &'static [LargePath] = &[];
-    /// Its variables and secrets (the README's configuration table and `.dev.vars.example` list each).
+    /// Its variables and secrets other than `AUTH`'s (the README's configuration table and `.dev.vars.example` list each).
     const SETTINGS: &'static [Setting];
     /// Its settings, parsed and validated.
     type Settings: std::fmt::Debug + Clone;
     /// Reads its settings through `get` (unset and empty are the same); a bad value names its variable.
     fn settings(get: &Lookup) -> Result<Self::Settings, ConfigError>;
-    /// `None` when requests can be authenticated, or what to set (its setup message).
-    fn missing(s: &Self::Settings) -> Option<String>;
+    /// `None` when requests can be authenticated, or what to set (its setup message),
+    /// beyond `AUTH`'s secret, which the registry checks.
+    fn missing(_s: &Self::Settings) -> Option<String> {
+        None
+    }
     /// Valid settings that an operator should look at twice (`/healthz` `warnings`).
     fn warnings(_s: &Self::Settings) -> Vec<String> {
         Vec::new()
@@ -53,14 +68,10 @@ pub trait Source {
     fn rdns_check(_s: &Self::Settings, _req: &Inbound) -> Option<RdnsCheck> {
         None
     }
-    /// What is checked before the body is read: the source address, the token,
-    /// the presence of a signature (`Auth::SignedBody` checks that generically).
+    /// What is checked before the body is read beyond `AUTH`'s token or
+    /// signature header (which the registry checks): the source address.
     fn authenticate_head(_s: &Self::Settings, _req: &Inbound) -> Result<(), ApiError> {
         Ok(())
-    }
-    /// For `Auth::SignedBody`: the values of its secret (any one verifies).
-    fn signing_secrets(_s: &Self::Settings) -> Option<&Secrets> {
-        None
     }
     /// For a source whose input is not its JSON payload (`Auth::Platform`: raw
     /// mail), that payload, made from `req.body`; the pipeline then runs on it
@@ -76,11 +87,15 @@ pub trait Source {
     }
 }
 
-/// How a source's requests are authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a source's requests are authenticated (in the registry's JSON as `{"kind": …}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Auth {
-    /// The source address or a token, checked before the body is read (`authenticate_head`).
-    BeforeBody,
+    /// A shared token in `header`, any value of the secret `secret`, compared in constant time before the body is read.
+    Token { header: &'static str, secret: &'static str },
+    /// The source address (`CF-Connecting-IP`) is in the allow-list `allow_list`
+    /// (or, as the source's settings say, passes its reverse-DNS check), before the body is read.
+    SourceAddress { allow_list: &'static str },
     /// A hex HMAC-SHA256 of the raw body in `header`, with any value of the secret `secret`.
     /// The payload's own time (`time_field`, which `normalise` returns) must be within
     /// `MAX_EVENT_AGE_SECONDS`: the pipeline checks it, so no signed source can skip its replay window.
@@ -91,8 +106,26 @@ pub enum Auth {
     Platform,
 }
 
+impl Auth {
+    /// The secret whose values authenticate a request (a token or an HMAC key), if any.
+    pub fn secret(self) -> Option<&'static str> {
+        match self {
+            Auth::Token { secret, .. } | Auth::SignedBody { secret, .. } => Some(secret),
+            Auth::SourceAddress { .. } | Auth::Platform => None,
+        }
+    }
+
+    /// The request header that carries the token or signature, if any.
+    pub fn header(self) -> Option<&'static str> {
+        match self {
+            Auth::Token { header, .. } | Auth::SignedBody { header, .. } => Some(header),
+            Auth::SourceAddress { .. } | Auth::Platform => None,
+        }
+    }
+}
+
 /// A variable or secret of a source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Setting {
     pub name: &'static str,
     pub secret: bool,
@@ -107,9 +140,6 @@ impl Setting {
         Setting { name, secret: true }
     }
 }
-
-/// Reads a variable or secret; unset and empty are the same (`None`).
-pub type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
 /// A reverse-DNS check of the client address: its PTR must be a name under
 /// `suffix` that resolves back to it (over the DoH JSON API at `doh_url`).
@@ -148,15 +178,25 @@ macro_rules! registry {
             $($variant),*
         }
 
-        /// Every source's settings.
+        /// Every source's settings, and the values of each one's token or signing secret.
         #[derive(Debug, Clone)]
         pub struct Settings {
-            $(pub $module: <$module::$source as Source>::Settings),*
+            $(pub $module: <$module::$source as Source>::Settings,)*
+            secrets: [Secrets; count!($($variant)*)],
         }
 
         impl Settings {
             pub fn from_lookup(get: &Lookup) -> Result<Self, ConfigError> {
-                Ok(Settings { $($module: <$module::$source as Source>::settings(get)?),* })
+                let secret = |auth: Auth| Secrets::parse(auth.secret().and_then(|name| get(name)).as_deref());
+                Ok(Settings {
+                    $($module: <$module::$source as Source>::settings(get)?,)*
+                    secrets: [$(secret(<$module::$source as Source>::AUTH)),*],
+                })
+            }
+
+            /// The values of `p`'s token or signing secret (empty for a source without one).
+            pub fn secrets(&self, p: Provider) -> &Secrets {
+                &self.secrets[p as usize]
             }
         }
 
@@ -168,6 +208,11 @@ macro_rules! registry {
                 match self { $(Self::$variant => <$module::$source as Source>::NAME),* }
             }
 
+            /// How people write its name, for messages.
+            pub fn title(self) -> &'static str {
+                match self { $(Self::$variant => <$module::$source as Source>::TITLE),* }
+            }
+
             /// Every event type the provider's events can have.
             pub fn event_types(self) -> &'static [EventType] {
                 match self { $(Self::$variant => <$module::$source as Source>::EVENT_TYPES),* }
@@ -177,47 +222,52 @@ macro_rules! registry {
                 match self { $(Self::$variant => <$module::$source as Source>::AUTH),* }
             }
 
+            fn setup(self) -> &'static str {
+                match self { $(Self::$variant => <$module::$source as Source>::SETUP),* }
+            }
+
+            /// Request headers it reads besides its authentication's.
+            fn own_headers(self) -> &'static [&'static str] {
+                match self { $(Self::$variant => <$module::$source as Source>::HEADERS),* }
+            }
+
             pub fn large_paths(self) -> &'static [LargePath] {
                 match self { $(Self::$variant => <$module::$source as Source>::LARGE_PATHS),* }
             }
 
-            pub fn settings(self) -> &'static [Setting] {
+            fn own_settings(self) -> &'static [Setting] {
                 match self { $(Self::$variant => <$module::$source as Source>::SETTINGS),* }
             }
 
-            /// `None` when the provider can authenticate requests, or what to set.
-            pub fn missing_config(self, cfg: &Config) -> Option<String> {
-                match self { $(Self::$variant => <$module::$source as Source>::missing(&cfg.providers.$module)),* }
+            fn own_missing(self, s: &Settings) -> Option<String> {
+                match self { $(Self::$variant => <$module::$source as Source>::missing(&s.$module)),* }
             }
 
-            pub fn warnings(self, cfg: &Config) -> Vec<String> {
-                match self { $(Self::$variant => <$module::$source as Source>::warnings(&cfg.providers.$module)),* }
+            pub fn warnings(self, s: &Settings) -> Vec<String> {
+                match self { $(Self::$variant => <$module::$source as Source>::warnings(&s.$module)),* }
             }
 
             /// The reverse-DNS check the edge must make before `authenticate_head`, if any.
-            pub fn rdns_check(self, cfg: &Config, req: &Inbound) -> Option<RdnsCheck> {
-                match self { $(Self::$variant => <$module::$source as Source>::rdns_check(&cfg.providers.$module, req)),* }
+            pub fn rdns_check(self, s: &Settings, req: &Inbound) -> Option<RdnsCheck> {
+                match self { $(Self::$variant => <$module::$source as Source>::rdns_check(&s.$module, req)),* }
             }
 
-            fn head(self, cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
-                match self { $(Self::$variant => <$module::$source as Source>::authenticate_head(&cfg.providers.$module, req)),* }
+            fn own_head(self, s: &Settings, req: &Inbound) -> Result<(), ApiError> {
+                match self { $(Self::$variant => <$module::$source as Source>::authenticate_head(&s.$module, req)),* }
             }
 
-            fn signing_secrets(self, cfg: &Config) -> Option<&Secrets> {
-                match self { $(Self::$variant => <$module::$source as Source>::signing_secrets(&cfg.providers.$module)),* }
-            }
-
-            fn payload(self, cfg: &Config, req: &Inbound) -> Result<Option<Vec<u8>>, ApiError> {
-                match self { $(Self::$variant => <$module::$source as Source>::payload(&cfg.providers.$module, req)),* }
+            /// The payload made from the input, for a source whose input is not its payload.
+            pub fn payload(self, s: &Settings, req: &Inbound) -> Result<Option<Vec<u8>>, ApiError> {
+                match self { $(Self::$variant => <$module::$source as Source>::payload(&s.$module, req)),* }
             }
 
             /// Where a copy of each message goes (mail the platform hands over), if anywhere.
-            pub fn forward_to(self, cfg: &Config) -> Option<&str> {
-                match self { $(Self::$variant => <$module::$source as Source>::forward_to(&cfg.providers.$module)),* }
+            pub fn forward_to(self, s: &Settings) -> Option<&str> {
+                match self { $(Self::$variant => <$module::$source as Source>::forward_to(&s.$module)),* }
             }
 
-            pub fn normalise(self, cfg: &Config, req: &Inbound) -> Result<Normalised, ApiError> {
-                match self { $(Self::$variant => <$module::$source as Source>::normalise(&cfg.providers.$module, req)),* }
+            pub fn normalise(self, s: &Settings, req: &Inbound) -> Result<Normalised, ApiError> {
+                match self { $(Self::$variant => <$module::$source as Source>::normalise(&s.$module, req)),* }
             }
         }
     };
@@ -230,65 +280,6 @@ registry! {
     ImprovMx => improvmx::ImprovMx,
     AdmTools => adm_tools::AdmTools,
     EmailRouting => email_routing::EmailRouting,
-}
-
-/// Delivery events signed over the body (Mailtura, Maileroo) are a few KB;
-/// their bodies are read before they can be authenticated, so they are capped here.
-pub const SIGNED_BODY_MAX_BYTES: u64 = 1024 * 1024;
-
-/// What the edge hands the core of one inbound request.
-#[derive(Debug, Clone, Copy)]
-pub struct Inbound<'a> {
-    /// Header names in lower case, as the Fetch API yields them.
-    pub headers: &'a [(String, String)],
-    /// `CF-Connecting-IP`, never `X-Forwarded-For`.
-    pub client_ip: Option<&'a str>,
-    /// The request body as received: what signatures and body-derived ids cover.
-    pub body: &'a [u8],
-    /// What a normaliser parses: the body, or its skeleton (see `large`),
-    /// whose large strings are markers that `refs` resolves.
-    pub json: &'a [u8],
-    pub refs: Option<&'a Refs>,
-    /// The edge's reverse-DNS verdict, when `mail_plus::rdns_lookup` asked for one.
-    pub rdns: Option<bool>,
-    /// The SMTP envelope of a message the platform handed over (`Auth::Platform`).
-    pub envelope: Option<SmtpEnvelope<'a>>,
-    /// Unix seconds: the core never reads a clock.
-    pub now: i64,
-}
-
-/// `MAIL FROM` and `RCPT TO` of a message, as the receiving server saw them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SmtpEnvelope<'a> {
-    pub from: &'a str,
-    pub to: &'a str,
-}
-
-impl<'a> Inbound<'a> {
-    /// A request whose body is parsed as it is (no skeleton yet).
-    pub fn new(headers: &'a [(String, String)], client_ip: Option<&'a str>, body: &'a [u8], now: i64) -> Self {
-        Inbound { headers, client_ip, body, json: body, refs: None, rdns: None, envelope: None, now }
-    }
-
-    /// SHA-256 of a string of the payload (of the large string a marker stands for).
-    pub fn text_sha256(&self, s: &str) -> [u8; 32] {
-        match self.refs.and_then(|r| r.get(s)) {
-            Some(r) => r.sha256,
-            None => Sha256::digest(s.as_bytes()).into(),
-        }
-    }
-
-    /// The decoded length of a base64 string of the payload.
-    pub fn base64_len(&self, s: &str) -> u64 {
-        match self.refs.and_then(|r| r.get(s)) {
-            Some(r) => r.base64_len,
-            None => crate::mailauth::base64_decoded_len(s),
-        }
-    }
-
-    pub fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
 }
 
 impl Provider {
@@ -312,190 +303,92 @@ impl Provider {
         Self::ALL.iter().copied().find(|p| !p.posts())
     }
 
+    /// Its variables and secrets: its own, and its authentication's secret.
+    pub fn settings(self) -> Vec<Setting> {
+        self.auth().secret().map(Setting::secret).into_iter().chain(self.own_settings().iter().copied()).collect()
+    }
+
+    /// The request headers the core reads of this source's requests (names in
+    /// lower case): the edge takes these and no others.
+    pub fn request_headers(self) -> Vec<&'static str> {
+        let mut names = vec!["content-length", "cf-connecting-ip"];
+        names.extend(self.auth().header());
+        names.extend(self.own_headers());
+        names
+    }
+
+    /// `None` when the provider can authenticate requests, or what to set.
+    pub fn missing_config(self, s: &Settings) -> Option<String> {
+        match self.auth().secret() {
+            Some(secret) if s.secrets(self).is_empty() => {
+                Some(format!("{} is not configured: set {secret} (`wrangler secret put {secret}`) to {}", self.title(), self.setup()))
+            }
+            _ => self.own_missing(s),
+        }
+    }
+
     /// What is checked before the body is read (`req.body` is empty here):
     /// the source address, the token, that a signature is present. A request
     /// that fails it costs no body buffering.
-    pub fn authenticate_head(self, cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
-        if let Auth::SignedBody { header, .. } = self.auth() {
-            signature(req, header)?;
+    pub fn authenticate_head(self, s: &Settings, req: &Inbound) -> Result<(), ApiError> {
+        match self.auth() {
+            Auth::Token { header, secret } => {
+                let token = req.header(header).ok_or_else(|| {
+                    ApiError::Unauthorized(format!("the {header} header is missing; {} sends it with every request", self.title()))
+                })?;
+                if !token_matches(s.secrets(self), token.trim()) {
+                    return Err(ApiError::Unauthorized(format!("{header} does not match {secret}; set {secret} to {}", self.setup())));
+                }
+            }
+            Auth::SignedBody { header, .. } => {
+                signature(req, header)?;
+            }
+            Auth::SourceAddress { .. } | Auth::Platform => {}
         }
-        self.head(cfg, req)
+        self.own_head(s, req)
     }
 
     /// True when `authenticate_head` is the whole authentication (source
     /// address or token), so the body is only read from a known sender.
     pub fn authenticated_before_body(self) -> bool {
-        matches!(self.auth(), Auth::BeforeBody | Auth::Platform)
+        !matches!(self.auth(), Auth::SignedBody { .. })
     }
 
-    /// The largest body taken: `MAX_BODY_BYTES`, but at most
+    /// The largest body taken: `max_body_bytes` (`MAX_BODY_BYTES`), but at most
     /// `SIGNED_BODY_MAX_BYTES` where the signature can only be checked once
     /// the whole body is read (anyone can make mailhook read that much).
-    pub fn body_limit(self, cfg: &Config) -> u64 {
+    pub fn body_limit(self, max_body_bytes: u64) -> u64 {
         if self.authenticated_before_body() {
-            cfg.max_body_bytes
+            max_body_bytes
         } else {
-            cfg.max_body_bytes.min(SIGNED_BODY_MAX_BYTES)
+            max_body_bytes.min(SIGNED_BODY_MAX_BYTES)
         }
     }
 
     /// The whole authentication, body included: for a signed source, the HMAC of the body.
-    pub fn authenticate(self, cfg: &Config, req: &Inbound) -> Result<(), ApiError> {
-        self.authenticate_head(cfg, req)?;
+    pub fn authenticate(self, s: &Settings, req: &Inbound) -> Result<(), ApiError> {
+        self.authenticate_head(s, req)?;
         match self.auth() {
-            Auth::BeforeBody | Auth::Platform => Ok(()),
             Auth::SignedBody { header, secret, .. } => {
-                let secrets = self.signing_secrets(cfg).ok_or_else(|| ApiError::NotConfigured(format!("{secret} is not set")))?;
-                hmac_header(secrets, req, header, secret)
+                if verify_hex_hmac(s.secrets(self), req.body, signature(req, header)?) {
+                    Ok(())
+                } else {
+                    Err(ApiError::Unauthorized(format!(
+                        "{header} does not match an HMAC-SHA256 of the raw body with {secret}; check that the secret is the provider's current one"
+                    )))
+                }
             }
+            Auth::Token { .. } | Auth::SourceAddress { .. } | Auth::Platform => Ok(()),
         }
     }
-
-    /// The events of a request, normalised, with the replay window of a signed source checked.
-    fn events(self, cfg: &Config, req: &Inbound) -> Result<Vec<Event>, ApiError> {
-        let n = self.normalise(cfg, req)?;
-        if let Auth::SignedBody { time_field, .. } = self.auth() {
-            check_age(n.time, req.now, cfg.max_event_age_seconds, time_field)?;
-        }
-        Ok(n.events)
-    }
-
-    /// The pure pipeline: every check and the canonical events, or the refusal.
-    /// `nonce` (random, per request) makes the skeleton's markers unguessable.
-    /// Render the events with `Ingested::render`.
-    pub fn ingest(self, cfg: &Config, req: &Inbound, nonce: &str) -> Result<Ingested, ApiError> {
-        if let Some(missing) = self.missing_config(cfg) {
-            return Err(ApiError::NotConfigured(missing));
-        }
-        if req.body.len() as u64 > self.body_limit(cfg) {
-            return Err(ApiError::PayloadTooLarge { limit: self.body_limit(cfg) });
-        }
-        self.authenticate(cfg, req)?;
-        if req.body.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::BadRequest(if self.posts() {
-                "the body is empty; expected the provider's JSON payload".into()
-            } else {
-                "the message is empty".into()
-            }));
-        }
-        // A source whose input is not its payload makes it first; `data.raw` is
-        // then left out: the payload is mailhook's, not what the sender sent.
-        let payload = self.payload(cfg, req)?;
-        let (req, raw) = match &payload {
-            Some(p) => (Inbound { body: p, json: p, ..*req }, None),
-            None => (*req, raw_range(cfg, req.body)),
-        };
-        let paths = self.large_paths();
-        if paths.is_empty() {
-            return Ok(Ingested { events: self.events(cfg, &req)?, refs: Refs::default(), raw, payload });
-        }
-        let skeleton = skeletonize(req.body, paths, nonce).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
-        let events = self.events(cfg, &Inbound { json: &skeleton.json, refs: Some(&skeleton.refs), ..req })?;
-        Ok(Ingested { events, refs: skeleton.refs, raw, payload })
-    }
-}
-
-/// The events of one request, and what rendering them needs.
-#[derive(Debug)]
-pub struct Ingested {
-    pub events: Vec<Event>,
-    /// The large strings the events' markers stand for.
-    pub refs: Refs,
-    /// The range of the body that is `data.raw`, unless `INCLUDE_RAW=false`.
-    pub raw: Option<[u64; 2]>,
-    /// The payload made from the input (`Source::payload`): the body the events' parts refer to.
-    pub payload: Option<Vec<u8>>,
-}
-
-impl Ingested {
-    /// What the events' parts are ranges of (and what a large event stores): the payload made, or the body received.
-    pub fn body<'b>(&'b self, received: &'b [u8]) -> &'b [u8] {
-        self.payload.as_deref().unwrap_or(received)
-    }
-
-    /// Each event's JSON as parts: literal bytes and ranges of the body.
-    pub fn render(&self) -> Vec<EventBody> {
-        self.events.iter().map(|e| render(e, &self.refs, self.raw)).collect()
-    }
-}
-
-/// The range of the body that is `data.raw`: the body itself without
-/// surrounding white space (it parsed as JSON, so it is JSON text), unless `INCLUDE_RAW=false`.
-fn raw_range(cfg: &Config, body: &[u8]) -> Option<[u64; 2]> {
-    if !cfg.include_raw || std::str::from_utf8(body).is_err() {
-        return None;
-    }
-    let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
-    let end = body.iter().rposition(|b| !b.is_ascii_whitespace())? + 1;
-    Some([start as u64, end as u64])
 }
 
 /// The signature in `header`, or 401 when it is missing or empty.
-pub fn signature<'a>(req: &Inbound<'a>, header: &str) -> Result<&'a str, ApiError> {
+fn signature<'a>(req: &Inbound<'a>, header: &str) -> Result<&'a str, ApiError> {
     // Some senders prefix the algorithm, as in `sha256=…`.
     req.header(header)
         .map(|s| s.trim())
         .map(|s| s.strip_prefix("sha256=").unwrap_or(s))
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::Unauthorized(format!("the {header} header is missing; the provider signs every request with it")))
-}
-
-/// Checks a hex HMAC-SHA256 signature of the raw body in `header`
-/// against every value of the secret named `var`.
-pub fn hmac_header(secrets: &Secrets, req: &Inbound, header: &str, var: &str) -> Result<(), ApiError> {
-    if verify_hex_hmac(secrets, req.body, signature(req, header)?) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized(format!(
-            "{header} does not match an HMAC-SHA256 of the raw body with {var}; check that the secret is the provider's current one"
-        )))
-    }
-}
-
-/// Checks that the client address (`CF-Connecting-IP`) is in `list`.
-pub fn ip_allowed(list: &IpList, req: &Inbound, var: &str) -> Result<(), ApiError> {
-    match req.client_ip {
-        Some(ip) if list.contains(ip) => Ok(()),
-        Some(ip) => Err(ApiError::Forbidden(format!("source address {ip} is not in {var}"))),
-        None => Err(ApiError::Forbidden("the request has no CF-Connecting-IP, so its source cannot be checked".into())),
-    }
-}
-
-/// The event id from the provider's own event id, or from the raw body when
-/// the payload carries none (CONTRACT §4).
-pub fn id_from(provider: &str, own_id: Option<&str>, body: &[u8]) -> String {
-    match own_id.filter(|id| !id.is_empty()) {
-        Some(id) => crate::dedupe::event_id(provider, &[id]),
-        None => crate::dedupe::event_id_from_body(provider, body),
-    }
-}
-
-/// For `#[serde(default, deserialize_with = "null_as_empty")]` on an optional
-/// container: `null`, `[]`, `{}` and `""` are the same as absent (the provider
-/// docs never say a container may be empty or `null`; PHP writes an empty map
-/// as `[]`; refusing it would lose the event).
-pub fn null_as_empty<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned + Default,
-{
-    use serde_json::Value;
-    match Value::deserialize(d)? {
-        Value::Null => Ok(T::default()),
-        Value::Array(a) if a.is_empty() => Ok(T::default()),
-        Value::Object(o) if o.is_empty() => Ok(T::default()),
-        Value::String(s) if s.is_empty() => Ok(T::default()),
-        v => serde_json::from_value(v).map_err(serde::de::Error::custom),
-    }
-}
-
-/// Parses the body as JSON, or says where it is not.
-pub fn parse_json<'a, T: serde::Deserialize<'a>>(provider: &str, body: &'a [u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::BadRequest(if e.is_data() {
-            format!("the body is JSON but not a {provider} payload: {e}")
-        } else {
-            format!("the body is not valid JSON: {e}")
-        })
-    })
 }

@@ -121,7 +121,7 @@ test("retention removes log rows older than LOG_RETENTION_DAYS and the R2 object
     await db.batch([
       db.prepare(insert).bind("evt_old", old, "events/evt_old.json"),
       db.prepare(insert).bind("evt_recent", recent, "events/evt_recent.json"),
-      db.prepare("INSERT INTO delivery_attempts (event_id, destination, attempt, at, status_code) VALUES ('evt_old', 'origin', 1, ?1, 200)").bind(old),
+      db.prepare("INSERT INTO delivery_attempts (event_id, destination, attempt, at_ms, status_code) VALUES ('evt_old', 'origin', 1, ?1, 200)").bind(old * 1000),
       db.prepare("INSERT INTO deliveries (event_id, destination, status, attempts, updated_at) VALUES ('evt_old', 'origin', 'delivered', 1, ?1)").bind(old),
       // Dead at one destination, still retrying at another: kept however old.
       db.prepare(insert).bind("evt_pending", old, null),

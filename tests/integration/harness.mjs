@@ -242,26 +242,43 @@ async function call(mf, url, init) {
   return { status: res.status, headers: res.headers, text, json };
 }
 
-/** Headers adm.tools sends. */
-export function admHeaders(token = SECRETS.ADM_TOOLS_WEBHOOK_TOKEN) {
-  return { "content-type": "application/json", "user-agent": "adm.tools mail webhook", "x-webhook-token": token };
-}
+/**
+ * The registry of sources (build/registry.json, written by the build from
+ * `cargo run --example registry`): how each one authenticates, from which the
+ * headers below are derived.
+ */
+export const registry = JSON.parse(readFileSync(path.join(root, "build/registry.json"), "utf8"));
+const source = (name) => registry.sources.find((s) => s.name === name) ?? (() => { throw new Error(`no source ${name} in the registry`); })();
 
-/** Hex HMAC-SHA256 of the raw body, as Mailtura and Maileroo sign. */
+/** Hex HMAC-SHA256 of the raw body, as the signed sources sign. */
 export function hexHmac(secret, body) {
   return createHmac("sha256", secret).update(body).digest("hex");
 }
 
-export const signedHeaders = {
-  mailtura: (body, secret = SECRETS.MAILTURA_WEBHOOK_SECRET) => ({
-    "content-type": "application/json",
-    "x-mailtura-signature": hexHmac(secret, body),
-  }),
-  maileroo: (body, secret = SECRETS.MAILEROO_WEBHOOK_SECRET) => ({
-    "content-type": "application/json",
-    "x-maileroo-signature": hexHmac(secret, body),
-  }),
-};
+/**
+ * The headers with which `provider` authenticates `body`, as its registry
+ * entry says: a signature of the body, a token, or (the source address) its
+ * `CF-Connecting-IP`. `secret` overrides the test instance's value.
+ */
+export function authHeaders(provider, body, { secret, ip } = {}) {
+  const { auth } = source(provider);
+  const headers = { "content-type": "application/json" };
+  const value = secret ?? SECRETS[auth.secret];
+  if (auth.kind === "signed_body") headers[auth.header.toLowerCase()] = hexHmac(value, body);
+  if (auth.kind === "token") headers[auth.header.toLowerCase()] = value;
+  if (auth.kind === "source_address" && ip) headers["cf-connecting-ip"] = ip;
+  return headers;
+}
+
+/** Headers adm.tools sends: its token (any `token`), as it names it in the registry, and its user agent. */
+export function admHeaders(token = SECRETS.ADM_TOOLS_WEBHOOK_TOKEN) {
+  return { ...authHeaders("adm-tools", "", { secret: token }), "user-agent": "adm.tools mail webhook" };
+}
+
+/** Each signed source's headers for a body: `signedHeaders.maileroo(body[, secret])`. */
+export const signedHeaders = Object.fromEntries(
+  registry.sources.filter((s) => s.auth.kind === "signed_body").map((s) => [s.name, (body, secret) => authHeaders(s.name, body, { secret })]),
+);
 
 /**
  * A DNS-over-HTTPS server (JSON API) on 127.0.0.1. `records` maps a name to

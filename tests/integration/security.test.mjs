@@ -204,9 +204,9 @@ describe("settings that break a promise are refused", () => {
 });
 
 describe("settings written as TOML numbers and booleans", () => {
-  // The webhook path (src/entry.mjs) read only text and structured [vars]: a
-  // number or boolean fell back to its default there while the rest of the
-  // Worker used the operator's value.
+  // Found in issue 14's review: a second executor of the webhook path read only
+  // text and structured [vars], so a number or boolean fell back to its default
+  // there while the rest of the Worker used the operator's value.
   test("MAX_EVENT_AGE_SECONDS = 3600 and INCLUDE_RAW = false hold on the webhook path", async () => {
     const origin = await startOrigin();
     const hook = await startMailhook({ vars: { MAX_EVENT_AGE_SECONDS: 3600, INCLUDE_RAW: false, ORIGIN_URL: origin.url } });

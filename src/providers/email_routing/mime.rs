@@ -17,7 +17,7 @@ use std::borrow::Cow;
 struct PayloadOut<'a> {
     envelope_from: Option<&'a str>,
     envelope_to: Option<&'a str>,
-    /// The content digest of the identity rule (CONTRACT §4).
+    /// The content digest of the identity rule (docs/EVENTS.md, event ids).
     digest: String,
     headers: Vec<(&'a str, String)>,
     message_id: Option<&'a str>,

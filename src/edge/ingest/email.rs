@@ -13,8 +13,10 @@
 //!
 //! So no message is dropped in silence: it is on the queue, or its sender knows.
 
-use super::ingest::{accept, read_stream};
-use super::{config, log, now_millis, now_seconds, ops, wasm_kib};
+use super::body::read_stream;
+use super::{accept, Taken};
+use crate::edge::env::{config, log, now_millis, now_seconds, wasm_kib};
+use crate::edge::ops;
 use crate::error::ApiError;
 use crate::providers::{Inbound, Provider, SmtpEnvelope};
 use js_sys::Promise;
@@ -47,7 +49,7 @@ extern "C" {
 /// How a message ends.
 enum Outcome {
     /// On the queue (or already seen): `accepted` or `duplicate`.
-    Taken(&'static str, Vec<String>),
+    Taken(Taken),
     /// Permanently refused, with the reason the sender reads in its bounce.
     Reject(ApiError),
     /// Temporarily refused: the sending server retries.
@@ -64,7 +66,7 @@ pub async fn email(message: IncomingEmail, env: Env, _ctx: JsValue) -> Result<Js
     let size = message.raw_size().as_f64();
     let outcome = receive(&message, &env).await;
     let (status, code, ids) = match &outcome {
-        Outcome::Taken(status, ids) => (*status, None, ids.clone()),
+        Outcome::Taken(t) => (t.status, None, t.ids.clone()),
         Outcome::Reject(e) => ("rejected", Some(e.code()), Vec::new()),
         Outcome::Defer(e) => ("deferred", Some(e.code()), Vec::new()),
     };
@@ -106,16 +108,16 @@ fn reject_reason(e: &ApiError) -> String {
 
 async fn receive(message: &IncomingEmail, env: &Env) -> Outcome {
     let Some(provider) = Provider::email_handler() else {
-        return Outcome::Reject(ApiError::NotFound);
+        return Outcome::Reject(ApiError::NotFound("this Worker takes no mail".into()));
     };
     let cfg = match config(env) {
         Ok(c) => c,
         Err(e) => return Outcome::Defer(ApiError::NotConfigured(e.to_string())),
     };
-    if let Some(missing) = provider.missing_config(&cfg) {
+    if let Some(missing) = provider.missing_config(&cfg.providers) {
         return Outcome::Defer(ApiError::NotConfigured(missing));
     }
-    let limit = provider.body_limit(&cfg);
+    let limit = provider.body_limit(cfg.max_body_bytes);
     let size = message.raw_size().as_f64().filter(|n| n.is_finite() && *n >= 0.0).map(|n| n as u64);
     if size.is_some_and(|n| n > limit) {
         return Outcome::Reject(ApiError::PayloadTooLarge { limit });
@@ -139,12 +141,12 @@ async fn receive(message: &IncomingEmail, env: &Env) -> Outcome {
     // event is queued. Cloudflare refuses to forward some mail (unauthenticated,
     // say); deferring it would have its sender retry for days a message whose
     // event was delivered at once.
-    if let Some(rcpt) = provider.forward_to(&cfg) {
+    if let Some(rcpt) = provider.forward_to(&cfg.providers) {
         if let Err(e) = forward(message, rcpt).await {
-            log(json!({"kind": "forward_failed", "ids": taken.1, "error": e}));
+            log(json!({"kind": "forward_failed", "ids": taken.ids, "error": e}));
         }
     }
-    Outcome::Taken(taken.0, taken.1)
+    Outcome::Taken(taken)
 }
 
 async fn forward(message: &IncomingEmail, rcpt: &str) -> Result<(), String> {

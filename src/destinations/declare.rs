@@ -1,115 +1,15 @@
-//! Destinations: where events go, decided without I/O.
-//!
-//! An event goes to every destination whose filter takes its provider and
-//! type, each delivery with its own signing keys, timeout, retry schedule,
-//! dead letter and circuit breaker. Destinations are declared in
-//! `wrangler.toml` as `DESTINATIONS` (a list of tables); `ORIGIN_URL` and
-//! `ORIGIN_SIGNING_SECRET` alone are the destination `origin`, as before.
+//! Destinations read from the configuration: `DESTINATIONS` (a list of
+//! tables in wrangler.toml, as JSON), then `origin` from `ORIGIN_URL`. Every
+//! mistake names its destination and what to write instead.
 
-use crate::config::{signing_keys, ConfigError, SigningKey, DEFAULT_RETRY_SCHEDULE, MAX_QUEUE_DELAY_SECONDS};
+use super::{secret_name, type_matches, valid_url, CircuitPolicy, Destination, Filter, LEGACY_NAME, MAX_NAME_LEN};
+use crate::delivery::{check_schedule, parse_schedule};
 use crate::event::EventType;
+use crate::limits::MAX_QUEUE_DELAY_SECONDS;
 use crate::providers::Provider;
+use crate::values::{signing_keys, ConfigError};
 use serde::Deserialize;
 use serde_json::Value;
-
-/// The destination that `ORIGIN_URL` and `ORIGIN_SIGNING_SECRET` declare.
-pub const LEGACY_NAME: &str = "origin";
-
-/// The longest destination name: it becomes part of a secret's name and of log lines.
-pub const MAX_NAME_LEN: usize = 32;
-
-/// Defaults of the circuit breaker (`CIRCUIT_FAILURES`, `CIRCUIT_PROBE_SECONDS`).
-pub const DEFAULT_CIRCUIT_FAILURES: u32 = 10;
-pub const DEFAULT_CIRCUIT_PROBE_SECONDS: u32 = 60;
-
-/// The longest a held delivery waits before it looks at the circuit again, in
-/// probe intervals (10 minutes with the default interval).
-pub const MAX_HOLD_PROBES: u32 = 10;
-
-/// Which events a destination takes. `None` takes every provider (or type).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Filter {
-    pub providers: Option<Vec<Provider>>,
-    /// Exact types (`email.bounced`), prefixes (`email.*`) or `*`, lower case.
-    pub types: Option<Vec<String>>,
-}
-
-impl Filter {
-    pub fn matches(&self, provider: Provider, kind: &str) -> bool {
-        self.providers.as_ref().is_none_or(|ps| ps.contains(&provider))
-            && self.types.as_ref().is_none_or(|ts| ts.iter().any(|t| type_matches(t, kind)))
-    }
-
-    /// True when some event that mailhook emits passes the filter.
-    fn matches_anything(&self) -> bool {
-        Provider::ALL.iter().any(|p| p.event_types().iter().any(|t| self.matches(*p, t.as_str())))
-    }
-}
-
-/// `email.*` takes every type under `email.`; `*` takes all.
-pub fn type_matches(pattern: &str, kind: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => kind.starts_with(prefix),
-        None => pattern == kind,
-    }
-}
-
-/// When a destination's circuit opens, and how often it is probed then.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CircuitPolicy {
-    /// Consecutive failed attempts (no answer, 408, 429, 5xx) that open it.
-    pub failures: u32,
-    /// While open, one delivery is tried per this many seconds.
-    pub probe_seconds: u32,
-}
-
-#[derive(Debug, Clone)]
-pub struct Destination {
-    /// Lower case: letters, digits and `-`.
-    pub name: String,
-    /// `None` only for `origin` without `ORIGIN_URL` (see `problem`).
-    pub url: Option<String>,
-    pub keys: Vec<SigningKey>,
-    /// The secret that holds `keys`.
-    pub secret_var: String,
-    pub filter: Filter,
-    pub timeout_seconds: u32,
-    pub retry_schedule: Vec<u32>,
-    pub circuit: CircuitPolicy,
-}
-
-impl Destination {
-    /// `None` when deliveries can be attempted, or what is missing. Only the
-    /// `origin` destination can be incomplete: a declared one that is
-    /// incomplete is a configuration error.
-    pub fn problem(&self) -> Option<String> {
-        if self.url.is_none() {
-            Some("ORIGIN_URL is not set: set it in wrangler.toml [vars] to the URL that receives events, or declare DESTINATIONS".into())
-        } else if self.keys.is_empty() {
-            Some(format!("{0} is not set: run `wrangler secret put {0}` with a whsec_<base64> key (`npm run gen-secret`)", self.secret_var))
-        } else {
-            None
-        }
-    }
-
-    /// True when this destination takes an event of the provider named
-    /// `provider` (its route name) and type `kind`. A provider no longer known
-    /// (its stored events are still replayed) is taken by every destination.
-    pub fn takes(&self, provider: &str, kind: &str) -> bool {
-        Provider::from_name(provider).is_none_or(|p| self.filter.matches(p, kind))
-    }
-
-    /// The URL without its query and fragment (which may hold a credential), for `/healthz` and logs.
-    pub fn display_url(&self) -> String {
-        self.url.as_deref().map(|u| u.split(['?', '#']).next().unwrap_or("").to_string()).unwrap_or_default()
-    }
-}
-
-/// The secret that holds a declared destination's signing keys:
-/// `crm-eu` → `DESTINATION_CRM_EU_SIGNING_SECRET`.
-pub fn secret_name(name: &str) -> String {
-    format!("DESTINATION_{}_SIGNING_SECRET", name.to_ascii_uppercase().replace('-', "_"))
-}
 
 /// The settings every destination falls back to.
 pub struct Defaults<'a> {
@@ -278,73 +178,6 @@ fn declared_one(item: Value, defaults: &Defaults<'_>, get: &impl Fn(&str) -> Opt
     }
     Ok(Destination { name, url: Some(url), keys, secret_var, filter, timeout_seconds, retry_schedule, circuit })
 }
-
-/// An absolute http(s) URL that `new URL()` and `fetch` take: a host (a
-/// hostname, a dotted IPv4 address or a bracketed IPv6 one), an optional
-/// port of 1 to 65535, no credentials, and no spaces, controls or broken
-/// percent-escapes anywhere. Trimmed.
-pub fn valid_url(raw: &str) -> Result<String, String> {
-    let url = raw.trim();
-    // The URL itself is never quoted: this message reaches the public /healthz, and a URL can hold a secret.
-    let bad = |why: &str| Err(format!("its URL is not an absolute http:// or https:// URL: {why}"));
-    let lower = url.to_ascii_lowercase();
-    let Some(rest) = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://")) else {
-        return bad("it must start with http:// or https://");
-    };
-    if url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\') {
-        return bad("it has spaces, control characters or backslashes");
-    }
-    let b = url.as_bytes();
-    for (i, _) in url.match_indices('%') {
-        if !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)) {
-            return bad("a % is not followed by two hex digits");
-        }
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return bad("it has credentials before the host (and no credentials)");
-    }
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => {
-            let Some((_, after)) = v6.split_once(']').filter(|(a, _)| a.parse::<std::net::Ipv6Addr>().is_ok()) else {
-                return bad("the IPv6 address in [ ] is not valid");
-            };
-            // After `]`: nothing, or `:port` (anything else is refused as a port).
-            ("v6", (!after.is_empty()).then(|| after.strip_prefix(':').unwrap_or("!")))
-        }
-        None => match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        },
-    };
-    if let Some(p) = port {
-        if !(!p.is_empty()
-            && p.len() <= 5
-            && p.bytes().all(|c| c.is_ascii_digit())
-            && p.parse::<u32>().is_ok_and(|n| (1..=65_535).contains(&n)))
-        {
-            return bad("the port must be a number from 1 to 65535");
-        }
-    }
-    if host != "v6" {
-        let name = host.strip_suffix('.').unwrap_or(host);
-        // As the URL standard reads a host: a last label of digits (or 0x…) makes it an IPv4 address.
-        let numeric =
-            name.split('.').next_back().is_some_and(|l| !l.is_empty() && (l.bytes().all(|c| c.is_ascii_digit()) || l.starts_with("0x")));
-        let ok = if numeric {
-            name.parse::<std::net::Ipv4Addr>().is_ok()
-        } else {
-            !name.is_empty()
-                && name.len() <= 253
-                && name.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_'))
-        };
-        if !ok {
-            return bad("the host is not a hostname or an IP address");
-        }
-    }
-    Ok(url.to_string())
-}
-
 fn items(list: Vec<String>, what: &str) -> Result<Vec<String>, String> {
     let out: Vec<String> = list.iter().map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
     if out.is_empty() {
@@ -376,86 +209,6 @@ fn types(list: Vec<String>) -> Result<Vec<String>, String> {
         }
     }
     Ok(list)
-}
-
-/// A comma-separated retry schedule (`RETRY_SCHEDULE_SECONDS`'s form).
-pub fn parse_schedule(raw: &str) -> Result<Vec<u32>, String> {
-    let list = raw
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<u64>().map_err(|_| format!("{s:?} is not a number of seconds")))
-        .collect::<Result<Vec<u64>, _>>()?;
-    check_schedule(list)
-}
-
-fn check_schedule(list: Vec<u64>) -> Result<Vec<u32>, String> {
-    list.into_iter()
-        .map(|d| {
-            u32::try_from(d).ok().filter(|d| *d <= MAX_QUEUE_DELAY_SECONDS).ok_or_else(|| {
-                format!("{d} is longer than the Queues maximum delay of {MAX_QUEUE_DELAY_SECONDS} s; split it into several entries")
-            })
-        })
-        .collect()
-}
-
-/// The default schedule, parsed.
-pub fn default_schedule() -> Vec<u32> {
-    parse_schedule(DEFAULT_RETRY_SCHEDULE).unwrap_or_default()
-}
-
-/// A destination's circuit, as stored (`circuits` in D1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Circuit {
-    pub open: bool,
-    /// Consecutive failed attempts.
-    pub failures: u32,
-    /// While open: when the next probe may go, Unix seconds.
-    pub probe_at: i64,
-    /// Its deliveries go to the slow lane until then (Unix seconds): set by
-    /// each failed or slow attempt, so one success does not bring a flaky
-    /// destination back among the healthy ones.
-    pub slow_until: i64,
-}
-
-/// How long a failed attempt (or one slower than `SLOW_ATTEMPT_MS`) keeps a destination in the slow lane.
-pub const SLOW_LANE_QUIET_SECONDS: i64 = 600;
-
-/// A successful attempt slower than this counts as slow.
-pub const SLOW_ATTEMPT_MS: u64 = 2_000;
-
-/// True when `circuit`'s destination belongs in the slow lane at `now`: it is
-/// failing, or failed or was slow within `SLOW_LANE_QUIET_SECONDS`.
-pub fn in_slow_lane(circuit: Circuit, now: i64) -> bool {
-    circuit.failures > 0 || circuit.slow_until > now
-}
-
-/// What to do with a delivery, given its destination's circuit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
-    /// Closed: attempt it.
-    Send,
-    /// Open and due for a probe: attempt it if this delivery wins the probe.
-    Probe,
-    /// Open: put it back, unattempted, for this many seconds.
-    Hold(u32),
-}
-
-/// The gate of a delivery held `held` times already. A held delivery comes
-/// back at the next probe time, later each time it is held (doubling, at most
-/// `MAX_HOLD_PROBES` intervals), so a long outage costs few queue operations,
-/// and it flows again at most that long after a probe closes the circuit.
-pub fn gate(circuit: Circuit, policy: CircuitPolicy, now: i64, held: u32) -> Gate {
-    if !circuit.open {
-        return Gate::Send;
-    }
-    if now >= circuit.probe_at {
-        return Gate::Probe;
-    }
-    let until_probe = u32::try_from(circuit.probe_at.saturating_sub(now)).unwrap_or(u32::MAX);
-    let backoff = policy.probe_seconds.saturating_mul(1u32 << held.min(16));
-    let cap = policy.probe_seconds.saturating_mul(MAX_HOLD_PROBES).min(MAX_QUEUE_DELAY_SECONDS);
-    Gate::Hold(until_probe.max(backoff).clamp(1, cap.max(1)))
 }
 
 #[cfg(test)]
@@ -539,11 +292,11 @@ mod tests {
             (r#"[{"name": "crm", "url": "https://c.example/", "urll": 1}]"#, "unknown field `urll`"),
             (r#"[{"name": "crm", "url": "https://c.example/", "filter": {"type": ["email.*"]}}]"#, "unknown field `type`"),
             (r#"[{"name": "crm", "url": "ftp://c.example/"}]"#, "not an absolute http"),
-            (r#"[{"name": "crm", "url": "https:///path"}]"#, "not an absolute http"),
-            (r#"[{"name": "crm", "url": "https://user:pw@c.example/"}]"#, "no credentials"),
+            (r#"[{"name": "crm", "url": "https:///path"}]"#, "no host"),
+            (r#"[{"name": "crm", "url": "https://user:pw@c.example/"}]"#, "user name or password"),
             (r#"[{"name": "crm", "url": "http://127.0.0.1:99999/x"}]"#, "the port must be"),
             (r#"[{"name": "crm", "url": "http://127.0.0.1:abc/x"}]"#, "the port must be"),
-            (r#"[{"name": "crm", "url": "http://127.0.0.1:/x"}]"#, "the port must be"),
+            (r#"[{"name": "crm", "url": "http://127.0.0.1:0/x"}]"#, "the port must be"),
             (r#"[{"name": "crm", "url": "http://[::1/x"}]"#, "IPv6"),
             (r#"[{"name": "crm", "url": "http://[::1]x/"}]"#, "the port must be"),
             (r#"[{"name": "crm", "url": "http://ex%zzample.com/"}]"#, "two hex digits"),
@@ -595,22 +348,6 @@ mod tests {
     }
 
     #[test]
-    fn odd_but_valid_urls() {
-        for url in [
-            "HTTPS://CRM.Example.COM./Hooks?a=%20b",
-            "http://127.0.0.1:8789/events",
-            "http://[::1]:8080/",
-            "http://[2001:db8::1]/x",
-            "https://my_host.internal/x",
-            "https://x.example",
-            "https://bücher.example/",
-            " https://x.example/#frag ",
-        ] {
-            assert_eq!(valid_url(url).as_deref(), Ok(url.trim()), "{url}");
-        }
-    }
-
-    #[test]
     fn a_destination_takes_what_its_filter_does_and_any_unknown_provider() {
         let d = run(
             Some(r#"{"name": "crm", "url": "https://c.example/", "filter": {"providers": ["maileroo"]}}"#),
@@ -621,51 +358,5 @@ mod tests {
         assert!(d.takes("maileroo", "email.bounced"));
         assert!(!d.takes("mailtura", "email.bounced"));
         assert!(d.takes("a-provider-since-removed", "email.bounced"));
-    }
-
-    #[test]
-    fn wildcards() {
-        assert!(type_matches("*", "mailbox.flags_changed"));
-        assert!(type_matches("email.*", "email.received"));
-        assert!(!type_matches("email.*", "mailbox.message_added"));
-        assert!(type_matches("email.received", "email.received"));
-        assert!(!type_matches("email.received", "email.received.x"));
-    }
-
-    #[test]
-    fn a_failing_or_recently_slow_destination_stays_in_the_slow_lane() {
-        assert!(!in_slow_lane(Circuit::default(), 1000));
-        assert!(in_slow_lane(Circuit { failures: 1, ..Circuit::default() }, 1000));
-        assert!(in_slow_lane(Circuit { slow_until: 1001, ..Circuit::default() }, 1000), "a success does not end the quiet period");
-        assert!(!in_slow_lane(Circuit { slow_until: 1000, ..Circuit::default() }, 1000));
-    }
-
-    #[test]
-    fn the_circuit_holds_deliveries_until_a_probe_is_due() {
-        let policy = CircuitPolicy { failures: 3, probe_seconds: 60 };
-        assert_eq!(gate(Circuit::default(), policy, 1000, 0), Gate::Send);
-        let open = Circuit { open: true, failures: 3, probe_at: 1060, ..Circuit::default() };
-        assert_eq!(gate(open, policy, 1060, 0), Gate::Probe);
-        assert_eq!(gate(open, policy, 1000, 0), Gate::Hold(60));
-        assert_eq!(gate(open, policy, 1050, 0), Gate::Hold(60), "at least one probe interval");
-        assert_eq!(gate(open, policy, 1000, 1), Gate::Hold(120));
-        assert_eq!(gate(open, policy, 1000, 3), Gate::Hold(480));
-        assert_eq!(gate(open, policy, 1000, 4), Gate::Hold(600), "at most ten intervals");
-        assert_eq!(gate(open, policy, 1000, u32::MAX), Gate::Hold(600));
-        let slow = CircuitPolicy { failures: 3, probe_seconds: 3600 };
-        assert_eq!(gate(Circuit { open: true, failures: 3, probe_at: 4600, ..Circuit::default() }, slow, 1000, 5), Gate::Hold(36_000));
-        assert_eq!(
-            gate(
-                Circuit { open: true, failures: 3, probe_at: 4600, ..Circuit::default() },
-                CircuitPolicy { failures: 3, probe_seconds: 43_200 },
-                1000,
-                5
-            ),
-            Gate::Hold(MAX_QUEUE_DELAY_SECONDS)
-        );
-        let fast = CircuitPolicy { failures: 1, probe_seconds: 1 };
-        assert_eq!(gate(Circuit { open: true, failures: 1, probe_at: 1001, ..Circuit::default() }, fast, 1000, 0), Gate::Hold(1));
-        assert_eq!(gate(Circuit { open: true, failures: 1, probe_at: 1001, ..Circuit::default() }, fast, 1000, 9), Gate::Hold(10));
-        assert_eq!(gate(Circuit { open: true, failures: 1, probe_at: i64::MAX, ..Circuit::default() }, fast, i64::MIN, 0), Gate::Hold(10));
     }
 }

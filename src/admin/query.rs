@@ -1,70 +1,8 @@
-//! The operator API, decided without I/O: its routes, the bearer check, and
-//! the event-log query (filters → SQL with bound parameters, never spliced).
+//! The event-log query of `GET /admin/events` and `POST /admin/replay`: its
+//! filters, parsed from the query string, as SQL with every value bound.
 
-use crate::auth::token_matches;
-use crate::config::Secrets;
 use crate::error::ApiError;
-
-/// `GET /admin/events`, `GET /admin/events/{id}`, `POST /admin/events/{id}/replay`, `POST /admin/replay`,
-/// `GET /admin/destinations`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminRoute {
-    ListEvents,
-    GetEvent(String),
-    ReplayEvent(String),
-    BulkReplay,
-    Destinations,
-    /// `GET /admin/stats`: the console's overview.
-    Stats,
-}
-
-/// The admin route of `path` (below `/admin`), or 404 / 405.
-pub fn route(method: &str, path: &str) -> Result<AdminRoute, ApiError> {
-    let rest = path.strip_prefix("/admin").ok_or(ApiError::NotFound)?.trim_end_matches('/');
-    let parts: Vec<&str> = rest.split('/').skip(1).collect();
-    let (r, allow) = match parts.as_slice() {
-        ["events"] => (AdminRoute::ListEvents, "GET"),
-        ["events", id] if valid_id(id) => (AdminRoute::GetEvent((*id).to_string()), "GET"),
-        ["events", id, "replay"] if valid_id(id) => (AdminRoute::ReplayEvent((*id).to_string()), "POST"),
-        ["replay"] => (AdminRoute::BulkReplay, "POST"),
-        ["destinations"] => (AdminRoute::Destinations, "GET"),
-        ["stats"] => (AdminRoute::Stats, "GET"),
-        _ => return Err(ApiError::NotFound),
-    };
-    let wanted = if allow == "GET" { matches!(method, "GET" | "HEAD") } else { method == allow };
-    if wanted {
-        Ok(r)
-    } else {
-        Err(ApiError::MethodNotAllowed { allow: if allow == "GET" { "GET, HEAD" } else { "POST" } })
-    }
-}
-
-/// The query string of a serialised URL (`https://h/p?a=1#f` → `a=1`), without a URL parser.
-pub fn query_of(url: &str) -> &str {
-    let before_fragment = url.split('#').next().unwrap_or("");
-    before_fragment.split_once('?').map_or("", |(_, q)| q)
-}
-
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// The admin API is off (404) without `ADMIN_TOKEN`; with it, a matching
-/// `Authorization: Bearer` is required (401).
-pub fn authorize(tokens: &Secrets, authorization: Option<&str>) -> Result<(), ApiError> {
-    if tokens.is_empty() {
-        return Err(ApiError::NotFound);
-    }
-    let presented = authorization.and_then(|h| {
-        let (scheme, token) = h.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-    });
-    match presented {
-        Some(t) if token_matches(tokens, t) => Ok(()),
-        Some(_) => Err(ApiError::Unauthorized("the bearer token does not match ADMIN_TOKEN".into())),
-        None => Err(ApiError::Unauthorized("send Authorization: Bearer <ADMIN_TOKEN>".into())),
-    }
-}
+use crate::status::Status;
 
 pub const MAX_LIMIT: u32 = 1000;
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -76,7 +14,7 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub struct EventQuery {
     pub provider: Option<String>,
     pub kind: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<Status>,
     pub destination: Option<String>,
     /// Unix seconds, inclusive.
     pub from: Option<i64>,
@@ -96,9 +34,6 @@ pub enum SqlValue {
     Int(i64),
 }
 
-/// A delivery's statuses, and `unrouted`: an event that no destination took (the event's own status).
-pub const STATUSES: [&str; 6] = ["queued", "held", "retrying", "delivered", "dead", "unrouted"];
-
 impl EventQuery {
     /// Parses a query string (`provider=maileroo&from=2024-03-15&limit=10`).
     /// `from`/`to` take `YYYY-MM-DD` (a whole day: `to` includes it) or RFC 3339.
@@ -114,8 +49,12 @@ impl EventQuery {
                 "provider" => q.provider = Some(v),
                 "destination" => q.destination = Some(v.trim().to_ascii_lowercase()),
                 "type" => q.kind = Some(v),
-                "status" if STATUSES.contains(&v.as_str()) => q.status = Some(v),
-                "status" => return Err(bad(k, &format!("must be one of {}", STATUSES.join(", ")))),
+                "status" => {
+                    q.status = Some(
+                        Status::parse(&v)
+                            .ok_or_else(|| bad(k, &format!("must be one of {}", Status::ALL.map(Status::as_str).join(", "))))?,
+                    )
+                }
                 "from" => q.from = Some(parse_bound(&v, false).ok_or_else(|| bad(k, "must be YYYY-MM-DD or RFC 3339"))?),
                 "to" => q.to = Some(parse_bound(&v, true).ok_or_else(|| bad(k, "must be YYYY-MM-DD or RFC 3339"))?),
                 "before" => q.before = Some(crate::time::parse_rfc3339(&v).ok_or_else(|| bad(k, "must be RFC 3339"))?),
@@ -137,8 +76,9 @@ impl EventQuery {
     pub fn where_clause(&self) -> (String, Vec<SqlValue>) {
         let mut w = Where::default();
         self.event_conditions(&mut w, "");
-        if self.status.as_deref() == Some("unrouted") {
-            let c = w.param("status = ?", SqlValue::Text("unrouted".into()));
+        // A delivery's status selects events by their deliveries; `unrouted` (an event that has none) by their own.
+        if self.status == Some(Status::Unrouted) {
+            let c = w.param("status = ?", SqlValue::Text(Status::Unrouted.as_str().into()));
             w.conds.push(c);
             if self.destination.is_some() {
                 w.conds.push("false".into()); // an unrouted event has no destination
@@ -148,8 +88,8 @@ impl EventQuery {
             if let Some(d) = &self.destination {
                 inner.push(w.param("d.destination = ?", SqlValue::Text(d.clone())));
             }
-            if let Some(s) = &self.status {
-                inner.push(w.param("d.status = ?", SqlValue::Text(s.clone())));
+            if let Some(s) = self.status {
+                inner.push(w.param("d.status = ?", SqlValue::Text(s.as_str().into())));
             }
             if let Some(b) = self.before {
                 inner.push(w.param("d.updated_at < ?", SqlValue::Int(b)));
@@ -167,8 +107,8 @@ impl EventQuery {
             let c = w.param("d.destination = ?", SqlValue::Text(d.clone()));
             w.conds.push(c);
         }
-        if let Some(s) = &self.status {
-            let c = w.param("d.status = ?", SqlValue::Text(s.clone()));
+        if let Some(s) = self.status {
+            let c = w.param("d.status = ?", SqlValue::Text(s.as_str().into()));
             w.conds.push(c);
         }
         if let Some(b) = self.before {
@@ -281,60 +221,9 @@ fn like_pattern(t: &str) -> String {
     }
 }
 
-/// Splits messages of the given sizes into batches that a queue's `sendBatch`
-/// takes: at most `max_count` messages and `max_bytes` in all (Queues: 100, 256 KB).
-pub fn batches(sizes: &[usize], max_count: usize, max_bytes: usize) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, size) in sizes.iter().enumerate() {
-        if i > start && (i - start == max_count || bytes + size > max_bytes) {
-            out.push(start..i);
-            start = i;
-            bytes = 0;
-        }
-        bytes += size;
-    }
-    if start < sizes.len() {
-        out.push(start..sizes.len());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes() {
-        assert_eq!(route("GET", "/admin/events"), Ok(AdminRoute::ListEvents));
-        assert_eq!(route("GET", "/admin/events/evt_1"), Ok(AdminRoute::GetEvent("evt_1".into())));
-        assert_eq!(route("POST", "/admin/events/evt_1/replay"), Ok(AdminRoute::ReplayEvent("evt_1".into())));
-        assert_eq!(route("POST", "/admin/replay"), Ok(AdminRoute::BulkReplay));
-        assert_eq!(route("GET", "/admin/destinations/"), Ok(AdminRoute::Destinations));
-        assert_eq!(route("POST", "/admin/events"), Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }));
-        assert_eq!(route("GET", "/admin/replay"), Err(ApiError::MethodNotAllowed { allow: "POST" }));
-        assert_eq!(route("GET", "/admin/events/a%20b"), Err(ApiError::NotFound));
-        assert_eq!(route("GET", "/admin"), Err(ApiError::NotFound));
-        assert_eq!(route("GET", "/admin/other"), Err(ApiError::NotFound));
-    }
-
-    #[test]
-    fn query_strings() {
-        assert_eq!(query_of("https://h.example/admin/events?limit=5&page=2#x"), "limit=5&page=2");
-        assert_eq!(query_of("https://h.example/admin/events"), "");
-        assert_eq!(query_of("https://h.example/a#b?c"), "");
-    }
-
-    #[test]
-    fn bearer_tokens() {
-        let t = Secrets::parse(Some("old,new"));
-        assert_eq!(authorize(&Secrets::parse(None), Some("Bearer x")), Err(ApiError::NotFound));
-        assert!(authorize(&t, Some("Bearer new")).is_ok());
-        assert!(authorize(&t, Some("bearer  old ")).is_ok());
-        for bad in [None, Some("new"), Some("Basic new"), Some("Bearer nope"), Some("Bearer ")] {
-            assert_eq!(authorize(&t, bad).unwrap_err().status(), 401, "{bad:?}");
-        }
-    }
 
     #[test]
     fn queries_bind_every_value() {
@@ -357,7 +246,7 @@ mod tests {
         let (sql, params) = q.delivery_where_clause();
         assert_eq!(sql, " WHERE e.provider = ?1 AND d.destination = ?2 AND d.status = ?3");
         assert_eq!(params[1], SqlValue::Text("crm".into()));
-        assert_eq!(EventQuery::parse("status=held").unwrap().status.as_deref(), Some("held"));
+        assert_eq!(EventQuery::parse("status=held").unwrap().status, Some(Status::Held));
         assert_eq!(EventQuery::parse("status=unrouted").unwrap().where_clause().0, " WHERE status = ?1");
         let q = EventQuery::parse("status=dead&before=2024-03-15T10%3A00%3A00Z").unwrap();
         assert_eq!(
@@ -401,13 +290,5 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(filter_rules(&cfg), r#"[{"name":"crm","providers":["maileroo"],"types":["email.%"]}]"#);
-    }
-
-    #[test]
-    fn batches_respect_count_and_bytes() {
-        assert_eq!(batches(&[10; 250], 100, 1_000_000), vec![0..100, 100..200, 200..250]);
-        assert_eq!(batches(&[120_000, 120_000, 120_000], 100, 256_000), vec![0..2, 2..3]);
-        assert_eq!(batches(&[300_000, 1], 100, 256_000), vec![0..1, 1..2]);
-        assert!(batches(&[], 100, 256_000).is_empty());
     }
 }

@@ -1,0 +1,135 @@
+//! `GET /admin/events` (filtered, paged, with each event's deliveries) and
+//! `GET /admin/events/{id}` (its deliveries, every attempt, and the event).
+
+use super::{count, rows, with_extra, Answer};
+use crate::admin::EventQuery;
+use crate::delivery::Envelope;
+use crate::error::ApiError;
+use crate::status::Status;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use worker::wasm_bindgen::JsValue;
+use worker::Env;
+
+#[derive(Deserialize, Serialize)]
+pub(super) struct EventRow {
+    id: String,
+    pub(super) provider: String,
+    #[serde(rename = "type")]
+    pub(super) kind: String,
+    received_at: i64,
+    status: Status,
+    attempts: i64,
+    last_status: Option<i64>,
+    last_error: Option<String>,
+    payload_ref: Option<String>,
+    /// When the status last changed: for a dead event, when it died.
+    updated_at: i64,
+}
+
+impl EventRow {
+    fn to_json(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        v["received_at"] = Value::String(crate::time::to_rfc3339(self.received_at));
+        v["updated_at"] = Value::String(crate::time::to_rfc3339(self.updated_at));
+        v
+    }
+}
+
+pub(super) const COLUMNS: &str = "id, provider, type, received_at, status, attempts, last_status, last_error, payload_ref, updated_at";
+
+pub(super) async fn list(query: &str, env: &Env) -> Answer {
+    let q = EventQuery::parse(query)?;
+    let (filter, params) = q.where_clause();
+    let n = params.len();
+    let sql = format!("SELECT {COLUMNS} FROM events{filter} ORDER BY received_at DESC, id LIMIT ?{} OFFSET ?{}", n + 1, n + 2);
+    let page: Vec<EventRow> = rows(env, sql, &with_extra(&params, &[u64::from(q.limit), q.offset()])).await?;
+    let total = count(env, &filter, &params).await?;
+    let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+    let mut deliveries = deliveries_of(&ids, env).await?;
+    let events: Vec<Value> = page
+        .iter()
+        .map(|r| {
+            let mut v = r.to_json();
+            v["deliveries"] = Value::Array(deliveries.remove(&r.id).unwrap_or_default());
+            v
+        })
+        .collect();
+    Ok((200, json!({"total": total, "page": q.page, "limit": q.limit, "events": events})))
+}
+
+/// The delivery rows of the events `ids`, per event, in destination order.
+async fn deliveries_of(ids: &[&str], env: &Env) -> std::result::Result<HashMap<String, Vec<Value>>, ApiError> {
+    #[derive(Deserialize, Serialize)]
+    struct Delivery {
+        #[serde(skip_serializing)]
+        event_id: String,
+        destination: String,
+        status: Status,
+        attempts: i64,
+        last_status: Option<i64>,
+        last_error: Option<String>,
+        updated_at: i64,
+    }
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    // One bound parameter for any number of ids (D1 binds at most 100).
+    let list = serde_json::to_string(ids).unwrap_or_default();
+    let sql = "SELECT event_id, destination, status, attempts, last_status, last_error, updated_at FROM deliveries \
+               WHERE event_id IN (SELECT value FROM json_each(?1)) ORDER BY destination";
+    let found: Vec<Delivery> = rows(env, sql.into(), &[JsValue::from_str(&list)]).await?;
+    let mut out: HashMap<String, Vec<Value>> = HashMap::new();
+    for d in found {
+        let mut v = serde_json::to_value(&d).unwrap_or(Value::Null);
+        v["updated_at"] = Value::String(crate::time::to_rfc3339(d.updated_at));
+        out.entry(d.event_id).or_default().push(v);
+    }
+    Ok(out)
+}
+
+pub(super) async fn envelope_of(id: &str, env: &Env) -> std::result::Result<(EventRow, Option<String>), ApiError> {
+    #[derive(Deserialize)]
+    struct Full {
+        #[serde(flatten)]
+        row: EventRow,
+        envelope: Option<String>,
+    }
+    let found: Vec<Full> = rows(env, format!("SELECT {COLUMNS}, envelope FROM events WHERE id = ?1"), &[JsValue::from_str(id)]).await?;
+    let row = found.into_iter().next().ok_or_else(|| ApiError::NotFound(format!("no event {id} in the event log")))?;
+    Ok((row.row, row.envelope))
+}
+
+pub(super) async fn show(id: &str, env: &Env) -> Answer {
+    #[derive(Deserialize, Serialize)]
+    struct Attempt {
+        destination: String,
+        attempt: i64,
+        at_ms: i64,
+        status_code: Option<i64>,
+        duration_ms: Option<i64>,
+        error: Option<String>,
+    }
+    let (row, envelope) = envelope_of(id, env).await?;
+    let sql = "SELECT destination, attempt, at_ms, status_code, duration_ms, error FROM delivery_attempts WHERE event_id = ?1 \
+               ORDER BY at_ms, destination, attempt";
+    let attempts: Vec<Attempt> = rows(env, sql.into(), &[JsValue::from_str(id)]).await?;
+    let mut body = row.to_json();
+    body["deliveries"] = Value::Array(deliveries_of(&[id], env).await?.remove(id).unwrap_or_default());
+    body["delivery_attempts"] = attempts
+        .iter()
+        .map(|a| {
+            let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
+            v["at"] = Value::String(crate::time::to_rfc3339_millis(a.at_ms));
+            v
+        })
+        .collect();
+    // The canonical event itself, when it travelled inline.
+    body["event"] = envelope
+        .and_then(|e| serde_json::from_str::<Envelope>(&e).ok())
+        .and_then(|e| e.event)
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or(Value::Null);
+    Ok((200, body))
+}

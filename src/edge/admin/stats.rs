@@ -1,0 +1,44 @@
+//! `GET /admin/stats`: the console's overview.
+
+use super::{rows, Answer};
+use crate::config::Config;
+use crate::edge::env::now_seconds;
+use crate::edge::health;
+use serde::Deserialize;
+use worker::wasm_bindgen::JsValue;
+use worker::Env;
+
+/// The console's overview: 24 hours of events by hour, provider and outcome,
+/// delivery latency (received to first successful attempt), and health.
+pub(super) async fn overview(cfg: &Config, env: &Env) -> Answer {
+    #[derive(Deserialize)]
+    struct Latency {
+        ms: i64,
+    }
+    let now = now_seconds();
+    let since = JsValue::from_f64(crate::console::window_start(now) as f64);
+    let hours: Vec<crate::console::HourRow> = rows(
+        env,
+        "SELECT (received_at / 3600) * 3600 AS start, provider, status, COUNT(*) AS n FROM events \
+         WHERE received_at >= ?1 GROUP BY start, provider, status"
+            .into(),
+        std::slice::from_ref(&since),
+    )
+    .await?;
+    // From acceptance to the end of the first 2xx attempt, in milliseconds; the latest 10 000.
+    let latencies: Vec<Latency> = rows(
+        env,
+        "SELECT MIN(a.at_ms) - e.received_ms AS ms FROM delivery_attempts a \
+         JOIN events e ON e.id = a.event_id WHERE e.received_at >= ?1 AND a.status_code BETWEEN 200 AND 299 \
+         GROUP BY a.event_id, a.destination ORDER BY MIN(a.at_ms) DESC LIMIT 10000"
+            .into(),
+        &[since],
+    )
+    .await?;
+    let mut body = crate::console::overview(now, &hours, latencies.into_iter().map(|l| l.ms.max(0)).collect());
+    body["providers"] = health::providers_health(cfg);
+    body["destinations"] = health::destinations_health(cfg, env).await;
+    // The console's lists of statuses, spelled by the Worker.
+    body["statuses"] = serde_json::json!(crate::status::Status::ALL);
+    Ok((200, body))
+}

@@ -1,0 +1,132 @@
+//! The queue consumers: delivery to each destination (`attempt`, `post`,
+//! `stored`), and the dead-letter record (`dead`).
+//!
+//! Each message is handled on its own and concurrently, acked or retried by
+//! itself, so one slow or broken message neither delays nor redoes the rest.
+//! A retry is a fresh message carrying `attempt + 1`, sent with the schedule's
+//! delay, after which the original is acked (see `delivery::Envelope`).
+
+mod attempt;
+mod dead;
+mod post;
+mod stored;
+
+use crate::alerts::Item;
+use crate::config::DEFAULT_DEAD_LETTER_QUEUE;
+use crate::delivery::Envelope;
+use crate::edge::env::{config, log, var_text, QUEUE_DEAD_LETTERS, QUEUE_EVENTS, QUEUE_SLOW_EVENTS};
+use crate::edge::queue::send;
+use crate::edge::{alerts, circuit, ops};
+use futures_util::future::join_all;
+use serde_json::json;
+use std::collections::HashMap;
+use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage};
+
+/// How long to wait before looking at a message again after an
+/// infrastructure failure (R2, queue send, bad configuration).
+const INFRA_RETRY_SECONDS: u32 = 30;
+
+pub async fn handle(batch: MessageBatch<String>, env: &Env) {
+    // Dead letters are recorded whatever the configuration: a broken deploy
+    // must not make the queue drop them (they wait in D1 for a replay).
+    let dead_letter_queue = var_text(env, "DEAD_LETTER_QUEUE")
+        .map(|q| q.trim().to_string())
+        .filter(|q| !q.is_empty())
+        .unwrap_or(DEFAULT_DEAD_LETTER_QUEUE.into());
+    let dead_letters = batch.queue() == dead_letter_queue;
+    let cfg = match config(env) {
+        Ok(c) => c,
+        Err(e) if dead_letters => {
+            log(json!({"kind": "consumer_misconfigured", "error": e.to_string()}));
+            let messages: Vec<RawMessage> = batch.raw_iter().collect();
+            let alerts: Vec<Item> = join_all(messages.iter().map(|m| dead::record(m, None, env))).await.into_iter().flatten().collect();
+            alerts::enqueue(env, &alerts).await;
+            return;
+        }
+        Err(e) => {
+            // Retried, then dead-lettered by the queue (max_retries): recorded above, replayable once fixed.
+            log(json!({"kind": "consumer_misconfigured", "error": e.to_string()}));
+            batch.retry_all_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(INFRA_RETRY_SECONDS).build());
+            return;
+        }
+    };
+    let messages: Vec<RawMessage> = batch.raw_iter().collect();
+    // Every destination's circuit, read once for the batch.
+    let circuits = if dead_letters { HashMap::new() } else { circuit::load(env).await };
+    let alerts: Vec<Item> = join_all(messages.iter().map(|m| async {
+        if dead_letters {
+            dead::record(m, Some(&cfg), env).await
+        } else {
+            attempt::deliver(m, &cfg, env, &circuits).await;
+            Vec::new()
+        }
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    // One outbox write for the batch's dead letters; the minute cron tells them as one message.
+    alerts::enqueue(env, &alerts).await;
+    log(json!({"kind": "batch", "queue": batch.queue(), "messages": messages.len(), "ops": ops::take()}));
+}
+
+pub(super) fn retry_later(msg: &RawMessage) {
+    msg.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(INFRA_RETRY_SECONDS).build());
+}
+
+pub(super) fn ack(msg: &RawMessage, size: usize) {
+    ops::queue_delete(size);
+    msg.ack();
+}
+
+/// The envelope of a message and its JSON text.
+pub(super) fn envelope_of(msg: &RawMessage) -> Option<(Envelope, String)> {
+    let text = msg.body().as_string();
+    ops::queue_read(text.as_ref().map_or(0, String::len));
+    let parsed = text.and_then(|text| Some((serde_json::from_str::<Envelope>(&text).ok()?, text)));
+    if parsed.is_none() {
+        // Not ours: nothing can ever deliver it, so retrying would loop forever.
+        log(json!({"kind": "malformed_message", "message_id": msg.id()}));
+        msg.ack();
+    }
+    parsed
+}
+
+/// The queue a delivery's retries and holds go to. A delivery to a destination
+/// that is failing or slow (`destinations::in_slow_lane`) moves, unattempted
+/// and uncounted, to the slow lane (`SLOW_EVENTS`, its own queue and
+/// consumer) and stays there (`Envelope::slow`), so that its timeouts never
+/// hold up a batch of healthy destinations' deliveries: a batch ends when its
+/// slowest message does. The lane is the envelope's, not the queue's name, so
+/// no setting can make a message bounce between the two.
+pub(super) fn lane(envelope: &Envelope) -> &'static str {
+    if envelope.slow {
+        QUEUE_SLOW_EVENTS
+    } else {
+        QUEUE_EVENTS
+    }
+}
+
+/// Puts a delivery back on its lane, to be looked at again after `delay` seconds.
+pub(super) async fn requeue(msg: &RawMessage, envelope: &Envelope, size: usize, delay: u32, env: &Env) {
+    match send(env, lane(envelope), envelope, Some(delay)).await {
+        Ok(()) => ack(msg, size),
+        Err(e) => {
+            // The original comes back with the same attempt count: an extra
+            // attempt at worst, never a lost event.
+            log(json!({"kind": "requeue_failed", "id": envelope.id, "error": e.to_string()}));
+            msg.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(delay).build());
+        }
+    }
+}
+
+/// Sends a delivery that will not be attempted again to the dead-letter queue, whose consumer records it.
+pub(super) async fn dead_letter(msg: &RawMessage, envelope: Envelope, size: usize, env: &Env) {
+    match send(env, QUEUE_DEAD_LETTERS, &envelope, None).await {
+        Ok(()) => ack(msg, size),
+        Err(e) => {
+            log(json!({"kind": "dead_letter_failed", "id": envelope.id, "error": e.to_string()}));
+            retry_later(msg);
+        }
+    }
+}

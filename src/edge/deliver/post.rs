@@ -1,0 +1,75 @@
+//! One attempt: the event POSTed to a destination, signed with its keys
+//! (Standard Webhooks), within its timeout, redirects not followed.
+
+use super::stored::{event_stream, sign_stored, EventJson};
+use crate::delivery::{parse_retry_after, sign, USER_AGENT};
+use crate::destinations::Destination;
+use crate::edge::env::{fetch_with_timeout, now_seconds};
+use crate::edge::ops;
+use worker::wasm_bindgen::JsValue;
+use worker::{FixedLengthStream, Headers, Method, Request, RequestInit, RequestRedirect};
+
+/// The result of one POST to a destination.
+pub struct Attempt {
+    pub status: Option<u16>,
+    pub retry_after: Option<u32>,
+    pub error: Option<String>,
+}
+
+impl Attempt {
+    /// No answer: a timeout, a connection error, a destination that cannot be sent to.
+    pub fn failed(error: String) -> Self {
+        Attempt { status: None, retry_after: None, error: Some(error) }
+    }
+}
+
+pub async fn post(dest: &Destination, id: &str, event: EventJson) -> Attempt {
+    let failed = Attempt::failed;
+    let Some(url) = dest.url.as_deref() else { return failed("ORIGIN_URL is not set".into()) };
+    let timestamp = now_seconds();
+    // A stored event is signed in a first pass over R2 and streamed in a
+    // second, so no copy of it is ever whole in memory.
+    let (signature, body) = match event {
+        EventJson::Inline(json) => (sign(&dest.keys, id, timestamp, json.as_bytes()), JsValue::from_str(&json)),
+        EventJson::Stored { bucket, key, parts } => {
+            let signature = match sign_stored(dest, id, timestamp, &bucket, &key, &parts).await {
+                Ok(s) => s,
+                Err(e) => return failed(format!("the stored event could not be read: {e}")),
+            };
+            let stream = FixedLengthStream::wrap(event_stream(&bucket, &key, &parts), parts.len());
+            (signature, worker::worker_sys::FixedLengthStream::from(stream).readable().into())
+        }
+    };
+    let headers = Headers::new();
+    let set = [
+        ("content-type", "application/json".to_string()),
+        ("user-agent", USER_AGENT.to_string()),
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature),
+    ];
+    for (k, v) in &set {
+        if let Err(e) = headers.set(k, v) {
+            return failed(format!("could not set header {k}: {e}"));
+        }
+    }
+    let mut init = RequestInit::new();
+    // Redirects are not followed: a 3xx is the origin's answer, a permanent
+    // failure (README, Delivery). Following one would log a GET's 200 as delivered,
+    // or re-POST the signed event to wherever the Location points.
+    init.with_method(Method::Post).with_headers(headers).with_redirect(RequestRedirect::Manual).with_body(Some(body));
+    let request = match Request::new_with_init(url, &init) {
+        Ok(r) => r,
+        Err(e) => return failed(format!("the URL of destination {} could not be requested: {e}", dest.name)),
+    };
+    ops::subrequest();
+    match fetch_with_timeout(request, dest.timeout_seconds).await {
+        Ok(resp) => {
+            let status = resp.status_code();
+            let retry_after = resp.headers().get("retry-after").ok().flatten().and_then(|v| parse_retry_after(&v, timestamp));
+            let error = (!(200..300).contains(&status)).then(|| format!("{} answered HTTP {status}", dest.name));
+            Attempt { status: Some(status), retry_after, error }
+        }
+        Err(e) => failed(format!("{e} (the timeout of destination {} is {} s)", dest.name, dest.timeout_seconds)),
+    }
+}

@@ -1,0 +1,27 @@
+//! The platform's limits that mailhook's design meets, in one place, each
+//! with where Cloudflare documents it.
+
+/// The longest delay of a queue message or retry (Queues `delaySeconds`): 12 hours.
+pub const MAX_QUEUE_DELAY_SECONDS: u32 = 43_200;
+
+/// Cloudflare Queues refuses messages over 128 KB; leave room for its own framing.
+pub const MAX_INLINE_ENVELOPE_BYTES: usize = 120_000;
+
+/// Messages per `sendBatch`, and bytes per batch (Queues allows 100 and 256 KB).
+pub const BATCH_COUNT: usize = 100;
+pub const BATCH_BYTES: usize = 250_000;
+
+/// The largest request body Workers accept on most plans (100 MiB): `MAX_BODY_BYTES` at most.
+pub const MAX_BODY_BYTES_LIMIT: u64 = 100 * 1024 * 1024;
+
+/// Bodies signed over their bytes are read before they can be authenticated,
+/// so they are capped here (delivery events are a few KB).
+pub const SIGNED_BODY_MAX_BYTES: u64 = 1024 * 1024;
+
+/// Workers KV's shortest TTL.
+pub const KV_MIN_TTL_SECONDS: u64 = 60;
+
+/// Queues bill each 64 KB (of 1,000 bytes) of a message, with ~100 bytes of metadata, as one operation.
+pub fn queue_units(bytes: usize) -> u64 {
+    ((bytes as u64 + 100).div_ceil(64_000)).max(1)
+}

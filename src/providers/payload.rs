@@ -1,0 +1,44 @@
+//! What every normaliser needs of a payload: JSON parsed with a reason when
+//! it is not, empty containers taken as absent, and the event id.
+
+use crate::error::ApiError;
+use serde::Deserialize as _;
+
+/// The event id from the provider's own event id, or from the raw body when
+/// the payload carries none (see `dedupe`).
+pub fn id_from(provider: &str, own_id: Option<&str>, body: &[u8]) -> String {
+    match own_id.filter(|id| !id.is_empty()) {
+        Some(id) => crate::dedupe::event_id(provider, &[id]),
+        None => crate::dedupe::event_id_from_body(provider, body),
+    }
+}
+
+/// For `#[serde(default, deserialize_with = "null_as_empty")]` on an optional
+/// container: `null`, `[]`, `{}` and `""` are the same as absent (the provider
+/// docs never say a container may be empty or `null`; PHP writes an empty map
+/// as `[]`; refusing it would lose the event).
+pub fn null_as_empty<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    use serde_json::Value;
+    match Value::deserialize(d)? {
+        Value::Null => Ok(T::default()),
+        Value::Array(a) if a.is_empty() => Ok(T::default()),
+        Value::Object(o) if o.is_empty() => Ok(T::default()),
+        Value::String(s) if s.is_empty() => Ok(T::default()),
+        v => serde_json::from_value(v).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses the body as JSON, or says where it is not.
+pub fn parse_json<'a, T: serde::Deserialize<'a>>(provider: &str, body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(if e.is_data() {
+            format!("the body is JSON but not a {provider} payload: {e}")
+        } else {
+            format!("the body is not valid JSON: {e}")
+        })
+    })
+}
