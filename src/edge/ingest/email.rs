@@ -13,7 +13,7 @@
 //!
 //! So no message is dropped in silence: it is on the queue, or its sender knows.
 
-use super::body::read_stream;
+use super::body::{read_stream, Length};
 use super::{accept, Taken};
 use crate::edge::env::{config, log, now_millis, now_seconds, wasm_kib};
 use crate::edge::ops;
@@ -125,7 +125,7 @@ async fn receive(message: &IncomingEmail, env: &Env) -> Outcome {
     let from = message.envelope_from().as_string().unwrap_or_default();
     let to = message.envelope_to().as_string().unwrap_or_default();
     // `rawSize` sizes the buffer and refuses early; it is not held to the byte (the stream is what counts).
-    let body = match read_stream(message.raw().dyn_into().ok(), limit, None, size.unwrap_or(0).min(limit)).await {
+    let body = match read_stream(message.raw().dyn_into().ok(), limit, Length::Unknown, size.unwrap_or(0).min(limit)).await {
         Ok(b) => b,
         Err(e @ ApiError::PayloadTooLarge { .. }) => return Outcome::Reject(e),
         // A stream that broke or ended short: the next delivery may be whole.

@@ -2,7 +2,7 @@
 //! says each step (a KV read of a verdict another isolate cached, a DoH
 //! query), this does it and hands the answer back, until the verdict.
 
-use super::body::read_stream;
+use super::body::{read_stream, Length};
 use crate::dns::VerdictCache;
 use crate::edge::binding::{binding, kv_get, kv_put};
 use crate::edge::env::{fetch_with_timeout, log, now_seconds, KV_DEDUPE};
@@ -86,7 +86,9 @@ async fn query(url: &str) -> Result<(u16, Vec<u8>), String> {
     let status = resp.status_code();
     let too_large = || format!("the DoH answer could not be read, or is over {DOH_MAX_BYTES} bytes");
     let body = match resp.body() {
-        ResponseBody::Stream(stream) => read_stream(Some(stream.clone()), DOH_MAX_BYTES, None, 0).await.map_err(|_| too_large())?,
+        ResponseBody::Stream(stream) => {
+            read_stream(Some(stream.clone()), DOH_MAX_BYTES, Length::Unknown, 0).await.map_err(|_| too_large())?
+        }
         ResponseBody::Body(bytes) if bytes.len() as u64 <= DOH_MAX_BYTES => bytes.clone(),
         ResponseBody::Body(_) => return Err(too_large()),
         ResponseBody::Empty => Vec::new(),

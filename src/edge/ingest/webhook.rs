@@ -2,7 +2,7 @@
 //! body), the reverse-DNS steps it may ask for, the body read within its
 //! limit, then the plan's I/O (`ingest::accept`), as for mail.
 
-use super::body::read_stream;
+use super::body::{read_stream, Length};
 use super::{accept, rdns, Taken};
 use crate::edge::env::{config, now_seconds};
 use crate::error::ApiError;
@@ -29,7 +29,12 @@ pub async fn handle(provider: Provider, req: &web_sys::Request, env: &Env) -> Re
         }
     };
     // Bounded as the bytes arrive, whatever Content-Length says, chunked or not.
-    let body = read_stream(req.body(), limit, announced, reserve).await?;
+    let length = match (announced, inbound.header("transfer-encoding")) {
+        (Some(n), None) => Length::Framed(n),
+        (Some(n), Some(_)) => Length::Announced(n),
+        (None, _) => Length::Unknown,
+    };
+    let body = read_stream(req.body(), limit, length, reserve).await?;
     let inbound = Inbound { body: &body, json: &body, now: now_seconds(), ..inbound };
     accept(env, provider, &cfg, &inbound).await
 }
