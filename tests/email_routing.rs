@@ -62,12 +62,55 @@ fn not_mail_is_refused_with_what_is_wrong() {
 
 #[test]
 fn odd_mail_is_taken() {
-    // A line that is no header, an unknown charset, bare LF line ends, no Message-ID.
-    let odd = b"From: x@example.com\nnot a header line\nSubject: =?x-unknown?Q?caf=E9?=\nContent-Type: text/plain; charset=x-unknown\n\nbody \xe9\n";
+    // An unknown charset, bare LF line ends, no Message-ID.
+    let odd = b"From: x@example.com\nSubject: =?x-unknown?Q?caf=E9?=\nContent-Type: text/plain; charset=x-unknown\n\nbody \xe9\n";
     let e = one(odd);
     assert_eq!(e["type"], "email.received");
     assert!(e["data"]["inbound"]["text"].as_str().unwrap().starts_with("body "));
     assert!(e.get("subject").is_none(), "no Message-ID: no CloudEvents subject");
+    // A line that is no header field ends the header block: it and what follows are the text (found
+    // in real mail: mail-parser read on as headers, and a message without a blank line lost its text).
+    for (raw, text) in [
+        (&b"From: x@example.com\nnot a header line\nSubject: s\n\nbody\n"[..], "not a header line\nSubject: s\n\nbody\n"),
+        (b"From: x@example.com\r\nSubject: s\r\nthe text, no blank line before it\r\n", "the text, no blank line before it\r\n"),
+    ] {
+        assert_eq!(one(raw)["data"]["inbound"]["text"], text, "{}", String::from_utf8_lossy(raw));
+    }
+}
+
+#[test]
+fn mail_as_real_clients_write_it_is_read_as_rfc_5322_and_2045_parsers_read_it() {
+    let mixed = |part_headers: &str, body: &str| {
+        format!("From: a@example.com\r\nTo: b@example.com\r\nMessage-ID: <m@x>\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\n{part_headers}\r\n\r\n{body}\r\n--b--\r\n")
+    };
+    // Outlook folds a long file name between encoded words: the white space between them is not the name's.
+    let e = one(mixed("Content-Type: application/pdf;\r\n name=\"=?iso-8859-2?Q?Umowa_sygn?=\r\n       =?iso-8859-2?Q?=2E_2Ds.pdf?=\"\r\nContent-Transfer-Encoding: base64", "QUJD").as_bytes());
+    assert_eq!(e["data"]["inbound"]["attachments"][0]["filename"], "Umowa sygn. 2Ds.pdf");
+    // A uuencoded part is decoded, and named by its `begin` line.
+    let e = one(mixed(
+        "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: x-uuencode",
+        "begin 644 cat.txt\r\n#0V%T\r\n`\r\nend",
+    )
+    .as_bytes());
+    let a = &e["data"]["inbound"]["attachments"][0];
+    assert_eq!((a["filename"].as_str(), a["size"].as_u64()), (Some("cat.txt"), Some(3)));
+    assert_eq!(attachment_bytes(&e, "cat.txt"), b"Cat");
+    // Repeated To and Cc: every list.
+    let e = one(b"From: a@example.com\r\nTo: one@example.com\r\nTo: two@example.com, three@example.com\r\nCc: c1@example.com\r\nCc: c2@example.com\r\n\r\nx\r\n");
+    let emails = |k: &str| e["data"][k].as_array().map(|l| l.iter().map(|a| a["email"].as_str().unwrap().to_string()).collect::<Vec<_>>());
+    assert_eq!(emails("to").unwrap(), ["one@example.com", "two@example.com", "three@example.com"]);
+    assert_eq!(emails("cc").unwrap(), ["c1@example.com", "c2@example.com"]);
+    // An invalid Content-Type is text/plain (RFC 2045 §5.2): the text, not an attachment.
+    for ct in ["text; charset=us-ascii", ";", "plain"] {
+        let e = one(format!("From: a@example.com\r\nContent-Type: {ct}\r\n\r\nthe text\r\n").as_bytes());
+        assert_eq!(e["data"]["inbound"]["text"], "the text\r\n", "{ct}");
+        assert_eq!(e["data"]["inbound"]["attachments"].as_array().map(Vec::len), Some(0), "{ct}");
+    }
+    // Blank lines before the headers, and an mbox `From ` line, are not the end of the headers.
+    for lead in [" \r\n", "\r\n\r\n", "From a@example.com Mon Jan  1 00:00:00 2024\r\n"] {
+        let e = one(format!("{lead}From: a@example.com\r\nSubject: s\r\n\r\nthe text\r\n").as_bytes());
+        assert_eq!((e["data"]["subject"].as_str(), e["data"]["inbound"]["text"].as_str()), (Some("s"), Some("the text\r\n")), "{lead:?}");
+    }
 }
 
 #[test]

@@ -23,8 +23,10 @@ use crate::values::{ConfigError, Lookup};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// Raw mail to this source's payload (mail-parser).
+/// Raw mail to this source's payload (mail-parser), after the guard's checks and repairs.
+mod guard;
 mod mime;
+mod uuencode;
 
 pub const NAME: &str = EmailRouting::NAME;
 

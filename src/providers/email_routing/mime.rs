@@ -1,11 +1,12 @@
-//! Raw mail to Email Routing's payload: mail-parser, and the guard that runs
-//! before it. Only in builds with the `mail` feature (the Worker's full
-//! module): the ingest module never receives mail.
+//! Raw mail to Email Routing's payload: mail-parser, after the guard (`guard.rs`)
+//! has refused what it must not parse and repaired what it would misread.
 
+use super::guard::guard;
+use super::uuencode;
 use super::*;
 use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
-use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::{Encoding, HeaderName, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -47,126 +48,6 @@ fn as_base64<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&Base64Display::new(bytes, &STANDARD))
 }
 
-/// One linear pass over the message before the parser sees it, refusing for
-/// good what would make the parser's time or memory grow far beyond the
-/// message's size: over-long or RFC 2231 boundaries, declared boundaries that
-/// never follow, too many parts, huge header blocks or MIME fields, and text
-/// that would not fit the memory budget once decoded. Only header blocks are
-/// read for declarations (the message's, and the lines after each delimiter
-/// line up to a blank line), so a body that quotes MIME is never refused.
-fn guard(raw: &[u8]) -> Result<(), ApiError> {
-    let refuse = |why: String| Err(ApiError::BadRequest(format!("malformed or oversized MIME: {why}")));
-    let (mut in_header, mut top, mut block, mut parts) = (true, true, 0usize, 0usize);
-    let mut field: Vec<u8> = Vec::new();
-    let mut declared = Declared::default();
-    let mut lines = raw.split(|&c| c == b'\n').peekable();
-    while let Some(line) = lines.next() {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if in_header {
-            let continuation = line.first().is_some_and(|c| *c == b' ' || *c == b'\t');
-            if !continuation {
-                check_field(&field, &mut declared)?;
-                field.clear();
-            }
-            if line.is_empty() {
-                in_header = false;
-                continue;
-            }
-            block += line.len() + 1;
-            let limit = if top { MAX_HEADER_BLOCK } else { MAX_PART_HEADER_BLOCK };
-            if block > limit {
-                return refuse(format!("a header block of more than {limit} bytes"));
-            }
-            if field.len() <= MAX_MIME_FIELD {
-                field.extend_from_slice(line);
-            }
-            if lines.peek().is_none() {
-                check_field(&field, &mut declared)?;
-            }
-            continue;
-        }
-        let Some(rest) = line.strip_prefix(b"--") else { continue };
-        if rest.first().is_none_or(|c| c.is_ascii_whitespace()) {
-            continue;
-        }
-        parts += 1;
-        if parts > MAX_PARTS {
-            return refuse(format!("more than {MAX_PARTS} parts"));
-        }
-        let rest = rest.trim_ascii_end();
-        let closing = rest.strip_suffix(b"--").filter(|b| declared.known.contains(*b));
-        let delimiter = closing.is_none() && declared.known.contains(rest);
-        if let Some(b) = closing.or(delimiter.then_some(rest)) {
-            declared.pending.remove(b);
-        }
-        if delimiter {
-            // A part's header block follows its delimiter.
-            (in_header, top, block) = (true, false, 0);
-        }
-    }
-    let missing: usize = declared.pending.values().sum();
-    if missing > MAX_MISSING_BOUNDARIES {
-        return refuse(format!("{missing} declared boundaries never appear (mailhook takes at most {MAX_MISSING_BOUNDARIES})"));
-    }
-    // Text becomes UTF-8 (a byte that is not may become three), then is copied once more when
-    // parts are joined; each part costs the parser a few hundred bytes.
-    let high = raw.iter().filter(|b| **b >= 0x80).count();
-    let bound = raw.len() + 2 * (raw.len() + 2 * high) + 512 * parts;
-    if bound > MEMORY_BUDGET {
-        return Err(ApiError::BadRequest(format!(
-            "the message may take {bound} bytes once decoded; mailhook takes at most {MEMORY_BUDGET}"
-        )));
-    }
-    Ok(())
-}
-
-/// The boundaries declared so far: all of them, and those no delimiter line has followed yet.
-#[derive(Default)]
-struct Declared {
-    known: std::collections::HashSet<Vec<u8>>,
-    pending: std::collections::HashMap<Vec<u8>, usize>,
-}
-
-/// Checks one header field (its lines joined) of a header block, and records the boundary it declares.
-fn check_field(field: &[u8], declared: &mut Declared) -> Result<(), ApiError> {
-    let refuse = |why: String| Err(ApiError::BadRequest(format!("malformed or oversized MIME: {why}")));
-    let Some(colon) = field.iter().position(|c| *c == b':') else { return Ok(()) };
-    let name = field[..colon].trim_ascii();
-    if !(name.eq_ignore_ascii_case(b"content-type") || name.eq_ignore_ascii_case(b"content-disposition")) {
-        return Ok(());
-    }
-    if field.len() > MAX_MIME_FIELD {
-        return refuse(format!("a {} field of more than {MAX_MIME_FIELD} bytes", String::from_utf8_lossy(name)));
-    }
-    let value = &field[colon + 1..];
-    let mut segments = 0;
-    for param in value.split(|c| *c == b';') {
-        let Some(eq) = param.iter().position(|c| *c == b'=') else { continue };
-        let pname = param[..eq].trim_ascii().to_ascii_lowercase();
-        if pname.contains(&b'*') {
-            segments += 1;
-            if segments > MAX_PARAMETER_SEGMENTS {
-                return refuse(format!("more than {MAX_PARAMETER_SEGMENTS} RFC 2231 parameter segments in one field"));
-            }
-            if pname.starts_with(b"boundary") {
-                return refuse("an RFC 2231 boundary parameter (boundary*)".into());
-            }
-            continue;
-        }
-        if pname != b"boundary" {
-            continue;
-        }
-        let v = param[eq + 1..].trim_ascii();
-        let v = v.strip_prefix(b"\"").map(|q| q.split(|c| *c == b'"').next().unwrap_or(q)).unwrap_or(v);
-        if v.len() > MAX_BOUNDARY_LEN {
-            return refuse(format!("a boundary of {} characters (RFC 2046 allows 70; mailhook takes {MAX_BOUNDARY_LEN})", v.len()));
-        }
-        *declared.pending.entry(v.to_vec()).or_default() += 1;
-        declared.known.insert(v.to_vec());
-    }
-    Ok(())
-}
-
 /// The length of `s` as a JSON string's contents.
 fn json_len(s: &str) -> usize {
     s.bytes()
@@ -180,11 +61,12 @@ fn json_len(s: &str) -> usize {
 
 /// Parses the raw message into the payload.
 pub(super) fn payload(req: &Inbound) -> Result<Vec<u8>, ApiError> {
-    guard(req.body)?;
-    let message = MessageParser::default()
-        .parse(req.body)
-        .filter(|m| !m.root_part().headers().is_empty())
-        .ok_or_else(|| ApiError::BadRequest("not an email message: it has no header fields (RFC 5322)".into()))?;
+    let repaired = guard(req.body)?.apply(req.body);
+    let message = MessageParser::default().parse(&repaired[..]).filter(|m| !m.root_part().headers().is_empty()).ok_or_else(|| {
+        ApiError::BadRequest(
+            "not an email message: its first line (after any blank ones) is no header field such as `From: …` (RFC 5322)".into(),
+        )
+    })?;
     let raw: &[u8] = &message.raw_message;
 
     let headers: Vec<(&str, String)> =
@@ -208,10 +90,10 @@ pub(super) fn payload(req: &Inbound) -> Result<Vec<u8>, ApiError> {
         digest,
         message_id: message.message_id(),
         subject: message.subject(),
-        from: addresses(message.from()),
-        to: addresses(message.to()),
-        cc: addresses(message.cc()),
-        bcc: addresses(message.bcc()),
+        from: addresses(&message, HeaderName::From),
+        to: addresses(&message, HeaderName::To),
+        cc: addresses(&message, HeaderName::Cc),
+        bcc: addresses(&message, HeaderName::Bcc),
         text: joined(&message, &message.text_body, false),
         html: joined(&message, &message.html_body, true),
         attachments: message.attachments.iter().filter_map(|&i| message.parts.get(i as usize)).map(|p| attachment(raw, p)).collect(),
@@ -307,17 +189,19 @@ fn is_cloudflare_dkim(name: &str, value: &str) -> bool {
     name.eq_ignore_ascii_case("dkim-signature") && value.to_ascii_lowercase().replace(' ', "").contains("d=cloudflare-email.net")
 }
 
-fn addresses(list: Option<&mail_parser::Address>) -> Vec<Address> {
-    list.map(|l| {
-        l.iter()
-            .filter_map(|a| {
-                let email = a.address.as_deref()?.trim();
-                let name = a.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
-                (!email.is_empty()).then(|| Address { email: email.to_string(), name: name.map(String::from) })
-            })
-            .collect()
-    })
-    .unwrap_or_default()
+/// Every address of every `name` field, in order: a message may repeat `To` or `Cc` (RFC 5322 allows
+/// one, but senders write several, and each list is meant).
+fn addresses(message: &Message, name: HeaderName) -> Vec<Address> {
+    message
+        .header_values(name)
+        .filter_map(|v| v.as_address())
+        .flat_map(|l| l.iter())
+        .filter_map(|a| {
+            let email = a.address.as_deref()?.trim();
+            let name = a.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+            (!email.is_empty()).then(|| Address { email: email.to_string(), name: name.map(String::from) })
+        })
+        .collect()
 }
 
 /// The body parts of one kind (`text/plain`, or `text/html`), in order: one
@@ -344,6 +228,20 @@ fn joined<'a>(message: &'a Message<'a>, ids: &[u32], html: bool) -> Option<Cow<'
 }
 
 fn attachment<'a>(raw: &'a [u8], part: &'a MessagePart<'a>) -> PartOut<'a> {
+    // `Content-Transfer-Encoding: x-uuencode`, which mail-parser leaves encoded: decoded here, with the file name of its `begin` line.
+    if let Some(uu) = uuencode::of_part(raw, part) {
+        let content_type = media_type(part);
+        let filename = part.attachment_name().or(uu.name);
+        let inline = matches!(part.content_disposition(), Some(d) if d.is_inline());
+        return PartOut {
+            filename,
+            content_type,
+            content_id: part.content_id(),
+            inline,
+            size: uu.bytes.len() as u64,
+            content: Cow::Owned(uu.bytes),
+        };
+    }
     let content = exact_bytes(raw, part);
     let content_type = media_type(part).or_else(|| part.is_message().then(|| "message/rfc822".to_string()));
     let inline = match part.content_disposition() {
@@ -357,23 +255,59 @@ fn attachment<'a>(raw: &'a [u8], part: &'a MessagePart<'a>) -> PartOut<'a> {
 /// A part's bytes as sent, transfer encoding undone and nothing else: a text
 /// attachment keeps its charset (the parser would have converted it to UTF-8).
 /// mail-parser's part ends before the line break that belongs to the next boundary.
+/// Base64 is decoded here for every part, as RFC 2045 §6.8 says: characters outside the alphabet
+/// are ignored (mail-parser gave up on such a part and kept it as it came).
 fn exact_bytes<'a>(raw: &'a [u8], part: &'a MessagePart<'a>) -> Cow<'a, [u8]> {
-    match &part.body {
-        PartType::Text(_) | PartType::Html(_) => {
-            let start = part.offset_body as usize;
-            let end = (part.offset_end as usize).min(raw.len());
-            let Some(encoded) = raw.get(start..end) else { return Cow::Borrowed(part.contents()) };
+    let encoded = raw.get(part.offset_body as usize..(part.offset_end as usize).min(raw.len()));
+    if let (Some(encoded), Some("base64")) = (encoded, uuencode::transfer_encoding(raw, part).as_deref()) {
+        return Cow::Owned(base64_lenient(encoded));
+    }
+    match (&part.body, encoded, part.encoding) {
+        (PartType::Text(_) | PartType::Html(_), Some(encoded), encoding) => {
             // A part that could not be decoded is kept as it came.
-            let encoding = if part.is_encoding_problem { Encoding::None } else { part.encoding };
-            match encoding {
-                Encoding::Base64 => mail_parser::decoders::base64::base64_decode(encoded).map(Cow::Owned),
-                Encoding::QuotedPrintable => mail_parser::decoders::quoted_printable::quoted_printable_decode(encoded).map(Cow::Owned),
-                Encoding::None => Some(Cow::Borrowed(encoded)),
-            }
-            .unwrap_or(Cow::Borrowed(part.contents()))
+            let decoded = match encoding {
+                Encoding::QuotedPrintable if !part.is_encoding_problem => {
+                    mail_parser::decoders::quoted_printable::quoted_printable_decode(encoded).map(Cow::Owned)
+                }
+                _ => Some(Cow::Borrowed(encoded)),
+            };
+            decoded.unwrap_or(Cow::Borrowed(part.contents()))
         }
         _ => Cow::Borrowed(part.contents()),
     }
+}
+
+/// Base64 as RFC 2045 §6.8 reads it: what is outside the alphabet is ignored, `=` ends the data,
+/// and a last group of two or three characters still gives its one or two bytes.
+fn base64_lenient(encoded: &[u8]) -> Vec<u8> {
+    let sextet = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(encoded.len() / 4 * 3);
+    let (mut acc, mut n) = (0u32, 0u8);
+    for &c in encoded {
+        if c == b'=' {
+            break;
+        }
+        let Some(v) = sextet(c) else { continue };
+        acc = (acc << 6) | u32::from(v);
+        n += 1;
+        if n == 4 {
+            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+            (acc, n) = (0, 0);
+        }
+    }
+    match n {
+        2 => out.push((acc >> 4) as u8),
+        3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
+        _ => {}
+    }
+    out
 }
 
 /// A part's media type, with its `charset` for text (the bytes are kept in it).
