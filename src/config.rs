@@ -233,8 +233,9 @@ mod tests {
         let two_days = "43200,43200,43200,43200";
         let e = cfg(&[("LOG_RETENTION_DAYS", "1"), ("RETRY_SCHEDULE_SECONDS", two_days)]).unwrap_err();
         assert_eq!(e.var, "LOG_RETENTION_DAYS");
-        assert!(e.message.contains("at least 3"), "{e}");
-        assert!(cfg(&[("LOG_RETENTION_DAYS", "3"), ("RETRY_SCHEDULE_SECONDS", two_days)]).is_ok());
+        // Four 12-hour delays, each up to 14.4 h with jitter, and a day: 4 days.
+        assert!(e.message.contains("at least 4"), "{e}");
+        assert!(cfg(&[("LOG_RETENTION_DAYS", "4"), ("RETRY_SCHEDULE_SECONDS", two_days)]).is_ok());
         // The default schedule (~33 h with jitter) needs 3 days.
         assert_eq!(cfg(&[("LOG_RETENTION_DAYS", "2")]).unwrap_err().var, "LOG_RETENTION_DAYS");
         assert!(cfg(&[("LOG_RETENTION_DAYS", "3")]).is_ok());
@@ -252,10 +253,10 @@ mod tests {
         let long =
             r#"[{"name": "slow", "url": "https://s.example/", "retry_schedule_seconds": [43200, 43200, 43200, 43200, 43200, 43200]}]"#;
         let secret = ("DESTINATION_SLOW_SIGNING_SECRET", "whsec_c2Vjb25k");
-        let e = cfg(&[("DESTINATIONS", long), secret, ("LOG_RETENTION_DAYS", "3")]).unwrap_err();
+        let e = cfg(&[("DESTINATIONS", long), secret, ("LOG_RETENTION_DAYS", "4")]).unwrap_err();
         assert_eq!(e.var, "LOG_RETENTION_DAYS");
-        assert!(e.message.contains("at least 4"), "{e}");
-        assert!(cfg(&[("DESTINATIONS", long), secret, ("LOG_RETENTION_DAYS", "4")]).is_ok());
+        assert!(e.message.contains("at least 5"), "{e}");
+        assert!(cfg(&[("DESTINATIONS", long), secret, ("LOG_RETENTION_DAYS", "5")]).is_ok());
     }
 
     #[test]
@@ -267,12 +268,12 @@ mod tests {
             ("INCLUDE_RAW", "maybe"),
             ("ORIGIN_SIGNING_SECRET", "whsec_!!!"),
             ("RETRY_SCHEDULE_SECONDS", "5,never"),
-            ("RETRY_SCHEDULE_SECONDS", "5,86400"),
+            ("RETRY_SCHEDULE_SECONDS", "5,86401"),
             ("ORIGIN_URL", "ftp://x"),
             ("ORIGIN_TIMEOUT_SECONDS", "0"),
             ("ORIGIN_TIMEOUT_SECONDS", "301"),
             ("CIRCUIT_FAILURES", "0"),
-            ("CIRCUIT_PROBE_SECONDS", "43201"),
+            ("CIRCUIT_PROBE_SECONDS", "86401"),
             ("DESTINATIONS", "[{}]"),
             ("IMPROVMX_ALLOWED_IPS", "15.237.103.194,10.0.0.0/40"),
             ("MAIL_PLUS_ALLOWED_IPS", "mail-plus.com"),

@@ -1,8 +1,9 @@
 //! The platform's limits that mailhook's design meets, in one place, each
 //! with where Cloudflare documents it.
 
-/// The longest delay of a queue message or retry (Queues `delaySeconds`): 12 hours.
-pub const MAX_QUEUE_DELAY_SECONDS: u32 = 43_200;
+/// The longest delay of a queue message or retry (Queues `delaySeconds`, for `send` and `retry` alike):
+/// 24 hours (Cloudflare's Queues limits page, read 2026-12-05; it was 12 hours before).
+pub const MAX_QUEUE_DELAY_SECONDS: u32 = 86_400;
 
 /// Cloudflare Queues refuses messages over 128 KB; leave room for its own framing.
 pub const MAX_INLINE_ENVELOPE_BYTES: usize = 120_000;

@@ -126,7 +126,7 @@ proptest! {
     }
 
     #[test]
-    fn retry_delays_stay_within_the_queue_limit(schedule in prop::collection::vec(0u32..=43_200, 0..12), attempt in any::<u32>(), ra in any::<Option<u32>>(), j in any::<f64>()) {
+    fn retry_delays_stay_within_the_queue_limit(schedule in prop::collection::vec(0u32..=86_400, 0..12), attempt in any::<u32>(), ra in any::<Option<u32>>(), j in any::<f64>()) {
         if let Some(d) = mailhook::delivery::next_delay(&schedule, attempt, ra, j) {
             prop_assert!(d <= mailhook::limits::MAX_QUEUE_DELAY_SECONDS);
         }

@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn schedule_jitter_retry_after_and_exhaustion() {
-        let s = [10, 100, 50_000];
+        let s = [10, 100, 90_000];
         assert_eq!(next_delay(&s, 0, None, 0.5), None);
         assert_eq!(next_delay(&s, 1, None, 0.5), Some(10));
         assert_eq!(next_delay(&s, 2, None, 0.0), Some(80));

@@ -103,7 +103,7 @@ mod tests {
         assert_eq!(
             gate(
                 Circuit { open: true, failures: 3, probe_at: 4600, ..Circuit::default() },
-                CircuitPolicy { failures: 3, probe_seconds: 43_200 },
+                CircuitPolicy { failures: 3, probe_seconds: 86_400 },
                 1000,
                 5
             ),

@@ -318,7 +318,7 @@ mod tests {
                 "matches no event any of its providers sends",
             ),
             (r#"[{"name": "crm", "url": "https://c.example/", "timeout_seconds": 0}]"#, "timeout_seconds must be"),
-            (r#"[{"name": "crm", "url": "https://c.example/", "retry_schedule_seconds": "5,86400"}]"#, "86400 is longer"),
+            (r#"[{"name": "crm", "url": "https://c.example/", "retry_schedule_seconds": "5,86401"}]"#, "86401 is longer"),
             (r#"[{"name": "crm", "url": "https://c.example/", "circuit_failures": "many"}]"#, "circuit_failures must be"),
             (r#"[{"name": "crm_eu", "url": "https://c.example/"}]"#, "the name must be"),
             (r#"[{"name": "-crm", "url": "https://c.example/"}]"#, "the name must be"),
