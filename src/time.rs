@@ -35,14 +35,15 @@ const MIN_UNIX: i64 = -62_167_219_200;
 const MAX_UNIX: i64 = 253_402_300_799;
 
 /// Parses RFC 3339 (`2024-12-30T10:00:00Z`, `…T10:00:00.123+02:00`), and the
-/// common `2024-12-30 10:00:00` (taken as UTC), into Unix seconds.
+/// same without an offset (`2024-12-30T10:00:00`, `2024-12-30 10:00:00.5`),
+/// taken as UTC, as ISO 8601 local times are read by the providers' own SDKs, into Unix seconds.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let s = s.trim();
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         return Some(t.unix_timestamp());
     }
-    let plain = format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    PrimitiveDateTime::parse(s, plain).ok().map(|t| t.assume_utc().unix_timestamp())
+    let local = format_description!("[year]-[month]-[day][first [T][t][ ]][hour]:[minute]:[second][optional [.[subsecond]]]");
+    PrimitiveDateTime::parse(s, local).ok().map(|t| t.assume_utc().unix_timestamp())
 }
 
 /// A provider's timestamp as Unix seconds: a number or numeric string of
@@ -73,6 +74,16 @@ mod tests {
         assert_eq!(to_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(to_rfc3339_millis(1_710_545_542_140), "2024-03-15T23:32:22.140Z");
         assert_eq!(to_rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn a_time_without_an_offset_is_utc_with_either_separator_and_a_fraction() {
+        for s in ["2024-12-30T10:00:00", "2024-12-30 10:00:00", "2024-12-30t10:00:00", "2024-12-30T10:00:00.608", "2024-12-30 10:00:00.5"] {
+            assert_eq!(parse_rfc3339(s), Some(1_735_552_800), "{s}");
+        }
+        for s in ["2024-12-30T10:00", "2024-12-30", "2024-12-30T10:00:00.", "2024-13-30T10:00:00", "2024-12-30X10:00:00"] {
+            assert_eq!(parse_rfc3339(s), None, "{s}");
+        }
     }
 
     #[test]

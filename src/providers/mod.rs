@@ -308,9 +308,13 @@ impl Provider {
         self.auth().secret().map(Setting::secret).into_iter().chain(self.own_settings().iter().copied()).collect()
     }
 
-    /// The request headers the core reads of this source's requests (names in
-    /// lower case): the edge takes these and no others.
+    /// The request headers the core reads of this source's requests (spelled
+    /// as the provider documents them; names are case-insensitive): the edge
+    /// takes these and no others. None for mail, which comes as no request.
     pub fn request_headers(self) -> Vec<&'static str> {
+        if !self.posts() {
+            return Vec::new();
+        }
         let mut names = vec!["content-length", "transfer-encoding", "cf-connecting-ip"];
         names.extend(self.auth().header());
         names.extend(self.own_headers());

@@ -28,7 +28,7 @@ pub(super) async fn overview(cfg: &Config, env: &Env) -> Answer {
     // From acceptance to the end of the first 2xx attempt, in milliseconds; the latest 10 000.
     let latencies: Vec<Latency> = rows(
         env,
-        "SELECT MIN(a.at_ms) - e.received_ms AS ms FROM delivery_attempts a \
+        "SELECT MIN(a.at_ms) - COALESCE(e.received_ms, e.received_at * 1000) AS ms FROM delivery_attempts a \
          JOIN events e ON e.id = a.event_id WHERE e.received_at >= ?1 AND a.status_code BETWEEN 200 AND 299 \
          GROUP BY a.event_id, a.destination ORDER BY MIN(a.at_ms) DESC LIMIT 10000"
             .into(),
