@@ -19,6 +19,10 @@ pub const MAX_BODY_BYTES_LIMIT: u64 = 100 * 1024 * 1024;
 /// so they are capped here (delivery events are a few KB).
 pub const SIGNED_BODY_MAX_BYTES: u64 = 1024 * 1024;
 
+/// A large event's manifest: its fields other than its large strings (headers, addresses, subject),
+/// which the consumer reads whole (`large::stored`, which refuses to read one over 16 MiB).
+pub const MAX_LITERAL_BYTES: usize = 4 * 1024 * 1024;
+
 /// Workers KV's shortest TTL.
 pub const KV_MIN_TTL_SECONDS: u64 = 60;
 

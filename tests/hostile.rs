@@ -160,3 +160,29 @@ fn signature_and_token_are_checked_before_the_body() {
     assert_eq!(head(Provider::ImprovMx, &[], Some(IMPROVMX_IP)), Ok(()));
     assert_eq!(head(Provider::MailPlus, &[], Some("198.51.100.1")), Err(403));
 }
+
+/// Found in issue 23's review debts: a large event whose fields other than its large strings (an
+/// ImprovMX or Mail-Plus message's headers) passed 16 MiB made a manifest the consumer refused to
+/// read, so an event was accepted that could never be delivered. It is refused (400) instead.
+#[test]
+fn headers_too_large_for_a_manifest_are_refused_not_stored() {
+    use mailhook::pipeline::plan;
+    let header = "x".repeat(64 * 1024);
+    for provider in [Provider::ImprovMx, Provider::MailPlus] {
+        let mut body = fixture_json(provider, "sample");
+        let headers: serde_json::Map<String, Value> = (0..80).map(|i| (format!("X-Pad-{i}"), Value::String(header.clone()))).collect();
+        body[if provider == Provider::ImprovMx { "headers" } else { "header" }] = Value::Object(headers);
+        let raw = serde_json::to_vec(&body).unwrap();
+        let sent = as_sent_by(provider, &raw);
+        let e = plan(&config(), provider, &sent.inbound(&raw, NOW), mailhook::testkit::TEST_NONCE, NOW * 1000).unwrap_err();
+        assert_eq!(e.status(), 400, "{}: {e}", provider.name());
+        assert!(e.to_string().contains("4194304"), "{e}");
+        // Headers within the limit, on a large message, are stored as before.
+        body[if provider == Provider::ImprovMx { "headers" } else { "header" }] = serde_json::json!({"X-Pad": header});
+        body[if provider == Provider::ImprovMx { "text" } else { "body" }] = Value::String("y".repeat(300 * 1024));
+        let raw = serde_json::to_vec(&body).unwrap();
+        let sent = as_sent_by(provider, &raw);
+        let p = plan(&config(), provider, &sent.inbound(&raw, NOW), mailhook::testkit::TEST_NONCE, NOW * 1000).unwrap();
+        assert!(p.events[0].stored.is_some(), "{}: a large event is stored", provider.name());
+    }
+}

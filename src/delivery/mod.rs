@@ -155,6 +155,17 @@ pub fn r2_bytes_key(key: &str) -> String {
     }
 }
 
+/// The key an event's row refers to (`payload_ref`) for any of the event's
+/// R2 objects: a body's manifest, or the object itself. `None` for a key that is no event's.
+pub fn r2_ref_of(object_key: &str) -> Option<String> {
+    let name = object_key.strip_prefix("events/")?;
+    match name.rsplit_once('.') {
+        Some((stem, "body")) => Some(format!("events/{stem}.parts")),
+        Some((_, "parts" | "json")) => Some(object_key.to_string()),
+        _ => None,
+    }
+}
+
 /// True when the R2 object at `key` is a manifest (see `r2_key`), false when
 /// it is an event's whole JSON.
 pub fn is_stored_parts(key: &str) -> bool {
@@ -164,6 +175,17 @@ pub fn is_stored_parts(key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_object_of_an_event_maps_to_the_key_its_row_refers_to() {
+        let (parts, body) = (r2_key("evt_1", "c0"), r2_body_key("evt_1", "c0"));
+        assert_eq!(r2_ref_of(&parts).as_deref(), Some(parts.as_str()));
+        assert_eq!(r2_ref_of(&body).as_deref(), Some(parts.as_str()));
+        assert_eq!(r2_ref_of("events/evt_0.json").as_deref(), Some("events/evt_0.json"));
+        for other in ["events/evt_1", "events/x.tmp", "other/evt_1.c0.parts", ""] {
+            assert_eq!(r2_ref_of(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn large_events_go_to_r2_and_small_ones_inline() {

@@ -76,6 +76,7 @@ static EVENT_ROW: LazyLock<String> = LazyLock::new(|| {
            last_error, updated_at) \
          SELECT ?1, {}, ?2, ?3, CAST(?4 AS INTEGER) / 1000, ?4, ?5, ?6, ?7, ?8, ?9 WHERE true \
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, \
+           received_ms = COALESCE(events.received_ms, excluded.received_ms), \
            last_status = COALESCE(excluded.last_status, events.last_status), last_error = COALESCE(excluded.last_error, events.last_error), \
            updated_at = MAX(events.updated_at, excluded.updated_at)",
         summary_of_deliveries()
@@ -206,6 +207,25 @@ static UNROUTED: LazyLock<String> = LazyLock::new(|| {
         "INSERT INTO events (id, provider, type, received_at, received_ms, status, attempts, payload_ref, envelope, updated_at) \
          VALUES (?1, ?2, ?3, CAST(?4 AS INTEGER) / 1000, ?4, {}, 0, ?5, ?6, CAST(?4 AS INTEGER) / 1000) ON CONFLICT (id) DO NOTHING",
         Status::Unrouted.sql()
+    )
+});
+
+/// A queue message that is no envelope, kept as a dead event (its provider and type `(malformed)`)
+/// with its text as it came: listed among the dead letters, never replayable (it names nothing to deliver).
+pub async fn record_malformed(env: &Env, id: &str, text: &str, why: &str) -> Result<()> {
+    let db = env.d1(D1_DATABASE)?;
+    let now_ms = now_millis() as i64;
+    let result = db.prepare(MALFORMED.as_str()).bind(&[self::text(id), int(now_ms), self::text(text), self::text(why)])?.run().await?;
+    super::ops::d1(std::slice::from_ref(&result));
+    Ok(())
+}
+
+static MALFORMED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO events (id, provider, type, received_at, received_ms, status, attempts, envelope, last_error, updated_at) \
+         VALUES (?1, '(malformed)', '(malformed)', CAST(?2 AS INTEGER) / 1000, ?2, {}, 0, ?3, ?4, CAST(?2 AS INTEGER) / 1000) \
+         ON CONFLICT (id) DO NOTHING",
+        Status::Dead.sql()
     )
 });
 

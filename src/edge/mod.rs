@@ -20,10 +20,11 @@ mod health;
 mod ingest;
 mod ops;
 mod queue;
+mod retention;
 
 use crate::error::ApiError;
 use crate::routes::{route, Route};
-use env::{config, log, now_millis, now_seconds, refuse, wasm_kib};
+use env::{config, now_millis, refuse, wasm_kib};
 use worker::{event, Context, Env, MessageBatch, Request, Result, ScheduleContext, ScheduledEvent};
 
 #[event(start)]
@@ -102,8 +103,7 @@ struct RequestLine<'a> {
     ops: ops::Ops,
 }
 
-/// The crons: each minute, alerts (`alerts::CRON`); daily, retention: removes
-/// event-log rows older than LOG_RETENTION_DAYS and the R2 objects they reference.
+/// The crons: each minute, alerts (`alerts::CRON`); daily, retention (`retention::run`).
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     ops::request();
@@ -111,18 +111,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         alerts::flush(&env).await;
         return;
     }
-    let days = match config(&env) {
-        Ok(c) => c.log_retention_days,
-        Err(e) => {
-            log(serde_json::json!({"kind": "retention_skipped", "error": e.to_string()}));
-            return;
-        }
-    };
-    let cutoff = now_seconds() - i64::from(days) * 86_400;
-    match eventlog::remove_older_than(&env, cutoff).await {
-        Ok(n) => log(serde_json::json!({"kind": "retention", "removed": n, "cutoff": crate::time::to_rfc3339(cutoff)})),
-        Err(e) => log(serde_json::json!({"kind": "retention_failed", "error": e.to_string()})),
-    }
+    retention::run(&env).await;
 }
 
 #[event(queue)]

@@ -24,7 +24,7 @@ use crate::dedupe::dedupe_key;
 use crate::delivery::{r2_body_key, r2_key, Envelope};
 use crate::error::ApiError;
 use crate::large::stored_prefix;
-use crate::limits::{BATCH_BYTES, BATCH_COUNT};
+use crate::limits::{BATCH_BYTES, BATCH_COUNT, MAX_LITERAL_BYTES};
 use crate::providers::{Inbound, Provider, RdnsCheck};
 use serde_json::value::RawValue;
 
@@ -154,11 +154,10 @@ pub fn plan(cfg: &Config, provider: Provider, req: &Inbound, nonce: &str, receiv
             true => Some(inline_event(json.materialise(body), json.len())?),
             false => None,
         };
-        let stored = inline.is_none().then(|| Stored {
-            body_key: r2_body_key(&e.id, copy),
-            manifest_key: r2_key(&e.id, copy),
-            manifest: stored_prefix(&json),
-        });
+        let stored = match inline {
+            Some(_) => None,
+            None => Some(Stored { body_key: r2_body_key(&e.id, copy), manifest_key: r2_key(&e.id, copy), manifest: manifest(&json)? }),
+        };
         let envelope = Envelope { r2_key: stored.as_ref().map(|s| s.manifest_key.clone()), ..header };
         let (messages, unrouted) = if dests.is_empty() {
             // Accepted (the provider must not send it again), and kept in the event log,
@@ -172,6 +171,20 @@ pub fn plan(cfg: &Config, provider: Provider, req: &Inbound, nonce: &str, receiv
         events.push(Planned { id: e.id.clone(), kind, key: dedupe_key(&e.id), stored, messages, unrouted });
     }
     Ok(Plan { provider: provider.name(), events, ttl: cfg.dedupe_ttl_seconds, payload: ingested.payload })
+}
+
+/// A large event's manifest, or 400 when its fields other than the large strings (every header of an
+/// inbound message, its addresses) pass `MAX_LITERAL_BYTES`: the consumer reads a manifest whole, so one
+/// it could not read would never be delivered. (Email Routing refuses such a message before this.)
+fn manifest(json: &crate::large::EventBody) -> Result<Vec<u8>, ApiError> {
+    let manifest = stored_prefix(json);
+    if manifest.len() > MAX_LITERAL_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "the event's fields other than its text, html and attachments take {} bytes (its headers, say); mailhook takes at most {MAX_LITERAL_BYTES}",
+            manifest.len()
+        )));
+    }
+    Ok(manifest)
 }
 
 /// The ranges of `sizes` (messages' bytes) that go in one `sendBatch` each.

@@ -137,9 +137,7 @@ struct PartIn {
 /// What the Worker may hold for one message while it is parsed: the message,
 /// its decoded parts and the payload (the isolate has 128 MB in all).
 pub const MEMORY_BUDGET: usize = 100 * 1024 * 1024;
-/// The payload without its large strings (headers, addresses, subject): what
-/// becomes the stored event's manifest, which the consumer reads whole.
-pub const MAX_LITERAL_BYTES: usize = 4 * 1024 * 1024;
+pub use crate::limits::MAX_LITERAL_BYTES;
 /// RFC 2046 allows 70 characters; parsing time grows with a boundary's length.
 pub const MAX_BOUNDARY_LEN: usize = 100;
 /// Declared boundaries that never appear after their declaration: the parser searches the rest of the message for each.

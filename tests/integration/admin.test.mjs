@@ -129,6 +129,9 @@ test("retention removes log rows older than LOG_RETENTION_DAYS and the R2 object
     ]);
     await bucket.put("events/evt_old.json", "{}");
     await bucket.put("events/evt_recent.json", "{}");
+    // Objects no row refers to yet: they may belong to an event still on the queue, so the sweep keeps them until they are 15 days old.
+    await bucket.put("events/evt_queued.c0.parts", "[]");
+    await bucket.put("events/evt_queued.c0.body", "x");
     await hook.scheduled();
     const ids = (await db.prepare("SELECT id FROM events").all()).results.map((r) => r.id);
     assert.deepEqual(ids.sort(), ["evt_pending", "evt_recent"]);
@@ -136,6 +139,9 @@ test("retention removes log rows older than LOG_RETENTION_DAYS and the R2 object
     assert.equal((await db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE event_id = 'evt_old'").first()).n, 0);
     assert.equal(await bucket.head("events/evt_old.json"), null);
     assert.ok(await bucket.head("events/evt_recent.json"));
+    assert.ok(await bucket.head("events/evt_queued.c0.parts"));
+    assert.ok(await bucket.head("events/evt_queued.c0.body"));
+    assert.ok(hook.logs.some((l) => l.includes('"r2_sweep"') && l.includes('"looked_at":3')), hook.logs.filter((l) => l.includes("sweep")).join("\n"));
   } finally {
     await hook.dispose();
   }

@@ -179,6 +179,30 @@ describe("delivery details", () => {
     }
   });
 
+  test("a queue message that is no envelope is kept as a dead letter with its text, not retried and not lost", async () => {
+    const origin = await startOrigin();
+    const hook = await startMailhook({ vars: { ORIGIN_URL: origin.url } });
+    try {
+      const queue = await hook.mf.getQueueProducer("EVENTS");
+      await queue.send("{\"not\": \"an envelope\"}", { contentType: "text" });
+      await queue.send({ an: "object" }, { contentType: "json" });
+      const rows = await waitFor(async () => {
+        const dead = await hook.deadLetters();
+        return dead.length === 2 ? dead : null;
+      }, { what: "two dead letters" });
+      assert.ok(rows.every((r) => r.provider === "(malformed)" && r.id.startsWith("malformed_")), JSON.stringify(rows));
+      assert.ok(rows.some((r) => r.envelope === '{"not": "an envelope"}'), "the text is kept as it came");
+      assert.ok(rows.every((r) => /not a mailhook envelope|not text/.test(r.last_error)), JSON.stringify(rows.map((r) => r.last_error)));
+      const replay = await hook.admin(`/admin/events/${rows[0].id}/replay`, { method: "POST" });
+      assert.equal(replay.status, 400, "nothing names where to deliver it");
+      await sleep(300);
+      assert.equal(origin.attempts.length, 0);
+    } finally {
+      await hook.dispose();
+      await origin.close();
+    }
+  });
+
   test("without KV, dedupe falls open: the event is accepted twice and delivered with the same webhook-id", async () => {
     const origin = await startOrigin();
     const hook = await startMailhook({ vars: { ORIGIN_URL: origin.url }, without: ["DEDUPE"] });

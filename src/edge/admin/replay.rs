@@ -201,12 +201,21 @@ impl Picked {
 /// Sends each envelope (one event to one destination; with the delivery's
 /// status before, if it had a row) again from its first attempt. Each
 /// delivery is marked `queued` first, so no consumer can have touched it yet;
-/// if the send fails, the marks are undone and nothing was replayed.
+/// if a send fails, the marks of the deliveries not sent are undone, and the
+/// answer says how many went out (a retry picks up the rest: the sent ones are `queued`).
 async fn enqueue_replays(env: &Env, replays: Vec<(Envelope, Option<Status>)>) -> std::result::Result<(), ApiError> {
-    let unavailable = |e: worker::Error| {
-        log(json!({"kind": "replay_failed", "error": e.to_string()}));
-        ApiError::Unavailable("could not enqueue the replay; nothing was replayed, please retry".into())
+    let total = replays.len();
+    let mut done = 0;
+    let failed = |e: &dyn std::fmt::Display, done: usize| {
+        log(json!({"kind": "replay_failed", "replayed": done, "of": total, "error": e.to_string()}));
+        ApiError::Unavailable(match done {
+            0 => "could not enqueue the replay; nothing was replayed, please retry".into(),
+            n => format!(
+                "could not enqueue the whole replay: {n} of {total} deliveries were replayed, the others are as they were; please retry"
+            ),
+        })
     };
+    let unavailable = |e: worker::Error| failed(&e, 0);
     let db = env.d1(D1_DATABASE).map_err(unavailable)?;
     let bodies: Vec<String> = replays.iter().map(|(e, _)| e.to_json()).collect();
     for range in crate::pipeline::batches(&bodies.iter().map(String::len).collect::<Vec<_>>()) {
@@ -219,27 +228,28 @@ async fn enqueue_replays(env: &Env, replays: Vec<(Envelope, Option<Status>)>) ->
             marks.push(db.prepare(replayed_sql()).bind(&[id.clone(), dest, at.clone()]).map_err(unavailable)?);
             marks.push(db.prepare(eventlog::SUMMARY.as_str()).bind(&[id, at.clone()]).map_err(unavailable)?);
         }
-        db.batch(marks).await.map_err(unavailable)?;
-        if let Err(e) = send_all(env, &bodies[range]).await {
+        db.batch(marks).await.map_err(|e| failed(&e, done))?;
+        if let Err(partial) = send_all(env, &bodies[range]).await {
             let mut undo = Vec::new();
-            for (e, was) in chunk {
+            for (e, was) in chunk.iter().skip(partial.sent) {
                 let (id, dest) = key(e);
                 let statement = match was {
                     Some(was) => db.prepare(undo_sql(true)).bind(&[id.clone(), dest, JsValue::from_str(was.as_str())]),
                     None => db.prepare(undo_sql(false)).bind(&[id.clone(), dest]),
                 };
-                undo.push(statement.map_err(unavailable)?);
-                undo.push(db.prepare(eventlog::SUMMARY.as_str()).bind(&[id, at.clone()]).map_err(unavailable)?);
+                undo.push(statement.map_err(|e| failed(&e, done + partial.sent))?);
+                undo.push(db.prepare(eventlog::SUMMARY.as_str()).bind(&[id, at.clone()]).map_err(|e| failed(&e, done + partial.sent))?);
             }
             if let Err(u) = db.batch(undo).await {
                 // Left `queued` with nothing on the queue: `replay --dead` no longer finds them, `status=queued` does.
                 log(json!({"kind": "event_log_failed", "stage": "replay_undo", "error": u.to_string()}));
             }
-            return Err(unavailable(e));
+            return Err(failed(&partial, done + partial.sent));
         }
         for (e, _) in chunk {
             log(json!({"kind": "replay", "id": e.id, "dest": e.dest}));
         }
+        done += chunk.len();
     }
     Ok(())
 }

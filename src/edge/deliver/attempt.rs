@@ -39,7 +39,7 @@ impl Delivery<'_> {
 }
 
 pub async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<String, Circuit>) {
-    let Some((envelope, json)) = envelope_of(msg) else { return };
+    let Some((envelope, json)) = envelope_of(msg, env).await else { return };
     let mut d = Delivery { msg, envelope, json, env };
     let Some(name) = d.envelope.dest.clone() else { return fan_out(d, cfg).await };
     let Some(dest) = cfg.destination(&name) else {

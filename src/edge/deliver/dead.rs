@@ -17,7 +17,7 @@ use worker::{Env, RawMessage};
 /// itself when it gave up on a message after `max_retries` infrastructure failures.
 /// Returns the alerts of what it recorded (one per destination).
 pub async fn record(msg: &RawMessage, cfg: Option<&Config>, env: &Env) -> Vec<Item> {
-    let Some((mut envelope, text)) = envelope_of(msg) else { return Vec::new() };
+    let Some((mut envelope, text)) = envelope_of(msg, env).await else { return Vec::new() };
     if envelope.last_error.is_none() {
         envelope.last_error = Some("the queue gave up after max_retries infrastructure failures".into());
     }

@@ -16,7 +16,7 @@ use crate::config::DEFAULT_DEAD_LETTER_QUEUE;
 use crate::delivery::Envelope;
 use crate::edge::env::{config, log, var_text, QUEUE_DEAD_LETTERS, QUEUE_EVENTS, QUEUE_SLOW_EVENTS};
 use crate::edge::queue::send;
-use crate::edge::{alerts, circuit, ops};
+use crate::edge::{alerts, circuit, eventlog, ops};
 use futures_util::future::join_all;
 use serde_json::json;
 use std::collections::HashMap;
@@ -80,16 +80,28 @@ pub(super) fn ack(msg: &RawMessage, size: usize) {
 }
 
 /// The envelope of a message and its JSON text.
-pub(super) fn envelope_of(msg: &RawMessage) -> Option<(Envelope, String)> {
+/// A message that is not one (not text, or not an envelope) is dead-lettered with its text: nothing
+/// can deliver it, and retrying it would loop, but it is kept where an operator sees it (`None` here).
+pub(super) async fn envelope_of(msg: &RawMessage, env: &Env) -> Option<(Envelope, String)> {
     let text = msg.body().as_string();
     ops::queue_read(text.as_ref().map_or(0, String::len));
-    let parsed = text.and_then(|text| Some((serde_json::from_str::<Envelope>(&text).ok()?, text)));
-    if parsed.is_none() {
-        // Not ours: nothing can ever deliver it, so retrying would loop forever.
-        log(json!({"kind": "malformed_message", "message_id": msg.id()}));
-        msg.ack();
+    let why = match &text {
+        Some(t) => match serde_json::from_str::<Envelope>(t) {
+            Ok(envelope) => return text.map(|t| (envelope, t)),
+            Err(e) => format!("the queue message is not a mailhook envelope ({e})"),
+        },
+        None => "the queue message is not text".to_string(),
+    };
+    let id = format!("malformed_{}", msg.id());
+    log(json!({"kind": "malformed_message", "id": id, "error": why}));
+    match eventlog::record_malformed(env, &id, text.as_deref().unwrap_or_default(), &why).await {
+        Ok(()) => msg.ack(),
+        Err(e) => {
+            log(json!({"kind": "dead_letter_record_failed", "id": id, "error": e.to_string()}));
+            retry_later(msg);
+        }
     }
-    parsed
+    None
 }
 
 /// The queue a delivery's retries and holds go to. A delivery to a destination

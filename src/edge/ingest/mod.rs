@@ -17,7 +17,7 @@ use crate::edge::env::{log, now_millis, now_seconds, BUCKET_PAYLOADS, KV_DEDUPE}
 use crate::edge::ops;
 use crate::edge::queue::send_all;
 use crate::error::ApiError;
-use crate::pipeline::{plan, Plan};
+use crate::pipeline::{plan, Plan, Planned, Stored};
 use crate::providers::{Inbound, Provider};
 use js_sys::{Reflect, Uint8Array};
 use serde_json::json;
@@ -80,34 +80,78 @@ async fn mark_seen(kv: &JsValue, id: &str, key: &str, ttl: u64) {
 
 /// The plan's steps for the new events (`fresh`, indices into `plan.events`):
 /// large events to R2 (once, whatever the number of destinations), unrouted
-/// ones to the event log, then every message on the queue.
+/// ones to the event log, then every message on the queue. When a step fails,
+/// the R2 objects that no queued message or recorded row refers to are removed
+/// (the provider sends the event again, and it is stored again under another name).
 async fn enqueue(env: &Env, plan: &Plan, fresh: &[usize], body: &[u8]) -> std::result::Result<(), ApiError> {
-    let unavailable = |what: &str, e: worker::Error| {
+    let unavailable = |what: &str, e: &dyn std::fmt::Display| {
         log(json!({"kind": "enqueue_failed", "stage": what, "error": e.to_string()}));
         ApiError::Unavailable(format!("could not {what}; nothing was accepted, please retry"))
     };
-    let events = || fresh.iter().map(|&i| &plan.events[i]);
-    for stored in events().filter_map(|e| e.stored.as_ref()) {
-        let bucket = env.bucket(BUCKET_PAYLOADS).map_err(|e| unavailable("store the large event", e))?;
-        store(&bucket, &stored.body_key, body).await.map_err(|e| unavailable("store the large event", e))?;
-        ops::r2_class_a();
-        bucket.put(&stored.manifest_key, stored.manifest.clone()).execute().await.map_err(|e| unavailable("store the large event", e))?;
+    let events: Vec<&Planned> = fresh.iter().map(|&i| &plan.events[i]).collect();
+    let mut stored: Vec<&Stored> = Vec::new();
+    for s in events.iter().filter_map(|e| e.stored.as_ref()) {
+        if let Err(e) = store_large(env, s, body).await {
+            remove(env, &stored).await;
+            return Err(unavailable("store the large event", &e));
+        }
+        stored.push(s);
     }
-    let unrouted: Vec<&crate::delivery::Envelope> = events().filter_map(|e| e.unrouted.as_ref()).collect();
+    let unrouted: Vec<&crate::delivery::Envelope> = events.iter().filter_map(|e| e.unrouted.as_ref()).collect();
     for e in &unrouted {
         log(json!({"kind": "unrouted", "id": e.id, "provider": plan.provider, "type": e.kind}));
     }
     if !unrouted.is_empty() {
-        crate::edge::eventlog::record_unrouted(env, &unrouted).await.map_err(|e| unavailable("record the unrouted event", e))?;
+        if let Err(e) = crate::edge::eventlog::record_unrouted(env, &unrouted).await {
+            remove(env, &stored).await;
+            return Err(unavailable("record the unrouted event", &e));
+        }
     }
-    let bodies: Vec<String> = events().flat_map(|e| e.messages.iter().cloned()).collect();
+    let bodies: Vec<String> = events.iter().flat_map(|e| e.messages.iter().cloned()).collect();
     if bodies.is_empty() {
         return Ok(());
     }
     // Several batches only when the fan-out passes one batch's limits: a
     // failure after the first answers 503, the provider sends again, and the
     // destinations that got it already dedupe on `webhook-id`.
-    send_all(env, &bodies).await.map_err(|e| unavailable("enqueue the event", e))
+    if let Err(failed) = send_all(env, &bodies).await {
+        // The objects of events none of whose messages went out, and that are not recorded as unrouted.
+        let mut first = 0;
+        let orphans: Vec<&Stored> = events
+            .iter()
+            .filter_map(|e| {
+                let (from, n) = (first, e.messages.len());
+                first += n;
+                (from >= failed.sent && e.unrouted.is_none() && n > 0).then_some(e.stored.as_ref()).flatten()
+            })
+            .collect();
+        remove(env, &orphans).await;
+        return Err(unavailable("enqueue the event", &failed));
+    }
+    Ok(())
+}
+
+/// A large event's objects: its body, then its manifest (so a manifest never points at a missing body).
+async fn store_large(env: &Env, s: &Stored, body: &[u8]) -> Result<()> {
+    let bucket = env.bucket(BUCKET_PAYLOADS)?;
+    store(&bucket, &s.body_key, body).await?;
+    ops::r2_class_a();
+    bucket.put(&s.manifest_key, s.manifest.clone()).execute().await.map(drop)
+}
+
+/// Removes stored objects nothing refers to, best effort: what is left is removed by the retention cron.
+async fn remove(env: &Env, stored: &[&Stored]) {
+    if stored.is_empty() {
+        return;
+    }
+    let keys: Vec<String> = stored.iter().flat_map(|s| [s.body_key.clone(), s.manifest_key.clone()]).collect();
+    let removed = match env.bucket(BUCKET_PAYLOADS) {
+        Ok(bucket) => bucket.delete_multiple(keys.clone()).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = removed {
+        log(json!({"kind": "r2_cleanup_failed", "keys": keys.len(), "error": e.to_string()}));
+    }
 }
 
 /// Writes a large event's body to R2 as a view of Wasm memory: workerd copies
