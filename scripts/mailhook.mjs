@@ -3,7 +3,7 @@
 //   send <provider> [fixture | --type TYPE]   a provider's "send test event" button
 //   send email-routing [file.eml] [--from A --to B]   a message handed to the Worker's email handler
 //   export [--from D] [--to D] [--limit N] [--page N] [--format jsonl|csv] [--provider P] [--type T] [--status S] [--destination NAME]
-//   replay <id> [--destination NAME] | --dead [--destination NAME] [--from D] [--to D]
+//   replay <id> [--destination NAME] | --dead|--unrouted [--destination NAME] [--from D] [--to D]
 //   destinations                            each destination, its circuit and its deliveries by status
 //
 // Options everywhere: --url (default $MAILHOOK_URL or http://127.0.0.1:8787).
@@ -208,22 +208,23 @@ async function exportEvents(args) {
 }
 
 async function replay(args) {
-  const options = { dead: { type: "boolean" }, from: { type: "string" }, to: { type: "string" }, destination: { type: "string" }, url: { type: "string" } };
+  const options = { dead: { type: "boolean" }, unrouted: { type: "boolean" }, from: { type: "string" }, to: { type: "string" }, destination: { type: "string" }, url: { type: "string" } };
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options });
-  if (positionals[0] && !values.dead) {
+  const status = values.unrouted ? "unrouted" : values.dead ? "dead" : undefined;
+  if (positionals[0] && !status) {
     const to = values.destination ? `?destination=${encodeURIComponent(values.destination)}` : "";
     const res = await admin(values, `/admin/events/${encodeURIComponent(positionals[0])}/replay${to}`, "POST");
     console.log(JSON.stringify(res));
     return;
   }
-  if (!values.dead) fail("replay <id> [--destination NAME] | --dead [--destination NAME] [--from D] [--to D]");
+  if (!status) fail("replay <id> [--destination NAME] | --dead|--unrouted [--destination NAME] [--from D] [--to D]");
   let total = 0;
-  // Only what was dead when the command started, by the Worker's clock: the first answer says
+  // --unrouted: the unrouted events that a destination takes now. Only what was dead when the command started, by the Worker's clock: the first answer says
   // which cut-off it used, and the later rounds pass it back, so a replay that fails again is not picked again.
   let before;
   for (let round = 0; round < 1000; round++) {
     const filters = [...filterQuery({ from: values.from, to: values.to, destination: values.destination }), ...(before ? [`before=${encodeURIComponent(before)}`] : [])];
-    const res = await admin(values, `/admin/replay?${["status=dead", ...filters, "limit=1000"].join("&")}`, "POST");
+    const res = await admin(values, `/admin/replay?${[`status=${status}`, ...filters, "limit=1000"].join("&")}`, "POST");
     before ??= res.before;
     total += res.count;
     if (res.count > 0) process.stderr.write(`replayed ${total}\n`);
@@ -247,7 +248,7 @@ async function destinations(args) {
 const [command, ...rest] = process.argv.slice(2);
 const commands = { send, export: exportEvents, replay, destinations };
 if (!commands[command]) {
-  console.error("usage: npm run mailhook -- send <provider> [fixture | --type TYPE] | export [--from --to --limit --page --format jsonl|csv --destination NAME] | replay <id> [--destination NAME] | replay --dead [--destination NAME --from --to] | destinations");
+  console.error("usage: npm run mailhook -- send <provider> [fixture | --type TYPE] | export [--from --to --limit --page --format jsonl|csv --destination NAME] | replay <id> [--destination NAME] | replay --dead|--unrouted [--destination NAME --from --to] | destinations");
   process.exit(2);
 }
 await commands[command](rest);

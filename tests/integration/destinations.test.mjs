@@ -383,6 +383,61 @@ describe("destinations", () => {
     }
   });
 
+  test("bulk replay of status=unrouted sends each event to the destinations that take it now, once", { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "mailhook-unrouted-"));
+    const a = await startOrigin({ secret: key("a") });
+    const start = (filter) =>
+      startMailhook({ vars: { ORIGIN_URL: undefined, DESTINATIONS: [{ name: "a", url: a.url, ...(filter ? { filter } : {}) }] }, secrets: { DESTINATION_A_SIGNING_SECRET: key("a") }, persist: dir });
+    try {
+      let hook = await start({ types: ["email.bounced"] });
+      const received = [await post(hook, adm(1401)), await post(hook, adm(1402))];
+      await waitFor(async () => (await hook.admin("/admin/events?status=unrouted")).json.total === 2, { what: "two unrouted" });
+      const nobody = await hook.admin("/admin/replay?status=unrouted", { method: "POST" });
+      assert.equal(nobody.status, 202, nobody.text);
+      assert.equal(nobody.json.count, 0, "no destination takes them yet");
+      assert.equal(nobody.json.skipped.filter_no_longer_takes, 2);
+      await hook.dispose();
+      hook = await start();
+      try {
+        const r = await hook.admin("/admin/replay?status=unrouted", { method: "POST" });
+        assert.equal(r.status, 202, r.text);
+        assert.deepEqual(r.json.ids.sort(), received.sort());
+        assert.deepEqual(r.json.deliveries.map((d) => d.destination), ["a", "a"]);
+        assert.equal(r.json.remaining, 0);
+        await waitFor(() => a.deliveries.length === 2, { what: "the two replays" });
+        await waitFor(async () => (await hook.admin("/admin/events?status=delivered")).json.total === 2, { what: "both delivered" });
+        assert.equal((await hook.admin("/admin/replay?status=unrouted", { method: "POST" })).json.count, 0);
+        assert.deepEqual(ids(a), received.sort());
+      } finally {
+        await hook.dispose();
+      }
+    } finally {
+      await a.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("two bulk replays at once never pick, or send, the same delivery", { timeout: 60_000 }, async () => {
+    let refusing = true;
+    const { hook, origins, close } = await setup({ a: { respond: () => (refusing ? 410 : 204) } });
+    try {
+      const sent = [];
+      for (let uid = 1501; uid <= 1512; uid++) sent.push(await post(hook, adm(uid)));
+      await waitFor(async () => (await hook.deliveries("a")).filter((d) => d.status === "dead").length === 12, { what: "twelve dead" });
+      refusing = false;
+      const [x, y] = await Promise.all([1, 2].map(() => hook.admin("/admin/replay?status=dead&limit=1000", { method: "POST" })));
+      assert.equal(x.status, 202, x.text);
+      assert.equal(y.status, 202, y.text);
+      const picked = [...x.json.deliveries, ...y.json.deliveries].map((d) => d.id).sort();
+      assert.deepEqual(picked, sent.sort(), "each dead delivery picked by exactly one of the two");
+      await waitFor(() => origins.a.deliveries.length === 12, { what: "the twelve replays" });
+      await sleep(500);
+      assert.deepEqual(ids(origins.a), sent.sort(), "each delivered once");
+    } finally {
+      await close();
+    }
+  });
+
   test("review: an event no destination takes is accepted, kept as unrouted, and listed", async () => {
     const { hook, origins, close } = await setup({ crm: { filter: { types: ["email.bounced"] } } });
     try {

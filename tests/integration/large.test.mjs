@@ -107,6 +107,20 @@ describe("large email", () => {
     }
   });
 
+  test("an event stored in R2 whose enqueue fails is refused (503) and its objects are removed", { timeout: 60_000 }, async () => {
+    const broken = await startMailhook({ vars: { ORIGIN_URL: origin.url }, without: ["EVENTS"] });
+    try {
+      const mail = email("no-queue", [300 * 1024]);
+      const r = await broken.post("improvmx", mail.body, IMPROVMX);
+      assert.equal(r.status, 503, r.text);
+      assert.match(r.json.error.message, /could not enqueue the event; nothing was accepted, please retry/);
+      const listed = await (await broken.r2()).list({ prefix: "events/" });
+      assert.deepEqual(listed.objects.map((o) => o.key), [], "no object is left that nothing refers to");
+    } finally {
+      await broken.dispose();
+    }
+  });
+
   test("a body over MAX_BODY_BYTES is refused with 413 before it is read", async () => {
     const r = await hook.post("improvmx", "x".repeat(33_554_433), IMPROVMX);
     assert.equal(r.status, 413);

@@ -3,6 +3,7 @@
 //! `destinations`, `stats` (the console's overview). Off without
 //! `ADMIN_TOKEN`; every answer is JSON, never cached.
 
+mod bulk;
 mod destinations;
 mod events;
 mod replay;
@@ -33,7 +34,7 @@ pub async fn handle(route: AdminRoute, req: &Request, cfg: &Config, env: &Env) -
         AdminRoute::ListEvents => events::list(query, env).await,
         AdminRoute::GetEvent(id) => events::show(&id, env).await,
         AdminRoute::ReplayEvent(id) => replay::one(&id, query, cfg, env).await,
-        AdminRoute::BulkReplay => replay::many(query, cfg, env).await,
+        AdminRoute::BulkReplay => bulk::many(query, cfg, env).await,
         AdminRoute::Destinations => destinations::list(cfg, env).await,
         AdminRoute::Stats => stats::overview(cfg, env).await,
     };

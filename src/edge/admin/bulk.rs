@@ -1,0 +1,289 @@
+//! `POST /admin/replay`: deliveries sent again in bulk. Each page is claimed
+//! in one statement (marked `queued` as it is picked), so two bulk replays at
+//! once never pick, and never send, the same delivery.
+
+use super::replay::{send_marked, undo, unknown_destination, Replay};
+use super::{bind, storage, with_extra, Answer};
+use crate::admin::{filter_rules, EventQuery, SqlValue};
+use crate::config::Config;
+use crate::delivery::Envelope;
+use crate::edge::env::{now_seconds, D1_DATABASE};
+use crate::edge::eventlog;
+use crate::error::ApiError;
+use crate::status::Status;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use worker::wasm_bindgen::JsValue;
+use worker::Env;
+
+/// Replays every delivery that matches the filters (`status=dead` or
+/// `delivered`: a queued, held or retrying one is still on the queue, and a
+/// replay would send it twice), each to its own destination, or only those of
+/// `destination=`; with `status=unrouted`, the unrouted events that a
+/// destination's filter takes now, to each that does. Only deliveries that a
+/// configured destination's filter still takes are picked; the others are
+/// counted in `skipped`. `before=` (this Worker's clock; the answer says which
+/// it used, and the CLI passes it back) leaves out deliveries that changed
+/// since, so replays that fail again are not picked again and a loop over pages ends.
+pub(super) async fn many(query: &str, cfg: &Config, env: &Env) -> Answer {
+    let q = bulk_query(query, cfg)?;
+    let picked = Picked::new(&q, cfg);
+    let replays = match q.status {
+        Some(Status::Unrouted) => picked.claim_unrouted(env, &q, cfg).await?,
+        was => picked.claim(env, q.limit, was).await?,
+    };
+    let replayed: Vec<Value> = replays.iter().map(|r| json!({"id": r.envelope.id, "destination": r.envelope.dest})).collect();
+    let mut ids: Vec<String> = replays.iter().map(|r| r.envelope.id.clone()).collect();
+    ids.dedup();
+    send_marked(env, &replays).await?;
+    // Replayed deliveries are `queued` now, so what still matches is what is left.
+    let remaining = picked.count(env, &picked.pick()).await?;
+    Ok((
+        202,
+        json!({"status": "replayed", "count": replays.len(), "ids": ids, "deliveries": replayed, "remaining": remaining,
+               "before": crate::time::to_rfc3339(q.before.unwrap_or_default()), "skipped": picked.skipped(env).await?}),
+    ))
+}
+
+/// The filters of a bulk replay, checked, with the Worker's own cut-off when none was given.
+fn bulk_query(query: &str, cfg: &Config) -> Result<EventQuery, ApiError> {
+    let mut q = EventQuery::parse(query)?;
+    match q.status {
+        Some(s) if Status::REPLAYABLE.contains(&s) || s == Status::Unrouted => {}
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "bulk replay takes status=dead, delivered or unrouted: a {other} delivery is still on its way, and a replay would send it twice"
+            )))
+        }
+        None => return Err(ApiError::BadRequest("bulk replay needs a `status` filter, e.g. status=dead".into())),
+    }
+    if let Some(name) = &q.destination {
+        cfg.destination(name).ok_or_else(|| unknown_destination(name, cfg))?;
+    }
+    q.before.get_or_insert(now_seconds() + 1);
+    Ok(q)
+}
+
+/// What a bulk replay picks, as SQL: deliveries (`deliveries d JOIN events e`)
+/// of the filters whose destination is configured and still takes the event;
+/// for `status=unrouted`, events (`events e`) that a configured destination
+/// (`destination=`, if given) takes now. Each destination's filter is in one bound JSON parameter.
+struct Picked {
+    from: &'static str,
+    filter: String,
+    params: Vec<SqlValue>,
+    takes: String,
+    configured: String,
+}
+
+const DELIVERIES: &str = "FROM deliveries d JOIN events e ON e.id = d.event_id";
+const EVENTS: &str = "FROM events e";
+
+impl Picked {
+    fn new(q: &EventQuery, cfg: &Config) -> Self {
+        let unrouted = q.status == Some(Status::Unrouted);
+        let (filter, mut params) = match unrouted {
+            // An unrouted event has no delivery yet: `destination=` names where it goes, not what it had.
+            true => EventQuery { destination: None, before: None, ..q.clone() }.where_clause(),
+            false => q.delivery_where_clause(),
+        };
+        params.push(SqlValue::Text(filter_rules(cfg)));
+        let n = params.len();
+        let name = match (unrouted, &q.destination) {
+            (false, _) => "d.destination".to_string(),
+            (true, Some(d)) => {
+                params.push(SqlValue::Text(d.clone()));
+                format!("?{}", n + 1)
+            }
+            (true, None) => "json_extract(r.value, '$.name')".to_string(),
+        };
+        let rule = format!("FROM json_each(?{n}) r WHERE json_extract(r.value, '$.name') = {name}");
+        let takes = format!(
+            "EXISTS (SELECT 1 {rule} \
+               AND (json_extract(r.value, '$.providers') IS NULL OR e.provider IN (SELECT value FROM json_each(json_extract(r.value, '$.providers')))) \
+               AND (json_extract(r.value, '$.types') IS NULL OR EXISTS (SELECT 1 FROM json_each(json_extract(r.value, '$.types')) t \
+                    WHERE e.type LIKE t.value ESCAPE '\\')))"
+        );
+        let configured = format!("EXISTS (SELECT 1 {rule})");
+        Picked { from: if unrouted { EVENTS } else { DELIVERIES }, filter, params, takes, configured }
+    }
+
+    /// The filters' `WHERE` with `cond` added.
+    fn filtered(&self, cond: &str) -> String {
+        if self.filter.is_empty() {
+            format!(" WHERE {cond}")
+        } else {
+            format!("{} AND {cond}", self.filter)
+        }
+    }
+
+    /// What is picked: taken by a configured destination, with a stored payload to replay.
+    fn pick(&self) -> String {
+        self.filtered(&format!("{} AND e.envelope IS NOT NULL", self.takes))
+    }
+
+    /// Claims the next `limit` deliveries, oldest first: marks them `queued` in
+    /// the statement that picks them, then brings their events' rows up to date
+    /// and reads the envelopes, each for its own destination from its first attempt.
+    async fn claim(&self, env: &Env, limit: u32, was: Option<Status>) -> Result<Vec<Replay>, ApiError> {
+        #[derive(Deserialize)]
+        struct Claimed {
+            event_id: String,
+            destination: String,
+        }
+        let n = self.params.len();
+        let sql = format!(
+            "UPDATE deliveries SET status = {queued}, updated_at = ?{now} WHERE status != {queued} AND (event_id, destination) IN \
+             (SELECT d.event_id, d.destination {DELIVERIES}{} ORDER BY e.received_at, e.id, d.destination LIMIT ?{limit}) \
+             RETURNING event_id, destination",
+            self.pick(),
+            queued = Status::Queued.sql(),
+            limit = n + 1,
+            now = n + 2,
+        );
+        let now = now_seconds();
+        let db = env.d1(D1_DATABASE).map_err(storage)?;
+        let claimed: Vec<Claimed> = db
+            .prepare(sql)
+            .bind(&with_extra(&self.params, &[u64::from(limit), now as u64]))
+            .map_err(storage)?
+            .all()
+            .await
+            .map_err(storage)?
+            .results()
+            .map_err(storage)?;
+        let mut ids: Vec<&str> = claimed.iter().map(|c| c.event_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let envelopes = summarise_and_read(env, &ids, now).await;
+        let (mut replays, mut unreadable) = (Vec::new(), Vec::new());
+        for c in claimed {
+            let envelope = envelopes.as_ref().ok().and_then(|all| all.get(&c.event_id).cloned());
+            let readable = envelope.is_some();
+            let envelope = envelope.unwrap_or_else(|| Envelope::header(&c.event_id, "", "", 0));
+            let r = Replay { envelope: Envelope { dest: Some(c.destination.clone()), dests: vec![c.destination], ..envelope }, was };
+            match readable {
+                true => replays.push(r),
+                false => unreadable.push(r),
+            }
+        }
+        if let Err(e) = envelopes {
+            undo(env, &unreadable).await;
+            return Err(e);
+        }
+        // A stored envelope that no longer reads as one (an old version's): left as it was.
+        undo(env, &unreadable).await;
+        Ok(replays)
+    }
+
+    /// Claims the next unrouted events, oldest first (marked `queued` in the
+    /// statement that picks them), each for every destination that takes it
+    /// now, or `destination=`; their deliveries are then marked `queued`.
+    async fn claim_unrouted(&self, env: &Env, q: &EventQuery, cfg: &Config) -> Result<Vec<Replay>, ApiError> {
+        #[derive(Deserialize)]
+        struct Claimed {
+            id: String,
+            provider: String,
+            #[serde(rename = "type")]
+            kind: String,
+            envelope: String,
+        }
+        let n = self.params.len();
+        let sql = format!(
+            "UPDATE events SET status = {queued}, updated_at = ?{now} WHERE status = {unrouted} AND id IN \
+             (SELECT e.id {EVENTS}{} ORDER BY e.received_at, e.id LIMIT ?{limit}) RETURNING id, provider, type, envelope",
+            self.pick(),
+            queued = Status::Queued.sql(),
+            unrouted = Status::Unrouted.sql(),
+            limit = n + 1,
+            now = n + 2,
+        );
+        let now = now_seconds();
+        let db = env.d1(D1_DATABASE).map_err(storage)?;
+        let claimed: Vec<Claimed> = db
+            .prepare(sql)
+            .bind(&with_extra(&self.params, &[u64::from(q.limit), now as u64]))
+            .map_err(storage)?
+            .all()
+            .await
+            .map_err(storage)?
+            .results()
+            .map_err(storage)?;
+        let mut replays = Vec::new();
+        let mut back = Vec::new();
+        for c in claimed {
+            let dests: Vec<&str> = match &q.destination {
+                Some(name) => {
+                    cfg.destination(name).filter(|d| d.takes(&c.provider, &c.kind)).map(|d| d.name.as_str()).into_iter().collect()
+                }
+                None => cfg.takers(&c.provider, &c.kind),
+            };
+            match serde_json::from_str::<Envelope>(&c.envelope) {
+                Ok(e) if !dests.is_empty() => {
+                    replays.extend(e.for_replay().fan_out(&dests).into_iter().map(|envelope| Replay { envelope, was: None }))
+                }
+                _ => back.push(c.id),
+            }
+        }
+        if !back.is_empty() {
+            // Read but not replayable after all (its envelope, or a filter SQL and Rust read apart): unrouted again.
+            let list = serde_json::to_string(&back).unwrap_or_default();
+            let sql = format!("UPDATE events SET status = {} WHERE id IN (SELECT value FROM json_each(?1))", Status::Unrouted.sql());
+            db.prepare(sql).bind(&[JsValue::from_str(&list)]).map_err(storage)?.run().await.map_err(storage)?;
+        }
+        super::replay::mark(env, &replays).await?;
+        Ok(replays)
+    }
+
+    /// How many rows (deliveries, or unrouted events) match the filters and the `WHERE` clause `filtered`.
+    async fn count(&self, env: &Env, filtered: &str) -> Result<i64, ApiError> {
+        let n: Option<i64> = env
+            .d1(D1_DATABASE)
+            .map_err(storage)?
+            .prepare(format!("SELECT COUNT(*) AS total {}{filtered}", self.from))
+            .bind(&bind(&self.params))
+            .map_err(storage)?
+            .first(Some("total"))
+            .await
+            .map_err(storage)?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// What matches the filters but is never picked, by reason.
+    async fn skipped(&self, env: &Env) -> Result<Value, ApiError> {
+        let (takes, configured) = (&self.takes, &self.configured);
+        Ok(json!({
+            "destination_removed": self.count(env, &self.filtered(&format!("NOT {configured}"))).await?,
+            "filter_no_longer_takes": self.count(env, &self.filtered(&format!("{configured} AND NOT {takes}"))).await?,
+            "no_stored_payload": self.count(env, &self.filtered(&format!("{takes} AND e.envelope IS NULL"))).await?,
+        }))
+    }
+}
+
+/// Brings the claimed events' rows up to date (`queued`) and reads their envelopes, in one batch.
+async fn summarise_and_read(env: &Env, ids: &[&str], now: i64) -> Result<HashMap<String, Envelope>, ApiError> {
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+        envelope: Option<String>,
+    }
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let db = env.d1(D1_DATABASE).map_err(storage)?;
+    let at = JsValue::from_f64(now as f64);
+    let mut batch = Vec::new();
+    for id in ids {
+        batch.push(db.prepare(eventlog::SUMMARY.as_str()).bind(&[JsValue::from_str(id), at.clone()]).map_err(storage)?);
+    }
+    let list = serde_json::to_string(ids).unwrap_or_default();
+    batch.push(
+        db.prepare("SELECT id, envelope FROM events WHERE id IN (SELECT value FROM json_each(?1))")
+            .bind(&[JsValue::from_str(&list)])
+            .map_err(storage)?,
+    );
+    let results = db.batch(batch).await.map_err(storage)?;
+    let rows: Vec<Row> = results.last().map(|r| r.results()).transpose().map_err(storage)?.unwrap_or_default();
+    Ok(rows.into_iter().filter_map(|r| Some((r.id, serde_json::from_str::<Envelope>(&r.envelope?).ok()?.for_replay()))).collect())
+}
