@@ -8,15 +8,24 @@ pub const DEFAULT_CIRCUIT_FAILURES: u32 = 10;
 pub const DEFAULT_CIRCUIT_PROBE_SECONDS: u32 = 60;
 
 /// The longest a held delivery waits before it looks at the circuit again, in
-/// probe intervals (10 minutes with the default interval).
-pub const MAX_HOLD_PROBES: u32 = 10;
+/// probe intervals (4 minutes with the default interval): once a probe closes
+/// the circuit, every held delivery flows within that.
+pub const MAX_HOLD_PROBES: u32 = 4;
+
+/// The deliveries a half-open circuit lets through per probe interval. One
+/// probe can be an event the destination refuses for reasons of its own (a
+/// poison event), and so can the next: with one probe an interval, such events
+/// kept the circuit open while healthy ones waited behind them. Each probe is
+/// an attempt of its own delivery, on its own schedule, so poison events die
+/// as they would, and the first success closes the circuit.
+pub const HALF_OPEN_PROBES: u32 = 3;
 
 /// When a destination's circuit opens, and how often it is probed then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CircuitPolicy {
     /// Consecutive failed attempts (no answer, 408, 429, 5xx) that open it.
     pub failures: u32,
-    /// While open, one delivery is tried per this many seconds.
+    /// While open, `HALF_OPEN_PROBES` deliveries are tried per this many seconds.
     pub probe_seconds: u32,
 }
 
@@ -51,7 +60,7 @@ pub fn in_slow_lane(circuit: Circuit, now: i64) -> bool {
 pub enum Gate {
     /// Closed: attempt it.
     Send,
-    /// Open and due for a probe: attempt it if this delivery wins the probe.
+    /// Open and due for a probe: attempt it if this delivery wins one of the interval's probes.
     Probe,
     /// Open: put it back, unattempted, for this many seconds.
     Hold(u32),
@@ -95,11 +104,11 @@ mod tests {
         assert_eq!(gate(open, policy, 1000, 0), Gate::Hold(60));
         assert_eq!(gate(open, policy, 1050, 0), Gate::Hold(60), "at least one probe interval");
         assert_eq!(gate(open, policy, 1000, 1), Gate::Hold(120));
-        assert_eq!(gate(open, policy, 1000, 3), Gate::Hold(480));
-        assert_eq!(gate(open, policy, 1000, 4), Gate::Hold(600), "at most ten intervals");
-        assert_eq!(gate(open, policy, 1000, u32::MAX), Gate::Hold(600));
+        assert_eq!(gate(open, policy, 1000, 2), Gate::Hold(240));
+        assert_eq!(gate(open, policy, 1000, 3), Gate::Hold(240), "at most four intervals");
+        assert_eq!(gate(open, policy, 1000, u32::MAX), Gate::Hold(240));
         let slow = CircuitPolicy { failures: 3, probe_seconds: 3600 };
-        assert_eq!(gate(Circuit { open: true, failures: 3, probe_at: 4600, ..Circuit::default() }, slow, 1000, 5), Gate::Hold(36_000));
+        assert_eq!(gate(Circuit { open: true, failures: 3, probe_at: 4600, ..Circuit::default() }, slow, 1000, 5), Gate::Hold(14_400));
         assert_eq!(
             gate(
                 Circuit { open: true, failures: 3, probe_at: 4600, ..Circuit::default() },
@@ -111,7 +120,7 @@ mod tests {
         );
         let fast = CircuitPolicy { failures: 1, probe_seconds: 1 };
         assert_eq!(gate(Circuit { open: true, failures: 1, probe_at: 1001, ..Circuit::default() }, fast, 1000, 0), Gate::Hold(1));
-        assert_eq!(gate(Circuit { open: true, failures: 1, probe_at: 1001, ..Circuit::default() }, fast, 1000, 9), Gate::Hold(10));
-        assert_eq!(gate(Circuit { open: true, failures: 1, probe_at: i64::MAX, ..Circuit::default() }, fast, i64::MIN, 0), Gate::Hold(10));
+        assert_eq!(gate(Circuit { open: true, failures: 1, probe_at: 1001, ..Circuit::default() }, fast, 1000, 9), Gate::Hold(4));
+        assert_eq!(gate(Circuit { open: true, failures: 1, probe_at: i64::MAX, ..Circuit::default() }, fast, i64::MIN, 0), Gate::Hold(4));
     }
 }

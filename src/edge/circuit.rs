@@ -1,12 +1,12 @@
 //! Each destination's circuit breaker, kept in D1 (`circuits`).
 //!
 //! D1, not KV: the breaker counts consecutive failures from many consumer
-//! invocations at once and must let exactly one probe through per interval.
+//! invocations at once and must let exactly `HALF_OPEN_PROBES` through per interval.
 //! KV is eventually consistent (another location may not see a write for up
 //! to 60 s) and takes one write per key per second, so counts would be lost
 //! and several probes sent. D1 has one primary: an `UPDATE … SET failures =
 //! failures + 1` is atomic, and a conditional `UPDATE … WHERE probe_at <= now`
-//! is a claim that one caller wins. Its writes ride in the batch that writes
+//! is a claim that counts its winners. Its writes ride in the batch that writes
 //! the event log anyway, and a batch reads every circuit in one query. A
 //! Durable Object would also be consistent, at the price of a second storage
 //! product, a request per delivery and its duration charges.
@@ -14,7 +14,7 @@
 use super::env::{log, D1_DATABASE};
 use crate::alerts::Item;
 use crate::delivery::Outcome;
-use crate::destinations::{Circuit, Destination, SLOW_LANE_QUIET_SECONDS};
+use crate::destinations::{Circuit, Destination, HALF_OPEN_PROBES, SLOW_LANE_QUIET_SECONDS};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -59,17 +59,23 @@ pub async fn load(env: &Env) -> HashMap<String, Circuit> {
     }
 }
 
-/// Claims the open circuit's probe due at or before `now`: true for the one
-/// caller that wins it, which moves the next probe an interval on.
+/// Claims one of the open circuit's probes due at or before `now`: true for
+/// the `HALF_OPEN_PROBES` callers that win them; the last moves the next
+/// probes an interval on. (A failed probe leaves `probe_at`: see `after`.)
 pub async fn claim_probe(env: &Env, dest: &Destination, now: i64) -> bool {
     let result = async {
         let r = env
             .d1(D1_DATABASE)?
-            .prepare("UPDATE circuits SET probe_at = ?2 + ?3, updated_at = ?2 WHERE destination = ?1 AND open = 1 AND probe_at <= ?2")
+            .prepare(
+                "UPDATE circuits SET probes = CASE WHEN probes + 1 >= ?4 THEN 0 ELSE probes + 1 END, \
+                 probe_at = CASE WHEN probes + 1 >= ?4 THEN ?2 + ?3 ELSE probe_at END, updated_at = ?2 \
+                 WHERE destination = ?1 AND open = 1 AND probe_at <= ?2",
+            )
             .bind(&[
                 JsValue::from_str(&dest.name),
                 JsValue::from_f64(now as f64),
                 JsValue::from_f64(f64::from(dest.circuit.probe_seconds)),
+                JsValue::from_f64(f64::from(HALF_OPEN_PROBES)),
             ])?
             .run()
             .await?;
@@ -86,7 +92,8 @@ pub async fn claim_probe(env: &Env, dest: &Destination, now: i64) -> bool {
 /// The statement that records an attempt's outcome in the circuit, if any:
 /// a success closes it (written only when it was not closed and clean), a
 /// failure (no answer, 408, 429, 5xx) counts and opens it at the threshold
-/// (and moves an open circuit's next probe an interval on). A permanent
+/// (its first probes an interval later; a failed probe of an open circuit
+/// leaves them to `claim_probe`, so one poison event cannot use up the interval). A permanent
 /// refusal (410, other 4xx) is an answer about one event, not the
 /// destination's health: it neither counts nor closes. A failure, or a success
 /// slower than `SLOW_ATTEMPT_MS` (`slow`), also keeps the destination in the
@@ -101,14 +108,14 @@ pub fn after(env: &Env, dest: &Destination, outcome: Outcome, slow: bool, now: i
         Outcome::Delivered if slow => db
             .prepare(
                 "INSERT INTO circuits (destination, open, failures, slow_until, updated_at) VALUES (?1, 0, 0, ?3, ?2) \
-                 ON CONFLICT (destination) DO UPDATE SET open = 0, failures = 0, opened_at = NULL, probe_at = NULL, slow_until = ?3, \
+                 ON CONFLICT (destination) DO UPDATE SET open = 0, failures = 0, opened_at = NULL, probe_at = NULL, probes = 0, slow_until = ?3, \
                  updated_at = ?2 RETURNING open, failures",
             )
             .bind(&[name, now_v, quiet]),
         Outcome::Delivered => db
             .prepare(
                 "INSERT INTO circuits (destination, open, failures, updated_at) VALUES (?1, 0, 0, ?2) \
-                 ON CONFLICT (destination) DO UPDATE SET open = 0, failures = 0, opened_at = NULL, probe_at = NULL, updated_at = ?2 \
+                 ON CONFLICT (destination) DO UPDATE SET open = 0, failures = 0, opened_at = NULL, probe_at = NULL, probes = 0, updated_at = ?2 \
                  WHERE circuits.open = 1 OR circuits.failures > 0 RETURNING open, failures",
             )
             .bind(&[name, now_v]),
@@ -119,7 +126,8 @@ pub fn after(env: &Env, dest: &Destination, outcome: Outcome, slow: bool, now: i
                  ON CONFLICT (destination) DO UPDATE SET failures = circuits.failures + 1, \
                    open = CASE WHEN circuits.failures + 1 >= ?3 THEN 1 ELSE circuits.open END, \
                    opened_at = CASE WHEN circuits.open = 0 AND circuits.failures + 1 >= ?3 THEN ?2 ELSE circuits.opened_at END, \
-                   probe_at = CASE WHEN circuits.failures + 1 >= ?3 THEN ?2 + ?4 ELSE circuits.probe_at END, slow_until = ?5, updated_at = ?2 \
+                   probe_at = CASE WHEN circuits.open = 0 AND circuits.failures + 1 >= ?3 THEN ?2 + ?4 ELSE circuits.probe_at END, \
+                   probes = CASE WHEN circuits.open = 0 THEN 0 ELSE circuits.probes END, slow_until = ?5, updated_at = ?2 \
                  RETURNING open, failures",
             )
             .bind(&[

@@ -173,11 +173,11 @@ describe("destinations", () => {
       assert.ok(admin.circuit.failures >= 3);
       assert.ok(admin.circuit.next_probe);
       await waitFor(async () => (await hook.deliveries("flaky")).some((d) => d.status === "held"), { what: "a held delivery" });
-      // While open: one probe per second, not one attempt per delivery.
+      // While open: three probes per second, not one attempt per delivery.
       const before = origins.flaky.attempts.length;
       await sleep(4000);
       const during = origins.flaky.attempts.length - before;
-      assert.ok(during <= 6, `${during} attempts in 4 s while open`);
+      assert.ok(during <= 15, `${during} attempts in 4 s while open`);
       down = false;
       await waitFor(() => new Set(ids(origins.flaky)).size === 6, { ms: 30_000, what: "the held deliveries to flow after the probe" });
       assert.deepEqual(ids(origins.flaky), sent.sort(), "each delivered once");
@@ -186,6 +186,52 @@ describe("destinations", () => {
       assert.equal(health.destinations.flaky.circuit, "closed");
       assert.equal(health.destinations.flaky.failures, 0);
       assert.ok(hook.logs.some((l) => l.includes('"circuit_opened"')) && hook.logs.some((l) => l.includes('"circuit_closed"')));
+    } finally {
+      await close();
+    }
+  });
+
+  test("poison events do not hold healthy ones behind an open circuit: they die on their own schedule, the rest flow", { timeout: 120_000 }, async () => {
+    // The destination refuses some events every time (uid 1601 to 1604) and takes the rest.
+    const poisoned = (d) => /"uid":160\d/.test(d.body);
+    const { hook, origins, close } = await setup(
+      { picky: { respond: (d) => (poisoned(d) ? 500 : 204), circuit_failures: 3, circuit_probe_seconds: 2 } },
+      { RETRY_SCHEDULE_SECONDS: "1,1,1,1" },
+    );
+    try {
+      const poison = [];
+      for (let uid = 1601; uid <= 1604; uid++) poison.push(await post(hook, adm(uid)));
+      await waitFor(async () => (await hook.request("/healthz")).json.destinations.picky.circuit === "open", { what: "the circuit to open" });
+      const healthy = [];
+      for (let uid = 1611; uid <= 1616; uid++) healthy.push(await post(hook, adm(uid)));
+      const start = Date.now();
+      await waitFor(() => healthy.every((id) => origins.picky.deliveries.some((d) => d.id === id)), { ms: 40_000, what: "the healthy events, within a few probe intervals" });
+      const took = Date.now() - start;
+      await waitFor(async () => (await hook.deliveries("picky")).filter((d) => d.status === "dead").length === 4, { ms: 60_000, what: "the poison events dead" });
+      const dead = (await hook.deliveries("picky")).filter((d) => d.status === "dead");
+      assert.deepEqual(dead.map((d) => d.event_id).sort(), poison.sort());
+      assert.ok(dead.every((d) => d.attempts === 5), `each poison event dies after its schedule: ${dead.map((d) => d.attempts)}`);
+      assert.deepEqual(ids(origins.picky), healthy.sort(), "each healthy event delivered once");
+      console.log(`healthy events delivered ${took} ms after the circuit opened (probe interval 2 s, holds up to 8 s)`);
+    } finally {
+      await close();
+    }
+  });
+
+  test("an origin that fails every event's first two attempts: the circuit lets events through and each arrives once", { timeout: 120_000 }, async () => {
+    // Found from outside with one probe an interval: every probe was some event's first attempt, and nothing was delivered.
+    const tries = new Map();
+    const respond = (d) => {
+      tries.set(d.id, (tries.get(d.id) ?? 0) + 1);
+      return tries.get(d.id) <= 2 ? 500 : 204;
+    };
+    const { hook, origins, close } = await setup({ twice: { respond, circuit_failures: 3, circuit_probe_seconds: 2 } }, { RETRY_SCHEDULE_SECONDS: "1,1,1,1,1" });
+    try {
+      const sent = [];
+      for (let uid = 1701; uid <= 1716; uid++) sent.push(await post(hook, adm(uid)));
+      await waitFor(() => new Set(ids(origins.twice)).size === 16, { ms: 60_000, what: "every event, on its third attempt" });
+      assert.deepEqual(ids(origins.twice), sent.sort(), "each delivered once");
+      assert.equal((await hook.deadLetters()).length, 0);
     } finally {
       await close();
     }
