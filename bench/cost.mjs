@@ -69,6 +69,12 @@ async function scenario(kind, dests, count) {
   }
   const hook = await startMailhook({ vars: { ORIGIN_URL: undefined, DESTINATIONS: declared }, secrets: { ...SECRETS, ...secrets } });
   try {
+    // One event first, not counted: the first delivery to a destination writes its circuit's row, once in its life.
+    const warm = mailerooRequest();
+    await hook.post("maileroo", warm.body, warm.headers);
+    await waitFor(() => origins.every((o) => o.deliveries.length >= 1), { ms: 30_000, what: "the warm-up event" });
+    await waitFor(() => sumOps(hook.logs).queue_delete >= dests, { ms: 10_000, what: "the warm-up batch's log line" });
+    hook.logs.length = 0;
     for (let i = 0; i < count; i++) {
       const r =
         kind === "small"
@@ -76,7 +82,7 @@ async function scenario(kind, dests, count) {
           : await hook.post("improvmx", largeEmail(500_000, `cost-${dests}-${i}`), { "content-type": "application/json", "cf-connecting-ip": "15.237.103.194" });
       if (r.status !== 200 || r.json.status !== "accepted") throw new Error(`event ${i}: ${r.status} ${r.text}`);
     }
-    await waitFor(() => origins.every((o) => o.deliveries.length >= count), { ms: 60_000, what: "every delivery" });
+    await waitFor(() => origins.every((o) => o.deliveries.length >= count + 1), { ms: 60_000, what: "every delivery" });
     // The consumer logs a batch's counts after its last message: wait for the line.
     await waitFor(() => sumOps(hook.logs).queue_delete >= count * dests, { ms: 10_000, what: "the batches' log lines" });
     const total = sumOps(hook.logs);
@@ -126,7 +132,12 @@ export function costMarkdown(results) {
 (ImprovMX emails of 500 KB, stored in R2) per row, every destination answering 204, in Miniflare on 127.0.0.1
 (\`node bench/cost.mjs\`). "requests" are Workers invocations: one per webhook and one per queue batch (the consumer takes
 up to 10 messages per batch; how many arrive together depends on the traffic, so that column varies most). Queue operations
-are per 64 KB written, read or deleted. D1 rows are D1's own \`rows_read\`/\`rows_written\` (index rows included).
+are per 64 KB written, read or deleted. D1 rows are D1's own \`rows_read\`/\`rows_written\` (index rows included). One
+event is sent first and not counted: the first delivery to a destination writes its circuit's row, once in its life.
+A small event to one destination writes its event row and its delivery row: the event log's two tables, each kept in its
+primary key's b-tree with no other index written (\`migrations/0007_fewer_rows.sql\`); a first attempt that succeeds is
+kept in the delivery row, and \`delivery_attempts\` holds failures, later attempts and replays. Each further destination
+writes its delivery row as \`queued\` (with its entry in the index of unfinished deliveries), then as delivered.
 
 | event | destinations | requests | KV reads | KV writes | queue ops | D1 rows read | D1 rows written | R2 class A | R2 class B | $ per million events (Paid) | events/day on Free (the limit that binds) |
 |---|---|---|---|---|---|---|---|---|---|---|---|

@@ -110,6 +110,10 @@ impl EventQuery {
         if let Some(s) = self.status {
             let c = w.param("d.status = ?", SqlValue::Text(s.as_str().into()));
             w.conds.push(c);
+            if s != Status::Delivered {
+                // The index `deliveries_waiting` holds only these; SQLite uses it when the query says so in its words.
+                w.conds.push(format!("d.status != {}", Status::Delivered.sql()));
+            }
         }
         if let Some(b) = self.before {
             let c = w.param("d.updated_at < ?", SqlValue::Int(b));
@@ -244,14 +248,17 @@ mod tests {
             " WHERE provider = ?1 AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.destination = ?2 AND d.status = ?3)"
         );
         let (sql, params) = q.delivery_where_clause();
-        assert_eq!(sql, " WHERE e.provider = ?1 AND d.destination = ?2 AND d.status = ?3");
+        assert_eq!(sql, " WHERE e.provider = ?1 AND d.destination = ?2 AND d.status = ?3 AND d.status != 'delivered'");
         assert_eq!(params[1], SqlValue::Text("crm".into()));
         assert_eq!(EventQuery::parse("status=held").unwrap().status, Some(Status::Held));
         assert_eq!(EventQuery::parse("status=unrouted").unwrap().where_clause().0, " WHERE status = ?1");
         let q = EventQuery::parse("status=dead&before=2024-03-15T10%3A00%3A00Z").unwrap();
         assert_eq!(
             q.delivery_where_clause(),
-            (" WHERE d.status = ?1 AND d.updated_at < ?2".into(), vec![SqlValue::Text("dead".into()), SqlValue::Int(1_710_496_800)])
+            (
+                " WHERE d.status = ?1 AND d.status != 'delivered' AND d.updated_at < ?2".into(),
+                vec![SqlValue::Text("dead".into()), SqlValue::Int(1_710_496_800)]
+            )
         );
         let q = EventQuery::parse("provider=x%27%20OR%201%3D1&from=2024-03-15T10%3A00%3A00Z").unwrap();
         assert_eq!(q.provider.as_deref(), Some("x' OR 1=1"));

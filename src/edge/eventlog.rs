@@ -37,7 +37,10 @@ pub enum Step {
 /// The delivery's row becomes, on conflict: after an attempt, one more attempt; held, only
 /// its status; dead, the larger attempt count (the dead letter's is since the last replay).
 const ON_ATTEMPT: &str = "status = excluded.status, attempts = deliveries.attempts + 1, last_status = excluded.last_status, \
-     last_error = excluded.last_error, updated_at = excluded.updated_at";
+     last_error = excluded.last_error, updated_at = excluded.updated_at, \
+     first_ok_ms = CASE WHEN deliveries.attempts = 0 THEN excluded.first_ok_ms ELSE deliveries.first_ok_ms END, \
+     first_ok_status = CASE WHEN deliveries.attempts = 0 THEN excluded.first_ok_status ELSE deliveries.first_ok_status END, \
+     first_ok_duration_ms = CASE WHEN deliveries.attempts = 0 THEN excluded.first_ok_duration_ms ELSE deliveries.first_ok_duration_ms END";
 const ON_HELD: &str = "status = excluded.status, updated_at = excluded.updated_at";
 const ON_DEAD: &str =
     "status = excluded.status, attempts = MAX(deliveries.attempts, excluded.attempts), last_status = excluded.last_status, \
@@ -118,10 +121,18 @@ pub async fn record(env: &Env, e: &Envelope, envelope_json: &str, step: Step, ex
         Step::Held => (JsValue::NULL, JsValue::NULL),
         _ => (e.last_status.map_or(JsValue::NULL, |s| int(i64::from(s))), opt_text(e.last_error.as_deref())),
     };
+    // A successful attempt, as the delivery row keeps it when it was the delivery's first (`first_ok_*`).
+    let first_ok = match step {
+        Step::Attempt { status: Status::Delivered, code, ms } => {
+            [int(now_ms), code.map_or(JsValue::NULL, |c| int(i64::from(c))), int(ms as i64)]
+        }
+        _ => [JsValue::NULL, JsValue::NULL, JsValue::NULL],
+    };
     statements.push(
         db.prepare(format!(
-            "INSERT INTO deliveries (event_id, destination, status, attempts, last_status, last_error, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (event_id, destination) DO UPDATE SET {on_conflict}"
+            "INSERT INTO deliveries (event_id, destination, status, attempts, last_status, last_error, updated_at, \
+               first_ok_ms, first_ok_status, first_ok_duration_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (event_id, destination) DO UPDATE SET {on_conflict}"
         ))
         .bind(&[
             text(&e.id),
@@ -131,13 +142,18 @@ pub async fn record(env: &Env, e: &Envelope, envelope_json: &str, step: Step, ex
             last_status.clone(),
             last_error.clone(),
             int(now),
+            first_ok[0].clone(),
+            first_ok[1].clone(),
+            first_ok[2].clone(),
         ])?,
     );
     if let Step::Attempt { code, ms, .. } = step {
+        // Not when the delivery row holds it (its first attempt, a success): failures, later attempts and replays.
         statements.push(
             db.prepare(
                 "INSERT OR REPLACE INTO delivery_attempts (event_id, destination, attempt, at_ms, status_code, duration_ms, error) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS (SELECT 1 FROM deliveries \
+                   WHERE event_id = ?1 AND destination = ?2 AND attempts = 1 AND first_ok_ms IS NOT NULL)",
             )
             .bind(&[
                 text(&e.id),

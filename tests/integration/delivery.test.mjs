@@ -203,6 +203,30 @@ describe("delivery details", () => {
     }
   });
 
+  test("a small event delivered on its first attempt writes two D1 rows: its event and its delivery", async () => {
+    const origin = await startOrigin();
+    const hook = await startMailhook({ vars: { ORIGIN_URL: origin.url } });
+    const written = () =>
+      hook.logs.filter((l) => l.startsWith("{") && l.includes('"ops"')).reduce((n, l) => n + (JSON.parse(l).ops?.d1_rows_written ?? 0), 0);
+    try {
+      // The first delivery to a destination also writes its circuit's row, once.
+      await hook.post("adm-tools", admEvent(9010), admHeaders());
+      await waitFor(() => origin.deliveries.length === 1 && hook.logs.some((l) => l.includes('"kind":"batch"')));
+      hook.logs.length = 0;
+      const r = await hook.post("adm-tools", admEvent(9011), admHeaders());
+      await waitFor(() => origin.deliveries.length === 2 && hook.logs.some((l) => l.includes('"kind":"batch"')));
+      assert.equal(written(), 2);
+      const shown = await hook.admin(`/admin/events/${r.json.ids[0]}`);
+      assert.equal(shown.json.delivery_attempts.length, 1, "the first attempt, kept in the delivery row, is still shown");
+      assert.equal(shown.json.delivery_attempts[0].status_code, 204);
+      assert.equal(shown.json.delivery_attempts[0].attempt, 1);
+      assert.equal((await (await hook.db()).prepare("SELECT COUNT(*) AS n FROM delivery_attempts").first()).n, 0);
+    } finally {
+      await hook.dispose();
+      await origin.close();
+    }
+  });
+
   test("without KV, dedupe falls open: the event is accepted twice and delivered with the same webhook-id", async () => {
     const origin = await startOrigin();
     const hook = await startMailhook({ vars: { ORIGIN_URL: origin.url }, without: ["DEDUPE"] });

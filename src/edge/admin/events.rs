@@ -112,8 +112,10 @@ pub(super) async fn show(id: &str, env: &Env) -> Answer {
         error: Option<String>,
     }
     let (row, envelope) = envelope_of(id, env).await?;
+    // A delivery's first attempt, when it succeeded, is kept in its row rather than in `delivery_attempts`.
     let sql = "SELECT destination, attempt, at_ms, status_code, duration_ms, error FROM delivery_attempts WHERE event_id = ?1 \
-               ORDER BY at_ms, destination, attempt";
+               UNION ALL SELECT destination, 1, first_ok_ms, first_ok_status, first_ok_duration_ms, NULL FROM deliveries \
+               WHERE event_id = ?1 AND first_ok_ms IS NOT NULL ORDER BY 3, 1, 2";
     let attempts: Vec<Attempt> = rows(env, sql.into(), &[JsValue::from_str(id)]).await?;
     let mut body = row.to_json();
     body["deliveries"] = Value::Array(deliveries_of(&[id], env).await?.remove(id).unwrap_or_default());
