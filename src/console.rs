@@ -3,8 +3,9 @@
 //! serves the files (embedded at build time) and runs the queries.
 //!
 //! The session: signing in with an `ADMIN_TOKEN` value sets an HttpOnly,
-//! SameSite=Strict cookie holding an expiry and an HMAC of it keyed by that
-//! token, never the token itself. The admin API takes the cookie in place
+//! SameSite=Strict cookie holding an expiry, a random id and an HMAC of both
+//! keyed by that token, never the token itself; signing out records the id
+//! (the edge keeps it in D1 until the session would have expired). The admin API takes the cookie in place
 //! of `Authorization` only with the header `X-Mailhook-Console`, which a
 //! page of another site cannot send without a CORS preflight that mailhook
 //! never grants: no state-changing call can be made cross-site.
@@ -91,26 +92,41 @@ pub fn route(method: &str, path: &str) -> Result<ConsoleRoute, ApiError> {
     }
 }
 
-fn session_mac(token: &str, expires: i64) -> String {
-    hex::encode(hmac_sha256(token.as_bytes(), &[b"mailhook console session ", expires.to_string().as_bytes()]))
+fn session_mac(token: &str, expires: i64, id: &str) -> String {
+    hex::encode(hmac_sha256(token.as_bytes(), &[b"mailhook console session ", expires.to_string().as_bytes(), b".", id.as_bytes()]))
 }
 
-/// A session for whoever presented `token` (a value of `ADMIN_TOKEN`), as the cookie's value.
-pub fn new_session(token: &str, now: i64) -> String {
+/// A signed-in console: its session's id (random, from the edge) and when it ends. Signing out
+/// records the id, so the session ends on the server too (`console_signouts`, until it expires).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub expires: i64,
+}
+
+/// A session `id` for whoever presented `token` (a value of `ADMIN_TOKEN`), as the cookie's value.
+pub fn new_session(token: &str, id: &str, now: i64) -> String {
     let expires = now + SESSION_SECONDS;
-    format!("v1.{expires}.{}", session_mac(token, expires))
+    format!("v2.{expires}.{id}.{}", session_mac(token, expires, id))
 }
 
-/// True when `value` is a session made with a current `ADMIN_TOKEN` value and not expired.
-/// Rotating the token ends every session made with the old value.
-pub fn session_valid(tokens: &Secrets, value: &str, now: i64) -> bool {
-    let mut parts = value.trim().splitn(3, '.');
-    let (Some("v1"), Some(expires), Some(mac)) = (parts.next(), parts.next(), parts.next()) else { return false };
-    let Ok(expires) = expires.parse::<i64>() else { return false };
-    if expires <= now || expires > now + SESSION_SECONDS {
-        return false;
+/// The session `value` holds, when it was made with a current `ADMIN_TOKEN` value and has not
+/// expired (whether it was signed out is the edge's to check). Rotating the token ends every
+/// session made with the old value; a 0.5 session (`v1`, without an id) must sign in again.
+pub fn session_of(tokens: &Secrets, value: &str, now: i64) -> Option<Session> {
+    let mut parts = value.trim().splitn(4, '.');
+    let (Some("v2"), Some(expires), Some(id), Some(mac)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    let expires = expires.parse::<i64>().ok()?;
+    let id_ok = (16..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit());
+    if !id_ok || expires <= now || expires > now + SESSION_SECONDS {
+        return None;
     }
-    tokens.iter().any(|t| constant_time_eq(session_mac(t, expires).as_bytes(), mac.as_bytes()))
+    tokens
+        .iter()
+        .any(|t| constant_time_eq(session_mac(t, expires, id).as_bytes(), mac.as_bytes()))
+        .then(|| Session { id: id.to_string(), expires })
 }
 
 /// Every value of the cookie `name` in a `Cookie` header (a browser may send
@@ -119,9 +135,9 @@ pub fn cookies<'a>(header: Option<&'a str>, name: &'a str) -> impl Iterator<Item
     header.unwrap_or_default().split(';').filter_map(|c| c.trim().split_once('=')).filter(move |(k, _)| *k == name).map(|(_, v)| v)
 }
 
-/// True when any session cookie in `header` is valid.
-pub fn any_session_valid(tokens: &Secrets, header: Option<&str>, now: i64) -> bool {
-    cookies(header, COOKIE).any(|v| session_valid(tokens, v, now))
+/// The valid sessions among the cookies in `header`.
+pub fn sessions(tokens: &Secrets, header: Option<&str>, now: i64) -> Vec<Session> {
+    cookies(header, COOKIE).filter_map(|v| session_of(tokens, v, now)).collect()
 }
 
 /// The `Set-Cookie` of a session (`value`; empty ends it). `secure` over https.
@@ -131,24 +147,27 @@ pub fn set_cookie(value: &str, secure: bool) -> String {
     format!("{COOKIE}={value}; Max-Age={age}; Path=/; HttpOnly; SameSite=Strict{secure}")
 }
 
-/// Who may call the admin API: a bearer token, or a console session with its header.
+/// Who may call the admin API: a bearer token (`Ok(None)`), or a console
+/// session with its header (`Ok(Some(sessions))`: the valid ones, which the
+/// edge lets in unless all were signed out).
 pub fn authorize(
     tokens: &Secrets,
     authorization: Option<&str>,
     cookies: Option<&str>,
     console_header: bool,
     now: i64,
-) -> Result<(), ApiError> {
+) -> Result<Option<Vec<Session>>, ApiError> {
     if authorization.is_none() && !tokens.is_empty() && self::cookies(cookies, COOKIE).next().is_some() {
-        return if !console_header {
-            Err(ApiError::Unauthorized(format!("a console session needs the {HEADER} header")))
-        } else if any_session_valid(tokens, cookies, now) {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized("the console session has expired or ADMIN_TOKEN changed; sign in again".into()))
+        if !console_header {
+            return Err(ApiError::Unauthorized(format!("a console session needs the {HEADER} header")));
+        }
+        let valid = sessions(tokens, cookies, now);
+        return match valid.is_empty() {
+            false => Ok(Some(valid)),
+            true => Err(ApiError::Unauthorized("the console session has expired or ADMIN_TOKEN changed; sign in again".into())),
         };
     }
-    crate::admin::authorize(tokens, authorization)
+    crate::admin::authorize(tokens, authorization).map(|()| None)
 }
 
 /// One row of the overview's query: events received in an hour, by provider and summary status.
@@ -212,27 +231,34 @@ mod tests {
     #[test]
     fn sessions_are_the_tokens_and_expire() {
         let tokens = Secrets::parse(Some("old-token, new-token"));
-        let s = new_session("new-token", 1000);
-        assert!(s.starts_with("v1."));
+        let id = "0123456789abcdef0123456789abcdef";
+        let s = new_session("new-token", id, 1000);
+        assert!(s.starts_with("v2."));
         assert!(!s.contains("new-token"), "the cookie never holds the token");
-        assert!(session_valid(&tokens, &s, 1000));
-        assert!(session_valid(&tokens, &s, 1000 + SESSION_SECONDS - 1));
-        assert!(!session_valid(&tokens, &s, 1000 + SESSION_SECONDS), "expired");
-        assert!(!session_valid(&Secrets::parse(Some("other")), &s, 1000), "a rotated token ends it");
+        let session = Session { id: id.into(), expires: 1000 + SESSION_SECONDS };
+        assert_eq!(session_of(&tokens, &s, 1000), Some(session.clone()));
+        assert_eq!(session_of(&tokens, &s, 1000 + SESSION_SECONDS - 1), Some(session));
+        assert_eq!(session_of(&tokens, &s, 1000 + SESSION_SECONDS), None, "expired");
+        assert_eq!(session_of(&Secrets::parse(Some("other")), &s, 1000), None, "a rotated token ends it");
         let forged_expiry = s.replacen(&(1000 + SESSION_SECONDS).to_string(), &(1000 + 10 * SESSION_SECONDS).to_string(), 1);
-        assert!(!session_valid(&tokens, &forged_expiry, 1000));
-        for junk in ["", "v1", "v1..", "v2.9999999999.00", "v1.x.y", "v1.99999999999999999999999.aa"] {
-            assert!(!session_valid(&tokens, junk, 1000), "{junk}");
+        assert_eq!(session_of(&tokens, &forged_expiry, 1000), None);
+        let other_id = s.replacen(id, "fedcba9876543210fedcba9876543210", 1);
+        assert_eq!(session_of(&tokens, &other_id, 1000), None, "the id is signed: a signed-out session cannot be renamed");
+        let old = format!("v1.{}.{}", 1000 + SESSION_SECONDS, "00".repeat(32));
+        for junk in ["", "v1", "v2..", "v2.9999999999.00", "v2.x.y.z", "v2.99999999999999999999999.aa.bb", old.as_str()] {
+            assert_eq!(session_of(&tokens, junk, 1000), None, "{junk}");
         }
     }
 
     #[test]
     fn cookie_sessions_need_the_console_header() {
         let tokens = Secrets::parse(Some("t"));
-        let cookies = format!("a=b; {COOKIE}={}", new_session("t", 0));
-        assert!(authorize(&tokens, None, Some(&cookies), true, 10).is_ok());
+        let id = "00112233445566778899aabbccddeeff";
+        let cookies = format!("a=b; {COOKIE}={}", new_session("t", id, 0));
+        let signed_in = authorize(&tokens, None, Some(&cookies), true, 10).unwrap().unwrap();
+        assert_eq!(signed_in.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), [id]);
         assert_eq!(authorize(&tokens, None, Some(&cookies), false, 10).unwrap_err().status(), 401, "no header: a cross-site form");
-        assert!(authorize(&tokens, Some("Bearer t"), None, false, 10).is_ok());
+        assert_eq!(authorize(&tokens, Some("Bearer t"), None, false, 10), Ok(None));
         assert_eq!(
             authorize(&Secrets::parse(None), None, Some(&cookies), true, 10).unwrap_err().status(),
             404,
@@ -240,8 +266,8 @@ mod tests {
         );
         assert_eq!(set_cookie("", true), format!("{COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict; Secure"));
         // A cookie planted for a narrower path comes first: the valid one still counts.
-        let planted = format!("{COOKIE}=junk; {COOKIE}={}", new_session("t", 0));
-        assert!(authorize(&tokens, None, Some(&planted), true, 10).is_ok());
+        let planted = format!("{COOKIE}=junk; {COOKIE}={}", new_session("t", id, 0));
+        assert_eq!(authorize(&tokens, None, Some(&planted), true, 10).unwrap().map(|s| s.len()), Some(1));
     }
 
     #[test]

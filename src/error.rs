@@ -29,6 +29,8 @@ pub enum ApiError {
     NotConfigured(String),
     /// A queue or storage failure: nothing was enqueued.
     Unavailable(String),
+    /// Too many requests from one client address (the console's sign-in, the admin API): what, and when to try again.
+    TooManyRequests { what: String, retry_after: u32 },
 }
 
 /// `{"error":{"code":…,"message":…}}`
@@ -53,6 +55,7 @@ impl ApiError {
             Self::BadRequest(_) | Self::StaleEvent(_) => 400,
             Self::PayloadTooLarge { .. } => 413,
             Self::NotConfigured(_) | Self::Unavailable(_) => 503,
+            Self::TooManyRequests { .. } => 429,
         }
     }
 
@@ -67,6 +70,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::NotConfigured(_) => "not_configured",
             Self::Unavailable(_) => "unavailable",
+            Self::TooManyRequests { .. } => "rate_limited",
         }
     }
 
@@ -83,6 +87,9 @@ impl fmt::Display for ApiError {
                 f,
                 "the body is larger than {limit} bytes (MAX_BODY_BYTES; a body signed over its bytes at most {SIGNED_BODY_MAX_BYTES}); raise MAX_BODY_BYTES if this provider's payloads are legitimately this large"
             ),
+            Self::TooManyRequests { what, retry_after } => {
+                write!(f, "too many {what} from this address; try again in {retry_after} seconds")
+            }
             Self::NotFound(m)
             | Self::Unauthorized(m)
             | Self::Forbidden(m)
@@ -112,6 +119,7 @@ mod tests {
             (ApiError::PayloadTooLarge { limit: 1 }, 413, "payload_too_large"),
             (ApiError::NotConfigured("x".into()), 503, "not_configured"),
             (ApiError::Unavailable("x".into()), 503, "unavailable"),
+            (ApiError::TooManyRequests { what: "sign-ins".into(), retry_after: 60 }, 429, "rate_limited"),
         ];
         for (e, status, code) in cases {
             assert_eq!((e.status(), e.code()), (status, code));

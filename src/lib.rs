@@ -54,6 +54,7 @@ pub mod limits;
 pub mod mailauth;
 pub mod pipeline;
 pub mod providers;
+pub mod ratelimit;
 pub mod routes;
 pub mod status;
 #[doc(hidden)]

@@ -2,14 +2,16 @@
 //! build time (bench/NOTES.md says what they add to the Worker) and served as
 //! one page (script and style inline, allowed by their hashes), and its session. Off (404) while `ADMIN_TOKEN` is unset, like the admin API.
 
+use super::access;
 use super::env::{json_response, now_seconds, refuse};
 use crate::auth::token_matches;
 use crate::config::Config;
-use crate::console::{any_session_valid, inline_page, new_session, set_cookie, Asset, ConsoleRoute, CSP, HEADER};
+use crate::console::{inline_page, new_session, sessions, set_cookie, Asset, ConsoleRoute, CSP, HEADER};
 use crate::error::ApiError;
+use crate::ratelimit::Limit;
 use serde::Deserialize;
 use serde_json::json;
-use worker::{Request, Response, Result};
+use worker::{Env, Request, Response, Result};
 
 const INDEX: &str = include_str!("../../console/index.html");
 /// The largest sign-in body read.
@@ -17,7 +19,7 @@ const SIGN_IN_MAX_BYTES: u64 = 4096;
 const SCRIPT: &str = include_str!("../../console/app.js");
 const STYLE: &str = include_str!("../../console/app.css");
 
-pub async fn handle(route: ConsoleRoute, mut req: Request, cfg: &Config) -> Result<Response> {
+pub async fn handle(route: ConsoleRoute, mut req: Request, cfg: &Config, env: &Env) -> Result<Response> {
     if cfg.admin_tokens.is_empty() {
         return refuse(&ApiError::NotFound("the console is off: set ADMIN_TOKEN to turn it on".into()));
     }
@@ -41,7 +43,10 @@ pub async fn handle(route: ConsoleRoute, mut req: Request, cfg: &Config) -> Resu
             r.headers_mut().set("Cache-Control", "no-cache")?;
             r
         }
-        ConsoleRoute::Session => session(&mut req, cfg).await?,
+        ConsoleRoute::Session => match session(&mut req, cfg, env).await {
+            Ok(r) => r,
+            Err(e) => refuse(&e)?,
+        },
     };
     secure(resp, CSP)
 }
@@ -63,7 +68,9 @@ pub fn secure(mut resp: Response, csp: &str) -> Result<Response> {
     Ok(resp)
 }
 
-async fn session(req: &mut Request, cfg: &Config) -> Result<Response> {
+/// `/console/session`: `POST` signs in (a few tries a minute per address), `DELETE` signs out (on the
+/// server too), `GET` says whether the cookie is a live session.
+async fn session(req: &mut Request, cfg: &Config, env: &Env) -> std::result::Result<Response, ApiError> {
     let now = now_seconds();
     // The URL as text: `Request::url` would bring the `url` crate back into the Worker (about 90 KB).
     let https = req.inner().url().starts_with("https:");
@@ -71,49 +78,55 @@ async fn session(req: &mut Request, cfg: &Config) -> Result<Response> {
     let method = req.method().to_string();
     if method != "GET" && method != "HEAD" && req.headers().get(HEADER).ok().flatten().is_none() {
         // Signing in or out from another site's form (login CSRF) is not possible.
-        return refuse(&ApiError::Forbidden(format!("the console sends the {HEADER} header; this request came from elsewhere")));
+        return Err(ApiError::Forbidden(format!("the console sends the {HEADER} header; this request came from elsewhere")));
     }
+    let built = |e: worker::Error| ApiError::Unavailable(format!("the console's answer could not be built: {e}"));
     match method.as_str() {
         "POST" => {
             #[derive(Deserialize)]
             struct SignIn {
                 token: String,
             }
+            access::limit(env, Limit::SignIn, req).await?;
             // A token is short: nothing larger is read (a large body would grow the isolate's memory for good).
             let announced = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
-            let too_large = || refuse(&ApiError::BadRequest(format!("a sign-in is {{\"token\": …}} of at most {SIGN_IN_MAX_BYTES} bytes")));
+            let too_large = || ApiError::BadRequest(format!("a sign-in is {{\"token\": …}} of at most {SIGN_IN_MAX_BYTES} bytes"));
             if announced.is_some_and(|n| n > SIGN_IN_MAX_BYTES) {
-                return too_large();
+                return Err(too_large());
             }
-            let body = match super::ingest::body::read_stream(
-                req.inner().body(),
-                SIGN_IN_MAX_BYTES,
-                super::ingest::body::Length::Unknown,
-                SIGN_IN_MAX_BYTES,
-            )
-            .await
-            {
+            let length = super::ingest::body::Length::Unknown;
+            let body = match super::ingest::body::read_stream(req.inner().body(), SIGN_IN_MAX_BYTES, length, SIGN_IN_MAX_BYTES).await {
                 Ok(b) => b,
-                Err(ApiError::PayloadTooLarge { .. }) => return too_large(),
-                Err(e) => return refuse(&e),
+                Err(ApiError::PayloadTooLarge { .. }) => return Err(too_large()),
+                Err(e) => return Err(e),
             };
             let form: Option<SignIn> = serde_json::from_slice(&body).ok();
             let Some(token) = form.map(|f| f.token.trim().to_string()).filter(|t| !t.is_empty()) else {
-                return refuse(&ApiError::BadRequest("send {\"token\": \"<ADMIN_TOKEN>\"}".into()));
+                return Err(ApiError::BadRequest("send {\"token\": \"<ADMIN_TOKEN>\"}".into()));
             };
             if !token_matches(&cfg.admin_tokens, &token) {
-                return refuse(&ApiError::Unauthorized("that is not a value of ADMIN_TOKEN".into()));
+                return Err(ApiError::Unauthorized("that is not a value of ADMIN_TOKEN".into()));
             }
-            let mut r = Response::empty()?.with_status(204);
-            r.headers_mut().set("Set-Cookie", &set_cookie(&new_session(&token, now), https))?;
+            let mut id = [0u8; 16];
+            getrandom::fill(&mut id).map_err(|e| ApiError::Unavailable(format!("no randomness for a session id ({e}); please retry")))?;
+            let mut r = Response::empty().map_err(built)?.with_status(204);
+            r.headers_mut().set("Set-Cookie", &set_cookie(&new_session(&token, &hex::encode(id), now), https)).map_err(built)?;
             Ok(r)
         }
         "DELETE" => {
-            let mut r = Response::empty()?.with_status(204);
-            r.headers_mut().set("Set-Cookie", &set_cookie("", https))?;
+            access::limit(env, Limit::Admin, req).await?;
+            access::sign_out(env, &sessions(&cfg.admin_tokens, cookies.as_deref(), now)).await?;
+            let mut r = Response::empty().map_err(built)?.with_status(204);
+            r.headers_mut().set("Set-Cookie", &set_cookie("", https)).map_err(built)?;
             Ok(r)
         }
-        _ if any_session_valid(&cfg.admin_tokens, cookies.as_deref(), now) => json_response(200, &json!({"signed_in": true})),
-        _ => refuse(&ApiError::Unauthorized("sign in with a value of ADMIN_TOKEN".into())),
+        _ => {
+            access::limit(env, Limit::Admin, req).await?;
+            let valid = sessions(&cfg.admin_tokens, cookies.as_deref(), now);
+            if !valid.is_empty() && !access::live(env, valid).await?.is_empty() {
+                return json_response(200, &json!({"signed_in": true})).map_err(built);
+            }
+            Err(ApiError::Unauthorized("sign in with a value of ADMIN_TOKEN".into()))
+        }
     }
 }

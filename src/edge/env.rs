@@ -117,5 +117,8 @@ pub fn refuse(err: &ApiError) -> Result<Response> {
     if let ApiError::MethodNotAllowed { allow } = err {
         resp.headers_mut().set("Allow", allow)?;
     }
+    if let ApiError::TooManyRequests { retry_after, .. } = err {
+        resp.headers_mut().set("Retry-After", &retry_after.to_string())?;
+    }
     Ok(resp)
 }

@@ -8,6 +8,7 @@
 //! - `eventlog.rs`, `circuit.rs`, `alerts.rs`: the event log, the circuit breaker's state and alerts, in D1;
 //! - `health.rs`, `ops.rs`, `env.rs`: `/healthz`, the operation counts, what all of them share.
 
+mod access;
 mod admin;
 mod alerts;
 mod binding;
@@ -65,7 +66,7 @@ async fn fetch(raw: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys
             }
         }
         Ok(Route::Console(r)) => match config(&env) {
-            Ok(cfg) => (console::handle(r, Request::from(raw), &cfg).await?.into(), None),
+            Ok(cfg) => (console::handle(r, Request::from(raw), &cfg, &env).await?.into(), None),
             Err(e) => refused(ApiError::NotConfigured(e.to_string()))?,
         },
         Ok(Route::Admin(r)) => match config(&env) {

@@ -31,6 +31,9 @@ pub async fn run(env: &Env) {
         Ok(n) => log(json!({"kind": "retention", "removed": n, "cutoff": crate::time::to_rfc3339(cutoff)})),
         Err(e) => log(json!({"kind": "retention_failed", "error": e.to_string()})),
     }
+    if let Err(e) = super::access::forget_expired_sign_outs(env).await {
+        log(json!({"kind": "retention_failed", "stage": "console sign-outs", "error": e.to_string()}));
+    }
     match sweep(env).await {
         Ok((looked, removed)) => log(json!({"kind": "r2_sweep", "looked_at": looked, "removed": removed})),
         Err(e) => log(json!({"kind": "r2_sweep_failed", "error": e.to_string()})),

@@ -116,9 +116,11 @@ export async function startOrigin({ secret = SECRETS.ORIGIN_SIGNING_SECRET, resp
 /**
  * Starts mailhook. `vars` override wrangler.toml's [vars]; `secrets` override
  * SECRETS (a value of undefined removes it); `without` drops bindings by name;
- * `persist` keeps KV, R2 and D1 in a folder across instances.
+ * `persist` keeps KV, R2 and D1 in a folder across instances. `ratelimits`: true binds
+ * wrangler.toml's [[ratelimits]], an object overrides their limits by name ({ ADMIN_RATE_LIMIT: 5 });
+ * without it there are none, so that tests that poll the admin API are not counted.
  */
-export async function startMailhook({ vars = {}, secrets = {}, without = [], listen = false, consumers: withConsumers = true, inspectorPort, persist } = {}) {
+export async function startMailhook({ vars = {}, secrets = {}, without = [], listen = false, consumers: withConsumers = true, inspectorPort, persist, ratelimits } = {}) {
   // Short retries, and a circuit breaker that stays out of the way unless a test sets it.
   const bindings = { ...wrangler.vars, RETRY_SCHEDULE_SECONDS: "1,1,1", CIRCUIT_FAILURES: "1000", ...SECRETS, ...secrets, ...vars };
   for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
@@ -161,6 +163,11 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
     kvNamespaces: wrangler.kv_namespaces.map((k) => k.binding).filter((b) => keep(0, b)),
     r2Buckets: wrangler.r2_buckets.map((b) => b.binding).filter((b) => keep(0, b)),
     d1Databases: wrangler.d1_databases.map((d) => d.binding),
+    ratelimits: ratelimits
+      ? Object.fromEntries(
+          wrangler.ratelimits.map((r) => [r.name, { simple: { limit: ratelimits[r.name] ?? r.simple.limit, period: r.simple.period } }]),
+        )
+      : {},
     queueProducers: producers,
     queueConsumers: withConsumers ? consumers : {},
     bindings,

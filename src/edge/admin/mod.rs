@@ -25,7 +25,22 @@ pub async fn handle(route: AdminRoute, req: &Request, cfg: &Config, env: &Env) -
     let auth = req.headers().get("authorization").ok().flatten();
     let cookies = req.headers().get("cookie").ok().flatten();
     let console_header = req.headers().get(crate::console::HEADER).ok().flatten().is_some();
-    if let Err(e) = crate::console::authorize(&cfg.admin_tokens, auth.as_deref(), cookies.as_deref(), console_header, now_seconds()) {
+    if cfg.admin_tokens.is_empty() {
+        // Off: answered before anything is counted or read.
+        return refuse(&crate::admin::authorize(&cfg.admin_tokens, auth.as_deref()).err().unwrap_or(ApiError::NotFound(String::new())));
+    }
+    if let Err(e) = crate::edge::access::limit(env, crate::ratelimit::Limit::Admin, req).await {
+        return refuse(&e);
+    }
+    let signed_in = match crate::console::authorize(&cfg.admin_tokens, auth.as_deref(), cookies.as_deref(), console_header, now_seconds()) {
+        Ok(Some(sessions)) => crate::edge::access::live(env, sessions).await.and_then(|live| match live.is_empty() {
+            true => Err(ApiError::Unauthorized("this console session was signed out; sign in again".into())),
+            false => Ok(()),
+        }),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = signed_in {
         return refuse(&e);
     }
     let url = req.inner().url();
