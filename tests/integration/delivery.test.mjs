@@ -203,7 +203,7 @@ describe("delivery details", () => {
     }
   });
 
-  test("a small event delivered on its first attempt writes two D1 rows: its event and its delivery", async () => {
+  test("a small event delivered on its first attempt writes three D1 rows: its event, its id's index and its delivery", async () => {
     const origin = await startOrigin();
     const hook = await startMailhook({ vars: { ORIGIN_URL: origin.url } });
     const written = () =>
@@ -215,7 +215,7 @@ describe("delivery details", () => {
       hook.logs.length = 0;
       const r = await hook.post("adm-tools", admEvent(9011), admHeaders());
       await waitFor(() => origin.deliveries.length === 2 && hook.logs.some((l) => l.includes('"kind":"batch"')));
-      assert.equal(written(), 2);
+      assert.equal(written(), 3);
       const shown = await hook.admin(`/admin/events/${r.json.ids[0]}`);
       assert.equal(shown.json.delivery_attempts.length, 1, "the first attempt, kept in the delivery row, is still shown");
       assert.equal(shown.json.delivery_attempts[0].status_code, 204);

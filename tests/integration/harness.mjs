@@ -12,7 +12,7 @@ import { parse as parseToml } from "smol-toml";
 import { CloudEvent } from "cloudevents";
 import { Webhook } from "standardwebhooks";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const wrangler = parseToml(readFileSync(path.join(root, "wrangler.toml"), "utf8"));
 
 /** The secrets of the test instance (the values of .dev.vars.example's names). */
@@ -120,7 +120,7 @@ export async function startOrigin({ secret = SECRETS.ORIGIN_SIGNING_SECRET, resp
  * wrangler.toml's [[ratelimits]], an object overrides their limits by name ({ ADMIN_RATE_LIMIT: 5 });
  * without it there are none, so that tests that poll the admin API are not counted.
  */
-export async function startMailhook({ vars = {}, secrets = {}, without = [], listen = false, consumers: withConsumers = true, inspectorPort, persist, ratelimits } = {}) {
+export async function startMailhook({ vars = {}, secrets = {}, without = [], listen = false, consumers: withConsumers = true, inspectorPort, persist, ratelimits, driver = false } = {}) {
   // Short retries, and a circuit breaker that stays out of the way unless a test sets it.
   const bindings = { ...wrangler.vars, RETRY_SCHEDULE_SECONDS: "1,1,1", CIRCUIT_FAILURES: "1000", ...SECRETS, ...secrets, ...vars };
   for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
@@ -147,14 +147,8 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
       logs.push(String(message).replace(/\x1b\[[0-9;]*m/g, ""));
     }
   })(LogLevel.INFO);
-  const mf = new Miniflare({
-    log,
-    // `POST /cdn-cgi/handler/email?from=&to=` hands raw mail to the `email` handler, as `wrangler dev` does.
-    unsafeTriggerHandlers: true,
-    ...(listen ? { host: "127.0.0.1", port: 0 } : {}),
-    ...(inspectorPort ? { inspectorPort } : {}),
-    // `persist`: a folder that keeps KV, R2 and D1 from one instance to the next.
-    ...(persist ? { kvPersist: `${persist}/kv`, r2Persist: `${persist}/r2`, d1Persist: `${persist}/d1` } : {}),
+  const worker = {
+    name: "mailhook",
     rootPath: root,
     modules: true,
     scriptPath: path.join(root, wrangler.main),
@@ -171,9 +165,19 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
     queueProducers: producers,
     queueConsumers: withConsumers ? consumers : {},
     bindings,
+  };
+  const mf = new Miniflare({
+    log,
+    // `POST /cdn-cgi/handler/email?from=&to=` hands raw mail to the `email` handler, as `wrangler dev` does.
+    unsafeTriggerHandlers: true,
+    ...(listen ? { host: "127.0.0.1", port: 0 } : {}),
+    ...(inspectorPort ? { inspectorPort } : {}),
+    // `persist`: a folder that keeps KV, R2 and D1 from one instance to the next.
+    ...(persist ? { kvPersist: `${persist}/kv`, r2Persist: `${persist}/r2`, d1Persist: `${persist}/d1` } : {}),
     handleRuntimeStdio(stdout, stderr) {
       for (const s of [stdout, stderr]) s.on("data", (d) => logs.push(...String(d).split("\n").filter(Boolean)));
     },
+    workers: [worker, ...(driver ? [DRIVER] : [])],
   });
   const url = await mf.ready;
   await applyMigrations(await mf.getD1Database("DB"));
@@ -186,6 +190,15 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
     /** POSTs `body` to /webhooks/{provider}, returns { status, headers, json }. */
     async post(provider, body, headers = {}) {
       return call(mf, `${base}webhooks/${provider}`, { method: "POST", body, headers });
+    },
+    /**
+     * With `driver`: hands raw mail to the `email` handler itself, as the platform does, without the
+     * local endpoint's checks (it refuses mail over 1 MiB or without a Message-ID before the handler runs):
+     * { rejected: the reason given to setReject, or null; error: what the handler threw, or null }.
+     */
+    async emailDirect(raw, { from = "sender@example.net", to = "inbox@mailhook.test" } = {}) {
+      const res = await (await mf.getWorker("driver")).fetch(`http://driver/?${new URLSearchParams({ from, to })}`, { method: "POST", body: raw });
+      return res.json();
     },
     /** Hands raw mail to the Worker's `email` handler, as Email Routing does: { status, text }. */
     async email(raw, { from = "sender@example.net", to = "inbox@mailhook.test" } = {}) {
@@ -227,6 +240,40 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
     dispose: () => mf.dispose(),
   };
 }
+
+/**
+ * A second Worker that calls mailhook's `email` handler over a service binding with a message as the
+ * platform makes it (from, to, raw, rawSize, headers, setReject, forward, reply), as Miniflare's own endpoint does.
+ */
+const DRIVER = {
+  name: "driver",
+  modules: true,
+  compatibilityDate: wrangler.compatibility_date,
+  serviceBindings: { MAILHOOK: "mailhook" },
+  script: `export default {
+    async fetch(request, env) {
+      const q = new URL(request.url).searchParams;
+      const raw = new Uint8Array(await request.arrayBuffer());
+      let rejected = null;
+      let error = null;
+      try {
+        await env.MAILHOOK.email({
+          from: q.get("from"),
+          to: q.get("to"),
+          raw: new Response(raw).body,
+          rawSize: raw.byteLength,
+          headers: new Headers(),
+          setReject: (reason) => { rejected = reason; },
+          forward: async () => ({}),
+          reply: async () => ({}),
+        });
+      } catch (e) {
+        error = String(e && e.message || e);
+      }
+      return Response.json({ rejected, error });
+    },
+  };`,
+};
 
 /** Applies migrations/*.sql in order, each once (recorded in d1_migrations), as `wrangler d1 migrations apply` does. */
 export async function applyMigrations(db) {

@@ -26,13 +26,14 @@ pub(super) async fn overview(cfg: &Config, env: &Env) -> Answer {
     )
     .await?;
     // From acceptance to the end of the first 2xx attempt, in milliseconds (kept in the delivery row when it
-    // was the first attempt, else among the attempts); the latest 10 000 deliveries.
+    // was the first attempt, else among the attempts); the latest 10 000 deliveries. From the window's events
+    // to their deliveries (CROSS JOIN keeps that order: from all deliveries, it was 15 to 25 times slower).
     let latencies: Vec<Latency> = rows(
         env,
-        "SELECT ok - COALESCE(e.received_ms, e.received_at * 1000) AS ms FROM \
-           (SELECT d.event_id, COALESCE(d.first_ok_ms, (SELECT MIN(a.at_ms) FROM delivery_attempts a WHERE a.event_id = d.event_id \
-              AND a.destination = d.destination AND a.status_code BETWEEN 200 AND 299)) AS ok FROM deliveries d) \
-         JOIN events e ON e.id = event_id WHERE e.received_at >= ?1 AND ok IS NOT NULL ORDER BY ok DESC LIMIT 10000"
+        "SELECT COALESCE(d.first_ok_ms, (SELECT MIN(a.at_ms) FROM delivery_attempts a WHERE a.event_id = d.event_id \
+           AND a.destination = d.destination AND a.status_code BETWEEN 200 AND 299)) - COALESCE(e.received_ms, e.received_at * 1000) AS ms \
+         FROM events e CROSS JOIN deliveries d ON d.event_id = e.id WHERE e.received_at >= ?1 AND ms IS NOT NULL \
+         ORDER BY e.received_at DESC LIMIT 10000"
             .into(),
         &[since],
     )
