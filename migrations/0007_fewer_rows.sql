@@ -8,9 +8,13 @@
 --  * A first attempt that succeeds is kept in its delivery row (`first_ok_*`), not in `delivery_attempts`,
 --    which holds failures, later attempts and replays.
 --  * `deliveries` is indexed by destination and status only while a delivery is not delivered.
+--  * Rows copied from 0.1's dead letters name their R2 object only in their envelope: `payload_ref` says it
+--    too, so the retention cron removes it with its row and its sweep of R2 never takes it for an orphan.
 DROP INDEX IF EXISTS events_by_time;
 ALTER TABLE deliveries ADD COLUMN first_ok_ms INTEGER;
 ALTER TABLE deliveries ADD COLUMN first_ok_status INTEGER;
 ALTER TABLE deliveries ADD COLUMN first_ok_duration_ms INTEGER;
 DROP INDEX IF EXISTS deliveries_by_destination;
 CREATE INDEX IF NOT EXISTS deliveries_waiting ON deliveries (destination, status) WHERE status != 'delivered';
+UPDATE events SET payload_ref = json_extract(envelope, '$.r2_key')
+  WHERE payload_ref IS NULL AND json_valid(envelope) AND json_extract(envelope, '$.r2_key') IS NOT NULL;

@@ -94,7 +94,20 @@ impl EventQuery {
             if let Some(b) = self.before {
                 inner.push(w.param("d.updated_at < ?", SqlValue::Int(b)));
             }
-            w.conds.push(format!("EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND {})", inner.join(" AND ")));
+            let by_delivery = format!("EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND {})", inner.join(" AND "));
+            if self.status == Some(Status::Dead) && self.destination.is_none() {
+                // Dead with no delivery at all: a queue message that was no envelope (see `eventlog::record_malformed`).
+                let mut own = vec![format!("status = {}", Status::Dead.sql())];
+                if let Some(b) = self.before {
+                    own.push(w.param("updated_at < ?", SqlValue::Int(b)));
+                }
+                w.conds.push(format!(
+                    "({by_delivery} OR ({} AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)))",
+                    own.join(" AND ")
+                ));
+            } else {
+                w.conds.push(by_delivery);
+            }
         }
         w.finish()
     }
@@ -238,7 +251,9 @@ mod tests {
         assert_eq!(
             sql,
             " WHERE provider = ?1 AND type = ?2 AND received_at >= ?3 AND received_at < ?4 \
-             AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = ?5)"
+             AND (EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = ?5) \
+             OR (status = 'dead' AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)))",
+            "dead: by a delivery, or (a malformed queue message) an event dead without any"
         );
         assert_eq!(params[2], SqlValue::Int(1_710_460_800));
         assert_eq!(params[3], SqlValue::Int(1_710_460_800 + 86_400));

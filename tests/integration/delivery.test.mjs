@@ -192,6 +192,9 @@ describe("delivery details", () => {
       }, { what: "two dead letters" });
       assert.ok(rows.every((r) => r.provider === "(malformed)" && r.id.startsWith("malformed_")), JSON.stringify(rows));
       assert.ok(rows.some((r) => r.envelope === '{"not": "an envelope"}'), "the text is kept as it came");
+      assert.ok(rows.some((r) => r.envelope === '{"an":"object"}'), "a body that is no text is kept as its JSON");
+      const listed = await hook.admin("/admin/events?status=dead");
+      assert.equal(listed.json.total, 2, "listed among the dead letters, as the console's page and export --status dead read them");
       assert.ok(rows.every((r) => /not a mailhook envelope|not text/.test(r.last_error)), JSON.stringify(rows.map((r) => r.last_error)));
       const replay = await hook.admin(`/admin/events/${rows[0].id}/replay`, { method: "POST" });
       assert.equal(replay.status, 400, "nothing names where to deliver it");

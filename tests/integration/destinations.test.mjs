@@ -445,6 +445,9 @@ describe("destinations", () => {
       await hook.dispose();
       hook = await start();
       try {
+        const one = await hook.admin("/admin/replay?status=unrouted&destination=a", { method: "POST" });
+        assert.equal(one.status, 400, "sent to one destination, it would be hidden from the others that take it");
+        assert.match(one.json.error.message, /leave out destination=a/);
         const r = await hook.admin("/admin/replay?status=unrouted", { method: "POST" });
         assert.equal(r.status, 202, r.text);
         assert.deepEqual(r.json.ids.sort(), received.sort());
@@ -460,6 +463,40 @@ describe("destinations", () => {
     } finally {
       await a.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a bulk replay page stops at 8 MiB of stored events, whatever its limit, and the rest is left for the next", { timeout: 60_000 }, async () => {
+    let refusing = true;
+    const { hook, origins, close } = await setup({ a: { respond: () => (refusing ? 410 : 204) } });
+    try {
+      const id = await post(hook, adm(1801));
+      await waitFor(async () => (await hook.deliveries("a")).some((d) => d.status === "dead"), { what: "a dead delivery" });
+      // Twelve dead deliveries whose stored events take 1 MB each (a large inline event's envelope, padded).
+      const db = await hook.db();
+      const { envelope } = await db.prepare("SELECT envelope FROM events WHERE id = ?1").bind(id).first();
+      const copies = [];
+      for (let i = 0; i < 12; i++) {
+        const copy = `evt_big_${i}`;
+        const padded = JSON.stringify({ ...JSON.parse(envelope), id: copy, pad: "x".repeat(1_000_000) });
+        copies.push(copy);
+        await db.batch([
+          db.prepare("INSERT INTO events (id, provider, type, received_at, status, attempts, envelope, updated_at) SELECT ?1, provider, type, received_at + ?2, 'dead', 1, ?3, updated_at FROM events WHERE id = ?4").bind(copy, i + 1, padded, id),
+          db.prepare("INSERT INTO deliveries (event_id, destination, status, attempts, updated_at) VALUES (?1, 'a', 'dead', 1, 0)").bind(copy),
+        ]);
+      }
+      refusing = false;
+      const first = await hook.admin("/admin/replay?status=dead&limit=1000", { method: "POST" });
+      assert.equal(first.status, 202, first.text);
+      // The small event, then the large ones while fewer than 8 MiB came before: ten.
+      assert.equal(first.json.count, 10, `a page of about 8 MiB: ${first.json.count}`);
+      assert.equal(first.json.remaining, 13 - first.json.count);
+      const second = await hook.admin(`/admin/replay?status=dead&limit=1000&before=${encodeURIComponent(first.json.before)}`, { method: "POST" });
+      assert.equal(first.json.count + second.json.count, 13);
+      await waitFor(() => origins.a.deliveries.length === 13, { ms: 30_000, what: "the thirteen replays" });
+      assert.deepEqual(ids(origins.a), [id, ...copies].sort());
+    } finally {
+      await close();
     }
   });
 

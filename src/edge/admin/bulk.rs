@@ -21,7 +21,7 @@ use worker::Env;
 /// `delivered`: a queued, held or retrying one is still on the queue, and a
 /// replay would send it twice), each to its own destination, or only those of
 /// `destination=`; with `status=unrouted`, the unrouted events that a
-/// destination's filter takes now, to each that does. Only deliveries that a
+/// destination's filter takes now, to each that does (so not with `destination=`). Only deliveries that a
 /// configured destination's filter still takes are picked; the others are
 /// counted in `skipped`. `before=` (this Worker's clock; the answer says which
 /// it used, and the CLI passes it back) leaves out deliveries that changed
@@ -59,6 +59,12 @@ fn bulk_query(query: &str, cfg: &Config) -> Result<EventQuery, ApiError> {
         None => return Err(ApiError::BadRequest("bulk replay needs a `status` filter, e.g. status=dead".into())),
     }
     if let Some(name) = &q.destination {
+        if q.status == Some(Status::Unrouted) {
+            // Sent to one, it would no longer be unrouted, and the others that take it would never find it.
+            return Err(ApiError::BadRequest(format!(
+                "bulk replay of unrouted events sends each to every destination that takes it now; leave out destination={name}"
+            )));
+        }
         cfg.destination(name).ok_or_else(|| unknown_destination(name, cfg))?;
     }
     q.before.get_or_insert(now_seconds() + 1);
@@ -67,8 +73,7 @@ fn bulk_query(query: &str, cfg: &Config) -> Result<EventQuery, ApiError> {
 
 /// What a bulk replay picks, as SQL: deliveries (`deliveries d JOIN events e`)
 /// of the filters whose destination is configured and still takes the event;
-/// for `status=unrouted`, events (`events e`) that a configured destination
-/// (`destination=`, if given) takes now. Each destination's filter is in one bound JSON parameter.
+/// for `status=unrouted`, events (`events e`) that a configured destination takes now. Each destination's filter is in one bound JSON parameter.
 struct Picked {
     from: &'static str,
     filter: String,
@@ -78,6 +83,17 @@ struct Picked {
 }
 
 const DELIVERIES: &str = "FROM deliveries d JOIN events e ON e.id = d.event_id";
+
+/// The stored envelopes' bytes a page of a bulk replay reads at most (the first one whatever its size):
+/// the Worker holds a page's envelopes at once, about three times their size in Wasm memory (measured:
+/// 300 envelopes of 110 KB took 97 MB of the isolate's 128), so a page stops short of `limit` when
+/// its events are large; `remaining` says what is left, and the CLI asks again.
+const PAGE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The envelope bytes of the rows before this one, in the page's order `order`.
+fn bytes_before(order: &str) -> String {
+    format!("COALESCE(SUM(length(e.envelope)) OVER (ORDER BY {order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)")
+}
 const EVENTS: &str = "FROM events e";
 
 impl Picked {
@@ -90,14 +106,8 @@ impl Picked {
         };
         params.push(SqlValue::Text(filter_rules(cfg)));
         let n = params.len();
-        let name = match (unrouted, &q.destination) {
-            (false, _) => "d.destination".to_string(),
-            (true, Some(d)) => {
-                params.push(SqlValue::Text(d.clone()));
-                format!("?{}", n + 1)
-            }
-            (true, None) => "json_extract(r.value, '$.name')".to_string(),
-        };
+        // An unrouted event is picked when any configured destination takes it.
+        let name = if unrouted { "json_extract(r.value, '$.name')" } else { "d.destination" };
         let rule = format!("FROM json_each(?{n}) r WHERE json_extract(r.value, '$.name') = {name}");
         let takes = format!(
             "EXISTS (SELECT 1 {rule} \
@@ -135,18 +145,21 @@ impl Picked {
         let n = self.params.len();
         let sql = format!(
             "UPDATE deliveries SET status = {queued}, updated_at = ?{now} WHERE status != {queued} AND (event_id, destination) IN \
-             (SELECT d.event_id, d.destination {DELIVERIES}{} ORDER BY e.received_at, e.id, d.destination LIMIT ?{limit}) \
+             (SELECT event_id, destination FROM (SELECT d.event_id, d.destination, {} AS bytes_before {DELIVERIES}{} \
+               ORDER BY e.received_at, e.id, d.destination LIMIT ?{limit}) WHERE bytes_before < ?{budget}) \
              RETURNING event_id, destination",
+            bytes_before("e.received_at, e.id, d.destination"),
             self.pick(),
             queued = Status::Queued.sql(),
             limit = n + 1,
             now = n + 2,
+            budget = n + 3,
         );
         let now = now_seconds();
         let db = env.d1(D1_DATABASE).map_err(storage)?;
         let claimed: Vec<Claimed> = db
             .prepare(sql)
-            .bind(&with_extra(&self.params, &[u64::from(limit), now as u64]))
+            .bind(&with_extra(&self.params, &[u64::from(limit), now as u64, PAGE_BYTES]))
             .map_err(storage)?
             .all()
             .await
@@ -179,7 +192,7 @@ impl Picked {
 
     /// Claims the next unrouted events, oldest first (marked `queued` in the
     /// statement that picks them), each for every destination that takes it
-    /// now, or `destination=`; their deliveries are then marked `queued`.
+    /// now; their deliveries are then marked `queued`.
     async fn claim_unrouted(&self, env: &Env, q: &EventQuery, cfg: &Config) -> Result<Vec<Replay>, ApiError> {
         #[derive(Deserialize)]
         struct Claimed {
@@ -192,18 +205,22 @@ impl Picked {
         let n = self.params.len();
         let sql = format!(
             "UPDATE events SET status = {queued}, updated_at = ?{now} WHERE status = {unrouted} AND id IN \
-             (SELECT e.id {EVENTS}{} ORDER BY e.received_at, e.id LIMIT ?{limit}) RETURNING id, provider, type, envelope",
+             (SELECT id FROM (SELECT e.id, {} AS bytes_before {EVENTS}{} ORDER BY e.received_at, e.id LIMIT ?{limit}) \
+               WHERE bytes_before < ?{budget}) \
+             RETURNING id, provider, type, envelope",
+            bytes_before("e.received_at, e.id"),
             self.pick(),
             queued = Status::Queued.sql(),
             unrouted = Status::Unrouted.sql(),
             limit = n + 1,
             now = n + 2,
+            budget = n + 3,
         );
         let now = now_seconds();
         let db = env.d1(D1_DATABASE).map_err(storage)?;
         let claimed: Vec<Claimed> = db
             .prepare(sql)
-            .bind(&with_extra(&self.params, &[u64::from(q.limit), now as u64]))
+            .bind(&with_extra(&self.params, &[u64::from(q.limit), now as u64, PAGE_BYTES]))
             .map_err(storage)?
             .all()
             .await
@@ -213,12 +230,7 @@ impl Picked {
         let mut replays = Vec::new();
         let mut back = Vec::new();
         for c in claimed {
-            let dests: Vec<&str> = match &q.destination {
-                Some(name) => {
-                    cfg.destination(name).filter(|d| d.takes(&c.provider, &c.kind)).map(|d| d.name.as_str()).into_iter().collect()
-                }
-                None => cfg.takers(&c.provider, &c.kind),
-            };
+            let dests = cfg.takers(&c.provider, &c.kind);
             match serde_json::from_str::<Envelope>(&c.envelope) {
                 Ok(e) if !dests.is_empty() => {
                     replays.extend(e.for_replay().fan_out(&dests).into_iter().map(|envelope| Replay { envelope, was: None }))
@@ -232,8 +244,7 @@ impl Picked {
             let sql = format!("UPDATE events SET status = {} WHERE id IN (SELECT value FROM json_each(?1))", Status::Unrouted.sql());
             db.prepare(sql).bind(&[JsValue::from_str(&list)]).map_err(storage)?.run().await.map_err(storage)?;
         }
-        super::replay::mark(env, &replays).await?;
-        Ok(replays)
+        super::replay::mark(env, replays).await
     }
 
     /// How many rows (deliveries, or unrouted events) match the filters and the `WHERE` clause `filtered`.

@@ -56,8 +56,21 @@ pub(super) async fn one(id: &str, query: &str, cfg: &Config, env: &Env) -> Answe
             Replay { envelope, was }
         })
         .collect();
-    enqueue_replays(env, replays).await?;
-    Ok((202, json!({"status": "replayed", "ids": [id], "destinations": dests})))
+    let claimed = enqueue_replays(env, replays).await?;
+    if claimed.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "every delivery of {id} to {} is still on its way (queued, held or retrying); a replay now would send it twice",
+            dests.join(", ")
+        )));
+    }
+    let replayed: Vec<&str> = claimed.iter().filter_map(|r| r.envelope.dest.as_deref()).collect();
+    let on_their_way: Vec<&&str> = dests.iter().filter(|d| !replayed.contains(d)).collect();
+    let mut body = json!({"status": "replayed", "ids": [id], "destinations": replayed});
+    if !on_their_way.is_empty() {
+        // Still queued, held or retrying there: not sent twice.
+        body["on_their_way"] = json!(on_their_way);
+    }
+    Ok((202, body))
 }
 
 pub(super) fn unknown_destination(name: &str, cfg: &Config) -> ApiError {
@@ -72,31 +85,47 @@ pub(super) struct Replay {
     pub was: Option<Status>,
 }
 
-/// Marks each delivery `queued`, then sends them (`send_marked`).
-async fn enqueue_replays(env: &Env, replays: Vec<Replay>) -> std::result::Result<(), ApiError> {
-    mark(env, &replays).await?;
-    send_marked(env, &replays).await
+/// Marks each delivery `queued`, then sends those it claimed (`send_marked`); returns them.
+async fn enqueue_replays(env: &Env, replays: Vec<Replay>) -> std::result::Result<Vec<Replay>, ApiError> {
+    let claimed = mark(env, replays).await?;
+    send_marked(env, &claimed).await?;
+    Ok(claimed)
 }
 
-/// Marks each delivery `queued` (a row is made for a destination new to the
-/// event), and its event's row with it; all or none (what was marked is undone).
-pub(super) async fn mark(env: &Env, replays: &[Replay]) -> std::result::Result<(), ApiError> {
-    let db = env.d1(D1_DATABASE).map_err(|e| failed(&e, 0, replays.len()))?;
+/// Claims each delivery for the replay: marks it `queued` (a row is made for a destination new
+/// to the event) unless it is still on its way (queued, held or retrying: another replay, or the
+/// consumer, has it), and brings its event's row up to date. Returns the deliveries it claimed;
+/// all or none (what was claimed is undone if a batch fails).
+pub(super) async fn mark(env: &Env, replays: Vec<Replay>) -> std::result::Result<Vec<Replay>, ApiError> {
+    let total = replays.len();
+    let db = env.d1(D1_DATABASE).map_err(|e| failed(&e, 0, total))?;
     let at = JsValue::from_f64(now_seconds() as f64);
-    for chunk in replays.chunks(100) {
+    let mut claimed = Vec::new();
+    let mut replays = replays.into_iter().peekable();
+    while replays.peek().is_some() {
+        let chunk: Vec<Replay> = replays.by_ref().take(100).collect();
         let mut marks = Vec::new();
-        for r in chunk {
+        for r in &chunk {
             let (id, dest) = key(&r.envelope);
             let mark = db.prepare(replayed_sql()).bind(&[id.clone(), dest, at.clone()]);
-            marks.push(mark.map_err(|e| failed(&e, 0, replays.len()))?);
-            marks.push(db.prepare(eventlog::SUMMARY.as_str()).bind(&[id, at.clone()]).map_err(|e| failed(&e, 0, replays.len()))?);
+            marks.push(mark.map_err(|e| failed(&e, 0, total))?);
+            marks.push(db.prepare(eventlog::SUMMARY.as_str()).bind(&[id, at.clone()]).map_err(|e| failed(&e, 0, total))?);
         }
-        if let Err(e) = db.batch(marks).await {
-            undo(env, replays).await;
-            return Err(failed(&e, 0, replays.len()));
+        let results = match db.batch(marks).await {
+            Ok(results) => results,
+            Err(e) => {
+                undo(env, &claimed).await;
+                return Err(failed(&e, 0, total));
+            }
+        };
+        for (i, r) in chunk.into_iter().enumerate() {
+            let won = results.get(2 * i).and_then(|res| res.results::<serde_json::Value>().ok()).is_some_and(|rows| !rows.is_empty());
+            if won {
+                claimed.push(r);
+            }
         }
     }
-    Ok(())
+    Ok(claimed)
 }
 
 /// Sends deliveries already marked `queued`, so no consumer can touch them
@@ -159,12 +188,15 @@ fn failed(e: &dyn std::fmt::Display, sent: usize, total: usize) -> ApiError {
     })
 }
 
-/// A replayed delivery is queued again (a row is made for a destination new to the event).
+/// A replayed delivery is queued again (a row is made for a destination new to the event), unless it
+/// is still on its way; the row comes back when it was claimed.
 fn replayed_sql() -> String {
     let queued = Status::Queued.sql();
     format!(
         "INSERT INTO deliveries (event_id, destination, status, attempts, updated_at) VALUES (?1, ?2, {queued}, 0, ?3) \
-         ON CONFLICT (event_id, destination) DO UPDATE SET status = {queued}, updated_at = ?3"
+         ON CONFLICT (event_id, destination) DO UPDATE SET status = {queued}, updated_at = ?3 \
+         WHERE deliveries.status NOT IN {} RETURNING destination",
+        Status::sql_list(&Status::UNFINISHED)
     )
 }
 

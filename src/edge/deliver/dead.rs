@@ -1,7 +1,7 @@
 //! The dead-letter consumer: each dead delivery recorded in the event log,
 //! where an operator finds it and replays it, and told to alerts.
 
-use super::{ack, envelope_of, retry_later};
+use super::{ack, envelope_of, retry_dead_letter_later};
 use crate::alerts::Item;
 use crate::config::Config;
 use crate::delivery::Envelope;
@@ -54,7 +54,7 @@ pub async fn record(msg: &RawMessage, cfg: Option<&Config>, env: &Env) -> Vec<It
         }
         Err(e) => {
             log(json!({"kind": "dead_letter_record_failed", "id": envelope.id, "error": e.to_string()}));
-            retry_later(msg);
+            retry_dead_letter_later(msg);
             Vec::new()
         }
     }
