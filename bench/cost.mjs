@@ -44,7 +44,7 @@ export const FREE_DAILY = {
 
 const FIELDS = ["requests", "kv_read", "kv_write", "queue_ops", "d1_rows_read", "d1_rows_written", "r2_class_a", "r2_class_b"];
 
-function sumOps(logs) {
+export function sumOps(logs) {
   const total = Object.fromEntries([...FIELDS, "queue_write", "queue_read", "queue_delete", "d1_queries", "subrequests"].map((f) => [f, 0]));
   for (const line of logs) {
     if (!line.startsWith("{") || !line.includes('"ops"')) continue;
@@ -104,7 +104,7 @@ export async function measureCosts({ small = 40, large = 4 } = {}) {
   return results;
 }
 
-const price = (perEvent) => FIELDS.reduce((sum, f) => sum + perEvent[f] * PRICES.perMillion[f], 0);
+export const price = (perEvent) => FIELDS.reduce((sum, f) => sum + perEvent[f] * PRICES.perMillion[f], 0);
 
 function freeLimit(perEvent) {
   let best = { events: Infinity, limit: "none" };

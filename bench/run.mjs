@@ -10,7 +10,7 @@
 // Targets are reported, never asserted. Queue consumers are off while
 // measuring, so the numbers are the ingest path alone.
 import { execFileSync, spawnSync } from "node:child_process";
-import { readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -34,6 +34,15 @@ const CONNECTIONS = 10;
 const say = (m) => process.stderr.write(`bench: ${m}\n`);
 
 const OUT = process.env.BENCH_MD ?? "BENCHMARKS.md";
+
+/** Section 7, the soak, as `npm run soak` last wrote it (this bench does not run it). */
+function soakSection() {
+  const previous = existsSync(OUT) ? readFileSync(OUT, "utf8") : "";
+  const at = previous.indexOf("## 7. The soak");
+  if (at < 0) return "";
+  const end = previous.indexOf("\n## ", at + 5);
+  return "\n" + previous.slice(at, end < 0 ? undefined : end + 1).trimEnd() + "\n";
+}
 say("building");
 if (spawnSync("bash", ["scripts/build.sh"], { stdio: ["ignore", "ignore", "inherit"] }).status !== 0) process.exit(1);
 
@@ -374,7 +383,7 @@ message (Email Routing's limit) costs the Worker about 2.7 times its size in Was
 ## 6. What an event costs: platform operations, measured
 
 ${costMarkdown(costs)}
-
+${soakSection()}
 ${staticPart("NOTES.md")}
 `;
 writeFileSync(OUT, md);

@@ -183,6 +183,42 @@ pub async fn record(env: &Env, e: &Envelope, envelope_json: &str, step: Step, ex
     Ok(results)
 }
 
+/// Which of `deliveries` (each an event and its destination) are delivered already: one query for a
+/// queue batch. Unreadable, none are (the delivery goes on: an origin may see it twice, never not at all).
+pub async fn delivered<M, J>(env: &Env, deliveries: &[(M, Envelope, J)]) -> std::collections::HashSet<(String, Option<String>)> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        event_id: String,
+        destination: String,
+    }
+    let pairs: Vec<(&str, &str)> = deliveries.iter().filter_map(|(_, e, _)| Some((e.id.as_str(), e.dest.as_deref()?))).collect();
+    if pairs.is_empty() {
+        return Default::default();
+    }
+    let list = serde_json::to_string(&pairs).unwrap_or_default();
+    let read = async {
+        let r = env
+            .d1(D1_DATABASE)?
+            .prepare(format!(
+                "SELECT event_id, destination FROM deliveries WHERE status = {} AND (event_id, destination) IN \
+                 (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))",
+                Status::Delivered.sql()
+            ))
+            .bind(&[text(&list)])?
+            .all()
+            .await?;
+        super::ops::d1(std::slice::from_ref(&r));
+        r.results::<Row>()
+    };
+    match read.await {
+        Ok(rows) => rows.into_iter().map(|r| (r.event_id, Some(r.destination))).collect(),
+        Err(e) => {
+            log(json!({"kind": "event_log_unreadable", "stage": "delivered", "error": e.to_string()}));
+            Default::default()
+        }
+    }
+}
+
 /// Records an attempt; the event log only serves operators, so a failure is logged, not retried.
 pub async fn record_attempt(env: &Env, e: &Envelope, envelope_json: &str, step: Step, extra: Vec<D1PreparedStatement>) -> Vec<D1Result> {
     match record(env, e, envelope_json, step, extra).await {

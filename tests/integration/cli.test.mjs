@@ -62,7 +62,15 @@ describe("the mailhook command line", () => {
     const [first] = (await run(["export", "--limit", "1"], env)).stdout.trim().split("\n").map((l) => JSON.parse(l));
     const r = await run(["replay", first.id], env);
     assert.deepEqual(JSON.parse(r.stdout), { status: "replayed", ids: [first.id], destinations: ["origin"] });
-    const to = await run(["replay", first.id, "--destination", "origin"], env);
+    // While the first replay is on its way, a second is refused (it would send twice); once it is recorded, taken.
+    let to;
+    await waitFor(async () => {
+      to = await run(["replay", first.id, "--destination", "origin"], env).catch((e) => {
+        if (/still on its way/.test(e.stderr)) return null;
+        throw e;
+      });
+      return to !== null;
+    }, { what: "the first replay delivered, so a second is taken" });
     assert.deepEqual(JSON.parse(to.stdout).destinations, ["origin"]);
     await assert.rejects(run(["replay", first.id, "--destination", "crm"], env), /there is no destination "crm"; the destinations are origin/);
     const listed = await run(["destinations"], env);

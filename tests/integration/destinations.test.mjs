@@ -268,6 +268,8 @@ describe("destinations", () => {
       assert.deepEqual(bulk.json.ids, [other]);
       assert.equal(bulk.json.remaining, 0);
       await waitFor(() => origins.crm.deliveries.some((d) => d.id === other), { what: "the bulk replay at crm" });
+      // Recorded too: a delivery still on its way is not replayed again (it would be sent twice).
+      await waitFor(async () => (await hook.admin(`/admin/events/${other}`)).json.status === "delivered", { what: "the bulk replay recorded" });
       // To all: every destination whose filter takes it, again.
       const all = await hook.admin(`/admin/events/${other}/replay`, { method: "POST" });
       assert.deepEqual(all.json.destinations, ["crm", "desk"]);

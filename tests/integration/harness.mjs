@@ -97,7 +97,7 @@ export async function startOrigin({ secret = SECRETS.ORIGIN_SIGNING_SECRET, resp
         res.writeHead(400).end("not a CloudEvent");
         return;
       }
-      const delivery = { id: headers["webhook-id"], headers, body, event };
+      const delivery = { id: headers["webhook-id"], headers, body, event, at: Date.now() };
       origin.attempts.push(delivery);
       let answer = respond ? await respond(delivery, origin.attempts.length) : 204;
       if (typeof answer === "number") answer = { status: answer };
@@ -118,9 +118,10 @@ export async function startOrigin({ secret = SECRETS.ORIGIN_SIGNING_SECRET, resp
  * SECRETS (a value of undefined removes it); `without` drops bindings by name;
  * `persist` keeps KV, R2 and D1 in a folder across instances. `ratelimits`: true binds
  * wrangler.toml's [[ratelimits]], an object overrides their limits by name ({ ADMIN_RATE_LIMIT: 5 });
- * without it there are none, so that tests that poll the admin API are not counted.
+ * without it there are none, so that tests that poll the admin API are not counted. `batch`
+ * ({ size, timeout }) overrides the consumers' max_batch_size and max_batch_timeout (the soak compares them).
  */
-export async function startMailhook({ vars = {}, secrets = {}, without = [], listen = false, consumers: withConsumers = true, inspectorPort, persist, ratelimits, driver = false } = {}) {
+export async function startMailhook({ vars = {}, secrets = {}, without = [], listen = false, consumers: withConsumers = true, inspectorPort, persist, ratelimits, driver = false, batch } = {}) {
   // Short retries, and a circuit breaker that stays out of the way unless a test sets it.
   const bindings = { ...wrangler.vars, RETRY_SCHEDULE_SECONDS: "1,1,1", CIRCUIT_FAILURES: "1000", ...SECRETS, ...secrets, ...vars };
   for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
@@ -132,8 +133,8 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
     wrangler.queues.consumers.map((c) => [
       c.queue,
       {
-        maxBatchSize: c.max_batch_size,
-        maxBatchTimeout: c.max_batch_timeout,
+        maxBatchSize: batch?.size ?? c.max_batch_size,
+        maxBatchTimeout: batch?.timeout ?? c.max_batch_timeout,
         maxRetries: c.max_retries,
         retryDelay: Math.min(c.retry_delay ?? 0, 1),
         deadLetterQueue: c.dead_letter_queue,

@@ -88,7 +88,7 @@ describe("large email", () => {
     });
   }
 
-  test("two copies of one event accepted at once are each delivered as received (found in review: they shared R2 objects)", { timeout: 120_000 }, async () => {
+  test("two copies of one event accepted at once: the origin gets it once, as one copy was received (found in review: they shared R2 objects)", { timeout: 120_000 }, async () => {
     const attachment = randomBytes(400_000).toString("base64");
     for (let pair = 0; pair < 4; pair++) {
       const copy = (timestamp, pad) => JSON.stringify({
@@ -101,9 +101,13 @@ describe("large email", () => {
       const accepted = answers.filter((a) => a.json?.status === "accepted").length;
       const id = answers[0].json.ids[0];
       assert.equal(answers[1].json.ids[0], id, "one event id");
-      await waitFor(() => origin.deliveries.filter((d) => d.id === id).length >= accepted, { what: `${accepted} deliveries of ${id}` });
-      const raws = origin.deliveries.filter((d) => d.id === id).map((d) => d.event.data.raw.timestamp).sort();
-      if (accepted === 2) assert.deepEqual(raws, [1, 1_700_000_000], "each accepted copy is delivered with its own bytes");
+      assert.ok(accepted >= 1);
+      await waitFor(() => origin.deliveries.some((d) => d.id === id), { what: `the delivery of ${id}` });
+      await waitFor(async () => (await hook.deliveries()).every((d) => d.status === "delivered"), { what: "both copies settled" });
+      const raws = origin.deliveries.filter((d) => d.id === id).map((d) => d.event.data.raw.timestamp);
+      // The second copy finds the delivery done (or its twin in the same batch) and is not sent again.
+      assert.equal(raws.length, 1, `${accepted} copies accepted, delivered once`);
+      assert.ok([1, 1_700_000_000].includes(raws[0]), "with the bytes of one copy, not a mix");
     }
   });
 

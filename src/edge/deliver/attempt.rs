@@ -4,7 +4,7 @@
 
 use super::post::{post, Attempt};
 use super::stored::load_event;
-use super::{ack, dead_letter, envelope_of, requeue, retry_later};
+use super::{ack, dead_letter, requeue, retry_later};
 use crate::config::Config;
 use crate::delivery::{classify, next_delay, Envelope, Outcome};
 use crate::destinations::{gate, in_slow_lane, Circuit, Destination, Gate, LEGACY_NAME, SLOW_ATTEMPT_MS};
@@ -38,8 +38,7 @@ impl Delivery<'_> {
     }
 }
 
-pub async fn deliver(msg: &RawMessage, cfg: &Config, env: &Env, circuits: &HashMap<String, Circuit>) {
-    let Some((envelope, json)) = envelope_of(msg, env).await else { return };
+pub async fn deliver(msg: &RawMessage, envelope: Envelope, json: String, cfg: &Config, env: &Env, circuits: &HashMap<String, Circuit>) {
     let mut d = Delivery { msg, envelope, json, env };
     let Some(name) = d.envelope.dest.clone() else { return fan_out(d, cfg).await };
     let Some(dest) = cfg.destination(&name) else {

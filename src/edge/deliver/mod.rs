@@ -19,7 +19,7 @@ use crate::edge::queue::send;
 use crate::edge::{alerts, circuit, eventlog, ops};
 use futures_util::future::join_all;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::HashSet;
 use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage};
 
 /// How long to wait before looking at a message again after an
@@ -51,20 +51,31 @@ pub async fn handle(batch: MessageBatch<String>, env: &Env) {
         }
     };
     let messages: Vec<RawMessage> = batch.raw_iter().collect();
-    // Every destination's circuit, read once for the batch.
-    let circuits = if dead_letters { HashMap::new() } else { circuit::load(env).await };
-    let alerts: Vec<Item> = join_all(messages.iter().map(|m| async {
-        if dead_letters {
-            dead::record(m, Some(&cfg), env).await
-        } else {
-            attempt::deliver(m, &cfg, env, &circuits).await;
-            Vec::new()
+    let alerts: Vec<Item> = if dead_letters {
+        join_all(messages.iter().map(|m| dead::record(m, Some(&cfg), env))).await.into_iter().flatten().collect()
+    } else {
+        let parsed: Vec<_> = join_all(messages.iter().map(|m| envelope_of(m, env))).await;
+        let deliveries: Vec<(&RawMessage, Envelope, String)> =
+            messages.iter().zip(parsed).filter_map(|(m, p)| p.map(|(e, json)| (m, e, json))).collect();
+        // Every destination's circuit, and which of the batch's deliveries are done already, read once for the batch.
+        let (circuits, done) = futures_util::join!(circuit::load(env), eventlog::delivered(env, &deliveries));
+        let mut seen = HashSet::new();
+        let mut todo = Vec::new();
+        for (m, e, json) in deliveries {
+            let key = (e.id.clone(), e.dest.clone());
+            // A second copy of an event accepted twice at once (KV cannot tell them apart in time): the
+            // delivery is done, or its other copy is in this batch. Its webhook-id would be the same; mailhook
+            // does not lean on every origin checking it.
+            if e.dest.is_some() && (done.contains(&key) || !seen.insert(key)) {
+                log(json!({"kind": "already_delivered", "id": e.id, "dest": e.dest}));
+                ack(m, json.len());
+                continue;
+            }
+            todo.push((m, e, json));
         }
-    }))
-    .await
-    .into_iter()
-    .flatten()
-    .collect();
+        join_all(todo.into_iter().map(|(m, e, json)| attempt::deliver(m, e, json, &cfg, env, &circuits))).await;
+        Vec::new()
+    };
     // One outbox write for the batch's dead letters; the minute cron tells them as one message.
     alerts::enqueue(env, &alerts).await;
     log(json!({"kind": "batch", "queue": batch.queue(), "messages": messages.len(), "ops": ops::take()}));
