@@ -6,7 +6,7 @@
   const app = document.getElementById("app");
   const SVGNS = "http://www.w3.org/2000/svg";
   // The statuses are the Worker's (GET /admin/stats `statuses`); BADGE only colours them.
-  const FILTERS = ["provider", "type", "status", "destination", "from", "to"];
+  const FILTERS = ["provider", "type", "status", "destination", "thread", "from", "to"];
   const BADGE = { delivered: "ok", closed: "ok", queued: "warn", held: "warn", retrying: "warn",
     "half-open": "warn", half_open: "warn", dead: "bad", open: "bad" };
   const PAGE_SIZE = 50;
@@ -357,7 +357,7 @@
     const form = h("form", { id: "filters", class: "filters", onsubmit: (ev) => {
       ev.preventDefault();
       const fd = new FormData(form), p = new URLSearchParams();
-      for (const k of ["provider", "type", "status", "destination"]) {
+      for (const k of ["provider", "type", "status", "destination", "thread"]) {
         const x = String(fd.get(k) || "").trim();
         if (x) p.set(k, x);
       }
@@ -372,6 +372,7 @@
       field("f-type", "Type", h("input", { id: "f-type", name: "type", type: "text", value: v("type"), placeholder: "email.delivered" })),
       field("f-status", "Status", status),
       field("f-destination", "Destination", h("input", { id: "f-destination", name: "destination", type: "text", value: v("destination") })),
+      field("f-thread", "Thread", h("input", { id: "f-thread", name: "thread", type: "text", value: v("thread"), placeholder: "<root@mail.example.com>" })),
       field("f-from", "Received from", h("input", { id: "f-from", name: "from", type: "datetime-local", value: toLocalInput(v("from")) })),
       field("f-to", "Received to", h("input", { id: "f-to", name: "to", type: "datetime-local", value: toLocalInput(v("to")) })),
       h("div", { class: "buttons" }, h("button", { type: "submit", class: "primary" }, "Apply"),
@@ -407,6 +408,10 @@
         kv("Attempts", dash(e.attempts)), kv("Received", when(e.received_at)), kv("Updated", when(e.updated_at)),
         kv("Subject", ce ? dash(d.subject) : "—"), kv("From", ce ? addr(d.from) : "—"),
         kv("To", to.length ? h("ul", { class: "plain" }, to.map((a) => h("li", {}, addr(a)))) : "—"),
+        ce && d.recipient_tag != null ? kv("Recipient tag", h("span", { class: "mono", id: "recipient-tag" }, String(d.recipient_tag))) : null,
+        ce && d.thread && typeof d.thread.id === "string" ? kv("Thread", h("span", { id: "thread" },
+          h("a", { href: "#/events?" + new URLSearchParams({ thread: d.thread.id }) }, d.thread.id),
+          d.thread.in_reply_to ? [" in reply to ", h("span", { class: "mono" }, String(d.thread.in_reply_to))] : null)) : null,
         e.last_status != null ? kv("Last status", String(e.last_status)) : null,
         e.last_error ? kv("Last error", h("span", { class: "err" }, String(e.last_error))) : null,
         e.payload_ref ? kv("Payload", h("span", { class: "mono" }, String(e.payload_ref))) : null),

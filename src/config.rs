@@ -8,6 +8,7 @@ pub use crate::auth::Secrets;
 use crate::auth::MAX_CLOCK_SKEW_SECONDS;
 use crate::delivery::{parse_schedule, schedule_span_seconds, DEFAULT_RETRY_SCHEDULE};
 use crate::destinations::{self, CircuitPolicy, Defaults, Destination, DEFAULT_CIRCUIT_FAILURES, DEFAULT_CIRCUIT_PROBE_SECONDS};
+use crate::event::Route;
 use crate::limits::{KV_MIN_TTL_SECONDS, MAX_BODY_BYTES_LIMIT, MAX_QUEUE_DELAY_SECONDS};
 pub use crate::values::ConfigError;
 use crate::values::{boolean, number};
@@ -38,12 +39,15 @@ pub struct Config {
     /// Bearer tokens of `/admin`; the API is off while empty.
     pub admin_tokens: Secrets,
     pub log_retention_days: u32,
+    /// `RECIPIENT_TAG_SEPARATOR`: the characters that start a recipient's tag (`conversation`).
+    pub tag_separators: String,
 }
 
 impl Config {
     /// Reads every variable through `get` (unset and empty are the same) and
     /// validates the whole, naming the first variable that is wrong.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let raw_tag_separators = get("RECIPIENT_TAG_SEPARATOR");
         let get = |name: &str| get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let cfg = Config {
             max_body_bytes: number(&get, "MAX_BODY_BYTES", 33_554_432)?,
@@ -55,6 +59,8 @@ impl Config {
             retry_schedule: schedule(get("RETRY_SCHEDULE_SECONDS").as_deref())?,
             admin_tokens: Secrets::parse(get("ADMIN_TOKEN").as_deref()),
             log_retention_days: number(&get, "LOG_RETENTION_DAYS", 30)?,
+            // Unset is `+`; empty (unlike the other variables) turns tags off.
+            tag_separators: crate::conversation::tag_separators(raw_tag_separators.as_deref())?,
         };
         let timeout_seconds = number(&get, "ORIGIN_TIMEOUT_SECONDS", 15)?;
         if !(1..=300).contains(&timeout_seconds) {
@@ -75,9 +81,9 @@ impl Config {
         Config { destinations, ..cfg }.validate()
     }
 
-    /// The names of the destinations that take an event of `provider` (route name) and type `kind`.
-    pub fn takers(&self, provider: &str, kind: &str) -> Vec<&str> {
-        self.destinations.iter().filter(|d| d.takes(provider, kind)).map(|d| d.name.as_str()).collect()
+    /// The names of the destinations that take the event.
+    pub fn takers(&self, route: Route<'_>) -> Vec<&str> {
+        self.destinations.iter().filter(|d| d.takes(route)).map(|d| d.name.as_str()).collect()
     }
 
     /// The destination called `name`.

@@ -122,6 +122,23 @@ pub struct Inbound {
     pub sender_ip: Option<String>,
 }
 
+/// What destination filters read of an event: its provider (route name), type and recipient tag.
+#[derive(Debug, Clone, Copy)]
+pub struct Route<'a> {
+    pub provider: &'a str,
+    pub kind: &'a str,
+    pub tag: Option<&'a str>,
+}
+
+/// A received message's conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Thread {
+    /// The conversation's id: the first of References, else In-Reply-To, else the message's own Message-ID.
+    pub id: String,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Attachment {
     pub filename: Option<String>,
@@ -156,7 +173,11 @@ pub struct EventData {
     pub cc: Vec<Address>,
     pub bcc: Vec<Address>,
     pub recipient: Option<String>,
+    /// The recipient's mailbox tag (`support+ticket-4121@` → `ticket-4121`; `conversation`).
+    pub recipient_tag: Option<String>,
     pub subject: Option<String>,
+    /// The conversation of received mail (`conversation`); null for other events.
+    pub thread: Option<Thread>,
     pub tags: Vec<String>,
     pub metadata: Map<String, Value>,
     pub bounce: Option<Bounce>,
@@ -180,7 +201,9 @@ impl EventData {
             cc: Vec::new(),
             bcc: Vec::new(),
             recipient: None,
+            recipient_tag: None,
             subject: None,
+            thread: None,
             tags: Vec::new(),
             metadata: Map::new(),
             bounce: None,

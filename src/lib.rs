@@ -16,7 +16,8 @@
 //!   head before the body, reverse DNS as steps, the pure ingest, the plan of
 //!   every I/O step. [`providers`] has one module per source (a seventh source
 //!   goes there: a module implementing `Source` and one `registry!` line).
-//!   [`event`] is the canonical event; [`large`] keeps large email without
+//!   [`event`] is the canonical event and [`conversation`] where received mail
+//!   belongs (its thread and mailbox tag); [`large`] keeps large email without
 //!   copies; [`dedupe`] makes ids and keys; [`dns`], [`mailauth`], [`address`]
 //!   and [`time`] are the parsers the sources share.
 //! - Delivery: [`delivery`] has the queue envelope, signing and the retry
@@ -43,6 +44,7 @@ pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod console;
+pub mod conversation;
 pub mod dedupe;
 pub mod delivery;
 pub mod destinations;

@@ -6,6 +6,7 @@
 mod common;
 use base64::Engine as _;
 use common::*;
+use mailhook::event::Route;
 use mailhook::providers::{Inbound, Provider, SmtpEnvelope};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -181,8 +182,12 @@ fn destination_filters_name_it_and_apply_to_it() {
         ("ORIGIN_URL", ""),
     ]);
     assert_eq!(cfg.delivery_problem(), None);
-    assert_eq!(cfg.takers(P.name(), "email.received"), vec!["inbox"], "a filter of other providers does not take its mail");
-    assert_eq!(cfg.takers("maileroo", "email.bounced"), vec!["bounces"]);
+    assert_eq!(
+        cfg.takers(Route { provider: P.name(), kind: "email.received", tag: None }),
+        vec!["inbox"],
+        "a filter of other providers does not take its mail"
+    );
+    assert_eq!(cfg.takers(Route { provider: "maileroo", kind: "email.bounced", tag: None }), vec!["bounces"]);
 }
 
 #[test]

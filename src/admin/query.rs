@@ -16,6 +16,8 @@ pub struct EventQuery {
     pub kind: Option<String>,
     pub status: Option<Status>,
     pub destination: Option<String>,
+    /// A conversation's id (`data.thread.id`), as `<left@right>`.
+    pub thread: Option<String>,
     /// Unix seconds, inclusive.
     pub from: Option<i64>,
     /// Unix seconds, exclusive.
@@ -49,6 +51,7 @@ impl EventQuery {
                 "provider" => q.provider = Some(v),
                 "destination" => q.destination = Some(v.trim().to_ascii_lowercase()),
                 "type" => q.kind = Some(v),
+                "thread" => q.thread = Some(crate::event::message_id(&v).ok_or_else(|| bad(k, "must be a Message-ID"))?),
                 "status" => {
                     q.status = Some(
                         Status::parse(&v)
@@ -66,7 +69,7 @@ impl EventQuery {
                         .ok_or_else(|| bad(k, &format!("must be 1 to {MAX_LIMIT}")))?
                 }
                 "page" => q.page = v.parse().ok().filter(|p| *p >= 1).ok_or_else(|| bad(k, "must be 1 or more"))?,
-                _ => return Err(bad(k, "is not a filter; use provider, type, status, destination, from, to, before, limit, page")),
+                _ => return Err(bad(k, "is not a filter; use provider, type, status, destination, thread, from, to, before, limit, page")),
             }
         }
         Ok(q)
@@ -136,15 +139,18 @@ impl EventQuery {
     }
 
     fn event_conditions(&self, w: &mut Where, alias: &str) {
+        // `{e}` is the events table's alias.
         let conds = [
-            (self.provider.clone().map(SqlValue::Text), "provider = ?"),
-            (self.kind.clone().map(SqlValue::Text), "type = ?"),
-            (self.from.map(SqlValue::Int), "received_at >= ?"),
-            (self.to.map(SqlValue::Int), "received_at < ?"),
+            (self.provider.clone().map(SqlValue::Text), "{e}provider = ?"),
+            (self.kind.clone().map(SqlValue::Text), "{e}type = ?"),
+            // Kept in the stored envelope (`delivery::Envelope::thread`): read there, without an index of its own.
+            (self.thread.clone().map(SqlValue::Text), "json_extract({e}envelope, '$.thread') = ?"),
+            (self.from.map(SqlValue::Int), "{e}received_at >= ?"),
+            (self.to.map(SqlValue::Int), "{e}received_at < ?"),
         ];
         for (value, cond) in conds {
             if let Some(v) = value {
-                let c = w.param(&format!("{alias}{cond}"), v);
+                let c = w.param(&cond.replace("{e}", alias), v);
                 w.conds.push(c);
             }
         }
@@ -223,6 +229,7 @@ pub fn filter_rules(cfg: &crate::config::Config) -> String {
                 "name": d.name,
                 "providers": d.filter.providers.as_ref().map(|ps| ps.iter().map(|p| p.name()).collect::<Vec<_>>()),
                 "types": d.filter.types.as_ref().map(|ts| ts.iter().map(|t| like_pattern(t)).collect::<Vec<_>>()),
+                "recipient_tags": d.filter.recipient_tags.as_ref().map(|ts| ts.iter().map(|t| tag_like_pattern(t)).collect::<Vec<_>>()),
             })
         })
         .collect();
@@ -231,11 +238,21 @@ pub fn filter_rules(cfg: &crate::config::Config) -> String {
 
 /// A type pattern (`email.bounced`, `email.*`, `*`) as a `LIKE … ESCAPE '\'` pattern.
 fn like_pattern(t: &str) -> String {
-    let escaped = t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = like_escaped(t);
     match escaped.strip_suffix('*') {
         Some(prefix) => format!("{prefix}%"),
         None => escaped,
     }
+}
+
+/// A recipient tag pattern (`ticket-*`, `*` anywhere; `conversation::tag_matches`) as a `LIKE` pattern:
+/// both ignore ASCII case.
+fn tag_like_pattern(t: &str) -> String {
+    like_escaped(t).replace('*', "%")
+}
+
+fn like_escaped(t: &str) -> String {
+    t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
 #[cfg(test)]
@@ -311,6 +328,16 @@ mod tests {
             ("DESTINATION_CRM_SIGNING_SECRET", "whsec_c2Vjb25k"),
         ])
         .unwrap();
-        assert_eq!(filter_rules(&cfg), r#"[{"name":"crm","providers":["maileroo"],"types":["email.%"]}]"#);
+        assert_eq!(filter_rules(&cfg), r#"[{"name":"crm","providers":["maileroo"],"recipient_tags":null,"types":["email.%"]}]"#);
+        assert_eq!(tag_like_pattern("ticket_*-*"), "ticket\\_%-%");
+    }
+
+    #[test]
+    fn a_thread_is_read_from_the_stored_envelope() {
+        let q = EventQuery::parse("thread=abc%40example.com&provider=improvmx").unwrap();
+        assert_eq!(q.thread.as_deref(), Some("<abc@example.com>"), "with or without its brackets");
+        assert_eq!(q.where_clause().0, " WHERE provider = ?1 AND json_extract(envelope, '$.thread') = ?2");
+        let q = EventQuery { status: Some(Status::Dead), ..q };
+        assert!(q.delivery_where_clause().0.starts_with(" WHERE e.provider = ?1 AND json_extract(e.envelope, '$.thread') = ?2"));
     }
 }

@@ -8,6 +8,8 @@ mod signing;
 pub use retry::*;
 pub use signing::{sign, Signer};
 
+use crate::conversation::MAX_MSG_ID_LEN;
+use crate::event::Route;
 use crate::limits::MAX_INLINE_ENVELOPE_BYTES;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -26,6 +28,12 @@ pub struct Envelope {
     pub provider: String,
     #[serde(rename = "type")]
     pub kind: String,
+    /// The recipient's tag (`data.recipient_tag`), which destination filters read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The conversation's id (`data.thread.id`), which the event log filters by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
     /// The destination of this delivery. Messages of 0.2 have none: the
     /// consumer sends those to every destination whose filter takes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,6 +76,8 @@ impl Envelope {
             id: id.to_string(),
             provider: provider.to_string(),
             kind: kind.to_string(),
+            tag: None,
+            thread: None,
             dest: None,
             dests: Vec::new(),
             attempt: 0,
@@ -87,10 +97,15 @@ impl Envelope {
         self.received_ms.or_else(|| (self.received_at > 0).then(|| self.received_at.saturating_mul(1000)))
     }
 
+    /// What destination filters read of this event.
+    pub fn route(&self) -> Route<'_> {
+        Route { provider: &self.provider, kind: &self.kind, tag: self.tag.as_deref() }
+    }
+
     /// True when an event of `event_len` bytes travels inline (a queue message holds at most 128 KB).
     pub fn fits_inline(id: &str, event_len: u64) -> bool {
-        // ~200 bytes of envelope fields around the event.
-        event_len.saturating_add(200 + id.len() as u64) <= MAX_INLINE_ENVELOPE_BYTES as u64
+        // ~200 bytes of envelope fields around the event, a tag and a thread id.
+        event_len.saturating_add(200 + 64 + MAX_MSG_ID_LEN as u64 + id.len() as u64) <= MAX_INLINE_ENVELOPE_BYTES as u64
     }
 
     pub fn to_json(&self) -> String {

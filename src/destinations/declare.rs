@@ -54,6 +54,7 @@ enum Schedule {
 struct DeclaredFilter {
     providers: Option<Vec<String>>,
     types: Option<Vec<String>>,
+    recipient_tags: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -122,7 +123,7 @@ pub fn parse(
 
 fn declared_one(item: Value, defaults: &Defaults<'_>, get: &impl Fn(&str) -> Option<String>) -> Result<Destination, String> {
     let d: Declared = serde_json::from_value(item).map_err(|e| {
-        format!("{e}; a destination takes name, url, filter (providers, types), timeout_seconds, retry_schedule_seconds, circuit_failures, circuit_probe_seconds")
+        format!("{e}; a destination takes name, url, filter (providers, types, recipient_tags), timeout_seconds, retry_schedule_seconds, circuit_failures, circuit_probe_seconds")
     })?;
     let name = d.name.trim().to_ascii_lowercase();
     if name.is_empty()
@@ -136,7 +137,11 @@ fn declared_one(item: Value, defaults: &Defaults<'_>, get: &impl Fn(&str) -> Opt
     let url = valid_url(&d.url)?;
     let filter = match d.filter {
         None => Filter::default(),
-        Some(f) => Filter { providers: f.providers.map(providers).transpose()?, types: f.types.map(types).transpose()? },
+        Some(f) => Filter {
+            providers: f.providers.map(providers).transpose()?,
+            types: f.types.map(types).transpose()?,
+            recipient_tags: f.recipient_tags.map(recipient_tags).transpose()?,
+        },
     };
     if !filter.matches_anything() {
         return Err("the filter matches no event any of its providers sends; see the README's table of event types per provider".into());
@@ -211,6 +216,23 @@ fn types(list: Vec<String>) -> Result<Vec<String>, String> {
     Ok(list)
 }
 
+/// The most tag patterns of one filter, and the longest (a local part is at most 64 octets).
+const MAX_TAG_PATTERNS: usize = 100;
+const MAX_TAG_PATTERN_LEN: usize = 64;
+
+fn recipient_tags(list: Vec<String>) -> Result<Vec<String>, String> {
+    let list = items(list, "recipient_tags")?;
+    if list.len() > MAX_TAG_PATTERNS {
+        return Err(format!("filter.recipient_tags lists {} patterns; at most {MAX_TAG_PATTERNS}", list.len()));
+    }
+    match list.iter().find(|t| t.len() > MAX_TAG_PATTERN_LEN || t.contains(['@', '"']) || t.chars().any(char::is_whitespace)) {
+        Some(t) => Err(format!(
+            "filter.recipient_tags: {t:?} is no tag pattern; write the part after the separator, with * for any run of characters, e.g. ticket-*"
+        )),
+        None => Ok(list),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,7 +259,7 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].name, "origin");
         assert_eq!(d[0].problem(), None);
-        assert!(d[0].filter.matches(Provider::Maileroo, "email.bounced"));
+        assert!(d[0].filter.matches(Provider::Maileroo, "email.bounced", None));
         // Nothing set: still one destination, whose problem says what to set.
         let d = run(None, &[]).unwrap();
         assert!(d[0].problem().unwrap().contains("ORIGIN_URL"));
@@ -264,15 +286,15 @@ mod tests {
         .unwrap();
         assert_eq!(d.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["crm", "support", "analytics"], "no origin without ORIGIN_URL");
         assert_eq!(d[0].display_url(), "https://crm.example/hooks");
-        assert!(d[0].filter.matches(Provider::Maileroo, "email.bounced"));
-        assert!(!d[0].filter.matches(Provider::Maileroo, "email.delivered"));
-        assert!(d[1].filter.matches(Provider::ImprovMx, "email.received"));
-        assert!(!d[1].filter.matches(Provider::AdmTools, "email.received"));
+        assert!(d[0].filter.matches(Provider::Maileroo, "email.bounced", None));
+        assert!(!d[0].filter.matches(Provider::Maileroo, "email.delivered", None));
+        assert!(d[1].filter.matches(Provider::ImprovMx, "email.received", None));
+        assert!(!d[1].filter.matches(Provider::AdmTools, "email.received", None));
         assert_eq!((d[1].timeout_seconds, d[1].retry_schedule.clone(), d[1].keys.len()), (5, vec![1, 2], 2));
         assert_eq!(d[1].circuit, CircuitPolicy { failures: 3, probe_seconds: 30 });
         assert_eq!((d[0].timeout_seconds, d[0].retry_schedule.clone(), d[0].circuit.failures), (15, vec![5, 30], 10));
         assert_eq!(d[2].retry_schedule, vec![10, 20]);
-        assert!(d[2].filter.matches(Provider::AdmTools, "mailbox.flags_changed"));
+        assert!(d[2].filter.matches(Provider::AdmTools, "mailbox.flags_changed", None));
     }
 
     #[test]
@@ -355,8 +377,33 @@ mod tests {
         )
         .unwrap()
         .remove(0);
-        assert!(d.takes("maileroo", "email.bounced"));
-        assert!(!d.takes("mailtura", "email.bounced"));
-        assert!(d.takes("a-provider-since-removed", "email.bounced"));
+        assert!(d.takes(route("maileroo", "email.bounced", None)));
+        assert!(!d.takes(route("mailtura", "email.bounced", None)));
+        assert!(d.takes(route("a-provider-since-removed", "email.bounced", None)));
+    }
+
+    fn route<'a>(provider: &'a str, kind: &'a str, tag: Option<&'a str>) -> crate::event::Route<'a> {
+        crate::event::Route { provider, kind, tag }
+    }
+
+    #[test]
+    fn a_filter_on_recipient_tags_takes_only_tagged_mail_that_matches() {
+        let d = run(
+            Some(r#"{"name": "desk", "url": "https://d.example/", "filter": {"recipient_tags": [" Ticket-* ", "vip"]}}"#),
+            &[("DESTINATION_DESK_SIGNING_SECRET", KEY)],
+        )
+        .unwrap()
+        .remove(0);
+        assert!(d.takes(route("improvmx", "email.received", Some("ticket-4121"))));
+        assert!(d.takes(route("email-routing", "email.received", Some("VIP"))));
+        assert!(!d.takes(route("improvmx", "email.received", Some("news"))));
+        assert!(!d.takes(route("improvmx", "email.received", None)), "no tag, not taken");
+        for bad in [r#"[]"#, r#"["a b"]"#, r#"["x@y"]"#] {
+            let e = err(
+                &format!(r#"{{"name": "desk", "url": "https://d.example/", "filter": {{"recipient_tags": {bad}}}}}"#),
+                &[("DESTINATION_DESK_SIGNING_SECRET", KEY)],
+            );
+            assert!(e.contains("recipient_tags"), "{e}");
+        }
     }
 }

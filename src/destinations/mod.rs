@@ -1,7 +1,7 @@
 //! Destinations: where events go, decided without I/O.
 //!
-//! An event goes to every destination whose filter takes its provider and
-//! type, each delivery with its own signing keys, timeout, retry schedule,
+//! An event goes to every destination whose filter takes its provider, type
+//! and recipient tag, each delivery with its own signing keys, timeout, retry schedule,
 //! dead letter and circuit breaker. Destinations are declared in
 //! `wrangler.toml` as `DESTINATIONS` (a list of tables); `ORIGIN_URL` and
 //! `ORIGIN_SIGNING_SECRET` alone are the destination `origin`, as before.
@@ -18,6 +18,8 @@ pub use circuit::*;
 pub use declare::{parse, Defaults};
 pub use url::valid_url;
 
+use crate::conversation::tag_matches;
+use crate::event::Route;
 use crate::providers::Provider;
 use crate::values::SigningKey;
 
@@ -27,23 +29,30 @@ pub const LEGACY_NAME: &str = "origin";
 /// The longest destination name: it becomes part of a secret's name and of log lines.
 pub const MAX_NAME_LEN: usize = 32;
 
-/// Which events a destination takes. `None` takes every provider (or type).
+/// Which events a destination takes. `None` takes every provider (or type, or tag).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Filter {
     pub providers: Option<Vec<Provider>>,
     /// Exact types (`email.bounced`), prefixes (`email.*`) or `*`, lower case.
     pub types: Option<Vec<String>>,
+    /// Patterns of the recipient's tag (`ticket-*`; `conversation::tag_matches`): an event without a tag is not taken.
+    pub recipient_tags: Option<Vec<String>>,
 }
 
 impl Filter {
-    pub fn matches(&self, provider: Provider, kind: &str) -> bool {
+    pub fn matches(&self, provider: Provider, kind: &str, tag: Option<&str>) -> bool {
+        self.takes_kind(provider, kind)
+            && self.recipient_tags.as_ref().is_none_or(|ps| tag.is_some_and(|t| ps.iter().any(|p| tag_matches(p, t))))
+    }
+
+    fn takes_kind(&self, provider: Provider, kind: &str) -> bool {
         self.providers.as_ref().is_none_or(|ps| ps.contains(&provider))
             && self.types.as_ref().is_none_or(|ts| ts.iter().any(|t| type_matches(t, kind)))
     }
 
     /// True when some event that mailhook emits passes the filter.
     fn matches_anything(&self) -> bool {
-        Provider::ALL.iter().any(|p| p.event_types().iter().any(|t| self.matches(*p, t.as_str())))
+        Provider::ALL.iter().any(|p| p.event_types().iter().any(|t| self.takes_kind(*p, t.as_str())))
     }
 }
 
@@ -84,11 +93,10 @@ impl Destination {
         }
     }
 
-    /// True when this destination takes an event of the provider named
-    /// `provider` (its route name) and type `kind`. A provider no longer known
+    /// True when this destination takes the event. A provider no longer known
     /// (its stored events are still replayed) is taken by every destination.
-    pub fn takes(&self, provider: &str, kind: &str) -> bool {
-        Provider::from_name(provider).is_none_or(|p| self.filter.matches(p, kind))
+    pub fn takes(&self, r: Route<'_>) -> bool {
+        Provider::from_name(r.provider).is_none_or(|p| self.filter.matches(p, r.kind, r.tag))
     }
 
     /// The URL without its query and fragment (which may hold a credential), for `/healthz` and logs.

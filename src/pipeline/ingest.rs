@@ -1,11 +1,12 @@
 //! The pure half of the pipeline, written once for every source:
-//! configured? → size → authenticate → parse → normalise → replay window.
+//! configured? → size → authenticate → parse → normalise → replay window → where it belongs.
 //! Its events are rendered as parts (see `large`), which `plan` turns into steps.
 
 use crate::auth::check_age;
 use crate::config::Config;
+use crate::conversation;
 use crate::error::ApiError;
-use crate::event::Event;
+use crate::event::{Event, EventData};
 use crate::large::{render, skeletonize, EventBody, Refs};
 use crate::providers::{Auth, Inbound, Provider};
 
@@ -70,11 +71,23 @@ pub fn ingest(cfg: &Config, provider: Provider, req: &Inbound, nonce: &str) -> R
 
 /// The events of a request, normalised, with the replay window of a signed source checked.
 fn events(cfg: &Config, provider: Provider, req: &Inbound) -> Result<Vec<Event>, ApiError> {
-    let n = provider.normalise(&cfg.providers, req)?;
+    let mut n = provider.normalise(&cfg.providers, req)?;
     if let Auth::SignedBody { time_field, .. } = provider.auth() {
         check_age(n.time, req.now, cfg.max_event_age_seconds, time_field)?;
     }
+    for e in &mut n.events {
+        belongs(cfg, &mut e.data);
+    }
     Ok(n.events)
+}
+
+/// Where an event belongs, the same for every source: the recipient's tag, and a received message's thread
+/// from its header fields (a source that carries none has no thread).
+fn belongs(cfg: &Config, data: &mut EventData) {
+    data.recipient_tag = data.recipient.as_deref().and_then(|r| conversation::recipient_tag(r, &cfg.tag_separators));
+    if let Some(inbound) = &data.inbound {
+        data.thread = conversation::thread(&inbound.headers, data.message_id.as_deref());
+    }
 }
 
 /// The range of the body that is `data.raw`: the body itself without

@@ -147,8 +147,12 @@ pub fn plan(cfg: &Config, provider: Provider, req: &Inbound, nonce: &str, receiv
     let mut events = Vec::with_capacity(ingested.events.len());
     for (e, json) in ingested.events.iter().zip(ingested.render()) {
         let kind = e.kind.as_str();
-        let header = Envelope::header(&e.id, e.data.provider, kind, received_ms);
-        let dests = cfg.takers(provider.name(), kind);
+        let header = Envelope {
+            tag: e.data.recipient_tag.clone(),
+            thread: e.data.thread.as_ref().map(|t| t.id.clone()),
+            ..Envelope::header(&e.id, e.data.provider, kind, received_ms)
+        };
+        let dests = cfg.takers(header.route());
         // Inline when it fits a queue message, otherwise stored in R2.
         let inline = match Envelope::fits_inline(&e.id, json.len()) {
             true => Some(inline_event(json.materialise(body), json.len())?),

@@ -40,8 +40,8 @@ describe("the console in Chromium", () => {
       assert.equal((await hook.post("adm-tools", JSON.stringify({ ...base, uid: 700 + i }), admHeaders())).status, 200);
     }
     assert.equal((await hook.post("adm-tools", fixture("adm-tools", "new"), admHeaders())).status, 200);
-    const mail = `From: Mallory <mallory@example.net>\r\nTo: inbox@mailhook.test\r\nSubject: ${XSS}\r\nMessage-ID: <xss-1@example.net>\r\nContent-Type: text/plain\r\n\r\n${XSS}\r\n`;
-    assert.equal((await hook.email(Buffer.from(mail))).status, 200);
+    const mail = `From: Mallory <mallory@example.net>\r\nTo: inbox@mailhook.test\r\nSubject: ${XSS}\r\nMessage-ID: <xss-1@example.net>\r\nIn-Reply-To: <root-1@example.net>\r\nContent-Type: text/plain\r\n\r\n${XSS}\r\n`;
+    assert.equal((await hook.email(Buffer.from(mail), { to: "inbox+t1@mailhook.test" })).status, 200);
     await waitFor(async () => (await hook.deadLetters()).length === 3 && origin.deliveries.length === 2, { ms: 30000, what: "3 dead letters and 2 deliveries" });
 
     browser = await chromium.launch({
@@ -119,7 +119,12 @@ describe("the console in Chromium", () => {
     await page.waitForSelector(`text=${XSS}`);
     assert.equal(await page.$$eval("img", (imgs) => imgs.length), 0, "no <img> was made from the subject");
     assert.deepEqual(dialogs, []);
+    assert.equal(await page.textContent("#recipient-tag"), "t1");
     await page.screenshot({ path: path.join(shots, "event.png"), fullPage: true });
+    // The thread links to the event log of its conversation.
+    await page.click("#thread a");
+    await page.waitForFunction(() => location.hash.includes("thread=") && document.querySelectorAll("#events tbody tr").length === 1);
+    assert.equal(await page.inputValue("#f-thread"), "<root-1@example.net>");
   });
 
   test("the dead letters are replayed from the console and delivered", async () => {

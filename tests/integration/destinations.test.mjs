@@ -285,6 +285,57 @@ describe("destinations", () => {
     }
   });
 
+  test("a filter on recipient tags takes a ticket's reply, with its thread, and nothing untagged, also in a bulk replay", { timeout: 60_000 }, async () => {
+    const { hook, origins, close } = await setup({
+      tickets: { filter: { recipient_tags: ["ticket-*"] } },
+      bounces: { filter: { types: ["email.bounced"] } },
+    });
+    try {
+      const reply = [
+        "From: Ann <ann@example.net>",
+        "To: support+Ticket-4121@mailhook.test",
+        "Subject: Re: my order",
+        "Message-ID: <r2@mail.example.net>",
+        "In-Reply-To: (ann's reply) <r1@desk.example.com>",
+        "References: <r0@mail.example.net>",
+        " <r1@desk.example.com>",
+        "",
+        "Still broken.",
+        "",
+      ].join("\r\n");
+      const taken = await hook.email(Buffer.from(reply), { to: "support+Ticket-4121@mailhook.test" });
+      assert.equal(taken.status, 200, taken.text);
+      // adm.tools `new`: its mailbox is the recipient. One tagged otherwise, one untagged: neither is for tickets.
+      const news = await post(hook, ["adm-tools", JSON.stringify({ mailbox: "desk+news@example.com.ua", uid: 901, tstamp: now(), event: "new", folder: "INBOX" }), admHeaders()]);
+      const plain = await post(hook, adm(902));
+      const got = await waitFor(() => origins.tickets.deliveries[0], { what: "the reply at tickets" });
+      assert.equal(got.event.data.recipient_tag, "Ticket-4121");
+      assert.deepEqual(got.event.data.thread, {
+        id: "<r0@mail.example.net>",
+        in_reply_to: "<r1@desk.example.com>",
+        references: ["<r0@mail.example.net>", "<r1@desk.example.com>"],
+      });
+      // The event log finds the conversation by its id, with or without its brackets.
+      const byThread = await hook.admin("/admin/events?thread=r0%40mail.example.net");
+      assert.deepEqual(byThread.json.events.map((e) => e.id), [got.id]);
+      // The other two are unrouted (nothing takes them): a bulk replay picks neither, in SQL as in Rust.
+      await waitFor(async () => (await hook.admin("/admin/events?status=unrouted")).json.total === 2, { what: "two unrouted events" });
+      const bulk = await hook.admin("/admin/replay?status=unrouted", { method: "POST" });
+      assert.equal(bulk.status, 202, bulk.text);
+      assert.deepEqual(bulk.json.ids, []);
+      assert.equal(bulk.json.skipped.filter_no_longer_takes, 2, "the SQL reads the tag filter as the Rust does");
+      const refused = await hook.admin(`/admin/events/${news}/replay?destination=tickets`, { method: "POST" });
+      assert.equal(refused.status, 400);
+      assert.match(refused.json.error.message, /filter/);
+      await sleep(500);
+      assert.deepEqual(ids(origins.tickets), [got.id]);
+      assert.equal(origins.bounces.attempts.length, 0);
+      assert.ok(plain);
+    } finally {
+      await close();
+    }
+  });
+
   test("one destination's secret rotates without touching the others", async () => {
     const next = key("crm-next");
     const crm = await startOrigin({ secret: next });

@@ -113,7 +113,9 @@ impl Picked {
             "EXISTS (SELECT 1 {rule} \
                AND (json_extract(r.value, '$.providers') IS NULL OR e.provider IN (SELECT value FROM json_each(json_extract(r.value, '$.providers')))) \
                AND (json_extract(r.value, '$.types') IS NULL OR EXISTS (SELECT 1 FROM json_each(json_extract(r.value, '$.types')) t \
-                    WHERE e.type LIKE t.value ESCAPE '\\')))"
+                    WHERE e.type LIKE t.value ESCAPE '\\')) \
+               AND (json_extract(r.value, '$.recipient_tags') IS NULL OR EXISTS (SELECT 1 \
+                    FROM json_each(json_extract(r.value, '$.recipient_tags')) t WHERE json_extract(e.envelope, '$.tag') LIKE t.value ESCAPE '\\')))"
         );
         let configured = format!("EXISTS (SELECT 1 {rule})");
         Picked { from: if unrouted { EVENTS } else { DELIVERIES }, filter, params, takes, configured }
@@ -197,9 +199,6 @@ impl Picked {
         #[derive(Deserialize)]
         struct Claimed {
             id: String,
-            provider: String,
-            #[serde(rename = "type")]
-            kind: String,
             envelope: String,
         }
         let n = self.params.len();
@@ -207,7 +206,7 @@ impl Picked {
             "UPDATE events SET status = {queued}, updated_at = ?{now} WHERE status = {unrouted} AND id IN \
              (SELECT id FROM (SELECT e.id, {} AS bytes_before {EVENTS}{} ORDER BY e.received_at, e.id LIMIT ?{limit}) \
                WHERE bytes_before < ?{budget}) \
-             RETURNING id, provider, type, envelope",
+             RETURNING id, envelope",
             bytes_before("e.received_at, e.id"),
             self.pick(),
             queued = Status::Queued.sql(),
@@ -230,12 +229,13 @@ impl Picked {
         let mut replays = Vec::new();
         let mut back = Vec::new();
         for c in claimed {
-            let dests = cfg.takers(&c.provider, &c.kind);
-            match serde_json::from_str::<Envelope>(&c.envelope) {
-                Ok(e) if !dests.is_empty() => {
-                    replays.extend(e.for_replay().fan_out(&dests).into_iter().map(|envelope| Replay { envelope, was: None }))
-                }
-                _ => back.push(c.id),
+            let Ok(e) = serde_json::from_str::<Envelope>(&c.envelope) else {
+                back.push(c.id);
+                continue;
+            };
+            match cfg.takers(e.route()) {
+                dests if dests.is_empty() => back.push(c.id),
+                dests => replays.extend(e.for_replay().fan_out(&dests).into_iter().map(|envelope| Replay { envelope, was: None })),
             }
         }
         if !back.is_empty() {

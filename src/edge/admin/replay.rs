@@ -32,7 +32,7 @@ pub(super) async fn one(id: &str, query: &str, cfg: &Config, env: &Env) -> Answe
     let dests: Vec<&str> = match &q.destination {
         Some(name) => {
             let d = cfg.destination(name).ok_or_else(|| unknown_destination(name, cfg))?;
-            if !d.takes(&row.provider, &row.kind) {
+            if !d.takes(envelope.route()) {
                 return Err(ApiError::BadRequest(format!(
                     "destination {name:?}'s filter does not take {} events from {}; replay it to a destination that does",
                     row.kind, row.provider
@@ -40,7 +40,7 @@ pub(super) async fn one(id: &str, query: &str, cfg: &Config, env: &Env) -> Answe
             }
             vec![d.name.as_str()]
         }
-        None => cfg.takers(&row.provider, &row.kind),
+        None => cfg.takers(envelope.route()),
     };
     if dests.is_empty() {
         return Err(ApiError::BadRequest(format!("no destination's filter takes {} events from {}", row.kind, row.provider)));

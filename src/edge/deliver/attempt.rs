@@ -187,7 +187,7 @@ async fn settle(d: Delivery<'_>, dest: &Destination, outcome: Outcome, retry_aft
 /// filter takes the event, sent together, then the original is acked.
 async fn fan_out(d: Delivery<'_>, cfg: &Config) {
     let (envelope, env) = (&d.envelope, d.env);
-    let dests = cfg.takers(&envelope.provider, &envelope.kind);
+    let dests = cfg.takers(envelope.route());
     if dests.is_empty() {
         // Kept as `unrouted` (replayable by id), and no longer waiting for the `origin` migration 0003 made of it.
         log(json!({"kind": "unrouted", "id": envelope.id, "provider": envelope.provider, "type": envelope.kind}));

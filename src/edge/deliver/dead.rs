@@ -25,7 +25,7 @@ pub async fn record(msg: &RawMessage, cfg: Option<&Config>, env: &Env) -> Vec<It
     // takes it (so a bulk replay finds it), or at `origin` when none does.
     let dests: Vec<String> = match (&envelope.dest, cfg) {
         (Some(d), _) => vec![d.clone()],
-        (None, Some(cfg)) => cfg.takers(&envelope.provider, &envelope.kind).into_iter().map(String::from).collect(),
+        (None, Some(cfg)) => cfg.takers(envelope.route()).into_iter().map(String::from).collect(),
         (None, None) => Vec::new(),
     };
     let dests = if dests.is_empty() { vec![LEGACY_NAME.to_string()] } else { dests };
