@@ -31,11 +31,7 @@ pub fn thread(headers: &BTreeMap<String, Value>, own_id: Option<&str>) -> Option
     if references.len() > MAX_REFERENCES {
         references.drain(1..references.len() - (MAX_REFERENCES - 1));
     }
-    let id = references
-        .first()
-        .or(in_reply_to.as_ref())
-        .cloned()
-        .or_else(|| own_id.and_then(message_id).filter(|id| id.len() <= MAX_MSG_ID_LEN))?;
+    let id = references.first().or(in_reply_to.as_ref()).cloned().or_else(|| own_id.and_then(readable))?;
     Some(Thread { id, in_reply_to, references })
 }
 
@@ -71,7 +67,7 @@ pub fn msg_ids(field: &str) -> Vec<String> {
             '(' if !quoted && current.is_none() => depth += 1,
             ')' if !quoted && current.is_none() && depth > 0 => depth -= 1,
             '<' if !quoted && depth == 0 => current = Some(String::new()),
-            '>' if current.is_some() => ids.extend(current.take().and_then(|id| message_id(&id)).filter(|id| id.len() <= MAX_MSG_ID_LEN)),
+            '>' if current.is_some() => ids.extend(current.take().and_then(|id| readable(&id))),
             c if c.is_whitespace() => {}
             c => {
                 if let Some(id) = current.as_mut() {
@@ -83,11 +79,17 @@ pub fn msg_ids(field: &str) -> Vec<String> {
     if ids.is_empty() && !field.contains('<') {
         ids = field
             .split(|c: char| c.is_whitespace() || c == ',')
-            .filter(|t| t.contains('@') && t.len() < MAX_MSG_ID_LEN - 1)
-            .filter_map(message_id)
+            .filter(|t| t.contains('@') && !t.contains(['<', '>']))
+            .filter_map(readable)
             .collect();
     }
     ids
+}
+
+/// A msg-id as `<left@right>`, unless it is longer than `MAX_MSG_ID_LEN` or holds a control character
+/// (which no id may, RFC 5322 §3.6.4 and RFC 6532; each would take 6 bytes of JSON in an envelope).
+fn readable(id: &str) -> Option<String> {
+    message_id(id).filter(|id| id.len() <= MAX_MSG_ID_LEN && !id.chars().any(char::is_control))
 }
 
 /// The separators of `RECIPIENT_TAG_SEPARATOR`: one or more of `+ - = _`,
@@ -109,7 +111,9 @@ const MAX_LOCAL_PART_LEN: usize = 64;
 
 /// The tag of `recipient`: what follows the first separator in its local part
 /// (quotes around the local part removed). `None` without a separator, when
-/// nothing follows it, or when the local part is longer than a mailbox's.
+/// nothing follows it, when it holds a control character (which no mailbox
+/// does; SQLite's `LIKE` would read it apart from Rust), or when the local
+/// part is longer than a mailbox's.
 pub fn recipient_tag(recipient: &str, separators: &str) -> Option<String> {
     let (local, _domain) = recipient.trim().rsplit_once('@')?;
     let local = local.strip_prefix('"').and_then(|l| l.strip_suffix('"')).unwrap_or(local);
@@ -117,7 +121,7 @@ pub fn recipient_tag(recipient: &str, separators: &str) -> Option<String> {
         return None;
     }
     let (_, tag) = local.split_once(|c| separators.contains(c))?;
-    (!tag.is_empty()).then(|| tag.to_string())
+    (!tag.is_empty() && !tag.chars().any(char::is_control)).then(|| tag.to_string())
 }
 
 /// `ticket-*` matches `ticket-4121`: `*` is any run of characters, the rest
@@ -175,6 +179,8 @@ mod tests {
         assert!(msg_ids("<unclosed@x").is_empty());
         assert_eq!(msg_ids("(a \\) comment) <a@x>"), ["<a@x>"]);
         assert_eq!(msg_ids(&format!("<{}@x> <b@x>", "a".repeat(2000))), ["<b@x>"], "longer than a line");
+        assert_eq!(msg_ids("<a\u{1}@x> <b@x>"), ["<b@x>"], "a control character");
+        assert!(msg_ids("a@x>").is_empty(), "half a bracket is no id");
     }
 
     #[test]
@@ -198,6 +204,7 @@ mod tests {
         assert_eq!(recipient_tag("support+@example.com", "+"), None);
         assert_eq!(recipient_tag("support+x@example.com", ""), None, "off");
         assert_eq!(recipient_tag("not an address", "+"), None);
+        assert_eq!(recipient_tag("vip+a\u{0}x@example.com", "+"), None, "a control character");
         assert_eq!(recipient_tag(&format!("a+{}@example.com", "b".repeat(63)), "+"), None, "longer than a local part");
     }
 

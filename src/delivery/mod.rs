@@ -104,8 +104,9 @@ impl Envelope {
 
     /// True when an event of `event_len` bytes travels inline (a queue message holds at most 128 KB).
     pub fn fits_inline(id: &str, event_len: u64) -> bool {
-        // ~200 bytes of envelope fields around the event, a tag and a thread id.
-        event_len.saturating_add(200 + 64 + MAX_MSG_ID_LEN as u64 + id.len() as u64) <= MAX_INLINE_ENVELOPE_BYTES as u64
+        // ~200 bytes of envelope fields around the event, a tag and a thread id (with no control
+        // character in them, JSON escapes at most double them: `"` and `\`).
+        event_len.saturating_add(200 + 2 * (64 + MAX_MSG_ID_LEN as u64) + id.len() as u64) <= MAX_INLINE_ENVELOPE_BYTES as u64
     }
 
     pub fn to_json(&self) -> String {

@@ -29,13 +29,17 @@ pub(super) async fn one(id: &str, query: &str, cfg: &Config, env: &Env) -> Answe
     let env_json = envelope.ok_or_else(|| ApiError::BadRequest(format!("{id} has no stored payload to replay")))?;
     let envelope = serde_json::from_str::<Envelope>(&env_json)
         .map_err(|_| ApiError::BadRequest(format!("{id}'s stored payload cannot be read; it cannot be replayed")))?;
+    // What filters read, in words: its type, its provider and its recipient's tag.
+    let what = match &envelope.tag {
+        Some(tag) => format!("{} events from {} with the recipient tag {tag:?}", row.kind, row.provider),
+        None => format!("{} events from {} (without a recipient tag)", row.kind, row.provider),
+    };
     let dests: Vec<&str> = match &q.destination {
         Some(name) => {
             let d = cfg.destination(name).ok_or_else(|| unknown_destination(name, cfg))?;
             if !d.takes(envelope.route()) {
                 return Err(ApiError::BadRequest(format!(
-                    "destination {name:?}'s filter does not take {} events from {}; replay it to a destination that does",
-                    row.kind, row.provider
+                    "destination {name:?}'s filter does not take {what}; replay it to a destination that does"
                 )));
             }
             vec![d.name.as_str()]
@@ -43,7 +47,7 @@ pub(super) async fn one(id: &str, query: &str, cfg: &Config, env: &Env) -> Answe
         None => cfg.takers(envelope.route()),
     };
     if dests.is_empty() {
-        return Err(ApiError::BadRequest(format!("no destination's filter takes {} events from {}", row.kind, row.provider)));
+        return Err(ApiError::BadRequest(format!("no destination's filter takes {what}")));
     }
     let before: Vec<Delivery> =
         rows(env, "SELECT destination, status FROM deliveries WHERE event_id = ?1".into(), &[JsValue::from_str(id)]).await?;
