@@ -412,6 +412,7 @@
         ce && d.thread && typeof d.thread.id === "string" ? kv("Thread", h("span", { id: "thread" },
           h("a", { href: "#/events?" + new URLSearchParams({ thread: d.thread.id }) }, d.thread.id),
           d.thread.in_reply_to ? [" in reply to ", h("span", { class: "mono" }, String(d.thread.in_reply_to))] : null)) : null,
+        ce && d.reply && typeof d.reply.text === "string" ? kv("Reply", h("pre", { class: "reply", id: "reply" }, clipped(d.reply.text, 2000))) : null,
         e.last_status != null ? kv("Last status", String(e.last_status)) : null,
         e.last_error ? kv("Last error", h("span", { class: "err" }, String(e.last_error))) : null,
         e.payload_ref ? kv("Payload", h("span", { class: "mono" }, String(e.payload_ref))) : null),

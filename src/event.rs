@@ -130,6 +130,13 @@ pub struct Route<'a> {
     pub tag: Option<&'a str>,
 }
 
+/// What the sender of received mail wrote, without the quoted history and the signature (`reply`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reply {
+    pub text: Option<String>,
+    pub html: Option<String>,
+}
+
 /// A received message's conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Thread {
@@ -178,6 +185,8 @@ pub struct EventData {
     pub subject: Option<String>,
     /// The conversation of received mail (`conversation`); null for other events.
     pub thread: Option<Thread>,
+    /// What the sender of received mail wrote, without quotes (`reply`); null for other events or when unsure.
+    pub reply: Option<Reply>,
     pub tags: Vec<String>,
     pub metadata: Map<String, Value>,
     pub bounce: Option<Bounce>,
@@ -204,6 +213,7 @@ impl EventData {
             recipient_tag: None,
             subject: None,
             thread: None,
+            reply: None,
             tags: Vec::new(),
             metadata: Map::new(),
             bounce: None,

@@ -17,7 +17,7 @@
 //!   every I/O step. [`providers`] has one module per source (a seventh source
 //!   goes there: a module implementing `Source` and one `registry!` line).
 //!   [`event`] is the canonical event and [`conversation`] where received mail
-//!   belongs (its thread and mailbox tag); [`large`] keeps large email without
+//!   belongs (its thread and mailbox tag), [`reply`] what its sender wrote; [`large`] keeps large email without
 //!   copies; [`dedupe`] makes ids and keys; [`dns`], [`mailauth`], [`address`]
 //!   and [`time`] are the parsers the sources share.
 //! - Delivery: [`delivery`] has the queue envelope, signing and the retry
@@ -57,6 +57,7 @@ pub mod mailauth;
 pub mod pipeline;
 pub mod providers;
 pub mod ratelimit;
+pub mod reply;
 pub mod routes;
 pub mod status;
 #[doc(hidden)]

@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::event::{Event, EventData};
 use crate::large::{render, skeletonize, EventBody, Refs};
 use crate::providers::{Auth, Inbound, Provider};
+use crate::reply;
 
 /// The events of one request, and what rendering them needs.
 #[derive(Debug)]
@@ -76,17 +77,21 @@ fn events(cfg: &Config, provider: Provider, req: &Inbound) -> Result<Vec<Event>,
         check_age(n.time, req.now, cfg.max_event_age_seconds, time_field)?;
     }
     for e in &mut n.events {
-        belongs(cfg, &mut e.data);
+        belongs(cfg, req, &mut e.data);
     }
     Ok(n.events)
 }
 
 /// Where an event belongs, the same for every source: the recipient's tag, and a received message's thread
-/// from its header fields (a source that carries none has no thread).
-fn belongs(cfg: &Config, data: &mut EventData) {
+/// from its header fields (a source that carries none has no thread) and reply from its bodies.
+fn belongs(cfg: &Config, req: &Inbound, data: &mut EventData) {
     data.recipient_tag = data.recipient.as_deref().and_then(|r| conversation::recipient_tag(r, &cfg.tag_separators));
     if let Some(inbound) = &data.inbound {
         data.thread = conversation::thread(&inbound.headers, data.message_id.as_deref());
+        let max = reply::MAX_REPLY_INPUT_BYTES;
+        let text = inbound.text.as_deref().and_then(|s| req.text_at_most(s, max));
+        let html = inbound.html.as_deref().and_then(|s| req.text_at_most(s, max));
+        data.reply = reply::reply(text.as_deref(), html.as_deref());
     }
 }
 

@@ -56,6 +56,19 @@ impl<'a> Inbound<'a> {
         }
     }
 
+    /// A string of the payload as the sender wrote it: itself, or the large string a marker stands for,
+    /// decoded from the body when it is at most `max` bytes (`None` when it is longer, or unreadable).
+    pub fn text_at_most<'s>(&'s self, s: &'s str, max: usize) -> Option<std::borrow::Cow<'s, str>> {
+        match self.refs.and_then(|r| r.get(s)) {
+            None => (s.len() <= max).then_some(std::borrow::Cow::Borrowed(s)),
+            Some(r) if r.len > max as u64 => None,
+            Some(r) => {
+                let literal = self.body.get(usize::try_from(r.start).ok()?..usize::try_from(r.end).ok()?)?;
+                serde_json::from_slice::<String>(literal).ok().map(std::borrow::Cow::Owned)
+            }
+        }
+    }
+
     /// A header's value, its name in any case.
     pub fn header(&self, name: &str) -> Option<&'a str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())

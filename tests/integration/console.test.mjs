@@ -120,6 +120,7 @@ describe("the console in Chromium", () => {
     assert.equal(await page.$$eval("img", (imgs) => imgs.length), 0, "no <img> was made from the subject");
     assert.deepEqual(dialogs, []);
     assert.equal(await page.textContent("#recipient-tag"), "t1");
+    assert.equal(await page.textContent("#reply"), XSS, "the reply is text too");
     await page.screenshot({ path: path.join(shots, "event.png"), fullPage: true });
     // The thread links to the event log of its conversation.
     await page.click("#thread a");

@@ -1,0 +1,58 @@
+//! The reply without its quotes (`data.reply`): what the sender wrote above
+//! the quoted history and the signature, by named rules. `None` when unsure,
+//! never a wrong cut.
+//!
+//! Text: the history starts at the first line that a rule names (a quote
+//! header such as "On … wrote:" in the languages below, an Outlook header
+//! block, an "Original Message" or forwarding line, or a `>` line); the
+//! signature at `-- ` or a mobile client's "Sent from my …". A message that
+//! starts with the quote and answers below it (bottom-posting) is read below
+//! it; one that answers between quotes (inline) is `None`. HTML is cut only
+//! at the elements that clients put around the history (`gmail_quote`,
+//! `blockquote type="cite"`, `moz-cite-prefix`, `divRplyFwdMsg`,
+//! `appendonsend`, `yahoo_quoted`), and the elements left open are closed.
+
+mod html;
+mod text;
+
+use crate::event::Reply;
+use html::cut_html;
+use text::{read_text, Read};
+
+/// The longest body read for a reply; a longer one has none (`None`): the
+/// cost is a copy of the body, and such a message is rarely a reply.
+pub const MAX_REPLY_INPUT_BYTES: usize = 256 * 1024;
+
+/// The reply of a message with these bodies; `None` when neither gives one.
+pub fn reply(text: Option<&str>, html: Option<&str>) -> Option<Reply> {
+    let read = text.filter(|t| t.len() <= MAX_REPLY_INPUT_BYTES).map(read_text);
+    let html = html.filter(|h| h.len() <= MAX_REPLY_INPUT_BYTES);
+    let html = match (html.and_then(cut_html), &read) {
+        (Some(cut), _) => Some(cut),
+        // No history in the text, nor a place to cut the html: the sender wrote all of it.
+        (None, Some(Read { history: false, .. })) => html.map(str::to_string),
+        (None, _) => None,
+    };
+    let text = read.and_then(|r| r.reply);
+    (text.is_some() || html.is_some()).then_some(Reply { text, html })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reply_of_both_bodies() {
+        let r =
+            reply(Some("Hi\n\nOn Mon, 1 Dec 2026, Ann wrote:\n> x\n"), Some("<p>Hi</p><blockquote type=\"cite\">x</blockquote>")).unwrap();
+        assert_eq!((r.text.as_deref(), r.html.as_deref()), (Some("Hi"), Some("<p>Hi</p>")));
+        // History in the text but no marker in the html: the html is not guessed.
+        let r = reply(Some("Hi\n\nOn Mon, 1 Dec 2026, Ann wrote:\n> x\n"), Some("<p>Hi</p><p>On Mon, Ann wrote: x</p>")).unwrap();
+        assert_eq!(r.html, None);
+        // No history anywhere: the whole of both.
+        let r = reply(Some("Hello"), Some("<p>Hello</p>")).unwrap();
+        assert_eq!((r.text.as_deref(), r.html.as_deref()), (Some("Hello"), Some("<p>Hello</p>")));
+        assert!(reply(None, None).is_none());
+        assert!(reply(Some(&"x".repeat(MAX_REPLY_INPUT_BYTES + 1)), None).is_none());
+    }
+}
