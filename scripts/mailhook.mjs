@@ -2,7 +2,7 @@
 //
 //   send <provider> [fixture | --type TYPE]   a provider's "send test event" button
 //   send email-routing [file.eml] [--from A --to B]   a message handed to the Worker's email handler
-//   export [--from D] [--to D] [--limit N] [--page N] [--format jsonl|csv] [--provider P] [--type T] [--status S] [--destination NAME]
+//   export [--from D] [--to D] [--limit N] [--page N] [--format jsonl|csv] [--provider P] [--type T] [--status S] [--destination NAME] [--thread ID]
 //   replay <id> [--destination NAME] | --dead|--unrouted [--destination NAME] [--from D] [--to D]
 //   destinations                            each destination, its circuit and its deliveries by status
 //
@@ -172,7 +172,7 @@ async function admin(values, pathAndQuery, method = "GET") {
   return res.json;
 }
 
-const FILTERS = ["from", "to", "provider", "type", "status", "destination"];
+const FILTERS = ["from", "to", "provider", "type", "status", "destination", "thread"];
 const filterQuery = (values) => FILTERS.filter((f) => values[f]).map((f) => `${f}=${encodeURIComponent(values[f])}`);
 
 const CSV_COLUMNS = ["id", "provider", "type", "received_at", "status", "attempts", "last_status", "last_error", "payload_ref", "updated_at", "deliveries"];

@@ -145,5 +145,5 @@ fn replies_of_other_projects_tests() {
 }
 
 /// The counts this change holds (see the module's comment).
-const RIGHT_AT_LEAST: usize = 111;
+const RIGHT_AT_LEAST: usize = 108;
 const WRONG_AT_MOST: usize = 2;

@@ -20,11 +20,18 @@ const MAX_OPEN: usize = 256;
 /// Elements without an end tag.
 const VOID: &[&str] = &["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"];
 
+/// The longest element name closed at the cut (real ones are a few letters; `o:p` and the like are cut short).
+const MAX_NAME_LEN: usize = 32;
+
 /// The html before the first history marker, with the elements left open closed; `None` without a marker,
-/// or when the marker is inside a comment, a script or a style.
+/// when the marker is inside a tag, a comment, a script or a style, or when text follows the marker's element
+/// (answers between quotes, or below them: the sender's words are not all above).
 pub(super) fn cut_html(html: &str) -> Option<String> {
     let lower = html.to_ascii_lowercase();
     let mut at = HTML_MARKERS.iter().filter_map(|m| lower.find(m)).min()?;
+    if !only_markup_after(&lower, at) {
+        return None;
+    }
     // Outlook on the web: the rule above the header block goes with it.
     if lower[at..].starts_with("<div id=\"divrplyfwdmsg\"") {
         if let Some(hr) = lower[..at].rfind("<hr") {
@@ -45,6 +52,7 @@ pub(super) fn cut_html(html: &str) -> Option<String> {
 /// a comment, a script or a style, or more than `MAX_OPEN` are open (no safe place to cut).
 fn open_elements(prefix: &str) -> Option<Vec<String>> {
     let mut stack: Vec<String> = Vec::new();
+    let mut open: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut rest = prefix;
     while let Some(lt) = rest.find('<') {
         rest = &rest[lt..];
@@ -52,7 +60,7 @@ fn open_elements(prefix: &str) -> Option<Vec<String>> {
             rest = &after[after.find("-->")? + 3..];
             continue;
         }
-        let end = rest.find('>')?;
+        let end = tag_end(rest)?;
         let tag = &rest[1..end];
         rest = &rest[end + 1..];
         let closing = tag.starts_with('/');
@@ -60,9 +68,17 @@ fn open_elements(prefix: &str) -> Option<Vec<String>> {
         if name.is_empty() {
             continue; // <!doctype>, <?xml …?>
         }
+        if name.len() > MAX_NAME_LEN {
+            return None;
+        }
         if closing {
-            if let Some(pos) = stack.iter().rposition(|n| *n == name) {
-                stack.truncate(pos);
+            // Only an element that is open is looked for (an end tag of nothing open costs one lookup).
+            if open.get(&name).is_some_and(|n| *n > 0) {
+                if let Some(pos) = stack.iter().rposition(|n| *n == name) {
+                    for gone in stack.drain(pos..) {
+                        open.entry(gone).and_modify(|n| *n -= 1);
+                    }
+                }
             }
         } else if name == "script" || name == "style" {
             rest = &rest[rest.find(&format!("</{name}"))?..];
@@ -70,10 +86,78 @@ fn open_elements(prefix: &str) -> Option<Vec<String>> {
             if stack.len() == MAX_OPEN {
                 return None;
             }
+            *open.entry(name.clone()).or_default() += 1;
             stack.push(name);
         }
     }
     Some(stack)
+}
+
+/// Where the tag at the start of `rest` ends (its `>`), quoted attribute values skipped.
+fn tag_end(rest: &str) -> Option<usize> {
+    let mut quote = None;
+    for (i, c) in rest.char_indices().skip(1) {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '>') => return Some(i),
+            (None, _) => {}
+        }
+    }
+    None
+}
+
+/// True when nothing but markup, white space and more history (quotes: `blockquote`, or another marker's
+/// element, as Thunderbird puts its quote after its `moz-cite-prefix`) follows the element that starts at
+/// `at` (lower case).
+fn only_markup_after(lower: &str, at: usize) -> bool {
+    let Some(mut rest) = element_end(lower, at).map(|e| &lower[e..]) else { return false };
+    while let Some(lt) = rest.find('<') {
+        if !visible(&rest[..lt]).is_empty() {
+            return false;
+        }
+        let after = &rest[lt..];
+        let history = after.starts_with("<blockquote") || HTML_MARKERS.iter().any(|m| after.starts_with(m));
+        rest = match after.strip_prefix("<!--") {
+            Some(c) => c.find("-->").map_or("", |e| &c[e + 3..]),
+            None if history => match element_end(after, 0) {
+                Some(e) => &after[e..],
+                None => return false,
+            },
+            None => tag_end(after).map_or("", |e| &after[e + 1..]),
+        };
+    }
+    visible(rest).is_empty()
+}
+
+/// Where the element that starts at `at` ends (after its end tag): its end tags counted against its start
+/// tags of the same name, in one pass; `None` when it never ends.
+fn element_end(lower: &str, at: usize) -> Option<usize> {
+    let name_end = lower[at + 1..].find(|c: char| !c.is_ascii_alphanumeric())?;
+    let name = &lower[at + 1..at + 1 + name_end];
+    let (open_tag, close_tag) = (format!("<{name}"), format!("</{name}"));
+    let is = |t: &str, tag: &str| t.starts_with(tag) && !t[tag.len()..].starts_with(|c: char| c.is_ascii_alphanumeric());
+    let mut depth = 0usize;
+    let mut i = at + 1;
+    loop {
+        let lt = i + lower[i..].find('<')?;
+        let t = &lower[lt..];
+        if is(t, &close_tag) {
+            if depth == 0 {
+                return Some(lt + tag_end(t)? + 1);
+            }
+            depth -= 1;
+        } else if is(t, &open_tag) {
+            depth += 1;
+        }
+        i = lt + 1;
+    }
+}
+
+/// Text with white space and non-breaking spaces left out.
+fn visible(text: &str) -> String {
+    text.replace("&nbsp;", "").replace("&#160;", "").chars().filter(|c| !c.is_whitespace()).collect()
 }
 
 #[cfg(test)]
@@ -94,5 +178,14 @@ mod tests {
         assert_eq!(cut_html(&deep), None, "nested too deep to cut");
         assert_eq!(cut_html(r#"<!-- <div class="gmail_quote"> --><p>x</p>"#), None, "inside a comment: not a place to cut");
         assert_eq!(cut_html(r#"<script>"<div class=\"gmail_quote\">"</script>"#), None);
+        // In an attribute, or with the sender's words below or between the quotes: not cut.
+        assert_eq!(cut_html(r#"<a title='x> <div class="gmail_quote"'>y</a>"#), None);
+        let inline =
+            r#"<div>See inline.</div><blockquote type="cite">Q1?</blockquote><div>Yes.</div><blockquote type="cite">Q2?</blockquote>"#;
+        assert_eq!(cut_html(inline), None);
+        let bottom = r#"<html><body><div class="moz-cite-prefix">On Mon, Ann wrote:</div><blockquote type="cite">Q?</blockquote><p>My answer.</p></body></html>"#;
+        assert_eq!(cut_html(bottom), None);
+        let nested = r#"<p>Ok</p><blockquote type="cite">a<blockquote type="cite">b</blockquote>c</blockquote>&nbsp;<br></body>"#;
+        assert_eq!(cut_html(nested).as_deref(), Some("<p>Ok</p>"));
     }
 }

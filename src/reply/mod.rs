@@ -14,6 +14,7 @@
 
 mod html;
 mod text;
+mod words;
 
 use crate::event::Reply;
 use html::cut_html;
@@ -22,6 +23,10 @@ use text::{read_text, Read};
 /// The longest body read for a reply; a longer one has none (`None`): the
 /// cost is a copy of the body, and such a message is rarely a reply.
 pub const MAX_REPLY_INPUT_BYTES: usize = 256 * 1024;
+
+/// The longest reply field kept, as JSON: a longer one is `None` (it is a copy of the body beside it in
+/// the event, and the event's fields other than its bodies are bounded).
+pub const MAX_REPLY_JSON_BYTES: usize = 64 * 1024;
 
 /// The reply of a message with these bodies; `None` when neither gives one.
 pub fn reply(text: Option<&str>, html: Option<&str>) -> Option<Reply> {
@@ -33,7 +38,8 @@ pub fn reply(text: Option<&str>, html: Option<&str>) -> Option<Reply> {
         (None, Some(Read { history: false, .. })) => html.map(str::to_string),
         (None, _) => None,
     };
-    let text = read.and_then(|r| r.reply);
+    let kept = |s: Option<String>| s.filter(|s| serde_json::to_string(s).map_or(0, |j| j.len()) <= MAX_REPLY_JSON_BYTES);
+    let (text, html) = (kept(read.and_then(|r| r.reply)), kept(html));
     (text.is_some() || html.is_some()).then_some(Reply { text, html })
 }
 
@@ -54,5 +60,6 @@ mod tests {
         assert_eq!((r.text.as_deref(), r.html.as_deref()), (Some("Hello"), Some("<p>Hello</p>")));
         assert!(reply(None, None).is_none());
         assert!(reply(Some(&"x".repeat(MAX_REPLY_INPUT_BYTES + 1)), None).is_none());
+        assert!(reply(Some(&"\u{1}".repeat(20_000)), None).is_none(), "120 KB as JSON: longer than a reply is kept");
     }
 }

@@ -1,116 +1,6 @@
 //! The text rules of `reply`: where the quoted history starts, and the signature.
 
-/// The verbs that end a quote header ("On Mon, Ann wrote:", "Am … schrieb Ann:", "Ann пише:").
-const WROTE: &[&str] = &[
-    "wrote",       // English
-    "writes",      // English (some clients)
-    "schrieb",     // German
-    "a écrit",     // French
-    "escribió",    // Spanish
-    "написал",     // Russian
-    "написала",    // Russian, Ukrainian
-    "написал(а)",  // Russian
-    "пише",        // Ukrainian
-    "написав",     // Ukrainian
-    "написав(ла)", // Ukrainian
-    "ha scritto",  // Italian
-    "escreveu",    // Portuguese
-    "schreef",     // Dutch
-    "geschreven",  // Dutch ("heeft … het volgende geschreven")
-    "napisał",     // Polish
-    "napisała",    // Polish
-    "napisał(a)",  // Polish
-    "skrev",       // Danish, Norwegian, Swedish
-    "kirjoitti",   // Finnish
-    "yazdı",       // Turkish
-    "napsal",      // Czech
-    "írta",        // Hungarian
-    "đã viết",     // Vietnamese
-];
-
-/// What a line of dashes says around "-----Original Message-----", in the languages of the quote headers.
-const ORIGINAL: &[&str] = &[
-    "original message",
-    "reply message",
-    "ursprüngliche nachricht",
-    "originalnachricht",
-    "antwort nachricht",
-    "message d'origine",
-    "mensaje original",
-    "исходное сообщение",
-    "оригінальне повідомлення",
-    "вихідне повідомлення",
-    "messaggio originale",
-    "mensagem original",
-    "oorspronkelijk bericht",
-    "origineel bericht",
-    "oprindelig meddelelse",
-    "opprinnelig melding",
-    "ursprungligt meddelande",
-    "alkuperäinen viesti",
-    "oryginalna wiadomość",
-    "původní zpráva",
-];
-
-/// A forwarded message's first line ("---------- Forwarded message ---------", Apple's "Begin forwarded message:").
-const FORWARDED: &[&str] = &[
-    "forwarded message",
-    "begin forwarded message",
-    "vidarebefordrat meddelande",
-    "videresendt meddelelse",
-    "videresendt melding",
-    "välitetty viesti",
-    "přeposlaná zpráva",
-    "wiadomość przekazana",
-    "début du message réexpédié",
-    "weitergeleitete nachricht",
-    "message transféré",
-    "mensaje reenviado",
-    "пересылаемое сообщение",
-    "пересланное сообщение",
-    "переслане повідомлення",
-    "messaggio inoltrato",
-    "mensagem encaminhada",
-    "doorgestuurd bericht",
-];
-
-/// The labels of an Outlook header block: From, then Sent or Date, To, Subject.
-const FROM: &[&str] = &["from", "von", "de", "от", "від", "da", "van", "od", "från", "fra"];
-const SENT: &[&str] = &[
-    "sent",
-    "date",
-    "gesendet",
-    "datum",
-    "envoyé",
-    "date d'envoi",
-    "enviado",
-    "enviado el",
-    "fecha",
-    "отправлено",
-    "дата",
-    "надіслано",
-    "inviato",
-    "data",
-    "verzonden",
-];
-const TO: &[&str] = &["to", "an", "à", "para", "кому", "a", "aan", "do", "till", "til"];
-const SUBJECT: &[&str] = &["subject", "betreff", "objet", "asunto", "тема", "oggetto", "assunto", "onderwerp", "temat", "ämne", "emne"];
-
-/// A mobile client's line that ends what the sender wrote.
-const SENT_FROM: &[&str] = &[
-    "sent from my ",
-    "sent from outlook",
-    "sent from mail for windows",
-    "get outlook for ",
-    "sent from yahoo mail",
-    "von meinem ",
-    "envoyé de mon ",
-    "enviado desde mi ",
-    "enviado do meu ",
-    "отправлено с ",
-    "надіслано з ",
-    "inviato da ",
-];
+use super::words::*;
 
 /// What the text rules found.
 pub(super) struct Read {
@@ -165,8 +55,10 @@ pub(super) fn read_text(text: &str) -> Read {
                 false => Some(without_signature(below)),
             }
         }
-        // A forward or a header block with nothing above: the sender wrote nothing.
-        Rule::Separator | Rule::Forwarded | Rule::HeaderBlock | Rule::SharedLine(_) => Some(String::new()),
+        // A forward or a separator with nothing above: the sender wrote nothing.
+        Rule::Separator | Rule::Forwarded | Rule::SharedLine(_) => Some(String::new()),
+        // Header fields first: a forward from Outlook, or a pasted log or memo; unsure.
+        Rule::HeaderBlock => None,
     };
     Read { reply, history: true }
 }
@@ -200,6 +92,11 @@ fn rule_at(lines: &[&str], i: usize) -> Option<Rule> {
     if is_quoted(line) {
         return Some(Rule::Quoted);
     }
+    // Every other rule needs a colon, a dash or an address's `>` in this line, or a header ending in the next three.
+    let ends_header = |l: &&str| l.trim_end().ends_with([':', '>']);
+    if !line.contains([':', '-', '>']) && !lines.iter().skip(i + 1).take(3).any(ends_header) {
+        return None;
+    }
     let lower = line.to_lowercase();
     let bare = lower.trim_matches(|c: char| c == '-' || c == ' ' || c == ':' || c == '_');
     if FORWARDED.contains(&bare) && (lower.starts_with("--") || lower.ends_with(':')) {
@@ -207,7 +104,8 @@ fn rule_at(lines: &[&str], i: usize) -> Option<Rule> {
     }
     // "-----Original Message-----", "---- Ann wrote ----", "------On 12/29/1987, Ann wrote-----".
     let says = bare.trim_end_matches(':');
-    if lower.starts_with("--") && lower.ends_with("--") && (ORIGINAL.contains(&says) || WROTE.iter().any(|w| says.ends_with(w))) {
+    let wrote = WROTE.iter().any(|w| says.ends_with(w)) && (OPENERS.iter().any(|o| says.starts_with(&o.to_lowercase())) || !dated(says));
+    if lower.starts_with("--") && lower.ends_with("--") && (ORIGINAL.contains(&says) || wrote) {
         return Some(Rule::Separator);
     }
     if is_header_block(lines, i) {
@@ -242,36 +140,56 @@ fn join(lines: &[&str]) -> String {
     lines.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ")
 }
 
-/// The words that open a quote header in the languages of `WROTE`.
-const OPENERS: &[&str] = &["On ", "Am ", "Le ", "El ", "Op ", "Il ", "Em ", "Den ", "W dniu "];
-
 /// Where a dated quote header starts after other text on one line ("reply On Wed, … wrote:"): at a word
 /// of `OPENERS`, in a line that does not start with one.
 fn shared_line(line: &str) -> Option<usize> {
     if OPENERS.iter().any(|o| line.starts_with(o)) {
         return None;
     }
+    let from = line.len().saturating_sub(MAX_HEADER_BYTES);
     OPENERS
         .iter()
-        .filter_map(|o| line.match_indices(o).map(|(at, _)| at).find(|&at| at > 0 && is_quote_header(&line[at..], None, true)))
+        .filter_map(|o| {
+            line.match_indices(o).map(|(at, _)| at).find(|&at| at > 0 && at >= from && is_quote_header(&line[at..], None, true))
+        })
         .min()
 }
 
+/// The longest quote header read, in bytes (300 characters of at most 4 bytes).
+const MAX_HEADER_BYTES: usize = 1200;
+
 /// "On Tue, 5 Dec 2026 at 10:00, Ann <ann@example.net> wrote:" and its kin: at most 300 characters, with
-/// a date (a digit outside addresses), ending in one of `WROTE` and a colon; or, as Gmail in Russian and
-/// Ukrainian writes it, in an address and a colon; or, as old Gmail did ("2011/4/7 Ann <ann@example.net>"),
-/// in an address with quoted lines next. Unless `strict`, an address with quoted lines next stands for the
-/// date ("Name <address@example.com> wrote:").
+/// a date (a digit outside addresses), ending in one of `WROTE` and a colon, and opened by a word of
+/// `OPENERS`, holding an address or followed by quoted lines (so that prose such as "In 2019 the auditor
+/// wrote:" is none); or, as Gmail in Russian and Ukrainian writes it, ending in an address and a colon; or,
+/// as old Gmail did ("2011/4/7 Ann <ann@example.net>"), in an address: those two with quoted lines next.
+/// Unless `strict`, an address with quoted lines next stands for the date ("Name <ann@example.com> wrote:").
 fn is_quote_header(line: &str, next: Option<&str>, strict: bool) -> bool {
-    let addressed = !strict && line.contains('@') && next.is_some_and(is_quoted);
+    let quoted_next = next.is_some_and(is_quoted);
+    if line.len() > MAX_HEADER_BYTES || !line.ends_with([':', '>']) || !line.bytes().any(|b| b.is_ascii_digit() || b == b'@') {
+        return false;
+    }
+    let addressed = !strict && line.contains('@') && quoted_next;
     if line.chars().count() > 300 || !(dated(line) || addressed) {
         return false;
     }
     let lower = line.to_lowercase();
     let Some(head) = lower.strip_suffix(':').map(str::trim_end) else {
-        return lower.ends_with('>') && lower.contains('@') && next.is_some_and(is_quoted);
+        return lower.ends_with('>') && lower.contains('@') && quoted_next;
     };
-    WROTE.iter().any(|w| head.ends_with(w) || head.contains(&format!(" {w} "))) || (head.ends_with('>') && head.contains('@'))
+    let opened = OPENERS.iter().any(|o| line.starts_with(o));
+    let verb_inside = opened && WROTE.iter().any(|w| head.match_indices(w).any(|(at, _)| surrounded(head, at, w.len())));
+    if head.ends_with('>') && head.contains('@') {
+        // "вт, 5 дек. 2026 г. в 10:00, Анна <ann@example.net>:", "Am 5. Dez. um 10:00 schrieb Ann <ann@…>:"
+        return quoted_next || verb_inside;
+    }
+    let verb = verb_inside || WROTE.iter().any(|w| head.ends_with(w));
+    verb && (opened || head.contains('@') || quoted_next)
+}
+
+/// True when `head[at..at + len]` is a word: spaces on both sides.
+fn surrounded(head: &str, at: usize, len: usize) -> bool {
+    head[..at].ends_with(' ') && head[at + len..].starts_with(' ')
 }
 
 /// A dated line ending in a colon, or in an address: what an unknown client's quote header looks like.
@@ -290,9 +208,10 @@ fn dated(line: &str) -> bool {
     })
 }
 
-/// A block of header fields, as Outlook and forwarding clients write the history's first lines: at least
-/// three of From, Sent or Date, To and Subject (in the languages of `FROM`, `SENT`, `TO`, `SUBJECT`; bold as
-/// `*From:*` when a client made text of Outlook's HTML) among its first seven lines, starting with one of them.
+/// A block of header fields, as Outlook and forwarding clients write the history's first lines: From, Sent
+/// or Date, and To or Subject, in any order among its first seven lines (in the languages of `FROM`, `SENT`,
+/// `TO`, `SUBJECT`; bold as `*From:*` when a client made text of Outlook's HTML). A memo (no From) or a
+/// pasted log (no date) is none.
 fn is_header_block(lines: &[&str], i: usize) -> bool {
     let kind = |line: &str| {
         let l = label_of(line)?;
@@ -307,7 +226,7 @@ fn is_header_block(lines: &[&str], i: usize) -> bool {
             found[k] = true;
         }
     }
-    found.iter().filter(|f| **f).count() >= 3
+    found[0] && found[1] && (found[2] || found[3])
 }
 
 /// The label of a `Label: value` line, lower case, without bold markers.
@@ -405,6 +324,23 @@ mod tests {
         assert_eq!(text(forward).as_deref(), Some(""));
         let fwd_note = "FYI, see below.\n\nBegin forwarded message:\n\nFrom: Ann\n";
         assert_eq!(text(fwd_note).as_deref(), Some("FYI, see below."));
+    }
+
+    #[test]
+    fn prose_memos_and_logs_keep_their_words() {
+        for mail in [
+            "Hi team,\n\nIn 2019 the auditor wrote:\nthe books are fine.\n\nRegards, Bob",
+            "Hi,\n\nYesterday I wrote 3 scripts, here they are:\nscript one\nscript two",
+            "Please send 2 copies to Ann <ann@example.com>:\nthe contract and the invoice.",
+            "Memo\n\nDate: 5 May 2026\nTo: all staff\nSubject: parking\n\nThe car park closes.",
+            "A list:\n---- 2 items I wrote ----\none\ntwo",
+        ] {
+            assert_eq!(text(mail).as_deref(), Some(mail), "{mail:?}");
+        }
+        let log = "Here is the log:\nFrom: cron@host\nTo: root\nSubject: job 5 failed\n\nexit 1";
+        assert_eq!(text(log).as_deref(), Some(log), "no date: no header block");
+        let forward = "From: Ann <ann@example.net>\nSent: Monday, 1 December 2026 10:00\nTo: Bob\nSubject: Plan\n\nShall we?";
+        assert_eq!(text(forward), None, "header fields first: a forward, or pasted; unsure");
     }
 
     #[test]
