@@ -240,7 +240,8 @@ async function destinations(args) {
   for (const d of res.destinations) {
     const counts = Object.entries(d.deliveries).map(([s, n]) => `${s} ${n}`).join(", ") || "no deliveries yet";
     const circuit = d.circuit.state === "open" ? `OPEN since ${d.circuit.opened_at}, next probe ${d.circuit.next_probe}` : `closed (${d.circuit.failures} failures in a row)`;
-    const filter = [d.filter.providers?.join("|") ?? "every provider", d.filter.types?.join("|") ?? "every type"].join(" / ");
+    const tags = d.filter.recipient_tags ? [`recipient tags ${d.filter.recipient_tags.join("|")}`] : [];
+    const filter = [d.filter.providers?.join("|") ?? "every provider", d.filter.types?.join("|") ?? "every type", ...tags].join(" / ");
     console.log(`${d.name}  ${d.url}\n  takes: ${filter}\n  circuit: ${circuit}\n  deliveries: ${counts}${d.problem ? `\n  problem: ${d.problem}` : ""}`);
   }
 }

@@ -331,6 +331,8 @@ describe("destinations", () => {
       assert.deepEqual(ids(origins.tickets), [got.id]);
       assert.equal(origins.bounces.attempts.length, 0);
       assert.ok(plain);
+      const shown = (await hook.admin("/admin/destinations")).json.destinations.find((d) => d.name === "tickets");
+      assert.deepEqual(shown.filter.recipient_tags, ["ticket-*"], "the operator sees the tag filter");
     } finally {
       await close();
     }

@@ -42,6 +42,7 @@ pub(super) async fn list(cfg: &Config, env: &Env) -> Answer {
                 "filter": {
                     "providers": d.filter.providers.as_ref().map(|ps| ps.iter().map(|p| p.name()).collect::<Vec<_>>()),
                     "types": d.filter.types,
+                    "recipient_tags": d.filter.recipient_tags,
                 },
                 "timeout_seconds": d.timeout_seconds,
                 "retry_schedule_seconds": d.retry_schedule,
