@@ -47,12 +47,22 @@ fn squeeze(s: &str) -> String {
     s.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
-/// The text of an html reply: tags dropped, line-breaking ones as line breaks, the common entities decoded.
+/// The text of an html reply: tags, comments, styles and scripts dropped, line-breaking tags as line breaks, the
+/// common entities decoded.
 fn text_of_html(html: &str) -> String {
     let mut out = String::new();
     let mut rest = html;
     while let Some(lt) = rest.find('<') {
         out.push_str(&rest[..lt]);
+        let lower = rest[lt..].to_ascii_lowercase();
+        let skip = [("<!--", "-->"), ("<style", "</style>"), ("<script", "</script>")]
+            .iter()
+            .find(|(open, _)| lower.starts_with(open))
+            .map(|(_, close)| lower.find(close).map_or(rest.len() - lt, |e| e + close.len()));
+        if let Some(n) = skip {
+            rest = &rest[lt + n..];
+            continue;
+        }
         let Some(gt) = rest[lt..].find('>') else { break };
         let tag = rest[lt + 1..lt + gt].to_ascii_lowercase();
         if ["br", "/p", "/div", "p ", "p", "div", "/li", "/tr"].iter().any(|t| tag == *t || tag.starts_with(&format!("{t} "))) {
@@ -67,7 +77,10 @@ fn text_of_html(html: &str) -> String {
 fn judge(case: &Case, ours: Option<String>, expected: &str, input: &str) -> Verdict {
     let Some(ours) = ours else { return Verdict::Unsure };
     let has = |f: &str| case.features.iter().any(|x| x == f);
-    if has("forwarded") && tidy(expected) == tidy(input) && tidy(expected).starts_with(&tidy(&ours)) && tidy(&ours) != tidy(expected) {
+    // A forward: the library keeps the forwarded message (whole, or what it reads as the reply inside it); mailhook's
+    // reply is what was written above it.
+    let kept_whole = tidy(expected) == tidy(input) && tidy(expected).starts_with(&tidy(&ours)) && tidy(&ours) != tidy(expected);
+    if has("forwarded") && (kept_whole || (squeeze(&ours).is_empty() && !squeeze(expected).is_empty())) {
         return Verdict::Forward;
     }
     let (ours, expected) = if has("whitespace-insensitive") || has("expected-from-html") || case.input.ends_with(".html") {
@@ -145,5 +158,5 @@ fn replies_of_other_projects_tests() {
 }
 
 /// The counts this change holds (see the module's comment).
-const RIGHT_AT_LEAST: usize = 108;
+const RIGHT_AT_LEAST: usize = 118;
 const WRONG_AT_MOST: usize = 2;

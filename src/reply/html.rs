@@ -28,12 +28,15 @@ const MAX_NAME_LEN: usize = 32;
 /// (answers between quotes, or below them: the sender's words are not all above).
 pub(super) fn cut_html(html: &str) -> Option<String> {
     let lower = html.to_ascii_lowercase();
-    let mut at = HTML_MARKERS.iter().filter_map(|m| lower.find(m)).min()?;
-    if !only_markup_after(&lower, at) {
-        return None;
-    }
-    // Outlook on the web: the rule above the header block goes with it.
-    if lower[at..].starts_with("<div id=\"divrplyfwdmsg\"") {
+    let marker = HTML_MARKERS.iter().filter_map(|m| lower.find(m)).min();
+    let mut at = match (marker, outlook_header(&lower)) {
+        // Outlook's header block: all that follows it is the history, by the client's own layout.
+        (m, Some(o)) if m.is_none_or(|m| o < m) => o,
+        (Some(m), _) if only_markup_after(&lower, m) => m,
+        _ => return None,
+    };
+    // Outlook: the rule above the header block goes with it.
+    if lower[at..].starts_with("<div id=\"divrplyfwdmsg\"") || lower[at..].starts_with("<div style=") || lower[at..].starts_with("<p") {
         if let Some(hr) = lower[..at].rfind("<hr") {
             if lower[hr..at].find('>').is_some_and(|e| lower[hr + e + 1..at].trim().is_empty()) {
                 at = hr;
@@ -91,6 +94,45 @@ fn open_elements(prefix: &str) -> Option<Vec<String>> {
         }
     }
     Some(stack)
+}
+
+/// How far after an element's start its header block is read, and how many elements are tried.
+const HEADER_WINDOW: usize = 1500;
+const MAX_HEADER_CANDIDATES: usize = 1000;
+
+/// Where Outlook's header block of the history starts: the first `<div` or `<p` whose text begins with a header
+/// block (From, Sent or Date, To or Subject; `text::is_header_block`), as Outlook's desktop client writes it.
+fn outlook_header(lower: &str) -> Option<usize> {
+    let starts = lower.match_indices('<').map(|(i, _)| i).filter(|&i| {
+        let t = &lower[i + 1..];
+        (t.starts_with("div") || t.starts_with('p'))
+            && t[if t.starts_with('p') { 1 } else { 3 }..].starts_with([' ', '>', '\t', '\n', '\r'])
+    });
+    starts.take(MAX_HEADER_CANDIDATES).find(|&i| {
+        let end = (i + HEADER_WINDOW).min(lower.len());
+        let end = (end..=lower.len()).find(|&e| lower.is_char_boundary(e)).unwrap_or(lower.len());
+        let text = text_lines(&lower[i..end]);
+        let lines: Vec<&str> = text.lines().collect();
+        lines.iter().position(|l| !l.trim().is_empty()).is_some_and(|first| super::text::is_header_block(&lines, first))
+    })
+}
+
+/// The text of some html, a line break for each element that breaks a line, the common entities decoded.
+fn text_lines(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(lt) = rest.find('<') {
+        out.push_str(&rest[..lt]);
+        let Some(end) = tag_end(&rest[lt..]) else { break };
+        let tag = &rest[lt + 1..lt + end];
+        let name: String = tag.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        if ["br", "p", "div", "tr", "li"].contains(&name.as_str()) {
+            out.push('\n');
+        }
+        rest = &rest[lt + end + 1..];
+    }
+    out.push_str(rest);
+    out.replace("&nbsp;", " ").replace("&#160;", " ").replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
 }
 
 /// Where the tag at the start of `rest` ends (its `>`), quoted attribute values skipped.
@@ -187,5 +229,19 @@ mod tests {
         assert_eq!(cut_html(bottom), None);
         let nested = r#"<p>Ok</p><blockquote type="cite">a<blockquote type="cite">b</blockquote>c</blockquote>&nbsp;<br></body>"#;
         assert_eq!(cut_html(nested).as_deref(), Some("<p>Ok</p>"));
+        // Outlook's desktop client: the header block and all below it.
+        let outlook = concat!(
+            r#"<div class=WordSection1><p class=MsoNormal>Sure.<o:p></o:p></p><p class=MsoNormal><o:p>&nbsp;</o:p></p>"#,
+            r#"<div style="border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0cm 0cm 0cm"><p class=MsoNormal><b>From:</b> Ann"#,
+            r#" &lt;ann@example.net&gt;<br><b>Sent:</b> Monday, 1 December 2026 10:00<br><b>To:</b> Bob<br><b>Subject:</b> Plan</p></div>"#,
+            r#"<p class=MsoNormal>Shall we?</p></div>"#
+        );
+        assert_eq!(
+            cut_html(outlook).as_deref(),
+            Some("<div class=WordSection1><p class=MsoNormal>Sure.<o:p></o:p></p></div>"),
+            "from the first element whose text is the header block (the blank paragraph above it goes too)"
+        );
+        let memo = "<p>Memo</p><p>From: the board<br>To: all staff<br>Subject: parking</p><p>The car park closes.</p>";
+        assert_eq!(cut_html(memo), None, "no date: no header block");
     }
 }

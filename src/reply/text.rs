@@ -212,7 +212,7 @@ fn dated(line: &str) -> bool {
 /// or Date, and To or Subject, in any order among its first seven lines (in the languages of `FROM`, `SENT`,
 /// `TO`, `SUBJECT`; bold as `*From:*` when a client made text of Outlook's HTML). A memo (no From) or a
 /// pasted log (no date) is none.
-fn is_header_block(lines: &[&str], i: usize) -> bool {
+pub(super) fn is_header_block(lines: &[&str], i: usize) -> bool {
     let kind = |line: &str| {
         let l = label_of(line)?;
         [FROM, SENT, TO, SUBJECT].iter().position(|list| list.contains(&l.as_str()))
