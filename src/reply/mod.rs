@@ -38,9 +38,21 @@ pub fn reply(text: Option<&str>, html: Option<&str>) -> Option<Reply> {
         (None, Some(Read { history: false, .. })) => html.map(str::to_string),
         (None, _) => None,
     };
-    let kept = |s: Option<String>| s.filter(|s| serde_json::to_string(s).map_or(0, |j| j.len()) <= MAX_REPLY_JSON_BYTES);
+    let kept = |s: Option<String>| s.filter(|s| json_len(s) <= MAX_REPLY_JSON_BYTES);
     let (text, html) = (kept(read.and_then(|r| r.reply)), kept(html));
     (text.is_some() || html.is_some()).then_some(Reply { text, html })
+}
+
+/// The length of `s` as a JSON string (quotes included), as serde_json writes it, without writing it.
+fn json_len(s: &str) -> usize {
+    2 + s
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum::<usize>()
 }
 
 #[cfg(test)]
@@ -61,5 +73,8 @@ mod tests {
         assert!(reply(None, None).is_none());
         assert!(reply(Some(&"x".repeat(MAX_REPLY_INPUT_BYTES + 1)), None).is_none());
         assert!(reply(Some(&"\u{1}".repeat(20_000)), None).is_none(), "120 KB as JSON: longer than a reply is kept");
+        for s in ["", "a\"b\\c\n\u{1}\u{8}é€😀/"] {
+            assert_eq!(json_len(s), serde_json::to_string(s).unwrap().len(), "{s:?}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! once never pick, and never send, the same delivery.
 
 use super::replay::{send_marked, undo, unknown_destination, Replay};
-use super::{bind, storage, with_extra, Answer};
+use super::{bind, rows, storage, with_extra, Answer};
 use crate::admin::{filter_rules, EventQuery, SqlValue};
 use crate::config::Config;
 use crate::delivery::Envelope;
@@ -158,16 +158,7 @@ impl Picked {
             budget = n + 3,
         );
         let now = now_seconds();
-        let db = env.d1(D1_DATABASE).map_err(storage)?;
-        let claimed: Vec<Claimed> = db
-            .prepare(sql)
-            .bind(&with_extra(&self.params, &[u64::from(limit), now as u64, PAGE_BYTES]))
-            .map_err(storage)?
-            .all()
-            .await
-            .map_err(storage)?
-            .results()
-            .map_err(storage)?;
+        let claimed: Vec<Claimed> = rows(env, sql, &with_extra(&self.params, &[u64::from(limit), now as u64, PAGE_BYTES])).await?;
         let mut ids: Vec<&str> = claimed.iter().map(|c| c.event_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -216,16 +207,7 @@ impl Picked {
             budget = n + 3,
         );
         let now = now_seconds();
-        let db = env.d1(D1_DATABASE).map_err(storage)?;
-        let claimed: Vec<Claimed> = db
-            .prepare(sql)
-            .bind(&with_extra(&self.params, &[u64::from(q.limit), now as u64, PAGE_BYTES]))
-            .map_err(storage)?
-            .all()
-            .await
-            .map_err(storage)?
-            .results()
-            .map_err(storage)?;
+        let claimed: Vec<Claimed> = rows(env, sql, &with_extra(&self.params, &[u64::from(q.limit), now as u64, PAGE_BYTES])).await?;
         let mut replays = Vec::new();
         let mut back = Vec::new();
         for c in claimed {
@@ -242,6 +224,7 @@ impl Picked {
             // Read but not replayable after all (its envelope, or a filter SQL and Rust read apart): unrouted again.
             let list = serde_json::to_string(&back).unwrap_or_default();
             let sql = format!("UPDATE events SET status = {} WHERE id IN (SELECT value FROM json_each(?1))", Status::Unrouted.sql());
+            let db = env.d1(D1_DATABASE).map_err(storage)?;
             db.prepare(sql).bind(&[JsValue::from_str(&list)]).map_err(storage)?.run().await.map_err(storage)?;
         }
         super::replay::mark(env, replays).await
