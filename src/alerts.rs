@@ -30,7 +30,7 @@ pub enum Item {
 /// taken this time. `console` is the console's URL (`PUBLIC_URL` + `/console/`),
 /// for links to each event.
 pub fn message(items: &[Item], more: usize, console: Option<&str>) -> Value {
-    let link = |id: &str| console.map(|c| format!("{c}#/events/{}", percent(id)));
+    let link = |id: &str| console.map(|c| format!("{c}#/events/{}", crate::percent::percent_encode(id)));
     let dead: Vec<&Item> = items.iter().filter(|i| matches!(i, Item::Dead { .. })).collect();
     let mut lines = Vec::new();
     if !dead.is_empty() {
@@ -106,13 +106,6 @@ fn one_line(s: &str) -> String {
         Some((i, _)) => format!("{}…", &flat[..i]),
         None => flat,
     }
-}
-
-/// An id in a URL fragment (ids are `evt_` + hex, but a 0.1 id or a future one may not be).
-fn percent(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
 }
 
 #[cfg(test)]

@@ -41,6 +41,13 @@ pub struct Config {
     pub log_retention_days: u32,
     /// `RECIPIENT_TAG_SEPARATOR`: the characters that start a recipient's tag (`conversation`).
     pub tag_separators: String,
+    /// Attachments by link (`links`): `PUBLIC_URL`, checked when a destination may take links
+    /// (`None` while unset, or while no destination does and it is not a URL).
+    pub public_url: Option<String>,
+    /// `LINK_SIGNING_KEY`: the first signs links, any verifies one.
+    pub link_keys: Secrets,
+    /// `ATTACHMENT_LINK_SECONDS`: how long a link lives, at most until the event's retention ends.
+    pub link_seconds: u64,
 }
 
 impl Config {
@@ -61,6 +68,9 @@ impl Config {
             log_retention_days: number(&get, "LOG_RETENTION_DAYS", 30)?,
             // Unset is `+`; empty (unlike the other variables) turns tags off.
             tag_separators: crate::conversation::tag_separators(raw_tag_separators.as_deref())?,
+            public_url: get("PUBLIC_URL"),
+            link_keys: Secrets::parse(get("LINK_SIGNING_KEY").as_deref()),
+            link_seconds: number(&get, "ATTACHMENT_LINK_SECONDS", crate::links::DEFAULT_LINK_SECONDS)?,
         };
         let timeout_seconds = number(&get, "ORIGIN_TIMEOUT_SECONDS", 15)?;
         if !(1..=300).contains(&timeout_seconds) {
@@ -136,7 +146,40 @@ impl Config {
                 ),
             });
         }
+        self.check_links()
+    }
+
+    /// A destination that may take links needs the Worker's public URL and a key to sign them.
+    fn check_links(mut self) -> Result<Self, ConfigError> {
+        let Some(d) = self.destinations.iter().find(|d| d.may_link()) else {
+            self.public_url = self.public_url.and_then(|u| public_url(&u).ok());
+            return Ok(self);
+        };
+        let err = |var, message| Err(ConfigError { var, message });
+        let Some(raw) = self.public_url.as_deref() else {
+            return err(
+                "PUBLIC_URL",
+                format!(
+                    "destination {:?} takes attachments as links, which are URLs of this Worker; set PUBLIC_URL to its https:// address",
+                    d.name
+                ),
+            );
+        };
+        self.public_url = Some(public_url(raw).map_err(|message| ConfigError { var: "PUBLIC_URL", message })?);
+        if self.link_keys.is_empty() {
+            return err("LINK_SIGNING_KEY", format!("destination {:?} takes attachments as links, which are signed with it; run `wrangler secret put LINK_SIGNING_KEY` with a random value (`npm run gen-secret`)", d.name));
+        }
+        if !(60..=MAX_LINK_SECONDS).contains(&self.link_seconds) {
+            return err("ATTACHMENT_LINK_SECONDS", format!("{} is outside 60 to {MAX_LINK_SECONDS} (a year)", self.link_seconds));
+        }
         Ok(self)
+    }
+
+    /// Until when a link made at `now` for an event accepted at `received` (Unix seconds) is good: at most
+    /// `link_seconds`, and never past the event's retention (`LOG_RETENTION_DAYS` after it was accepted).
+    pub fn link_expires(&self, received: i64, now: i64) -> i64 {
+        let ttl = i64::try_from(self.link_seconds).unwrap_or(i64::MAX);
+        now.saturating_add(ttl).min(received.saturating_add(i64::from(self.log_retention_days) * 86_400))
     }
 
     /// Valid settings that an operator should look at twice, for `/healthz`.
@@ -148,6 +191,22 @@ impl Config {
     pub fn delivery_problem(&self) -> Option<String> {
         self.destinations.iter().find_map(Destination::problem)
     }
+}
+
+/// The longest a link may live.
+const MAX_LINK_SECONDS: u64 = 365 * 86_400;
+
+/// `PUBLIC_URL` without a trailing `/`: an https:// URL (http:// only on this machine), without query or fragment.
+fn public_url(raw: &str) -> Result<String, String> {
+    let url = destinations::valid_url(raw)?;
+    let lower = url.to_ascii_lowercase();
+    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| lower.strip_prefix(p).is_some_and(|r| r.is_empty() || r.starts_with([':', '/'])));
+    if url.contains(['?', '#']) || !(lower.starts_with("https://") || local) {
+        return Err(format!("{raw:?} must be the Worker's https:// address, such as https://mailhook.example.workers.dev, without ? or #"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 fn schedule(raw: Option<&str>) -> Result<Vec<u32>, ConfigError> {
@@ -303,5 +362,37 @@ mod tests {
         assert_eq!(c.destinations[0].keys[1].bytes(), b"second");
         assert_eq!(c.delivery_problem(), None);
         assert!(!format!("{c:?}").contains("MfKQ"));
+    }
+
+    #[test]
+    fn destinations_that_take_links_need_the_public_url_and_a_key() {
+        let key = ("DESTINATION_DESK_SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let desk = |extra: &str| format!(r#"[{{"name": "desk", "url": "https://d.example/"{extra}}}]"#);
+        let links = desk(r#", "attachments": " Link ", "max_body_bytes": "1048576""#);
+        let public = ("PUBLIC_URL", "https://mh.example.com/");
+        let c = cfg(&[("DESTINATIONS", &links), key, public, ("LINK_SIGNING_KEY", "k1,k0")]).unwrap();
+        let d = c.destination("desk").unwrap();
+        assert_eq!((d.attachments, d.max_body_bytes), (crate::destinations::AttachmentForm::Link, Some(1_048_576)));
+        assert_eq!(c.public_url.as_deref(), Some("https://mh.example.com"));
+        assert_eq!(c.link_expires(1_000, 2_000), 2_000 + 7 * 86_400);
+        assert_eq!(c.link_expires(1_000, 1_000 + 29 * 86_400), 1_000 + 30 * 86_400, "never past the retention");
+        assert_eq!(cfg(&[("DESTINATIONS", &links), key, public]).unwrap_err().var, "LINK_SIGNING_KEY");
+        assert_eq!(cfg(&[("DESTINATIONS", &links), key, ("LINK_SIGNING_KEY", "k")]).unwrap_err().var, "PUBLIC_URL");
+        for bad in ["http://mh.example.com", "https://mh.example.com/?a=b", "mh.example.com"] {
+            let e = cfg(&[("DESTINATIONS", &links), key, ("PUBLIC_URL", bad), ("LINK_SIGNING_KEY", "k")]).unwrap_err();
+            assert_eq!(e.var, "PUBLIC_URL", "{bad}");
+        }
+        assert!(cfg(&[("DESTINATIONS", &links), key, ("PUBLIC_URL", "http://127.0.0.1:8787"), ("LINK_SIGNING_KEY", "k")]).is_ok());
+        for bad in [r#", "attachments": "url""#, r#", "max_body_bytes": 100"#, r#", "max_body_bytes": "1 MB""#] {
+            let e = cfg(&[("DESTINATIONS", &desk(bad)), key, public, ("LINK_SIGNING_KEY", "k")]).unwrap_err().to_string();
+            assert!(e.contains("attachments") || e.contains("max_body_bytes"), "{e}");
+        }
+        // Without such a destination, nothing is required, and a PUBLIC_URL that is no URL is ignored.
+        let c = cfg(&[("DESTINATIONS", &desk("")), key, ("PUBLIC_URL", "not a url")]).unwrap();
+        assert_eq!(c.public_url, None);
+        let c =
+            cfg(&[("ORIGIN_URL", "http://127.0.0.1:1/"), ("ORIGIN_MAX_BODY_BYTES", "65536"), public, ("LINK_SIGNING_KEY", "k")]).unwrap();
+        assert!(c.destination("origin").unwrap().links(65_537) && !c.destination("origin").unwrap().links(65_536));
+        assert_eq!(cfg(&[("ORIGIN_URL", "http://127.0.0.1:1/"), ("ORIGIN_ATTACHMENTS", "links")]).unwrap_err().var, "ORIGIN_ATTACHMENTS");
     }
 }

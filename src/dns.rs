@@ -60,20 +60,7 @@ pub fn forward_type(ip: IpAddr) -> RecordType {
 /// name (even one that slipped past `valid_hostname`) can add or cut a parameter.
 pub fn query_url(doh_url: &str, name: &str, rtype: RecordType) -> String {
     let sep = if doh_url.contains('?') { '&' } else { '?' };
-    format!("{doh_url}{sep}name={}&type={}", percent_encode(name), rtype.name())
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    format!("{doh_url}{sep}name={}&type={}", crate::percent::percent_encode(name), rtype.name())
 }
 
 /// The longest DNS name in text form, without the root dot (RFC 1035 §2.3.4).

@@ -150,10 +150,14 @@ pub struct Thread {
 pub struct Attachment {
     pub filename: Option<String>,
     pub content_type: Option<String>,
+    /// The bytes' length and SHA-256 (lower-case hex), whichever form they take.
     pub size: Option<u64>,
+    pub sha256: Option<String>,
     pub content_id: Option<String>,
     pub inline: bool,
+    /// The bytes, in the event (base64); or null, and `url` a link that serves them (`links`).
     pub content_base64: Option<String>,
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]

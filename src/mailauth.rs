@@ -162,16 +162,9 @@ pub fn header_map(fields: impl IntoIterator<Item = (String, String)>) -> Map<Str
     map
 }
 
-/// The decoded length of base64 text, without decoding or copying it.
-/// Whitespace (line breaks of MIME base64) is ignored; so is padding.
+/// The decoded length of base64 text, without decoding or copying it (RFC 2045: see `large::Base64Decoder`).
 pub fn base64_decoded_len(text: &str) -> u64 {
-    base64_symbols(text.as_bytes()) * 3 / 4
-}
-
-/// The base64 symbols in `bytes` (padding and white space left out): three
-/// bytes decoded for every four. Counted in parts by `large` for strings it never builds.
-pub fn base64_symbols(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|b| **b != b'=' && !b.is_ascii_whitespace()).count() as u64
+    crate::large::base64_len(text.as_bytes())
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ pub enum Route {
     Health,
     /// `GET /webhook-confirm.txt`: adm.tools' site-ownership check.
     Confirm,
+    /// `GET /attachments/{name}?…`: an attachment by its signed link (`links`).
+    Attachment,
     /// `POST /webhooks/{provider}`
     Webhook(Provider),
     /// `/admin/…`, the operator API.
@@ -44,6 +46,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     let (route, allow) = match path {
         "/healthz" => (Route::Health, "GET, HEAD"),
         "/webhook-confirm.txt" => (Route::Confirm, "GET, HEAD"),
+        _ if path.starts_with(crate::links::LINK_PATH) => (Route::Attachment, "GET, HEAD"),
         _ if path == "/admin" || path.starts_with("/admin/") => return admin::route(method, path).map(Route::Admin),
         _ => {
             let name = path.strip_prefix("/webhooks/").ok_or_else(not_found)?;
@@ -87,5 +90,7 @@ mod tests {
         assert_eq!(route("GET", "/etc/passwd"), Err(not_found()));
         assert_eq!(route("GET", "/admin/events"), Ok(Route::Admin(AdminRoute::ListEvents)));
         assert_eq!(route("GET", "/administrator"), Err(not_found()));
+        assert_eq!(route("GET", "/attachments/a.pdf"), Ok(Route::Attachment));
+        assert_eq!(route("POST", "/attachments/a.pdf"), Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }));
     }
 }

@@ -43,7 +43,7 @@ impl EventQuery {
         let mut q = EventQuery { limit: DEFAULT_LIMIT, page: 1, ..Default::default() };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let v = percent_decode(v).ok_or_else(|| bad(k, "is not valid percent-encoding"))?;
+            let v = crate::percent::percent_decode(v).ok_or_else(|| bad(k, "is not valid percent-encoding"))?;
             if v.is_empty() {
                 continue;
             }
@@ -192,30 +192,6 @@ fn parse_bound(v: &str, upper: bool) -> Option<i64> {
         return Some(if upper { start + 86_400 } else { start });
     }
     crate::time::parse_rfc3339(v)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Every configured destination's filter as JSON for SQL: its name, its providers (or null),

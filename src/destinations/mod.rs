@@ -64,6 +64,16 @@ pub fn type_matches(pattern: &str, kind: &str) -> bool {
     }
 }
 
+/// How a destination takes attachments' bytes (`attachments`; see `links`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttachmentForm {
+    /// In the event, base64: today's behaviour.
+    #[default]
+    Inline,
+    /// As signed links to the Worker.
+    Link,
+}
+
 #[derive(Debug, Clone)]
 pub struct Destination {
     /// Lower case: letters, digits and `-`.
@@ -77,9 +87,22 @@ pub struct Destination {
     pub timeout_seconds: u32,
     pub retry_schedule: Vec<u32>,
     pub circuit: CircuitPolicy,
+    pub attachments: AttachmentForm,
+    /// An event longer than this is delivered with its attachments as links.
+    pub max_body_bytes: Option<u64>,
 }
 
 impl Destination {
+    /// True when an event of `len` bytes goes to this destination with its attachments as links.
+    pub fn links(&self, len: u64) -> bool {
+        self.attachments == AttachmentForm::Link || self.max_body_bytes.is_some_and(|max| len > max)
+    }
+
+    /// True when some event may go to this destination with links.
+    pub fn may_link(&self) -> bool {
+        self.attachments == AttachmentForm::Link || self.max_body_bytes.is_some()
+    }
+
     /// `None` when deliveries can be attempted, or what is missing. Only the
     /// `origin` destination can be incomplete: a declared one that is
     /// incomplete is a configuration error.

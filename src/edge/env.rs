@@ -49,6 +49,16 @@ pub fn now_seconds() -> i64 {
     (now_millis() / 1000) as i64
 }
 
+/// A nonce for markers (`large`): 128 random bits, so no sender can write one.
+pub fn nonce() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Without randomness, the time still differs from anything a sender could have predicted exactly.
+        bytes[..8].copy_from_slice(&now_millis().to_le_bytes());
+    }
+    hex::encode(bytes)
+}
+
 /// One structured log line. Callers pass ids, codes and numbers, never a
 /// secret or a message body.
 pub fn log(fields: serde_json::Value) {

@@ -6,6 +6,7 @@
 //! - `deliver/`: the queue consumers: each delivery signed and sent, retried, held or dead-lettered;
 //! - `admin/`: the operator API, one file per resource; `console.rs`: the operator console;
 //! - `eventlog.rs`, `circuit.rs`, `alerts.rs`: the event log, the circuit breaker's state and alerts, in D1;
+//! - `links.rs`: attachments served by their signed links;
 //! - `health.rs`, `ops.rs`, `env.rs`: `/healthz`, the operation counts, what all of them share.
 
 mod access;
@@ -19,6 +20,7 @@ mod env;
 mod eventlog;
 mod health;
 mod ingest;
+mod links;
 mod ops;
 mod queue;
 mod retention;
@@ -43,6 +45,8 @@ async fn fetch(raw: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys
     let method = raw.method();
     let url = raw.url();
     let path = crate::routes::path_of(&url).to_string();
+    // An attachment's link names its file: the log keeps only the route.
+    let logged_path = if path.starts_with(crate::links::LINK_PATH) { crate::links::LINK_PATH } else { &path };
     let mut provider = None;
     let mut ids = Vec::new();
     // A webhook's answer is made as the runtime's own response, without workers-rs's builder.
@@ -54,6 +58,7 @@ async fn fetch(raw: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys
         Err(e) => refused(e)?,
         Ok(Route::Health) => (health::health(&env).await?.into(), None),
         Ok(Route::Confirm) => (health::confirm(&env)?.into(), None),
+        Ok(Route::Attachment) => (links::serve(&method, &url, &path, &env).await?, None),
         Ok(Route::Webhook(p)) => {
             provider = Some(p.name());
             match ingest::webhook::handle(p, &raw, &env).await {
@@ -77,7 +82,7 @@ async fn fetch(raw: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys
     env::log_line(&RequestLine {
         kind: "request",
         method: &method,
-        path: &path,
+        path: logged_path,
         provider,
         status: resp.status(),
         code,

@@ -20,11 +20,13 @@
 //! Here: the markers and what they stand for. `skeleton`: step 1; `render`:
 //! step 3; `stored`: the stored layout, and how the consumer reads it back.
 
+mod literal;
 mod render;
 mod skeleton;
 mod stored;
 
-pub use render::{render, EventBody, Part};
+pub use literal::{base64_bytes, base64_len, Base64Decoder, Unescaper};
+pub use render::{render, unrender, EventBody, Part};
 pub use skeleton::{skeletonize, Skeleton};
 pub use stored::{manifest_len, parse_manifest, read_plan, stored_prefix, Piece, Read, RunCursor, STORED_HEADER_LEN};
 
@@ -48,8 +50,9 @@ pub struct TextRef {
     pub sha256: [u8; 32],
     /// Its length in bytes, decoded.
     pub len: u64,
-    /// The length of what it decodes to as base64 (`mailauth::base64_decoded_len`).
+    /// The length of what it decodes to as base64 (`literal::base64_len`), and that's SHA-256.
     pub base64_len: u64,
+    pub base64_sha256: [u8; 32],
 }
 
 /// The large strings of one body, and the markers that stand for them.

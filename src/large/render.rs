@@ -1,7 +1,7 @@
 //! Step 3: an event's JSON as parts, literal bytes and ranges of the body,
 //! with every marker replaced by the literal it stands for.
 
-use super::Refs;
+use super::{marker, Refs, TextRef};
 use serde::{Deserialize, Serialize};
 
 /// One part of an event's JSON.
@@ -96,6 +96,24 @@ pub fn render<T: Serialize>(event: &T, refs: &Refs, raw: Option<[u64; 2]>) -> Ev
         out.push_lit(tail);
     }
     out
+}
+
+/// The reverse of `render`: the event's JSON with each range of the body replaced by a marker of the
+/// returned `Refs` (only their ranges are known), so that the event can be read and changed as JSON
+/// and rendered again. `nonce` must be unpredictable to whoever wrote the body.
+pub fn unrender(event: &EventBody, nonce: &str) -> (Vec<u8>, Refs) {
+    let mut refs = Refs { nonce: nonce.to_string(), items: Vec::new() };
+    let mut json = Vec::with_capacity(event.parts.iter().map(|p| if let Part::Lit(s) = p { s.len() } else { 32 }).sum());
+    for p in &event.parts {
+        match p {
+            Part::Lit(s) => json.extend_from_slice(s.as_bytes()),
+            Part::Body([start, end]) => {
+                let _ = serde_json::to_writer(&mut json, &marker(nonce, refs.items.len()));
+                refs.items.push(TextRef { start: *start, end: *end, sha256: [0; 32], len: 0, base64_len: 0, base64_sha256: [0; 32] });
+            }
+        }
+    }
+    (json, refs)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -1,6 +1,7 @@
 //! Step 1: a body with its large strings replaced by markers, walked once,
 //! borrowing, only as deep as the large paths go.
 
+use super::literal::{Base64Decoder, Unescaper};
 use super::{marker, LargePath, Refs, Seg, TextRef, MAX_LARGE_VALUES, MIN_MARKED_BYTES};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -211,71 +212,24 @@ impl<'c, 'a> Visitor<'a> for Node<'c, 'a> {
     }
 }
 
-/// The SHA-256, length and base64-decoded length of the string that the
-/// JSON literal `text` (quotes included) stands for, decoding escapes as it
-/// goes, without building the string.
+/// The SHA-256 and length of the string that the JSON literal `text` (quotes
+/// included) stands for, and the length and SHA-256 of what it decodes to as
+/// base64 (an attachment's bytes), decoding as it goes, without building either.
 fn string_stats(text: &str) -> Result<TextRef, String> {
-    let inner = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).ok_or("not a JSON string")?.as_bytes();
-    let mut sha = Sha256::new();
-    let (mut len, mut symbols) = (0u64, 0u64);
-    let mut feed = |bytes: &[u8]| {
-        sha.update(bytes);
-        len += bytes.len() as u64;
-        symbols += crate::mailauth::base64_symbols(bytes);
-    };
-    let mut i = 0;
-    while i < inner.len() {
-        let run = inner[i..].iter().position(|b| *b == b'\\' || *b < 0x20).unwrap_or(inner.len() - i);
-        feed(&inner[i..i + run]);
-        i += run;
-        let Some(&b) = inner.get(i) else { break };
-        if b < 0x20 {
-            return Err("a control character in a string".into());
-        }
-        let esc = *inner.get(i + 1).ok_or("a string ends in a backslash")?;
-        i += 2;
-        let simple = match esc {
-            b'"' => Some(b'"'),
-            b'\\' => Some(b'\\'),
-            b'/' => Some(b'/'),
-            b'b' => Some(8),
-            b'f' => Some(12),
-            b'n' => Some(b'\n'),
-            b'r' => Some(b'\r'),
-            b't' => Some(b'\t'),
-            b'u' => None,
-            _ => return Err("an invalid escape in a string".into()),
-        };
-        if let Some(c) = simple {
-            feed(&[c]);
-            continue;
-        }
-        let hex4 = |at: usize| -> Result<u32, String> {
-            let h = inner.get(at..at + 4).ok_or("a short \\u escape")?;
-            let h = std::str::from_utf8(h).map_err(|_| "a bad \\u escape")?;
-            u32::from_str_radix(h, 16).map_err(|_| "a bad \\u escape".into())
-        };
-        let unit = hex4(i)?;
-        i += 4;
-        let code = if (0xD800..0xDC00).contains(&unit) {
-            if inner.get(i..i + 2) != Some(b"\\u") {
-                return Err("a lone surrogate in a string".into());
-            }
-            let low = hex4(i + 2)?;
-            if !(0xDC00..0xE000).contains(&low) {
-                return Err("a lone surrogate in a string".into());
-            }
-            i += 6;
-            0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
-        } else if (0xDC00..0xE000).contains(&unit) {
-            return Err("a lone surrogate in a string".into());
-        } else {
-            unit
-        };
-        let c = char::from_u32(code).ok_or("a bad \\u escape")?;
-        feed(c.encode_utf8(&mut [0; 4]).as_bytes());
-    }
-    Ok(TextRef { start: 0, end: 0, sha256: sha.finalize().into(), len, base64_len: symbols * 3 / 4 })
+    let (mut sha, mut bytes_sha, mut len) = (Sha256::new(), Sha256::new(), 0u64);
+    let (mut unescaper, mut base64, mut decoded) = (Unescaper::default(), Base64Decoder::default(), Vec::new());
+    unescaper.feed(text.as_bytes(), &mut |chunk: &[u8]| {
+        sha.update(chunk);
+        len += chunk.len() as u64;
+        decoded.clear();
+        base64.feed(chunk, &mut decoded);
+        bytes_sha.update(&decoded);
+    })?;
+    unescaper.finish()?;
+    decoded.clear();
+    base64.finish(&mut decoded);
+    bytes_sha.update(&decoded);
+    Ok(TextRef { start: 0, end: 0, sha256: sha.finalize().into(), len, base64_len: base64.len, base64_sha256: bytes_sha.finalize().into() })
 }
 
 #[cfg(test)]

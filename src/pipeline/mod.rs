@@ -153,8 +153,10 @@ pub fn plan(cfg: &Config, provider: Provider, req: &Inbound, nonce: &str, receiv
             ..Envelope::header(&e.id, e.data.provider, kind, received_ms)
         };
         let dests = cfg.takers(header.route());
-        // Inline when it fits a queue message, otherwise stored in R2.
-        let inline = match Envelope::fits_inline(&e.id, json.len()) {
+        // Inline when it fits a queue message, otherwise stored in R2; stored too when a destination that
+        // takes it will take its attachments as links, which serve ranges of the stored body (`links`).
+        let links = has_attachments(e) && dests.iter().filter_map(|d| cfg.destination(d)).any(|d| d.links(json.len()));
+        let inline = match Envelope::fits_inline(&e.id, json.len()) && !links {
             true => Some(inline_event(json.materialise(body), json.len())?),
             false => None,
         };
@@ -175,6 +177,11 @@ pub fn plan(cfg: &Config, provider: Provider, req: &Inbound, nonce: &str, receiv
         events.push(Planned { id: e.id.clone(), kind, key: dedupe_key(&e.id), stored, messages, unrouted });
     }
     Ok(Plan { provider: provider.name(), events, ttl: cfg.dedupe_ttl_seconds, payload: ingested.payload })
+}
+
+/// True when a received message has an attachment whose bytes are in the event.
+fn has_attachments(e: &crate::event::Event) -> bool {
+    e.data.inbound.as_ref().is_some_and(|i| i.attachments.iter().any(|a| a.content_base64.is_some()))
 }
 
 /// A large event's manifest, or 400 when its fields other than the large strings (every header of an

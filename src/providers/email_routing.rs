@@ -196,9 +196,11 @@ fn normalise(req: &Inbound) -> Result<Vec<Event>, ApiError> {
             filename: a.filename,
             content_type: a.content_type,
             size: Some(a.size),
+            sha256: Some(req.base64_sha256(&a.content)),
             content_id: a.content_id,
             inline: a.inline,
             content_base64: Some(a.content),
+            url: None,
         })
         .collect();
 

@@ -103,6 +103,8 @@ impl Part {
     fn into_attachment(self, inline: bool, req: &Inbound) -> Attachment {
         Attachment {
             size: self.content.as_deref().map(|c| req.base64_len(c)),
+            sha256: self.content.as_deref().map(|c| req.base64_sha256(c)),
+            url: None,
             filename: self.name,
             content_type: self.content_type,
             content_id: self.cid,

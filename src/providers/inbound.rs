@@ -56,6 +56,14 @@ impl<'a> Inbound<'a> {
         }
     }
 
+    /// SHA-256 of what a base64 string of the payload decodes to (an attachment's bytes), as lower-case hex.
+    pub fn base64_sha256(&self, s: &str) -> String {
+        hex::encode(match self.refs.and_then(|r| r.get(s)) {
+            Some(r) => r.base64_sha256,
+            None => Sha256::digest(crate::large::base64_bytes(s.as_bytes())).into(),
+        })
+    }
+
     /// A string of the payload as the sender wrote it: itself, or the large string a marker stands for,
     /// decoded from the body when it is at most `max` bytes (`None` when it is longer, or unreadable).
     pub fn text_at_most<'s>(&'s self, s: &'s str, max: usize) -> Option<std::borrow::Cow<'s, str>> {

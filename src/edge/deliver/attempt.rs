@@ -3,7 +3,7 @@
 //! retried on the schedule, or dead). Messages of 0.2 fan out first.
 
 use super::post::{post, Attempt};
-use super::stored::load_event;
+use super::stored::{as_taken, load_event};
 use super::{ack, dead_letter, requeue, retry_later};
 use crate::config::Config;
 use crate::delivery::{classify, next_delay, Envelope, Outcome};
@@ -53,7 +53,7 @@ pub async fn deliver(msg: &RawMessage, envelope: Envelope, json: String, cfg: &C
     if moved_to_slow_lane(&d, dest, circuit, now).await || !through_gate(&mut d, dest, circuit, now).await {
         return;
     }
-    attempt(d, dest, circuit).await
+    attempt(d, dest, circuit, cfg).await
 }
 
 /// A delivery to a destination that is failing or slow moves, unattempted and
@@ -112,9 +112,9 @@ async fn hold(d: &mut Delivery<'_>, delay: u32) {
 }
 
 /// One attempt: the event read, POSTed, recorded, and settled.
-async fn attempt(mut d: Delivery<'_>, dest: &Destination, circuit: Circuit) {
+async fn attempt(mut d: Delivery<'_>, dest: &Destination, circuit: Circuit, cfg: &Config) {
     let event = match load_event(&d.envelope, d.env).await {
-        Ok(j) => j,
+        Ok(j) => as_taken(j, dest, &d.envelope, cfg, now_seconds()),
         Err(e) => {
             log(json!({"kind": "event_unreadable", "id": d.envelope.id, "dest": dest.name, "error": e}));
             return retry_later(d.msg);

@@ -11,6 +11,8 @@ mod dead;
 mod post;
 mod stored;
 
+pub(super) use stored::range_stream;
+
 use crate::alerts::Item;
 use crate::config::DEFAULT_DEAD_LETTER_QUEUE;
 use crate::delivery::Envelope;

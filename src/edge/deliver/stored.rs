@@ -2,12 +2,15 @@
 //! manifest and the body beside it in R2, streamed one ascending run of the
 //! body at a time (`large::read_plan`), so no copy of it is ever whole in memory.
 
+use crate::config::Config;
 use crate::delivery::{is_stored_parts, r2_bytes_key, Envelope, Signer};
 use crate::destinations::Destination;
-use crate::edge::env::BUCKET_PAYLOADS;
+use crate::edge::env::{log, nonce, BUCKET_PAYLOADS};
 use crate::edge::ops;
 use crate::large::{manifest_len, parse_manifest, read_plan, EventBody, Part, Read, RunCursor, STORED_HEADER_LEN};
+use crate::links::{linked, Linking};
 use futures_util::{Stream, StreamExt, TryStreamExt};
+use serde_json::json;
 use std::pin::Pin;
 use worker::{Bucket, ByteStream, Env, Range};
 
@@ -42,6 +45,31 @@ pub async fn load_event(envelope: &Envelope, env: &Env) -> Result<EventJson, Str
     Ok(EventJson::Stored { bucket, key: bytes_key, parts })
 }
 
+/// The event as `dest` takes it: with its attachments as links when it wants them (`links`).
+/// An event that cannot have links (inline: accepted before the destination asked for them) goes as it is.
+pub fn as_taken(event: EventJson, dest: &Destination, envelope: &Envelope, cfg: &Config, now: i64) -> EventJson {
+    let len = match &event {
+        EventJson::Inline(json) => json.len() as u64,
+        EventJson::Stored { parts, .. } => parts.len(),
+    };
+    if !dest.links(len) {
+        return event;
+    }
+    let EventJson::Stored { bucket, key, parts } = event else {
+        log(json!({"kind": "links_unavailable", "id": envelope.id, "dest": dest.name, "why": "the event is not stored in R2"}));
+        return event;
+    };
+    let Some(base) = cfg.public_url.as_deref() else { return EventJson::Stored { bucket, key, parts } };
+    let l = Linking { base, keys: &cfg.link_keys, object: &key, expires: cfg.link_expires(envelope.received_at, now) };
+    match linked(&parts, &l, &nonce()) {
+        Some(linked) => {
+            log(json!({"kind": "linked", "id": envelope.id, "dest": dest.name, "bytes": linked.len(), "was": len, "expires": l.expires}));
+            EventJson::Stored { bucket, key, parts: linked }
+        }
+        None => EventJson::Stored { bucket, key, parts },
+    }
+}
+
 /// `length` bytes of an R2 object from `offset`, as one buffer (for small ranges: the header and manifest).
 async fn read_range(bucket: &Bucket, key: &str, offset: u64, length: u64) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
@@ -55,7 +83,7 @@ async fn read_range(bucket: &Bucket, key: &str, offset: u64, length: u64) -> Res
     Ok(out)
 }
 
-async fn range_stream(bucket: Bucket, key: String, offset: u64, length: u64) -> Result<ByteStream, String> {
+pub async fn range_stream(bucket: Bucket, key: String, offset: u64, length: u64) -> Result<ByteStream, String> {
     ops::r2_class_b();
     let object = bucket
         .get(key.as_str())

@@ -13,7 +13,7 @@ pub mod webhook;
 
 use crate::config::Config;
 use crate::edge::binding::{binding, kv_get, kv_put};
-use crate::edge::env::{log, now_millis, now_seconds, BUCKET_PAYLOADS, KV_DEDUPE};
+use crate::edge::env::{log, nonce, now_millis, now_seconds, BUCKET_PAYLOADS, KV_DEDUPE};
 use crate::edge::ops;
 use crate::edge::queue::send_all;
 use crate::error::ApiError;
@@ -169,14 +169,4 @@ async fn store(bucket: &Bucket, key: &str, body: &[u8]) -> Result<()> {
     ops::r2_class_a();
     JsFuture::from(promise.dyn_into::<js_sys::Promise>()?).await.map_err(|e| worker::Error::JsError(format!("R2 put failed: {e:?}")))?;
     Ok(())
-}
-
-/// The markers' nonce: 128 random bits, so no sender can write one.
-fn nonce() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        // Without randomness, the time still differs from anything a sender could have predicted exactly.
-        bytes[..8].copy_from_slice(&now_millis().to_le_bytes());
-    }
-    hex::encode(bytes)
 }

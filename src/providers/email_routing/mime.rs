@@ -260,7 +260,7 @@ fn attachment<'a>(raw: &'a [u8], part: &'a MessagePart<'a>) -> PartOut<'a> {
 fn exact_bytes<'a>(raw: &'a [u8], part: &'a MessagePart<'a>) -> Cow<'a, [u8]> {
     let encoded = raw.get(part.offset_body as usize..(part.offset_end as usize).min(raw.len()));
     if let (Some(encoded), Some("base64")) = (encoded, uuencode::transfer_encoding(raw, part).as_deref()) {
-        return Cow::Owned(base64_lenient(encoded));
+        return Cow::Owned(crate::large::base64_bytes(encoded));
     }
     match (&part.body, encoded, part.encoding) {
         (PartType::Text(_) | PartType::Html(_), Some(encoded), encoding) => {
@@ -275,39 +275,6 @@ fn exact_bytes<'a>(raw: &'a [u8], part: &'a MessagePart<'a>) -> Cow<'a, [u8]> {
         }
         _ => Cow::Borrowed(part.contents()),
     }
-}
-
-/// Base64 as RFC 2045 §6.8 reads it: what is outside the alphabet is ignored, `=` ends the data,
-/// and a last group of two or three characters still gives its one or two bytes.
-fn base64_lenient(encoded: &[u8]) -> Vec<u8> {
-    let sextet = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let mut out = Vec::with_capacity(encoded.len() / 4 * 3);
-    let (mut acc, mut n) = (0u32, 0u8);
-    for &c in encoded {
-        if c == b'=' {
-            break;
-        }
-        let Some(v) = sextet(c) else { continue };
-        acc = (acc << 6) | u32::from(v);
-        n += 1;
-        if n == 4 {
-            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
-            (acc, n) = (0, 0);
-        }
-    }
-    match n {
-        2 => out.push((acc >> 4) as u8),
-        3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
-        _ => {}
-    }
-    out
 }
 
 /// A part's media type, with its `charset` for text (the bytes are kept in it).
