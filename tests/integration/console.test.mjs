@@ -5,25 +5,16 @@
 // HTML rendered as text. Screenshots go to test-output/console/.
 // No browser is a failure, not a skip.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { chromium } from "playwright-core";
-import { SECRETS, admHeaders, fixture, startMailhook, startOrigin, waitFor } from "./harness.mjs";
+import { SECRETS, admHeaders, chromiumPath, fixture, startMailhook, startOrigin, waitFor } from "./harness.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const shots = path.join(root, "test-output", "console");
 const XSS = "<img src=x onerror=alert(1)>";
-
-function chromiumPath() {
-  try {
-    return execFileSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).trim();
-  } catch {
-    throw new Error("chromium is not installed: run `bash scripts/browser.sh` (npm test does)");
-  }
-}
 
 describe("the console in Chromium", () => {
   let origin, hook, browser, page;

@@ -2,6 +2,7 @@
 // through Miniflare with real local KV, Queues and R2, configured from
 // wrangler.toml (overrides per test), and a real HTTP origin on 127.0.0.1
 // whose deliveries are verified with the `standardwebhooks` package.
+import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
@@ -29,6 +30,24 @@ export function fixture(provider, name) {
   const dir = path.join(root, "fixtures", provider);
   const json = path.join(dir, `${name}.json`);
   return readFileSync(existsSync(json) ? json : path.join(dir, `${name}.eml`));
+}
+
+/** Debian's chromium, which playwright-core drives (scripts/browser.sh installs it). */
+export function chromiumPath() {
+  try {
+    return execFileSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).trim();
+  } catch {
+    throw new Error("chromium is not installed: run `bash scripts/browser.sh` (npm test does)");
+  }
+}
+
+/** A TCP port free on 127.0.0.1 now. */
+export async function freePort() {
+  const server = createServer();
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -120,8 +139,9 @@ export async function startOrigin({ secret = SECRETS.ORIGIN_SIGNING_SECRET, resp
  * wrangler.toml's [[ratelimits]], an object overrides their limits by name ({ ADMIN_RATE_LIMIT: 5 });
  * without it there are none, so that tests that poll the admin API are not counted. `batch`
  * ({ size, timeout }) overrides the consumers' max_batch_size and max_batch_timeout (the soak compares them).
+ * `listen` serves it on 127.0.0.1, on `port` when given (`freePort`; its PUBLIC_URL can then be known in advance).
  */
-export async function startMailhook({ vars = {}, secrets = {}, without = [], listen = false, consumers: withConsumers = true, inspectorPort, persist, ratelimits, driver = false, batch } = {}) {
+export async function startMailhook({ vars = {}, secrets = {}, without = [], listen = false, port = 0, consumers: withConsumers = true, inspectorPort, persist, ratelimits, driver = false, batch } = {}) {
   // Short retries, and a circuit breaker that stays out of the way unless a test sets it.
   const bindings = { ...wrangler.vars, RETRY_SCHEDULE_SECONDS: "1,1,1", CIRCUIT_FAILURES: "1000", ...SECRETS, ...secrets, ...vars };
   for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
@@ -171,7 +191,7 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
     log,
     // `POST /cdn-cgi/handler/email?from=&to=` hands raw mail to the `email` handler, as `wrangler dev` does.
     unsafeTriggerHandlers: true,
-    ...(listen ? { host: "127.0.0.1", port: 0 } : {}),
+    ...(listen ? { host: "127.0.0.1", port } : {}),
     ...(inspectorPort ? { inspectorPort } : {}),
     // `persist`: a folder that keeps KV, R2 and D1 from one instance to the next.
     ...(persist ? { kvPersist: `${persist}/kv`, r2Persist: `${persist}/r2`, d1Persist: `${persist}/d1` } : {}),
