@@ -425,12 +425,18 @@
         attempts.map((x) => [dash(x.destination), dash(x.attempt), when(x.at), dash(x.status_code), dash(x.duration_ms),
           h("span", { class: "err" }, dash(x.error))]), "No attempts yet."),
       ce && atts.length ? [h("h2", {}, "Attachments"),
-        table("attachments", "Attachments", ["Filename", "Content type", "Size", "Inline", "Content ID"],
-          atts.map((a) => [dash(a.filename), dash(a.content_type), size(a.size), a.inline ? "yes" : "no", dash(a.content_id)]), "")] : null,
+        table("attachments", "Attachments", ["Filename", "Content type", "Size", "SHA-256", "Inline", "Content ID", "Link"],
+          atts.map((a) => [dash(a.filename), dash(a.content_type), size(a.size), h("span", { class: "mono" }, dash(a.sha256)),
+            a.inline ? "yes" : "no", dash(a.content_id), link(a.url)]), "")] : null,
       h("h2", {}, "Canonical event"),
       ce ? h("div", { class: "tree", id: "event-tree" }, tree("event", ce, 0))
         : h("p", { class: "note", id: "event-r2" }, "The event is stored in R2 (large); it is not shown here."),
     ];
+  }
+
+  // An attachment's link (made by the admin API, for an hour): a download, never a page; only http(s).
+  function link(url) {
+    return typeof url === "string" && /^https?:\/\//.test(url) ? h("a", { href: url, rel: "noreferrer", download: "", class: "download" }, "download") : "—";
   }
 
   // The event as nested <details>; content_base64 is never shown, long strings are cut.

@@ -242,7 +242,8 @@ async function destinations(args) {
     const circuit = d.circuit.state === "open" ? `OPEN since ${d.circuit.opened_at}, next probe ${d.circuit.next_probe}` : `closed (${d.circuit.failures} failures in a row)`;
     const tags = d.filter.recipient_tags ? [`recipient tags ${d.filter.recipient_tags.join("|")}`] : [];
     const filter = [d.filter.providers?.join("|") ?? "every provider", d.filter.types?.join("|") ?? "every type", ...tags].join(" / ");
-    console.log(`${d.name}  ${d.url}\n  takes: ${filter}\n  circuit: ${circuit}\n  deliveries: ${counts}${d.problem ? `\n  problem: ${d.problem}` : ""}`);
+    const links = d.attachments === "link" ? "as links" : d.max_body_bytes ? `as links in events over ${d.max_body_bytes} bytes` : "in the event";
+    console.log(`${d.name}  ${d.url}\n  takes: ${filter}\n  attachments: ${links}\n  circuit: ${circuit}\n  deliveries: ${counts}${d.problem ? `\n  problem: ${d.problem}` : ""}`);
   }
 }
 

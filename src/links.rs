@@ -14,7 +14,7 @@
 //! event's linked form (`linked`).
 
 use crate::auth::{constant_time_eq, hmac_sha256, Secrets};
-use crate::large::{render, unrender, EventBody};
+use crate::large::{render, unrender, EventBody, Refs};
 use crate::percent::{percent_decode, percent_encode};
 use serde_json::Value;
 
@@ -148,11 +148,39 @@ pub struct Linking<'a> {
 pub fn linked(parts: &EventBody, l: &Linking<'_>, nonce: &str) -> Option<EventBody> {
     let (json, refs) = unrender(parts, nonce);
     let mut event: Value = serde_json::from_slice(&json).ok()?;
-    let data = event.get_mut("data")?.as_object_mut()?;
-    data.remove("raw");
-    let attachments = data.get_mut("inbound")?.get_mut("attachments")?.as_array_mut()?;
+    event.get_mut("data")?.as_object_mut()?.remove("raw");
+    link_attachments(&mut event, &refs, l).then(|| render(&event, &refs, None))
+}
+
+/// A stored event as the console shows it: its attachments linked (`l`, when links can be made) and
+/// every other large string (a long text or html, `data.raw`) replaced by a note of its length.
+pub fn shown(parts: &EventBody, l: Option<&Linking<'_>>, nonce: &str) -> Option<Value> {
+    let (json, refs) = unrender(parts, nonce);
+    let mut event: Value = serde_json::from_slice(&json).ok()?;
+    if let Some(l) = l {
+        link_attachments(&mut event, &refs, l);
+    }
+    fn notes(v: &mut Value, refs: &Refs) {
+        match v {
+            Value::String(s) => {
+                if let Some(r) = refs.get(s) {
+                    *v = Value::String(format!("({} bytes of JSON, kept in R2)", r.end - r.start));
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| notes(i, refs)),
+            Value::Object(map) => map.values_mut().for_each(|i| notes(i, refs)),
+            _ => {}
+        }
+    }
+    notes(&mut event, &refs);
+    Some(event)
+}
+
+/// Links every attachment of `event` whose bytes are a range of the body (`refs`); true when there was one.
+fn link_attachments(event: &mut Value, refs: &Refs, l: &Linking<'_>) -> bool {
+    let attachments = event.pointer_mut("/data/inbound/attachments").and_then(Value::as_array_mut);
     let mut any = false;
-    for a in attachments.iter_mut().filter_map(Value::as_object_mut) {
+    for a in attachments.into_iter().flatten().filter_map(Value::as_object_mut) {
         let Some(r) = a.get("content_base64").and_then(Value::as_str).and_then(|c| refs.get(c)) else { continue };
         let name = safe_name(a.get("filename").and_then(Value::as_str));
         let link = Link { object: l.object.to_string(), start: r.start, end: r.end, expires: l.expires, name };
@@ -160,7 +188,7 @@ pub fn linked(parts: &EventBody, l: &Linking<'_>, nonce: &str) -> Option<EventBo
         a.insert("content_base64".into(), Value::Null);
         any = true;
     }
-    any.then(|| render(&event, &refs, None))
+    any
 }
 
 #[cfg(test)]
@@ -259,6 +287,15 @@ mod tests {
         );
         assert_eq!(a[1]["content_base64"], "c21hbGw=", "an attachment in the event itself stays there");
         assert!(a[1].get("url").is_none_or(Value::is_null));
+        // The console's view: attachments linked, other large strings noted, nothing read from R2.
+        let v = shown(&parts, Some(&l), "n1").unwrap();
+        assert_eq!(v["data"]["inbound"]["html"], "(10 bytes of JSON, kept in R2)");
+        assert_eq!(v["data"]["raw"], format!("({} bytes of JSON, kept in R2)", body.len()));
+        assert!(v["data"]["inbound"]["attachments"][0]["url"].as_str().unwrap().starts_with("https://mh.example/attachments/a.txt?"));
+        assert_eq!(
+            shown(&parts, None, "n1").unwrap()["data"]["inbound"]["attachments"][0]["content_base64"],
+            "(6 bytes of JSON, kept in R2)"
+        );
         // Nothing to link: delivered as it is.
         assert_eq!(linked(&EventBody { parts: vec![Part::Body([0, 5])] }, &l, "n"), None);
     }

@@ -74,6 +74,15 @@ pub enum AttachmentForm {
     Link,
 }
 
+impl AttachmentForm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachmentForm::Inline => "inline",
+            AttachmentForm::Link => "link",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Destination {
     /// Lower case: letters, digits and `-`.

@@ -7,7 +7,7 @@ import { createHash, createHmac, randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import { after, before, describe, test } from "node:test";
 import { chromium } from "playwright-core";
-import { chromiumPath, freePort, startMailhook, startOrigin, waitFor } from "./harness.mjs";
+import { SECRETS, chromiumPath, freePort, startMailhook, startOrigin, waitFor } from "./harness.mjs";
 
 const sha256 = (b) => createHash("sha256").update(b).digest("hex");
 const IMPROVMX = { "content-type": "application/json", "cf-connecting-ip": "15.237.103.194" };
@@ -203,6 +203,34 @@ describe("attachments by link", () => {
       assert.notEqual(await page.title().catch(() => ""), "pwned");
       assert.deepEqual(dialogs, [], "no script ran");
       assert.deepEqual(beaconHits, [], "nothing was loaded from the attachment");
+    } finally {
+      await browser.close();
+    }
+  });
+
+  test("the console shows a stored event, its attachments with fresh links, in Chromium", { timeout: 60_000 }, async () => {
+    assert.ok(big, "the first test ran");
+    const shown = await hook.admin(`/admin/events/${big.id}`);
+    assert.equal(shown.status, 200);
+    const inbound = shown.json.event.data.inbound;
+    assert.match(inbound.attachments[3].content_base64, /^[A-Za-z0-9+/=]+$/, "the tiny one is in the event");
+    const browser = await chromium.launch({ executablePath: chromiumPath(), args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"] });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${base}/console/`);
+      await page.fill("#signin input[name=token]", SECRETS.ADMIN_TOKEN);
+      await page.keyboard.press("Enter");
+      await page.waitForSelector("#total");
+      await page.goto(`${base}/console/#/events/${encodeURIComponent(big.id)}`);
+      await page.waitForSelector("#attachments a.download");
+      const hrefs = await page.$$eval("#attachments a.download", (as) => as.map((a) => a.href));
+      assert.equal(hrefs.length, 3, "one link per stored attachment");
+      assert.ok(await page.$("#event-tree"), "the stored event's tree is shown");
+      const x = Number(new URL(hrefs[0]).searchParams.get("x"));
+      assert.ok(x <= Date.now() / 1000 + 3600 + 5, "a console link lives an hour");
+      const bytes = Buffer.from(await (await fetch(hrefs[0])).arrayBuffer());
+      const name = await page.$eval("#attachments tbody tr td", (td) => td.textContent);
+      assert.equal(sha256(bytes), inbound.attachments.find((a) => a.filename === name).sha256);
     } finally {
       await browser.close();
     }

@@ -46,6 +46,8 @@ pub(super) async fn list(cfg: &Config, env: &Env) -> Answer {
                 },
                 "timeout_seconds": d.timeout_seconds,
                 "retry_schedule_seconds": d.retry_schedule,
+                "attachments": d.attachments.as_str(),
+                "max_body_bytes": d.max_body_bytes,
                 "circuit": {
                     "state": if open { "open" } else { "closed" },
                     "failures": c.map_or(0, |c| c.failures),

@@ -4,7 +4,10 @@
 use super::{count, rows, with_extra, Answer};
 use crate::admin::EventQuery;
 use crate::delivery::Envelope;
+use crate::edge::deliver::{load_event, EventJson};
+use crate::edge::env::{config, nonce, now_seconds};
 use crate::error::ApiError;
+use crate::links::{shown, Linking};
 use crate::status::Status;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -129,11 +132,28 @@ pub(super) async fn show(id: &str, env: &Env) -> Answer {
             v
         })
         .collect();
-    // The canonical event itself, when it travelled inline.
-    body["event"] = envelope
-        .and_then(|e| serde_json::from_str::<Envelope>(&e).ok())
-        .and_then(|e| e.event)
-        .and_then(|raw| serde_json::from_str(raw.get()).ok())
-        .unwrap_or(Value::Null);
+    // The canonical event itself: inline, or stored in R2 (its small fields, and links to its attachments).
+    let envelope = envelope.and_then(|e| serde_json::from_str::<Envelope>(&e).ok());
+    body["event"] = match envelope {
+        Some(Envelope { event: Some(raw), .. }) => serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+        Some(e) if e.r2_key.is_some() => stored(&e, env).await.unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
     Ok((200, body))
+}
+
+/// How long a link the console shows works: an hour, at most.
+const CONSOLE_LINK_SECONDS: i64 = 3600;
+
+/// A stored event as the console shows it (`links::shown`): its manifest read from R2 (three small operations), never its body.
+async fn stored(e: &Envelope, env: &Env) -> Option<Value> {
+    let EventJson::Stored { key, parts, .. } = load_event(e, env).await.ok()? else { return None };
+    let cfg = config(env).ok()?;
+    let now = now_seconds();
+    let expires = cfg.link_expires(e.received_at, now).min(now + CONSOLE_LINK_SECONDS);
+    let linking = match (cfg.public_url.as_deref(), cfg.link_keys.is_empty()) {
+        (Some(base), false) => Some(Linking { base, keys: &cfg.link_keys, object: &key, expires }),
+        _ => None,
+    };
+    shown(&parts, linking.as_ref(), &nonce())
 }

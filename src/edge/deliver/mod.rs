@@ -11,7 +11,7 @@ mod dead;
 mod post;
 mod stored;
 
-pub(super) use stored::range_stream;
+pub(super) use stored::{load_event, range_stream, EventJson};
 
 use crate::alerts::Item;
 use crate::config::DEFAULT_DEAD_LETTER_QUEUE;
