@@ -41,7 +41,7 @@ export function largeEmail(total, label) {
 }
 
 /** The user Worker's isolate through workerd's inspector. */
-async function inspector() {
+export async function inspector() {
   const targets = await (await fetch(`http://127.0.0.1:${PORT}/json`)).json();
   const target = targets.find((t) => t.title === "workerd: worker core:user:") ?? targets[0];
   const ws = new WebSocket(target.webSocketDebuggerUrl);
@@ -75,7 +75,7 @@ async function inspector() {
   };
 }
 
-const wasmKib = (logs, kind) =>
+export const wasmKib = (logs, kind) =>
   logs.map((l) => { try { return JSON.parse(l); } catch { return null; } }).filter((l) => l?.kind === kind && l.wasm_kib).map((l) => l.wasm_kib).pop() ?? 0;
 
 /** Measures ingest and delivery of one email of about `total` bytes. */

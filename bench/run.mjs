@@ -6,6 +6,7 @@
 //   4. the same load against bench/baseline-js, a hand-written JS Worker
 //   5. 1, 10, 25 and 32 MB ImprovMX emails: peak isolate memory of ingest and delivery
 //   5b. 1, 8 and 25 MiB Email Routing messages: the core's heap, natively (cargo run --release --example mail_memory)
+//   5c. attachments by link: R2 operations, and the peak while serving a 25 MB attachment (bench/links.mjs)
 //   6. platform operations per event and their price, with 1 to 3 destinations (bench/cost.mjs)
 // Targets are reported, never asserted. Queue consumers are off while
 // measuring, so the numbers are the ingest path alone.
@@ -19,6 +20,7 @@ import { startMailhook } from "../tests/integration/harness.mjs";
 import { load as loadWith, startBaseline } from "./load.mjs";
 import { atRest, isolatePeak, measure } from "./memory.mjs";
 import { costMarkdown, measureCosts } from "./cost.mjs";
+import { linksMarkdown, measureLinks } from "./links.mjs";
 import { connect, INTERVAL_US } from "./isolate-cpu.mjs";
 import { measureStartup, startupMarkdown } from "./startup.mjs";
 
@@ -219,6 +221,10 @@ for (const size of [1_000_000, 10_000_000, 25_000_000, 33_400_000]) {
 }
 const largest = memory[memory.length - 1];
 
+// 5c. Attachments by link (bench/links.mjs).
+say("attachments by link");
+const links = await measureLinks(25_000_000);
+
 // 6. Platform operations per event (bench/cost.mjs).
 const costs = await measureCosts();
 
@@ -380,6 +386,7 @@ payload (about the message; sized up front, so it never holds two copies while g
 message (Email Routing's limit) costs the Worker about 2.7 times its size in Wasm memory, about 70 MB of the isolate's
 128 MB. Locally the endpoint of \`wrangler dev\` takes at most 1 MiB, so this is measured natively, not in workerd.
 
+${linksMarkdown(links)}
 ## 6. What an event costs: platform operations, measured
 
 ${costMarkdown(costs)}

@@ -1,87 +1,50 @@
-import { createHmac, randomBytes } from "node:crypto";
-import http from "node:http";
-function rawGet(base, pathAndQuery, method = "GET") {
-  // send the request line verbatim (no client normalisation)
-  const u = new URL(base);
-  return new Promise((res) => {
-    const req = http.request({ host: u.hostname, port: u.port, method, path: pathAndQuery }, (r) => {
-      const c = []; r.on("data", (d) => c.push(d)); r.on("end", () => res({ status: r.statusCode, headers: r.headers, body: Buffer.concat(c) }));
-    });
-    req.on("error", (e) => res({ status: "ERR " + e.message }));
-    req.end();
-  });
-}
-export default async function ({ hook, base, gurl, send, got, desk, small, data, sha256, out, LINK_KEY }) {
+import { randomBytes, createHmac } from "node:crypto";
+import { execFileSync } from "node:child_process";
+export default async function ({ hook, base, gurl, send, got, desk, small, sha256, out, LINK_KEY }) {
+  // off-literal signed link via curl
   const u = new URL(gurl);
-  const q = u.search.slice(1);
-  const p = u.pathname;
-  const params = Object.fromEntries(u.searchParams);
-  const cases = {
-    "as is": `${p}?${q}`,
-    "encoded dot in name": `${p.replace("x.html", "x%2Ehtml")}?${q}`,
-    "lowercase name change": `${p.replace("x.html", "X.html")}?${q}`,
-    "trailing slash": `${p}/?${q}`,
-    "double slash": `${p.replace("/attachments/", "/attachments//")}?${q}`,
-    "%2F before name": `${p.replace("/attachments/", "/attachments/%2F")}?${q}`,
-    "semicolon path param": `${p};x=1?${q}`,
-    "dup o": `${p}?${q}&o=${encodeURIComponent(params.o)}`,
-    "O uppercase key": `${p}?${q.replace("o=", "O=")}`,
-    "o raw slash": `${p}?${q.replace("%2F", "/")}`,
-    "r plus sign": `${p}?${q.replace("r=", "r=%2B")}`,
-    "r leading zero": `${p}?${q.replace("r=", "r=0")}`,
-    "r raw plus": `${p}?${q.replace("r=", "r=+")}`,
-    "x float": `${p}?${q.replace(/x=(\d+)/, "x=$1.0")}`,
-    "x +": `${p}?${q.replace(/x=/, "x=%2B")}`,
-    "s upper": `${p}?${q.replace(/s=([0-9a-f]+)/, (m, s) => "s=" + s.toUpperCase())}`,
-    "s extra": `${p}?${q}00`,
-    "key without =": `${p}?${q}&o`,
-    "fragment": `${p}?${q}#frag`,
-    "semicolon sep": `${p}?${q.replace(/&/g, ";")}`,
-    "no name": `/attachments/?${q}`,
-    "prefix /attachments": `/attachments?${q}`,
-    "case path": `${p.replace("/attachments/", "/Attachments/")}?${q}`,
-    "dot segment": `/x/../attachments/x.html?${q}`,
-    "encoded slash in prefix": `/attachments%2Fx.html?${q}`,
-  };
-  for (const [k, v] of Object.entries(cases)) {
-    const r = await rawGet(base, v);
-    out("tamper", k, r.status, r.body.length, r.status === 200 ? sha256(r.body) === sha256(data) : r.body.toString().slice(0, 80));
-  }
-  const h = await rawGet(base, `${p}?${q}`, "HEAD");
-  out("HEAD", h.status, JSON.stringify(h.headers));
-  for (const m of ["POST", "OPTIONS", "PUT"]) out(m, (await rawGet(base, `${p}?${q}`, m)).status);
-  // old key signs
-  const sign = (key, { object, start, end, expires, name }) => createHmac("sha256", key).update(JSON.stringify(["mailhook attachment link 1", object, start, end, expires, name])).digest("hex");
-  const [start, end] = params.r.split("-").map(Number);
-  const L = { object: params.o, start, end, expires: Number(params.x), name: "x.html" };
-  out("old-key signed", (await rawGet(base, `${p}?o=${encodeURIComponent(params.o)}&r=${start}-${end}&x=${params.x}&s=${sign("old-key", L)}`)).status);
-  // range past the end of the object (signed)
-  const big = { ...L, end: 10_000_000 };
-  let r = await rawGet(base, `${p}?o=${encodeURIComponent(params.o)}&r=${start}-${big.end}&x=${params.x}&s=${sign(LINK_KEY, big)}`);
-  out("signed range past end", r.status, r.body.length, r.body.toString().slice(0, 120));
-  const huge = { ...L, start: 2 ** 63, end: 18446744073709551615n.toString() };
-  // JSON.stringify of numbers > 2^53 differs from Rust; just see what the server does
-  r = await rawGet(base, `${p}?o=${encodeURIComponent(params.o)}&r=9223372036854775808-18446744073709551615&x=${params.x}&s=${"0".repeat(64)}`);
-  out("u64 range unsigned", r.status);
-  r = await rawGet(base, `${p}?o=${encodeURIComponent(params.o)}&r=0-18446744073709551616&x=${params.x}&s=${"0".repeat(64)}`);
-  out("u64 overflow", r.status);
-  // a signed link whose range starts off the literal (not at a quote)
-  const off = { ...L, start: start + 1 };
-  r = await rawGet(base, `${p}?o=${encodeURIComponent(params.o)}&r=${off.start}-${end}&x=${params.x}&s=${sign(LINK_KEY, off)}`);
-  out("signed off-literal", r.status, r.body.length, String(r.headers["content-type"]));
+  const [start, end] = u.searchParams.get("r").split("-").map(Number);
+  const L = { object: u.searchParams.get("o"), start: start + 1, end, expires: Number(u.searchParams.get("x")), name: "x.html" };
+  const s = createHmac("sha256", LINK_KEY).update(JSON.stringify(["mailhook attachment link 1", L.object, L.start, L.end, L.expires, L.name])).digest("hex");
+  const link = `${base}/attachments/x.html?o=${encodeURIComponent(L.object)}&r=${L.start}-${L.end}&x=${L.expires}&s=${s}`;
+  try { out("curl off-literal", execFileSync("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", link], { stdio: ["ignore", "pipe", "pipe"] }).toString()); }
+  catch (e) { out("curl off-literal failed", e.status, String(e.stderr), String(e.stdout)); }
+  const L2 = { ...L, start: start, end: end - 1 }; // cut before closing quote
+  const s2 = createHmac("sha256", LINK_KEY).update(JSON.stringify(["mailhook attachment link 1", L2.object, L2.start, L2.end, L2.expires, L2.name])).digest("hex");
+  const link2 = `${base}/attachments/x.html?o=${encodeURIComponent(L2.object)}&r=${L2.start}-${L2.end}&x=${L2.expires}&s=${s2}`;
+  try { out("curl no-closing-quote", execFileSync("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", link2], { stdio: ["ignore", "pipe", "pipe"] }).toString()); }
+  catch (e) { out("curl no-closing-quote failed", e.status, String(e.stderr), String(e.stdout)); }
 
-  // names
-  const b64 = randomBytes(1500).toString("base64");
-  const names = [". .", ". ..", "a%41.pdf", "+ plus.pdf", "résumé.pdf", "\u202Egnp.exe", "x".repeat(300) + ".exe", "a\r\nSet-Cookie: x=y.html", "a;b\"c\\d.txt", "CON", "ünï" + "é".repeat(200), "a?b#c&d=e.txt", "\u0085x\u2028y.txt", ".", " \u00A0.html", "%", "%2e%2e", "a/../../b.txt", "\ud800x", null, 42];
-  const atts = names.map((n) => ({ type: "text/html", name: n, content: b64 }));
-  const id = await send("names", JSON.stringify(atts), "desk");
-  if (id) {
-    const ev = (await got(desk, id, "names")).event;
-    for (const a of ev.data.inbound.attachments) {
-      if (!a.url) { out("name", JSON.stringify(a.filename), "no url", a.content_base64?.length); continue; }
-      const rr = await fetch(a.url).catch((e) => ({ status: "ERR " + e.message, headers: new Headers(), arrayBuffer: async () => new ArrayBuffer(0) }));
-      const buf = Buffer.from(await rr.arrayBuffer());
-      out("name", JSON.stringify(a.filename), "->", rr.status, JSON.stringify(rr.headers.get("content-disposition")), "path", new URL(a.url).pathname.slice(0, 60), buf.length);
-    }
-  }
+  // (a) big html, no attachments, to max_body_bytes 1 MiB destination
+  const html = JSON.stringify("<p>" + "y".repeat(700_000) + "</p>");
+  let id = await send("bightml", "[]", "big", `,"x-html":0`.replace(`,"x-html":0`, "") );
+  // send() puts html "<p>h</p>"; craft manually instead
+  const body = `{"headers":{"Delivered-To":"support+big@example.org"},"to":[{"name":"D","email":"support+big@example.org"}],"from":{"name":"S","email":"s@example.net"},"subject":"bightml","message-id":"<bh-${randomBytes(4).toString("hex")}@x>","timestamp":${Math.floor(Date.now() / 1000)},"text":"t","html":${html},"inlines":[],"attachments":[]}`;
+  let r = await hook.post("improvmx", body, { "content-type": "application/json", "cf-connecting-ip": "15.237.103.194" });
+  id = r.json.ids[0];
+  await new Promise((res) => setTimeout(res, 12000));
+  const att = small.attempts.filter((d) => d.id === id);
+  out("bightml attempts", att.length, "sizes", att.map((d) => Buffer.byteLength(d.body)), "delivered", small.deliveries.some((d) => d.id === id), "has raw", att[0] && "raw" in att[0].event.data);
+  out("dead?", (await hook.deadLetters()).filter((x) => x.id === id).map((x) => x.status));
+  out("logs", hook.logs.filter((l) => l.includes(id) && /link/.test(l)).slice(0, 3).join("\n"));
+
+  // (b) many sub-1KB attachments + 600 KB html -> over 1MiB
+  const atts = Array.from({ length: 600 }, (_, i) => ({ type: "application/octet-stream", name: `s${i}.bin`, content: randomBytes(700).toString("base64") }));
+  const body2 = body.replace(/"bh-[^"]+"/, `"<bh2-${randomBytes(4).toString("hex")}@x>"`).replace('"html":' + html, '"html":' + JSON.stringify("z".repeat(100_000))).replace('"attachments":[]', '"attachments":' + JSON.stringify(atts));
+  r = await hook.post("improvmx", body2, { "content-type": "application/json", "cf-connecting-ip": "15.237.103.194" });
+  out("small-atts POST", r.status, Buffer.byteLength(body2));
+  id = r.json?.ids?.[0];
+  await new Promise((res) => setTimeout(res, 12000));
+  const att2 = small.attempts.filter((d) => d.id === id);
+  out("small-atts attempts", att2.length, "sizes", att2.map((d) => Buffer.byteLength(d.body)), "delivered", small.deliveries.some((d) => d.id === id), "linked count", att2[0]?.event.data.inbound.attachments.filter((a) => a.url).length);
+
+  // (d) 0 attachments to link destination
+  const before = hook.logs.length;
+  id = await send("noatt", "[]", "desk");
+  const ev = (await got(desk, id, "noatt")).event;
+  out("noatt raw present", "raw" in ev.data, hook.logs.slice(before).filter((l) => l.includes("links_unavailable")).length, "links_unavailable logs");
+  // (e) attachments with null/missing content
+  id = await send("nullc", JSON.stringify([{ name: "a.bin", type: "x/y" }, { name: "b.bin", content: null }]), "desk");
+  const ev2 = id && (await got(desk, id, "nullc")).event;
+  out("null content", JSON.stringify(ev2?.data.inbound.attachments));
 }
