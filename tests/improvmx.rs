@@ -89,3 +89,27 @@ fn spf_and_dkim_come_from_the_headers() {
     assert_eq!(e["data"]["inbound"]["sender_ip"], "192.0.2.25");
     assert_eq!(e["data"]["inbound"]["headers"]["Received-SPF"].as_array().map(Vec::len), Some(1), "arrays stay arrays");
 }
+
+/// Attachments by link serve ranges of a stored body: mail with attachments for a destination that takes links is
+/// stored in R2 even when it is small, and the rest is not.
+#[test]
+fn mail_with_attachments_for_a_destination_taking_links_is_stored() {
+    use mailhook::pipeline::plan;
+    let desk = r#"[{"name": "desk", "url": "https://desk.example/", "attachments": "link", "filter": {"providers": ["improvmx"]}}]"#;
+    let key = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let vars =
+        [("DESTINATIONS", desk), ("DESTINATION_DESK_SIGNING_SECRET", key), ("PUBLIC_URL", "https://mh.example"), ("LINK_SIGNING_KEY", "k")];
+    let stored = |cfg: &mailhook::config::Config, body: &[u8]| {
+        let sent = as_sent_by(Provider::ImprovMx, body);
+        plan(cfg, Provider::ImprovMx, &sent.inbound(body, NOW), mailhook::testkit::TEST_NONCE, NOW * 1000).unwrap().events[0]
+            .stored
+            .is_some()
+    };
+    let sample = fixture(Provider::ImprovMx, "sample");
+    assert!(stored(&config_with(&vars), &sample), "small, with attachments, for links: stored");
+    assert!(!stored(&config(), &sample), "the same for inline destinations: inline");
+    let mut bare: serde_json::Value = serde_json::from_slice(&sample).unwrap();
+    bare["attachments"] = serde_json::Value::Array(Vec::new());
+    bare["inlines"] = serde_json::Value::Array(Vec::new());
+    assert!(!stored(&config_with(&vars), &serde_json::to_vec(&bare).unwrap()), "no attachments: inline");
+}

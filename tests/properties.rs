@@ -188,3 +188,36 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// What a link serves (an attachment's JSON literal, unescaped and base64-decoded a chunk at a time) is the
+    /// attachment's bytes, however the sender escaped or wrapped its base64, and in whatever chunks R2 hands it over.
+    #[test]
+    fn a_literal_streamed_in_chunks_decodes_to_its_bytes(
+        bytes in prop::collection::vec(any::<u8>(), 0..600),
+        escapes in prop::collection::vec(0u8..4, 0..900),
+        chunk in 1usize..64,
+    ) {
+        use base64::Engine as _;
+        use mailhook::large::{Base64Decoder, Unescaper};
+        let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        let mut literal = String::from("\"");
+        for (i, c) in text.chars().enumerate() {
+            match escapes.get(i).copied().unwrap_or(0) {
+                1 => literal.push_str(&format!("\\u{:04x}", c as u32)),
+                2 if c == '/' => literal.push_str("\\/"),
+                3 if i % 76 == 75 => literal.push_str(&format!("{c}\\r\\n")),
+                _ => literal.push(c),
+            }
+        }
+        literal.push('"');
+        let (mut u, mut d, mut out) = (Unescaper::default(), Base64Decoder::default(), Vec::new());
+        for piece in literal.as_bytes().chunks(chunk) {
+            u.feed(piece, &mut |b: &[u8]| d.feed(b, &mut out)).unwrap();
+        }
+        u.finish().unwrap();
+        d.finish(&mut out);
+        prop_assert_eq!(&out, &bytes);
+        prop_assert_eq!(d.len, bytes.len() as u64);
+    }
+}
