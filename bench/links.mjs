@@ -19,7 +19,7 @@ import { inspector, wasmKib } from "./memory.mjs";
 process.env.WRANGLER_SEND_METRICS = "false";
 const PORT = 9341;
 const MB = 1_000_000;
-const KEY = "bench-link-signing-key";
+const KEY = "bench-link-signing-key-0123456789abcdef";
 const whsec = "whsec_" + Buffer.from("bench-links-destination-key").toString("base64");
 
 const lines = (logs) => logs.map((l) => { try { return JSON.parse(l); } catch { return null; } }).filter(Boolean);

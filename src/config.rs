@@ -169,6 +169,12 @@ impl Config {
         if self.link_keys.is_empty() {
             return err("LINK_SIGNING_KEY", format!("destination {:?} takes attachments as links, which are signed with it; run `wrangler secret put LINK_SIGNING_KEY` with a random value (`npm run gen-secret`)", d.name));
         }
+        if self.link_keys.iter().any(|k| k.len() < MIN_LINK_KEY_LEN) {
+            return err(
+                "LINK_SIGNING_KEY",
+                format!("each key must be at least {MIN_LINK_KEY_LEN} characters (a short one can be guessed from one link); `npm run gen-secret` makes one"),
+            );
+        }
         if !(60..=MAX_LINK_SECONDS).contains(&self.link_seconds) {
             return err("ATTACHMENT_LINK_SECONDS", format!("{} is outside 60 to {MAX_LINK_SECONDS} (a year)", self.link_seconds));
         }
@@ -193,20 +199,28 @@ impl Config {
     }
 }
 
+/// The shortest key that may sign links.
+const MIN_LINK_KEY_LEN: usize = 32;
+
 /// The longest a link may live.
 const MAX_LINK_SECONDS: u64 = 365 * 86_400;
 
-/// `PUBLIC_URL` without a trailing `/`: an https:// URL (http:// only on this machine), without query or fragment.
+/// `PUBLIC_URL` without a trailing `/`: the Worker's origin, https:// (http:// only on this machine), with no
+/// credentials, path, query or fragment (the Worker's routes are at its root).
 fn public_url(raw: &str) -> Result<String, String> {
     let url = destinations::valid_url(raw)?;
     let lower = url.to_ascii_lowercase();
     let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
         .any(|p| lower.strip_prefix(p).is_some_and(|r| r.is_empty() || r.starts_with([':', '/'])));
-    if url.contains(['?', '#']) || !(lower.starts_with("https://") || local) {
-        return Err(format!("{raw:?} must be the Worker's https:// address, such as https://mailhook.example.workers.dev, without ? or #"));
+    let origin = url.trim_end_matches('/');
+    let after_scheme = origin.split_once("://").map_or("", |(_, rest)| rest);
+    if after_scheme.contains(['/', '?', '#', '@']) || !(lower.starts_with("https://") || local) {
+        return Err(format!(
+            "{raw:?} must be the Worker's https:// address, such as https://mailhook.example.workers.dev, with no path, user, ? or #"
+        ));
     }
-    Ok(url.trim_end_matches('/').to_string())
+    Ok(origin.to_string())
 }
 
 fn schedule(raw: Option<&str>) -> Result<Vec<u32>, ConfigError> {
@@ -370,29 +384,40 @@ mod tests {
         let desk = |extra: &str| format!(r#"[{{"name": "desk", "url": "https://d.example/"{extra}}}]"#);
         let links = desk(r#", "attachments": " Link ", "max_body_bytes": "1048576""#);
         let public = ("PUBLIC_URL", "https://mh.example.com/");
-        let c = cfg(&[("DESTINATIONS", &links), key, public, ("LINK_SIGNING_KEY", "k1,k0")]).unwrap();
+        let k = ("LINK_SIGNING_KEY", "k1-0123456789abcdef0123456789abcdef,k0-0123456789abcdef0123456789abcdef");
+        let c = cfg(&[("DESTINATIONS", &links), key, public, k]).unwrap();
+        assert_eq!(cfg(&[("DESTINATIONS", &links), key, public, ("LINK_SIGNING_KEY", "short")]).unwrap_err().var, "LINK_SIGNING_KEY");
         let d = c.destination("desk").unwrap();
         assert_eq!((d.attachments, d.max_body_bytes), (crate::destinations::AttachmentForm::Link, Some(1_048_576)));
         assert_eq!(c.public_url.as_deref(), Some("https://mh.example.com"));
         assert_eq!(c.link_expires(1_000, 2_000), 2_000 + 7 * 86_400);
         assert_eq!(c.link_expires(1_000, 1_000 + 29 * 86_400), 1_000 + 30 * 86_400, "never past the retention");
         assert_eq!(cfg(&[("DESTINATIONS", &links), key, public]).unwrap_err().var, "LINK_SIGNING_KEY");
-        assert_eq!(cfg(&[("DESTINATIONS", &links), key, ("LINK_SIGNING_KEY", "k")]).unwrap_err().var, "PUBLIC_URL");
-        for bad in ["http://mh.example.com", "https://mh.example.com/?a=b", "mh.example.com"] {
-            let e = cfg(&[("DESTINATIONS", &links), key, ("PUBLIC_URL", bad), ("LINK_SIGNING_KEY", "k")]).unwrap_err();
+        assert_eq!(cfg(&[("DESTINATIONS", &links), key, k]).unwrap_err().var, "PUBLIC_URL");
+        for bad in [
+            "http://mh.example.com",
+            "https://mh.example.com/?a=b",
+            "mh.example.com",
+            "https://mh.example.com/mailhook",
+            "https://u:p@mh.example.com",
+        ] {
+            let e = cfg(&[("DESTINATIONS", &links), key, ("PUBLIC_URL", bad), k]).unwrap_err();
             assert_eq!(e.var, "PUBLIC_URL", "{bad}");
         }
-        assert!(cfg(&[("DESTINATIONS", &links), key, ("PUBLIC_URL", "http://127.0.0.1:8787"), ("LINK_SIGNING_KEY", "k")]).is_ok());
+        assert!(cfg(&[("DESTINATIONS", &links), key, ("PUBLIC_URL", "http://127.0.0.1:8787"), k]).is_ok());
         for bad in [r#", "attachments": "url""#, r#", "max_body_bytes": 100"#, r#", "max_body_bytes": "1 MB""#] {
-            let e = cfg(&[("DESTINATIONS", &desk(bad)), key, public, ("LINK_SIGNING_KEY", "k")]).unwrap_err().to_string();
+            let e = cfg(&[("DESTINATIONS", &desk(bad)), key, public, k]).unwrap_err().to_string();
             assert!(e.contains("attachments") || e.contains("max_body_bytes"), "{e}");
         }
         // Without such a destination, nothing is required, and a PUBLIC_URL that is no URL is ignored.
         let c = cfg(&[("DESTINATIONS", &desk("")), key, ("PUBLIC_URL", "not a url")]).unwrap();
         assert_eq!(c.public_url, None);
-        let c =
-            cfg(&[("ORIGIN_URL", "http://127.0.0.1:1/"), ("ORIGIN_MAX_BODY_BYTES", "65536"), public, ("LINK_SIGNING_KEY", "k")]).unwrap();
+        let c = cfg(&[("ORIGIN_URL", "http://127.0.0.1:1/"), ("ORIGIN_MAX_BODY_BYTES", "65536"), public, k]).unwrap();
         assert!(c.destination("origin").unwrap().links(65_537) && !c.destination("origin").unwrap().links(65_536));
         assert_eq!(cfg(&[("ORIGIN_URL", "http://127.0.0.1:1/"), ("ORIGIN_ATTACHMENTS", "links")]).unwrap_err().var, "ORIGIN_ATTACHMENTS");
+        assert_eq!(
+            cfg(&[("ORIGIN_URL", "http://127.0.0.1:1/"), ("ORIGIN_MAX_BODY_BYTES", "1 MB")]).unwrap_err().var,
+            "ORIGIN_MAX_BODY_BYTES"
+        );
     }
 }

@@ -37,6 +37,8 @@ pub struct Link {
     pub expires: i64,
     /// What `safe_name` made of the attachment's filename.
     pub name: String,
+    /// The attachment's length decoded (its `size`), sent as `Content-Length` so that a download cut short is seen.
+    pub size: Option<u64>,
 }
 
 /// Why a link is refused. Both get the same answer: a link reveals nothing of why.
@@ -48,15 +50,16 @@ pub enum Refused {
 
 impl Link {
     fn mac(&self, key: &str) -> [u8; 32] {
-        let fields = ("mailhook attachment link 1", &self.object, self.start, self.end, self.expires, &self.name);
+        let fields = ("mailhook attachment link 1", &self.object, self.start, self.end, self.expires, &self.name, self.size);
         hmac_sha256(key.as_bytes(), &[&serde_json::to_vec(&fields).unwrap_or_default()])
     }
 
     /// The link's URL under `base` (`PUBLIC_URL`), signed with the first of `keys`.
     pub fn url(&self, base: &str, keys: &Secrets) -> String {
         let sig = keys.iter().next().map(|k| hex::encode(self.mac(k))).unwrap_or_default();
+        let size = self.size.map(|z| format!("&z={z}")).unwrap_or_default();
         format!(
-            "{}{LINK_PATH}{}?o={}&r={}-{}&x={}&s={sig}",
+            "{}{LINK_PATH}{}?o={}&r={}-{}{size}&x={}&s={sig}",
             base.trim_end_matches('/'),
             percent_encode(&self.name),
             percent_encode(&self.object),
@@ -81,13 +84,14 @@ impl Link {
 
     fn parse(path: &str, query: &str) -> Option<(Link, String)> {
         let name = decode_path(path)?;
-        let (mut object, mut range, mut expires, mut sig) = (None, None, None, None);
+        let (mut object, mut range, mut expires, mut sig, mut size) = (None, None, None, None, None);
         for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
             let slot = match k {
                 "o" => &mut object,
                 "r" => &mut range,
                 "x" => &mut expires,
                 "s" => &mut sig,
+                "z" => &mut size,
                 _ => continue,
             };
             if slot.replace(percent_decode(v)?).is_some() {
@@ -95,7 +99,11 @@ impl Link {
             }
         }
         let (start, end) = range?.split_once('-').and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))?;
-        let link = Link { object: object?, start, end, expires: expires?.parse().ok()?, name };
+        let size = match size {
+            Some(z) => Some(z.parse().ok()?),
+            None => None,
+        };
+        let link = Link { object: object?, start, end, expires: expires?.parse().ok()?, name, size };
         (start < end && link.object.starts_with("events/") && link.object.ends_with(".body")).then_some((link, sig?))
     }
 }
@@ -105,13 +113,19 @@ fn decode_path(s: &str) -> Option<String> {
     percent_decode(&s.replace('+', "%2B")).filter(|n| !n.is_empty() && !n.contains('/'))
 }
 
-/// A filename safe to serve an attachment under: its last path component, without control characters,
-/// quotes, backslashes or leading dots, at most `MAX_NAME_CHARS` characters; `attachment` when nothing is left.
+/// A filename safe to serve an attachment under: its last path component, without control or format
+/// characters (bidi overrides, say), quotes, backslashes, leading dots or surrounding white space, at most
+/// `MAX_NAME_CHARS` characters; `attachment` when nothing is left (so never `.` or `..`, which URLs collapse).
 pub fn safe_name(filename: Option<&str>) -> String {
     let last = filename.unwrap_or_default().rsplit(['/', '\\']).next().unwrap_or_default();
-    let kept: String = last.chars().filter(|c| !c.is_control() && !matches!(c, '"' | '\\' | ';' | '\u{2028}' | '\u{2029}')).collect();
-    let name: String = kept.trim().trim_start_matches('.').chars().take(MAX_NAME_CHARS).collect();
-    match name.trim() {
+    let format = |c: char| matches!(c, '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}');
+    let kept: String = last.chars().filter(|c| !c.is_control() && !format(*c) && !matches!(c, '"' | '\\' | ';')).collect();
+    let mut name = kept.as_str();
+    while name.trim().trim_start_matches('.') != name {
+        name = name.trim().trim_start_matches('.');
+    }
+    let name: String = name.chars().take(MAX_NAME_CHARS).collect();
+    match name.trim_end() {
         "" => "attachment".into(),
         n => n.to_string(),
     }
@@ -143,13 +157,31 @@ pub struct Linking<'a> {
 
 /// The event's linked form: every attachment whose bytes are a range of the stored body gets a `url`
 /// and null `content_base64` (one small enough to be in the event itself keeps it), and `data.raw`
-/// (the provider's payload, holding the attachments again) is left out. `None` when the parts are no
-/// event with attachments to link (an event of 0.1, say): it is delivered as it is.
+/// (the provider's payload, holding the message again) is left out; text and html stay. `None` when the
+/// parts are no received mail (an event of 0.1, say): it is delivered as it is. Its keys come out in
+/// another order than the event's (JSON objects have none).
 pub fn linked(parts: &EventBody, l: &Linking<'_>, nonce: &str) -> Option<EventBody> {
     let (json, refs) = unrender(parts, nonce);
     let mut event: Value = serde_json::from_slice(&json).ok()?;
-    event.get_mut("data")?.as_object_mut()?.remove("raw");
-    link_attachments(&mut event, &refs, l).then(|| render(&event, &refs, None))
+    drop_raw(&mut event)?;
+    link_attachments(&mut event, &refs, l);
+    Some(render(&event, &refs, None))
+}
+
+/// An inline event of received mail without `data.raw` (its attachments, in the event, stay there); `None`
+/// for any other event, or JSON that is no event.
+pub fn without_raw(json: &str) -> Option<String> {
+    let mut event: Value = serde_json::from_str(json).ok()?;
+    drop_raw(&mut event)?;
+    serde_json::to_string(&event).ok()
+}
+
+/// Leaves out `data.raw` of received mail; `None` when the event is not received mail.
+fn drop_raw(event: &mut Value) -> Option<()> {
+    let data = event.get_mut("data")?.as_object_mut()?;
+    data.get("inbound")?.as_object()?;
+    data.remove("raw");
+    Some(())
 }
 
 /// A stored event as the console shows it: its attachments linked (`l`, when links can be made) and
@@ -183,7 +215,8 @@ fn link_attachments(event: &mut Value, refs: &Refs, l: &Linking<'_>) -> bool {
     for a in attachments.into_iter().flatten().filter_map(Value::as_object_mut) {
         let Some(r) = a.get("content_base64").and_then(Value::as_str).and_then(|c| refs.get(c)) else { continue };
         let name = safe_name(a.get("filename").and_then(Value::as_str));
-        let link = Link { object: l.object.to_string(), start: r.start, end: r.end, expires: l.expires, name };
+        let size = a.get("size").and_then(Value::as_u64);
+        let link = Link { object: l.object.to_string(), start: r.start, end: r.end, expires: l.expires, name, size };
         a.insert("url".into(), Value::String(link.url(l.base, l.keys)));
         a.insert("content_base64".into(), Value::Null);
         any = true;
@@ -201,7 +234,7 @@ mod tests {
     }
 
     fn link() -> Link {
-        Link { object: "events/evt_1.c0.body".into(), start: 10, end: 99, expires: 2_000, name: "report été.pdf".into() }
+        Link { object: "events/evt_1.c0.body".into(), start: 10, end: 99, expires: 2_000, name: "report été.pdf".into(), size: Some(66) }
     }
 
     fn split(url: &str) -> (&str, &str) {
@@ -213,7 +246,7 @@ mod tests {
     fn a_link_verifies_until_it_expires_and_not_when_any_part_of_it_changes() {
         let url = link().url("https://mh.example/", &keys());
         assert!(
-            url.starts_with("https://mh.example/attachments/report%20%C3%A9t%C3%A9.pdf?o=events%2Fevt_1.c0.body&r=10-99&x=2000&s="),
+            url.starts_with("https://mh.example/attachments/report%20%C3%A9t%C3%A9.pdf?o=events%2Fevt_1.c0.body&r=10-99&z=66&x=2000&s="),
             "{url}"
         );
         let (path, query) = split(&url);
@@ -228,6 +261,8 @@ mod tests {
             query.replace("&s=", "&s=00"),
             format!("{query}&o=events%2Fevt_2.c0.body"),
             query.replace("r=10-99", "r=99-10"),
+            query.replace("z=66", "z=67"),
+            query.replace("z=66&", ""),
         ];
         for q in &tampered {
             assert_eq!(Link::verify(path, q, &keys(), 1), Err(Refused::Invalid), "{q}");
@@ -246,6 +281,10 @@ mod tests {
         assert_eq!(safe_name(Some("../../etc/passwd")), "passwd");
         assert_eq!(safe_name(Some("C:\\x\\a\"b;c\r\n.html")), "abc.html");
         assert_eq!(safe_name(Some(".htaccess")), "htaccess");
+        for dots in [". .", ". ..", ".\u{a0}.", "..", " . \u{202e}. "] {
+            assert_eq!(safe_name(Some(dots)), "attachment", "{dots:?}");
+        }
+        assert_eq!(safe_name(Some("\u{202e}gnp.exe")), "gnp.exe");
         assert_eq!(safe_name(Some("  ")), "attachment");
         assert_eq!(safe_name(None), "attachment");
         assert_eq!(safe_name(Some(&"x".repeat(500))).len(), MAX_NAME_CHARS);
@@ -283,7 +322,7 @@ mod tests {
         let (path, query) = split(url);
         assert_eq!(
             Link::verify(path, query, &keys, 49).unwrap(),
-            Link { object: "events/e.c0.body".into(), start: 5, end: 11, expires: 50, name: "a.txt".into() }
+            Link { object: "events/e.c0.body".into(), start: 5, end: 11, expires: 50, name: "a.txt".into(), size: Some(3) }
         );
         assert_eq!(a[1]["content_base64"], "c21hbGw=", "an attachment in the event itself stays there");
         assert!(a[1].get("url").is_none_or(Value::is_null));
@@ -296,7 +335,12 @@ mod tests {
             shown(&parts, None, "n1").unwrap()["data"]["inbound"]["attachments"][0]["content_base64"],
             "(6 bytes of JSON, kept in R2)"
         );
-        // Nothing to link: delivered as it is.
+        // Not received mail: delivered as it is. Received mail with nothing to link still leaves out data.raw.
         assert_eq!(linked(&EventBody { parts: vec![Part::Body([0, 5])] }, &l, "n"), None);
+        assert_eq!(
+            without_raw(r#"{"data":{"inbound":{"attachments":[]},"raw":{"x":1}}}"#).unwrap(),
+            r#"{"data":{"inbound":{"attachments":[]}}}"#
+        );
+        assert_eq!(without_raw(r#"{"data":{"inbound":null,"raw":{"x":1}}}"#), None);
     }
 }

@@ -97,8 +97,12 @@ fn mail_with_attachments_for_a_destination_taking_links_is_stored() {
     use mailhook::pipeline::plan;
     let desk = r#"[{"name": "desk", "url": "https://desk.example/", "attachments": "link", "filter": {"providers": ["improvmx"]}}]"#;
     let key = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let vars =
-        [("DESTINATIONS", desk), ("DESTINATION_DESK_SIGNING_SECRET", key), ("PUBLIC_URL", "https://mh.example"), ("LINK_SIGNING_KEY", "k")];
+    let vars = [
+        ("DESTINATIONS", desk),
+        ("DESTINATION_DESK_SIGNING_SECRET", key),
+        ("PUBLIC_URL", "https://mh.example"),
+        ("LINK_SIGNING_KEY", "a-link-signing-key-of-32-characters-at-least"),
+    ];
     let stored = |cfg: &mailhook::config::Config, body: &[u8]| {
         let sent = as_sent_by(Provider::ImprovMx, body);
         plan(cfg, Provider::ImprovMx, &sent.inbound(body, NOW), mailhook::testkit::TEST_NONCE, NOW * 1000).unwrap().events[0]

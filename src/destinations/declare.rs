@@ -106,8 +106,11 @@ pub fn parse(
             )));
         }
         let origin_max = get("ORIGIN_MAX_BODY_BYTES").map(Number::S);
-        let (attachments, max_body_bytes) = attachment_settings(get("ORIGIN_ATTACHMENTS").as_deref(), origin_max.as_ref())
-            .map_err(|m| ConfigError { var: "ORIGIN_ATTACHMENTS", message: m })?;
+        let (attachments, max_body_bytes) =
+            attachment_settings(get("ORIGIN_ATTACHMENTS").as_deref(), origin_max.as_ref()).map_err(|m| ConfigError {
+                var: if m.starts_with("max") { "ORIGIN_MAX_BODY_BYTES" } else { "ORIGIN_ATTACHMENTS" },
+                message: m,
+            })?;
         let url = match origin_url {
             Some(u) => Some(valid_url(&u).map_err(|m| ConfigError { var: "ORIGIN_URL", message: m })?),
             None => None,

@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::large::{Base64Decoder, Unescaper};
 use crate::links::{served_headers, Link, LINK_PATH};
 use futures_util::StreamExt;
-use worker::{ByteStream, Env, Headers, Response, Result};
+use worker::{ByteStream, Env, FixedLengthStream, Headers, Response, Result};
 
 pub async fn serve(method: &str, url: &str, path: &str, env: &Env) -> Result<web_sys::Response> {
     let cfg = match config(env) {
@@ -23,6 +23,17 @@ pub async fn serve(method: &str, url: &str, path: &str, env: &Env) -> Result<web
             "this link is not valid or has expired; a replay of the event to its destination gives fresh links".into(),
         ));
     };
+    let headers = Headers::new();
+    for (k, v) in served_headers(&link.name) {
+        headers.set(k, &v)?;
+    }
+    // HEAD says what a GET would send, without reading R2.
+    if method == "HEAD" {
+        if let Some(size) = link.size {
+            headers.set("content-length", &size.to_string())?;
+        }
+        return Ok(Response::empty()?.with_headers(headers).into());
+    }
     let bytes = match env.bucket(BUCKET_PAYLOADS) {
         Ok(bucket) => range_stream(bucket, link.object.clone(), link.start, link.end - link.start).await,
         Err(e) => Err(e.to_string()),
@@ -34,15 +45,13 @@ pub async fn serve(method: &str, url: &str, path: &str, env: &Env) -> Result<web
         }
         Err(e) => return refusal(&ApiError::Unavailable(format!("the attachment could not be read ({e}); please retry"))),
     };
-    let headers = Headers::new();
-    for (k, v) in served_headers(&link.name) {
-        headers.set(k, &v)?;
-    }
-    let resp = match method {
-        "HEAD" => Response::empty()?,
-        _ => Response::from_stream(decoded(bytes))?,
-    };
-    Ok(resp.with_headers(headers).into())
+    // With its length known, the body is a fixed-length stream (`Content-Length`): a read that fails or
+    // decodes to another length breaks the download, so a client never takes a short file for the whole.
+    let Some(size) = link.size else { return Ok(Response::from_stream(decoded(bytes))?.with_headers(headers).into()) };
+    let body = worker::worker_sys::FixedLengthStream::from(FixedLengthStream::wrap(decoded(bytes), size)).readable();
+    let init = web_sys::ResponseInit::new();
+    init.set_headers(headers.as_ref());
+    web_sys::Response::new_with_opt_readable_stream_and_init(Some(&body), &init).map_err(worker::Error::from)
 }
 
 /// The attachment's bytes: the literal's chunks unescaped and base64-decoded as they arrive.

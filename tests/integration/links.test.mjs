@@ -11,7 +11,7 @@ import { SECRETS, chromiumPath, freePort, startMailhook, startOrigin, waitFor } 
 
 const sha256 = (b) => createHash("sha256").update(b).digest("hex");
 const IMPROVMX = { "content-type": "application/json", "cf-connecting-ip": "15.237.103.194" };
-const LINK_KEY = "it-link-signing-key";
+const LINK_KEY = "it-link-signing-key-0123456789abcdef";
 const LIMIT = 1024 * 1024;
 const whsec = (label) => "whsec_" + Buffer.from(`integration-test-${label}-key`).toString("base64");
 
@@ -33,7 +33,7 @@ function email(label, files, to = "desk@example.org") {
 
 /** A link as the Worker signs it (links.rs): for links the test makes itself, valid but expired or to nothing. */
 function signedLink(base, { object, start, end, expires, name }) {
-  const sig = createHmac("sha256", LINK_KEY).update(JSON.stringify(["mailhook attachment link 1", object, start, end, expires, name])).digest("hex");
+  const sig = createHmac("sha256", LINK_KEY).update(JSON.stringify(["mailhook attachment link 1", object, start, end, expires, name, null])).digest("hex");
   return `${base}/attachments/${encodeURIComponent(name)}?o=${encodeURIComponent(object)}&r=${start}-${end}&x=${expires}&s=${sig}`;
 }
 
@@ -104,6 +104,7 @@ describe("attachments by link", () => {
       assert.equal(res.headers.get("content-type"), "application/octet-stream");
       assert.match(res.headers.get("content-disposition"), /^attachment; filename="scan \d _.bin"; filename\*=UTF-8''scan%20\d%20%D1%91.bin$/);
       assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+      assert.equal(res.headers.get("content-length"), String(f.bytes.length), "a download cut short is seen");
       assert.match(res.headers.get("content-security-policy"), /^sandbox/);
       const bytes = Buffer.from(await res.arrayBuffer());
       assert.equal(bytes.length, f.bytes.length, `${f.name}: length fetched`);
@@ -113,6 +114,22 @@ describe("attachments by link", () => {
     big = { id, urls: attachments.filter((a) => a.url).map((a) => a.url), expires: Number(new URL(attachments[0].url).searchParams.get("x")) };
     // The links live a week (ATTACHMENT_LINK_SECONDS' default), within the retention of 30 days.
     assert.ok(Math.abs(big.expires - (Date.now() / 1000 + 7 * 86400)) < 600, `expires ${big.expires}`);
+  });
+
+  test("an origin with a 1 MB limit gets mail whose html is 700 KB without data.raw; a name of dots still has a link", { timeout: 60_000 }, async () => {
+    const html = `<p>${"long newsletter ".repeat(45_000)}</p>`;
+    const body = JSON.parse(email("html", [{ name: ". .", bytes: randomBytes(3000) }], "support+big@example.org"));
+    body.html = html;
+    const r = await hook.post("improvmx", JSON.stringify(body), IMPROVMX);
+    assert.equal(r.status, 200, r.text);
+    const got = await waitFor(() => small.deliveries.find((d) => d.id === r.json.ids[0]), { what: "the delivery without data.raw" });
+    assert.equal(got.event.data.raw, undefined);
+    assert.equal(got.event.data.inbound.html, html, "text and html stay in the event");
+    const a = got.event.data.inbound.attachments[0];
+    assert.match(a.url, /\/attachments\/attachment\?/, "a name of dots is served as `attachment`");
+    const res = await fetch(a.url);
+    assert.equal(res.status, 200);
+    assert.equal(sha256(Buffer.from(await res.arrayBuffer())), a.sha256);
   });
 
   test("a tampered, expired, cross-event or foreign link is refused and says nothing of why", { timeout: 60_000 }, async () => {

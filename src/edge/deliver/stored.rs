@@ -8,7 +8,7 @@ use crate::destinations::Destination;
 use crate::edge::env::{log, nonce, BUCKET_PAYLOADS};
 use crate::edge::ops;
 use crate::large::{manifest_len, parse_manifest, read_plan, EventBody, Part, Read, RunCursor, STORED_HEADER_LEN};
-use crate::links::{linked, Linking};
+use crate::links::{linked, without_raw, Linking};
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde_json::json;
 use std::pin::Pin;
@@ -18,6 +18,16 @@ use worker::{Bucket, ByteStream, Env, Range};
 pub enum EventJson {
     Inline(String),
     Stored { bucket: Bucket, key: String, parts: EventBody },
+}
+
+impl EventJson {
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            EventJson::Inline(json) => json.len() as u64,
+            EventJson::Stored { parts, .. } => parts.len(),
+        }
+    }
 }
 
 pub async fn load_event(envelope: &Envelope, env: &Env) -> Result<EventJson, String> {
@@ -45,29 +55,35 @@ pub async fn load_event(envelope: &Envelope, env: &Env) -> Result<EventJson, Str
     Ok(EventJson::Stored { bucket, key: bytes_key, parts })
 }
 
-/// The event as `dest` takes it: with its attachments as links when it wants them (`links`).
-/// An event that cannot have links (inline: accepted before the destination asked for them) goes as it is.
+/// The event as `dest` takes it: received mail with its attachments as links, and without `data.raw`,
+/// when the destination wants links for it (`links`). An inline event (accepted before the destination
+/// asked for links, or mail without attachments) can have no links: it goes without `data.raw`.
 pub fn as_taken(event: EventJson, dest: &Destination, envelope: &Envelope, cfg: &Config, now: i64) -> EventJson {
-    let len = match &event {
-        EventJson::Inline(json) => json.len() as u64,
-        EventJson::Stored { parts, .. } => parts.len(),
-    };
+    let len = event.len();
     if !dest.links(len) {
         return event;
     }
-    let EventJson::Stored { bucket, key, parts } = event else {
-        log(json!({"kind": "links_unavailable", "id": envelope.id, "dest": dest.name, "why": "the event is not stored in R2"}));
-        return event;
-    };
-    let Some(base) = cfg.public_url.as_deref() else { return EventJson::Stored { bucket, key, parts } };
-    let l = Linking { base, keys: &cfg.link_keys, object: &key, expires: cfg.link_expires(envelope.received_at, now) };
-    match linked(&parts, &l, &nonce()) {
-        Some(linked) => {
-            log(json!({"kind": "linked", "id": envelope.id, "dest": dest.name, "bytes": linked.len(), "was": len, "expires": l.expires}));
-            EventJson::Stored { bucket, key, parts: linked }
+    let taken = match event {
+        EventJson::Inline(json) => {
+            if json.contains("\"content_base64\":\"") {
+                log(json!({"kind": "links_unavailable", "id": envelope.id, "dest": dest.name, "why": "the event is not stored in R2"}));
+            }
+            EventJson::Inline(without_raw(&json).unwrap_or(json))
         }
-        None => EventJson::Stored { bucket, key, parts },
+        EventJson::Stored { bucket, key, parts } => {
+            let Some(base) = cfg.public_url.as_deref() else { return EventJson::Stored { bucket, key, parts } };
+            let l = Linking { base, keys: &cfg.link_keys, object: &key, expires: cfg.link_expires(envelope.received_at, now) };
+            let parts = linked(&parts, &l, &nonce()).unwrap_or(parts);
+            EventJson::Stored { bucket, key, parts }
+        }
+    };
+    let bytes = taken.len();
+    log(json!({"kind": "linked", "id": envelope.id, "dest": dest.name, "bytes": bytes, "was": len}));
+    if let Some(max) = dest.max_body_bytes.filter(|max| bytes > *max) {
+        // Text and html are never links: a message whose bodies alone pass the limit goes as it is.
+        log(json!({"kind": "over_max_body_bytes", "id": envelope.id, "dest": dest.name, "bytes": bytes, "max": max}));
     }
+    taken
 }
 
 /// `length` bytes of an R2 object from `offset`, as one buffer (for small ranges: the header and manifest).
