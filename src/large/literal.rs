@@ -114,6 +114,21 @@ impl Unescaper {
     }
 }
 
+/// Each byte's value in base64: a sextet, or `PAD` (`=`, the end) or `SKIP` (outside the alphabet).
+const SEXTET: [u8; 256] = {
+    let mut t = [SKIP; 256];
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut i = 0;
+    while i < 64 {
+        t[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    t[b'=' as usize] = PAD;
+    t
+};
+const PAD: u8 = 0x80;
+const SKIP: u8 = 0x81;
+
 /// Base64 decoded as it arrives, as RFC 2045 §6.8 reads it: what is outside
 /// the alphabet (white space, line breaks) is left out, `=` ends the data, and
 /// a last group of two or three symbols still gives its one or two bytes.
@@ -127,30 +142,37 @@ pub struct Base64Decoder {
 }
 
 impl Base64Decoder {
-    /// Decodes the next chunk, giving each group of three bytes to `emit`.
+    /// Decodes the next chunk, giving each group of three bytes to `emit`: four symbols at a time
+    /// while they come in whole groups, one at a time around anything else.
     fn run(&mut self, chunk: &[u8], mut emit: impl FnMut([u8; 3])) {
-        for &b in chunk {
-            if self.ended {
-                return;
-            }
-            let v = match b {
-                b'A'..=b'Z' => b - b'A',
-                b'a'..=b'z' => b - b'a' + 26,
-                b'0'..=b'9' => b - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                b'=' => {
-                    self.ended = true;
-                    continue;
+        let mut i = 0;
+        while i < chunk.len() && !self.ended {
+            if self.symbols == 0 {
+                if let Some(&[a, b, c, d]) = chunk.get(i..i + 4).map(|g| <&[u8; 4]>::try_from(g).ok()).flatten() {
+                    let (a, b, c, d) = (SEXTET[a as usize], SEXTET[b as usize], SEXTET[c as usize], SEXTET[d as usize]);
+                    if (a | b | c | d) & 0x80 == 0 {
+                        let bits = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(c) << 6) | u32::from(d);
+                        emit([(bits >> 16) as u8, (bits >> 8) as u8, bits as u8]);
+                        self.len += 3;
+                        i += 4;
+                        continue;
+                    }
                 }
-                _ => continue,
-            };
-            self.bits = (self.bits << 6) | u32::from(v);
-            self.symbols += 1;
-            if self.symbols == 4 {
-                emit([(self.bits >> 16) as u8, (self.bits >> 8) as u8, self.bits as u8]);
-                self.len += 3;
-                (self.bits, self.symbols) = (0, 0);
+            }
+            let b = chunk[i];
+            i += 1;
+            match SEXTET[b as usize] {
+                PAD => self.ended = true,
+                SKIP => {}
+                v => {
+                    self.bits = (self.bits << 6) | u32::from(v);
+                    self.symbols += 1;
+                    if self.symbols == 4 {
+                        emit([(self.bits >> 16) as u8, (self.bits >> 8) as u8, self.bits as u8]);
+                        self.len += 3;
+                        (self.bits, self.symbols) = (0, 0);
+                    }
+                }
             }
         }
     }

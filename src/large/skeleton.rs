@@ -221,9 +221,12 @@ fn string_stats(text: &str) -> Result<TextRef, String> {
     unescaper.feed(text.as_bytes(), &mut |chunk: &[u8]| {
         sha.update(chunk);
         len += chunk.len() as u64;
-        decoded.clear();
-        base64.feed(chunk, &mut decoded);
-        bytes_sha.update(&decoded);
+        // A piece at a time, so that what is decoded is never held whole (an attachment can be 25 MB).
+        for piece in chunk.chunks(64 * 1024) {
+            decoded.clear();
+            base64.feed(piece, &mut decoded);
+            bytes_sha.update(&decoded);
+        }
     })?;
     unescaper.finish()?;
     decoded.clear();
