@@ -148,7 +148,7 @@ impl Base64Decoder {
         let mut i = 0;
         while i < chunk.len() && !self.ended {
             if self.symbols == 0 {
-                if let Some(&[a, b, c, d]) = chunk.get(i..i + 4).map(|g| <&[u8; 4]>::try_from(g).ok()).flatten() {
+                if let Some(&[a, b, c, d]) = chunk.get(i..i + 4).and_then(|g| <&[u8; 4]>::try_from(g).ok()) {
                     let (a, b, c, d) = (SEXTET[a as usize], SEXTET[b as usize], SEXTET[c as usize], SEXTET[d as usize]);
                     if (a | b | c | d) & 0x80 == 0 {
                         let bits = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(c) << 6) | u32::from(d);
