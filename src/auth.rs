@@ -26,6 +26,12 @@ impl Secrets {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)
     }
+
+    /// Only the values that `keep` keeps.
+    pub fn retain(mut self, keep: impl Fn(&str) -> bool) -> Self {
+        self.0.retain(|s| keep(s));
+        self
+    }
 }
 
 impl fmt::Debug for Secrets {

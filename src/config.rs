@@ -152,7 +152,9 @@ impl Config {
     /// A destination that may take links needs the Worker's public URL and a key to sign them.
     fn check_links(mut self) -> Result<Self, ConfigError> {
         let Some(d) = self.destinations.iter().find(|d| d.may_link()) else {
+            // Only the console makes links then: never with a key short enough to guess, nor served by one.
             self.public_url = self.public_url.and_then(|u| public_url(&u).ok());
+            self.link_keys = self.link_keys.retain(|k| k.len() >= MIN_LINK_KEY_LEN);
             return Ok(self);
         };
         let err = |var, message| Err(ConfigError { var, message });
@@ -412,6 +414,8 @@ mod tests {
         // Without such a destination, nothing is required, and a PUBLIC_URL that is no URL is ignored.
         let c = cfg(&[("DESTINATIONS", &desk("")), key, ("PUBLIC_URL", "not a url")]).unwrap();
         assert_eq!(c.public_url, None);
+        let c = cfg(&[("DESTINATIONS", &desk("")), key, public, ("LINK_SIGNING_KEY", "short,0123456789abcdef0123456789abcdef")]).unwrap();
+        assert_eq!(c.link_keys.len(), 1, "a key too short neither signs nor verifies the console's links");
         let c = cfg(&[("ORIGIN_URL", "http://127.0.0.1:1/"), ("ORIGIN_MAX_BODY_BYTES", "65536"), public, k]).unwrap();
         assert!(c.destination("origin").unwrap().links(65_537) && !c.destination("origin").unwrap().links(65_536));
         assert_eq!(cfg(&[("ORIGIN_URL", "http://127.0.0.1:1/"), ("ORIGIN_ATTACHMENTS", "links")]).unwrap_err().var, "ORIGIN_ATTACHMENTS");

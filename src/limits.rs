@@ -30,3 +30,8 @@ pub const KV_MIN_TTL_SECONDS: u64 = 60;
 pub fn queue_units(bytes: usize) -> u64 {
     ((bytes as u64 + 100).div_ceil(64_000)).max(1)
 }
+
+/// The deepest nesting of arrays and objects a provider's payload may have. Real payloads are a few levels deep;
+/// the event wraps a payload's values in up to five more (`data.inbound.headers`, `data.raw`), and every later
+/// reading of the event (links, the console) must stay within serde_json's limit of 128.
+pub const MAX_JSON_DEPTH: usize = 64;

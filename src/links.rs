@@ -215,7 +215,8 @@ fn link_attachments(event: &mut Value, refs: &Refs, l: &Linking<'_>) -> bool {
     for a in attachments.into_iter().flatten().filter_map(Value::as_object_mut) {
         let Some(r) = a.get("content_base64").and_then(Value::as_str).and_then(|c| refs.get(c)) else { continue };
         let name = safe_name(a.get("filename").and_then(Value::as_str));
-        let size = a.get("size").and_then(Value::as_u64);
+        // Events before 0.7 (no `sha256`) counted `size` another way for base64 with stray characters: no length then.
+        let size = a.get("sha256").and_then(Value::as_str).and(a.get("size")).and_then(Value::as_u64);
         let link = Link { object: l.object.to_string(), start: r.start, end: r.end, expires: l.expires, name, size };
         a.insert("url".into(), Value::String(link.url(l.base, l.keys)));
         a.insert("content_base64".into(), Value::Null);
@@ -302,7 +303,7 @@ mod tests {
             parts: vec![
                 lit(r#"{"id":"e","data":{"inbound":{"html":"#),
                 Part::Body([16, 26]),
-                lit(r#","attachments":[{"filename":"a.txt","size":3,"content_base64":"#),
+                lit(r#","attachments":[{"filename":"a.txt","size":3,"sha256":"b5d4","content_base64":"#),
                 Part::Body([5, 11]),
                 lit(r#"},{"filename":null,"content_base64":"c21hbGw="}]},"raw":"#),
                 Part::Body([0, body.len() as u64]),

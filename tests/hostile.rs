@@ -186,3 +186,17 @@ fn headers_too_large_for_a_manifest_are_refused_not_stored() {
         assert!(p.events[0].stored.is_some(), "{}: a large event is stored", provider.name());
     }
 }
+
+/// Found in the review of attachments by link: a header nested ~124 levels deep parsed at ingest, but the event
+/// (two levels deeper) could not be read back, so its links were silently not made. Such nesting is refused.
+#[test]
+fn payloads_nested_deeper_than_any_provider_sends_are_refused() {
+    let mut body = fixture_json(Provider::ImprovMx, "sample");
+    let deep = |n: usize| serde_json::from_str::<Value>(&format!("{}{}", "[".repeat(n), "]".repeat(n))).unwrap();
+    body["headers"]["X-Deep"] = deep(70);
+    let e = ingest(Provider::ImprovMx, &config(), &serde_json::to_vec(&body).unwrap()).unwrap_err();
+    assert_eq!(e.status(), 400, "{e}");
+    assert!(e.to_string().contains("64 levels"), "{e}");
+    body["headers"]["X-Deep"] = deep(20);
+    assert!(ingest(Provider::ImprovMx, &config(), &serde_json::to_vec(&body).unwrap()).is_ok(), "a little nesting is fine");
+}

@@ -8,6 +8,8 @@ use crate::conversation;
 use crate::error::ApiError;
 use crate::event::{Event, EventData};
 use crate::large::{render, skeletonize, EventBody, Refs};
+use crate::limits::MAX_JSON_DEPTH;
+use crate::providers::payload::nested_deeper_than;
 use crate::providers::{Auth, Inbound, Provider};
 use crate::reply;
 
@@ -61,6 +63,11 @@ pub fn ingest(cfg: &Config, provider: Provider, req: &Inbound, nonce: &str) -> R
         Some(p) => (Inbound { body: p, json: p, ..*req }, None),
         None => (*req, raw_range(cfg, req.body)),
     };
+    if payload.is_none() && nested_deeper_than(req.body, MAX_JSON_DEPTH) {
+        return Err(ApiError::BadRequest(format!(
+            "the body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels, which no provider's payload does"
+        )));
+    }
     let paths = provider.large_paths();
     if paths.is_empty() {
         return Ok(Ingested { events: events(cfg, provider, &req)?, refs: Refs::default(), raw, payload });

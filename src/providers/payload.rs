@@ -32,6 +32,34 @@ where
     }
 }
 
+/// True when `json` nests arrays and objects deeper than `max` (strings and their escapes skipped).
+pub fn nested_deeper_than(json: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Parses the body as JSON, or says where it is not.
 pub fn parse_json<'a, T: serde::Deserialize<'a>>(provider: &str, body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
@@ -41,4 +69,15 @@ pub fn parse_json<'a, T: serde::Deserialize<'a>>(provider: &str, body: &'a [u8])
             format!("the body is not valid JSON: {e}")
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nesting_is_counted_outside_strings() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(!super::nested_deeper_than(deep(64).as_bytes(), 64));
+        assert!(super::nested_deeper_than(deep(65).as_bytes(), 64));
+        assert!(!super::nested_deeper_than(format!(r#"{{"a":"{}\"[[","b":[]}}"#, "[".repeat(100)).as_bytes(), 2));
+    }
 }

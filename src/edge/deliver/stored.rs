@@ -73,12 +73,24 @@ pub fn as_taken(event: EventJson, dest: &Destination, envelope: &Envelope, cfg: 
         EventJson::Stored { bucket, key, parts } => {
             let Some(base) = cfg.public_url.as_deref() else { return EventJson::Stored { bucket, key, parts } };
             let l = Linking { base, keys: &cfg.link_keys, object: &key, expires: cfg.link_expires(envelope.received_at, now) };
-            let parts = linked(&parts, &l, &nonce()).unwrap_or(parts);
+            let parts = match linked(&parts, &l, &nonce()) {
+                Some(linked) => linked,
+                None => {
+                    if envelope.kind == "email.received" {
+                        log(
+                            json!({"kind": "links_unavailable", "id": envelope.id, "dest": dest.name, "why": "the stored event is not readable as received mail"}),
+                        );
+                    }
+                    return EventJson::Stored { bucket, key, parts };
+                }
+            };
             EventJson::Stored { bucket, key, parts }
         }
     };
     let bytes = taken.len();
-    log(json!({"kind": "linked", "id": envelope.id, "dest": dest.name, "bytes": bytes, "was": len}));
+    if bytes != len {
+        log(json!({"kind": "linked", "id": envelope.id, "dest": dest.name, "bytes": bytes, "was": len}));
+    }
     if let Some(max) = dest.max_body_bytes.filter(|max| bytes > *max) {
         // Text and html are never links: a message whose bodies alone pass the limit goes as it is.
         log(json!({"kind": "over_max_body_bytes", "id": envelope.id, "dest": dest.name, "bytes": bytes, "max": max}));
