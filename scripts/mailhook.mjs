@@ -243,7 +243,7 @@ async function destinations(args) {
     const tags = d.filter.recipient_tags ? [`recipient tags ${d.filter.recipient_tags.join("|")}`] : [];
     const filter = [d.filter.providers?.join("|") ?? "every provider", d.filter.types?.join("|") ?? "every type", ...tags].join(" / ");
     const links = d.attachments === "link" ? "as links" : d.max_body_bytes ? `as links in events over ${d.max_body_bytes} bytes` : "in the event";
-    console.log(`${d.name}  ${d.url}\n  takes: ${filter}\n  attachments: ${links}\n  circuit: ${circuit}\n  deliveries: ${counts}${d.problem ? `\n  problem: ${d.problem}` : ""}`);
+    console.log(`${d.name}  ${d.url}\n  takes: ${filter}\n  format: ${d.format}, attachments: ${links}\n  circuit: ${circuit}\n  deliveries: ${counts}${d.problem ? `\n  problem: ${d.problem}` : ""}`);
   }
 }
 

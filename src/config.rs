@@ -424,4 +424,15 @@ mod tests {
             "ORIGIN_MAX_BODY_BYTES"
         );
     }
+
+    #[test]
+    fn a_destination_names_its_format() {
+        let key = ("DESTINATION_DESK_SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let desk = |f: &str| format!(r#"[{{"name": "desk", "url": "https://d.example/", "format": "{f}"}}]"#);
+        assert_eq!(cfg(&[("DESTINATIONS", &desk("SLACK")), key]).unwrap().destinations[0].format, crate::event::Format::Slack);
+        assert!(cfg(&[("DESTINATIONS", &desk("xml")), key]).unwrap_err().to_string().contains("format = \"xml\""));
+        let c = cfg(&[("ORIGIN_URL", "http://127.0.0.1:1/"), ("ORIGIN_FORMAT", "cloudevents-binary")]).unwrap();
+        assert_eq!(c.destination("origin").unwrap().format, crate::event::Format::CloudEventsBinary);
+        assert_eq!(cfg(&[("ORIGIN_URL", "http://127.0.0.1:1/"), ("ORIGIN_FORMAT", "binary")]).unwrap_err().var, "ORIGIN_FORMAT");
+    }
 }

@@ -122,6 +122,30 @@ pub struct Inbound {
     pub sender_ip: Option<String>,
 }
 
+/// The form of the body a destination receives (its `format`; `delivery::shape`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// The CloudEvent as JSON (structured mode), the default.
+    #[default]
+    CloudEvents,
+    /// CloudEvents' HTTP binary mode: the attributes as `ce-*` headers, `data` as the body.
+    CloudEventsBinary,
+    /// A Slack-compatible message (`{"text": …}`) saying what happened.
+    Slack,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::CloudEvents, Format::CloudEventsBinary, Format::Slack];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::CloudEvents => "cloudevents",
+            Format::CloudEventsBinary => "cloudevents-binary",
+            Format::Slack => "slack",
+        }
+    }
+}
+
 /// What destination filters read of an event: its provider (route name), type and recipient tag.
 #[derive(Debug, Clone, Copy)]
 pub struct Route<'a> {

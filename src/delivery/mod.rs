@@ -1,10 +1,13 @@
 //! Delivery to a destination, decided without I/O: the queue envelope and
-//! where a large event lives (here), Standard Webhooks signing (`signing`),
-//! what an answer means and when to try again (`retry`).
+//! where a large event lives (here), the body each destination's format makes
+//! (`format`), Standard Webhooks signing (`signing`), what an answer means and
+//! when to try again (`retry`).
 
+mod format;
 mod retry;
 mod signing;
 
+pub use format::{shape, Shaped};
 pub use retry::*;
 pub use signing::{sign, Signer};
 

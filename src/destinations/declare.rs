@@ -2,10 +2,11 @@
 //! tables in wrangler.toml, as JSON), then `origin` from `ORIGIN_URL`. Every
 //! mistake names its destination and what to write instead.
 
-use super::{secret_name, type_matches, valid_url, AttachmentForm, CircuitPolicy, Destination, Filter, LEGACY_NAME, MAX_NAME_LEN};
+use super::shape::{attachment_settings, format};
+use super::{secret_name, type_matches, valid_url, CircuitPolicy, Destination, Filter, LEGACY_NAME, MAX_NAME_LEN};
 use crate::delivery::{check_schedule, parse_schedule};
 use crate::event::EventType;
-use crate::limits::{MAX_BODY_BYTES_LIMIT, MAX_QUEUE_DELAY_SECONDS};
+use crate::limits::MAX_QUEUE_DELAY_SECONDS;
 use crate::providers::Provider;
 use crate::values::{signing_keys, ConfigError};
 use serde::Deserialize;
@@ -69,6 +70,7 @@ struct Declared {
     circuit_probe_seconds: Option<Number>,
     attachments: Option<String>,
     max_body_bytes: Option<Number>,
+    format: Option<String>,
 }
 
 /// The destinations: those declared in `declared` (the JSON of `DESTINATIONS`),
@@ -105,12 +107,11 @@ pub fn parse(
                 "destination \"{LEGACY_NAME}\": the name is taken by ORIGIN_URL; rename the declared one or remove ORIGIN_URL"
             )));
         }
-        let origin_max = get("ORIGIN_MAX_BODY_BYTES").map(Number::S);
-        let (attachments, max_body_bytes) =
-            attachment_settings(get("ORIGIN_ATTACHMENTS").as_deref(), origin_max.as_ref()).map_err(|m| ConfigError {
-                var: if m.starts_with("max") { "ORIGIN_MAX_BODY_BYTES" } else { "ORIGIN_ATTACHMENTS" },
-                message: m,
-            })?;
+        let origin_max = get("ORIGIN_MAX_BODY_BYTES").map(|n| Number::S(n).get());
+        let (attachments, max_body_bytes) = attachment_settings(get("ORIGIN_ATTACHMENTS").as_deref(), origin_max).map_err(|m| {
+            ConfigError { var: if m.starts_with("max") { "ORIGIN_MAX_BODY_BYTES" } else { "ORIGIN_ATTACHMENTS" }, message: m }
+        })?;
+        let format = format(get("ORIGIN_FORMAT").as_deref()).map_err(|m| ConfigError { var: "ORIGIN_FORMAT", message: m })?;
         let url = match origin_url {
             Some(u) => Some(valid_url(&u).map_err(|m| ConfigError { var: "ORIGIN_URL", message: m })?),
             None => None,
@@ -126,6 +127,7 @@ pub fn parse(
             circuit: defaults.circuit,
             attachments,
             max_body_bytes,
+            format,
         });
     }
     Ok(out)
@@ -133,7 +135,7 @@ pub fn parse(
 
 fn declared_one(item: Value, defaults: &Defaults<'_>, get: &impl Fn(&str) -> Option<String>) -> Result<Destination, String> {
     let d: Declared = serde_json::from_value(item).map_err(|e| {
-        format!("{e}; a destination takes name, url, filter (providers, types, recipient_tags), timeout_seconds, retry_schedule_seconds, circuit_failures, circuit_probe_seconds, attachments, max_body_bytes")
+        format!("{e}; a destination takes name, url, filter (providers, types, recipient_tags), timeout_seconds, retry_schedule_seconds, circuit_failures, circuit_probe_seconds, attachments, max_body_bytes, format")
     })?;
     let name = d.name.trim().to_ascii_lowercase();
     if name.is_empty()
@@ -191,7 +193,8 @@ fn declared_one(item: Value, defaults: &Defaults<'_>, get: &impl Fn(&str) -> Opt
             "its signing secret {secret_var} is not set; run `wrangler secret put {secret_var}` with a whsec_<base64> key (`npm run gen-secret`)"
         ));
     }
-    let (attachments, max_body_bytes) = attachment_settings(d.attachments.as_deref(), d.max_body_bytes.as_ref())?;
+    let (attachments, max_body_bytes) = attachment_settings(d.attachments.as_deref(), d.max_body_bytes.as_ref().map(Number::get))?;
+    let format = format(d.format.as_deref())?;
     Ok(Destination {
         name,
         url: Some(url),
@@ -203,25 +206,10 @@ fn declared_one(item: Value, defaults: &Defaults<'_>, get: &impl Fn(&str) -> Opt
         circuit,
         attachments,
         max_body_bytes,
+        format,
     })
 }
 
-/// The smallest `max_body_bytes`: below it, every event with an attachment would go with links.
-const MIN_MAX_BODY_BYTES: u64 = 16 * 1024;
-
-/// `attachments` (`inline` or `link`, in any case) and `max_body_bytes`.
-fn attachment_settings(form: Option<&str>, max: Option<&Number>) -> Result<(AttachmentForm, Option<u64>), String> {
-    let form = match form.map(|f| f.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("") | Some("inline") => AttachmentForm::Inline,
-        Some("link") => AttachmentForm::Link,
-        Some(other) => return Err(format!("attachments = {other:?}: write \"inline\" (in the event, the default) or \"link\"")),
-    };
-    let max = max
-        .map(|n| n.get().filter(|v| (MIN_MAX_BODY_BYTES..=MAX_BODY_BYTES_LIMIT).contains(v)))
-        .map(|v| v.ok_or(format!("max_body_bytes must be a whole number of bytes from {MIN_MAX_BODY_BYTES} to {MAX_BODY_BYTES_LIMIT}")))
-        .transpose()?;
-    Ok((form, max))
-}
 fn items(list: Vec<String>, what: &str) -> Result<Vec<String>, String> {
     let out: Vec<String> = list.iter().map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
     if out.is_empty() {

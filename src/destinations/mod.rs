@@ -7,15 +7,17 @@
 //! `ORIGIN_SIGNING_SECRET` alone are the destination `origin`, as before.
 //!
 //! Here: what a destination is and which events it takes. `declare`: reading
-//! them from the configuration; `url`: their URLs; `circuit`: the circuit
-//! breaker's gate and the slow lane.
+//! them from the configuration; `shape`: the form of what each receives; `url`: their URLs; `circuit`: the
+//! circuit breaker's gate and the slow lane.
 
 mod circuit;
 mod declare;
+mod shape;
 mod url;
 
 pub use circuit::*;
 pub use declare::{parse, Defaults};
+pub use shape::Format;
 pub use url::valid_url;
 
 use crate::conversation::tag_matches;
@@ -99,6 +101,8 @@ pub struct Destination {
     pub attachments: AttachmentForm,
     /// An event longer than this is delivered with its attachments as links.
     pub max_body_bytes: Option<u64>,
+    /// The form of the body it receives (`delivery::format`).
+    pub format: Format,
 }
 
 impl Destination {

@@ -74,7 +74,7 @@ describe("the mailhook command line", () => {
     assert.deepEqual(JSON.parse(to.stdout).destinations, ["origin"]);
     await assert.rejects(run(["replay", first.id, "--destination", "crm"], env), /there is no destination "crm"; the destinations are origin/);
     const listed = await run(["destinations"], env);
-    assert.match(listed.stdout, /^origin  http:\/\/127\.0\.0\.1:\d+\/events\n  takes: every provider \/ every type\n  attachments: in the event\n  circuit: closed/);
+    assert.match(listed.stdout, /^origin  http:\/\/127\.0\.0\.1:\d+\/events\n  takes: every provider \/ every type\n  format: cloudevents, attachments: in the event\n  circuit: closed/);
     const dead = await run(["replay", "--dead"], env);
     assert.deepEqual(JSON.parse(dead.stdout), { status: "replayed", count: 0 });
     await assert.rejects(run(["export"], { ...env, ADMIN_TOKEN: "wrong" }), /does not match ADMIN_TOKEN/);

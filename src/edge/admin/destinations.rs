@@ -48,6 +48,7 @@ pub(super) async fn list(cfg: &Config, env: &Env) -> Answer {
                 "retry_schedule_seconds": d.retry_schedule,
                 "attachments": d.attachments.as_str(),
                 "max_body_bytes": d.max_body_bytes,
+                "format": d.format.as_str(),
                 "circuit": {
                     "state": if open { "open" } else { "closed" },
                     "failures": c.map_or(0, |c| c.failures),

@@ -2,10 +2,12 @@
 //! (Standard Webhooks), within its timeout, redirects not followed.
 
 use super::stored::{event_stream, sign_stored, EventJson};
-use crate::delivery::{parse_retry_after, sign, USER_AGENT};
+use crate::delivery::{parse_retry_after, shape, sign, USER_AGENT};
 use crate::destinations::Destination;
-use crate::edge::env::{fetch_with_timeout, now_seconds};
+use crate::edge::env::{fetch_with_timeout, nonce, now_seconds};
 use crate::edge::ops;
+use crate::event::Format;
+use crate::large::{EventBody, Part};
 use worker::wasm_bindgen::JsValue;
 use worker::{FixedLengthStream, Headers, Method, Request, RequestInit, RequestRedirect};
 
@@ -23,9 +25,37 @@ impl Attempt {
     }
 }
 
-pub async fn post(dest: &Destination, id: &str, event: EventJson) -> Attempt {
+/// What a format says about its body besides the body: its content type and extra headers.
+struct Framing {
+    content_type: String,
+    headers: Vec<(String, String)>,
+}
+
+/// The event in the destination's format (`delivery::shape`), and its framing.
+fn shaped(event: EventJson, format: Format, console: Option<&str>) -> Result<(EventJson, Framing), String> {
+    if format == Format::CloudEvents {
+        return Ok((event, Framing { content_type: "application/json".into(), headers: Vec::new() }));
+    }
+    let parts = match &event {
+        EventJson::Inline(json) => EventBody { parts: vec![Part::Lit(json.clone())] },
+        EventJson::Stored { parts, .. } => parts.clone(),
+    };
+    let s = shape(format, parts, console, &nonce())?;
+    let framing = Framing { content_type: s.content_type, headers: s.headers };
+    Ok(match event {
+        EventJson::Inline(_) => (EventJson::Inline(String::from_utf8(s.body.materialise(&[])).map_err(|e| e.to_string())?), framing),
+        EventJson::Stored { bucket, key, .. } => (EventJson::Stored { bucket, key, parts: s.body }, framing),
+    })
+}
+
+/// POSTs the event to `dest` in its format; `console` is the console's address (for Slack's link to the event).
+pub async fn post(dest: &Destination, id: &str, event: EventJson, console: Option<&str>) -> Attempt {
     let failed = Attempt::failed;
     let Some(url) = dest.url.as_deref() else { return failed("ORIGIN_URL is not set".into()) };
+    let (event, Framing { content_type, headers: extra }) = match shaped(event, dest.format, console) {
+        Ok(s) => s,
+        Err(e) => return failed(format!("the event could not be made into format {}: {e}", dest.format.as_str())),
+    };
     let timestamp = now_seconds();
     // A stored event is signed in a first pass over R2 and streamed in a
     // second, so no copy of it is ever whole in memory.
@@ -42,13 +72,13 @@ pub async fn post(dest: &Destination, id: &str, event: EventJson) -> Attempt {
     };
     let headers = Headers::new();
     let set = [
-        ("content-type", "application/json".to_string()),
+        ("content-type", content_type),
         ("user-agent", USER_AGENT.to_string()),
         ("webhook-id", id.to_string()),
         ("webhook-timestamp", timestamp.to_string()),
         ("webhook-signature", signature),
     ];
-    for (k, v) in &set {
+    for (k, v) in set.iter().map(|(k, v)| (*k, v.as_str())).chain(extra.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
         if let Err(e) = headers.set(k, v) {
             return failed(format!("could not set header {k}: {e}"));
         }

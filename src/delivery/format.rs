@@ -1,0 +1,157 @@
+//! The body a destination receives, by its `format`: the CloudEvent as it is (structured mode), CloudEvents'
+//! HTTP binary mode, or a Slack-compatible message. Decided without I/O over the event's parts (`large`), so
+//! a stored event's large strings stay ranges of its body, streamed as before.
+
+use crate::event::Format;
+use crate::large::{render, unrender, EventBody};
+use crate::percent::percent_encode;
+use serde_json::Value;
+
+/// What goes to the destination: the body's content type, the headers that say more, and the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shaped {
+    pub content_type: String,
+    pub headers: Vec<(String, String)>,
+    pub body: EventBody,
+}
+
+/// The event (its parts) as `format` sends it. `console` is the console's address (`PUBLIC_URL/console/`), for
+/// Slack's link to the event. `nonce` is unpredictable to whoever wrote the event's strings.
+pub fn shape(format: Format, event: EventBody, console: Option<&str>, nonce: &str) -> Result<Shaped, String> {
+    let json = || "application/json".to_string();
+    if format == Format::CloudEvents {
+        return Ok(Shaped { content_type: json(), headers: Vec::new(), body: event });
+    }
+    let (text, refs) = unrender(&event, nonce);
+    let mut ce: Value = serde_json::from_slice(&text).map_err(|e| format!("the event is not readable as JSON ({e})"))?;
+    let attributes = ce.as_object_mut().ok_or("the event is not a JSON object")?;
+    match format {
+        Format::CloudEvents => unreachable!("returned above"),
+        Format::CloudEventsBinary => {
+            let data = attributes.remove("data").unwrap_or(Value::Null);
+            let content_type = attributes.remove("datacontenttype").and_then(|v| v.as_str().map(String::from)).unwrap_or_else(json);
+            let headers = attributes.iter().map(|(k, v)| (format!("ce-{k}"), header_value(v))).collect();
+            Ok(Shaped { content_type, headers, body: render(&data, &refs, None) })
+        }
+        Format::Slack => {
+            let message = serde_json::json!({ "text": slack_text(&ce, console) });
+            Ok(Shaped { content_type: json(), headers: Vec::new(), body: render(&message, &refs, None) })
+        }
+    }
+}
+
+/// An attribute as an HTTP header value (CloudEvents HTTP binding, 3.1.3.2): a string as it is, other values as
+/// their JSON; space, `"`, `%` and whatever is not printable ASCII percent-encoded (UTF-8).
+fn header_value(v: &Value) -> String {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '!'..='~' if c != '"' && c != '%' => out.push(c),
+            _ => out.push_str(&percent_encode(c.encode_utf8(&mut [0; 4]))),
+        }
+    }
+    out
+}
+
+/// The longest field of a Slack message, in characters.
+const MAX_FIELD_CHARS: usize = 300;
+
+/// A string from the event, as Slack shows it: `&`, `<` and `>` escaped (so no mention, link or command can be
+/// made of it), on one line, at most `MAX_FIELD_CHARS`.
+fn escaped(s: &str) -> String {
+    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(MAX_FIELD_CHARS).collect();
+    flat.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// What happened, in one Slack message: the type and source, who wrote to whom about what, a bounce's reason,
+/// and a link to the event in the console.
+fn slack_text(ce: &Value, console: Option<&str>) -> String {
+    let s = |v: &Value| v.as_str().map(escaped);
+    let data = &ce["data"];
+    let mut lines = vec![format!(
+        "*{}* from {}",
+        s(&ce["type"]).unwrap_or_else(|| "an event".into()),
+        s(&data["provider"]).unwrap_or_else(|| "an unknown source".into())
+    )];
+    let to: Vec<String> = data["to"].as_array().into_iter().flatten().filter_map(|a| s(&a["email"])).collect();
+    match (s(&data["from"]["email"]), to.is_empty()) {
+        (Some(from), false) => lines.push(format!("{from} → {}", to.join(", "))),
+        (Some(from), true) => lines.push(format!("from {from}")),
+        (None, false) => lines.push(format!("to {}", to.join(", "))),
+        (None, true) => {
+            if let Some(r) = s(&data["recipient"]) {
+                lines.push(format!("to {r}"));
+            }
+        }
+    }
+    if let Some(subject) = s(&data["subject"]) {
+        lines.push(format!("“{subject}”"));
+    }
+    let bounce = &data["bounce"];
+    if bounce.is_object() {
+        let kind = s(&bounce["kind"]).map(|k| format!(" ({k})")).unwrap_or_default();
+        let why = [s(&bounce["reason"]), s(&bounce["diagnostic_code"])].into_iter().flatten().collect::<Vec<_>>().join(": ");
+        lines.push(format!("bounce{kind}{}", if why.is_empty() { String::new() } else { format!(": {why}") }));
+    }
+    if let Some(url) = s(&data["click"]["url"]) {
+        lines.push(format!("clicked {url}"));
+    }
+    if let (Some(console), Some(id)) = (console, ce["id"].as_str()) {
+        lines.push(format!("<{console}#/events/{}|Open in mailhook>", percent_encode(id)));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::large::Part;
+    use serde_json::json;
+
+    fn event() -> EventBody {
+        let ce = json!({
+            "specversion": "1.0", "id": "evt_1", "source": "/providers/mailtura", "type": "email.bounced",
+            "time": "2026-12-06T01:00:00Z", "subject": "<m 1@example.com>", "datacontenttype": "application/json",
+            "data": {"provider": "mailtura", "from": {"email": "a@example.com"}, "to": [{"email": "b@example.com"}],
+                     "subject": "<!channel> & <https://evil.example|click>", "bounce": {"kind": "hard", "reason": "no such user", "diagnostic_code": null},
+                     "big": "MARK"}
+        });
+        let text = serde_json::to_string(&ce).unwrap();
+        let (a, b) = text.split_once("\"MARK\"").unwrap();
+        EventBody { parts: vec![Part::Lit(a.into()), Part::Body([0, 7]), Part::Lit(b.into())] }
+    }
+
+    #[test]
+    fn binary_mode_has_the_attributes_as_headers_and_data_as_the_body() {
+        let s = shape(Format::CloudEventsBinary, event(), None, "n0nce").unwrap();
+        assert_eq!(s.content_type, "application/json");
+        let h = |k: &str| s.headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(h("ce-id"), Some("evt_1"));
+        assert_eq!(h("ce-specversion"), Some("1.0"));
+        assert_eq!(h("ce-subject"), Some("<m%201@example.com>"), "a space is percent-encoded");
+        assert_eq!(h("ce-datacontenttype"), None);
+        assert_eq!(h("ce-data"), None);
+        // The large string is still a range of the body.
+        let body = s.body.materialise(b"\"large\"");
+        let data: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(data["big"], "large");
+        assert_eq!(data["bounce"]["kind"], "hard");
+    }
+
+    #[test]
+    fn slack_says_what_happened_and_escapes_what_the_sender_wrote() {
+        let s = shape(Format::Slack, event(), Some("https://mh.example/console/"), "n0nce").unwrap();
+        let v: Value = serde_json::from_slice(&s.body.materialise(b"")).unwrap();
+        let text = v["text"].as_str().unwrap();
+        assert!(text.starts_with("*email.bounced* from mailtura\na@example.com → b@example.com\n"), "{text}");
+        assert!(text.contains("“&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;”"), "{text}");
+        assert!(text.contains("bounce (hard): no such user"), "{text}");
+        assert!(text.ends_with("<https://mh.example/console/#/events/evt_1|Open in mailhook>"), "{text}");
+        assert!(!text.contains("<!channel>") && !text.contains("<https://evil"));
+        assert_eq!(shape(Format::CloudEvents, event(), None, "n").unwrap().body, event());
+    }
+}

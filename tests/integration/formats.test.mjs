@@ -1,0 +1,124 @@
+// Each destination's format: CloudEvents HTTP binary mode (read back by the official CloudEvents SDK) and a
+// Slack-compatible message with what the sender wrote escaped, beside the structured default, each signed with the
+// destination's own Standard Webhooks key, `webhook-id` the event id.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { createServer } from "node:http";
+import { after, before, describe, test } from "node:test";
+import { HTTP } from "cloudevents";
+import { Webhook } from "standardwebhooks";
+import { freePort, startMailhook, startOrigin, waitFor } from "./harness.mjs";
+
+const whsec = (label) => "whsec_" + Buffer.from(`integration-test-${label}-key`).toString("base64");
+const IMPROVMX = { "content-type": "application/json", "cf-connecting-ip": "15.237.103.194" };
+const HOSTILE = "<!channel> & <https://evil.example|click here> *bold*";
+
+/** An origin that keeps every request as it came, once its signature verifies. */
+async function rawOrigin(secret) {
+  const verifier = new Webhook(secret);
+  const got = { requests: [], invalid: [] };
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks).toString("utf8");
+      const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, String(v)]));
+      try {
+        verifier.verify(body, headers);
+      } catch (e) {
+        got.invalid.push(String(e));
+        res.writeHead(400).end();
+        return;
+      }
+      got.requests.push({ headers, body });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  got.url = `http://127.0.0.1:${server.address().port}/hook`;
+  got.close = () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); });
+  return got;
+}
+
+function mail(label, attachmentBytes) {
+  return JSON.stringify({
+    headers: { "Delivered-To": "desk@example.org" },
+    to: [{ name: "Desk", email: "desk@example.org" }],
+    from: { name: "Mallory", email: "mallory@example.net" },
+    subject: `${label} ${HOSTILE}`,
+    "message-id": `<formats-${label}-${randomBytes(4).toString("hex")}@example.net>`,
+    timestamp: Math.floor(Date.now() / 1000),
+    text: "hello",
+    attachments: attachmentBytes ? [{ type: "application/octet-stream", name: "a.bin", content: attachmentBytes.toString("base64") }] : [],
+  });
+}
+
+describe("formats", () => {
+  let plain, binary, slack, hook, base;
+  before(async () => {
+    plain = await startOrigin({ secret: whsec("plain") });
+    binary = await rawOrigin(whsec("binary"));
+    slack = await rawOrigin(whsec("slack"));
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    hook = await startMailhook({
+      listen: true,
+      port,
+      vars: {
+        ORIGIN_URL: undefined,
+        PUBLIC_URL: base,
+        DESTINATIONS: [
+          { name: "plain", url: plain.url },
+          { name: "binary", url: binary.url, format: "CloudEvents-Binary" },
+          { name: "slack", url: slack.url, format: "slack" },
+        ],
+      },
+      secrets: {
+        DESTINATION_PLAIN_SIGNING_SECRET: whsec("plain"),
+        DESTINATION_BINARY_SIGNING_SECRET: whsec("binary"),
+        DESTINATION_SLACK_SIGNING_SECRET: whsec("slack"),
+      },
+    });
+  });
+  after(async () => {
+    await hook?.dispose();
+    for (const o of [plain, binary, slack]) await o?.close();
+  });
+
+  for (const [label, bytes] of [["small", null], ["large", randomBytes(400_000)]]) {
+    test(`binary mode (${label} event) is read back by the CloudEvents SDK as the structured event`, { timeout: 60_000 }, async () => {
+      const r = await hook.post("improvmx", mail(label, bytes), IMPROVMX);
+      assert.equal(r.status, 200, r.text);
+      const [id] = r.json.ids;
+      const structured = await waitFor(() => plain.deliveries.find((d) => d.id === id), { what: "the structured delivery" });
+      const got = await waitFor(() => binary.requests.find((q) => q.headers["webhook-id"] === id), { what: "the binary delivery" });
+      assert.equal(got.headers["content-type"], "application/json");
+      assert.equal(got.headers["ce-id"], id);
+      const ce = HTTP.toEvent({ headers: got.headers, body: got.body });
+      assert.equal(ce.id, id);
+      assert.equal(ce.type, "email.received");
+      assert.equal(ce.source, structured.event.source);
+      assert.equal(ce.specversion, "1.0");
+      assert.equal(ce.subject, structured.event.subject, "a Message-ID survives percent-encoding");
+      assert.deepEqual(ce.data, structured.event.data);
+      assert.deepEqual(binary.invalid, []);
+    });
+  }
+
+  test("slack: who wrote to whom about what, escaped, with a link to the event in the console", { timeout: 60_000 }, async () => {
+    const r = await hook.post("improvmx", mail("slack", null), IMPROVMX);
+    const [id] = r.json.ids;
+    const got = await waitFor(() => slack.requests.find((q) => q.headers["webhook-id"] === id), { what: "the Slack message" });
+    assert.equal(got.headers["content-type"], "application/json");
+    const message = JSON.parse(got.body);
+    assert.deepEqual(Object.keys(message), ["text"]);
+    const { text } = message;
+    assert.ok(text.length <= 40_000);
+    assert.match(text, /^\*email\.received\* from improvmx\nmallory@example\.net → desk@example\.org\n/);
+    assert.ok(text.includes("“slack &lt;!channel&gt; &amp; &lt;https://evil.example|click here&gt; *bold*”"), text);
+    // Slack's markup: every `<…>` is the Worker's own link; nothing the sender wrote makes one, nor a mention.
+    const links = [...text.matchAll(/<([^>]*)>/g)].map((m) => m[1]);
+    assert.deepEqual(links, [`${base}/console/#/events/${id}|Open in mailhook`]);
+    assert.deepEqual(slack.invalid, []);
+  });
+});
