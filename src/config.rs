@@ -192,7 +192,14 @@ impl Config {
 
     /// Valid settings that an operator should look at twice, for `/healthz`.
     pub fn warnings(&self) -> Vec<String> {
-        crate::providers::Provider::ALL.iter().flat_map(|p| p.warnings(&self.providers)).collect()
+        let raw_mail = self.destinations.iter().filter(|d| {
+            d.format == crate::event::Format::Provider
+                && d.filter.providers.as_ref().is_none_or(|ps| ps.contains(&crate::providers::Provider::EmailRouting))
+        });
+        let raw_mail = raw_mail.map(|d| {
+            format!("destination {:?} takes format provider, but Email Routing's raw message is not kept: its mail would be dead letters there; list the providers it takes in its filter, without email-routing", d.name)
+        });
+        crate::providers::Provider::ALL.iter().flat_map(|p| p.warnings(&self.providers)).chain(raw_mail).collect()
     }
 
     /// `None` when every destination can be delivered to, or what is missing.

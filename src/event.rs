@@ -132,16 +132,19 @@ pub enum Format {
     CloudEventsBinary,
     /// A Slack-compatible message (`{"text": …}`) saying what happened.
     Slack,
+    /// The provider's payload, the request's body exactly as received.
+    Provider,
 }
 
 impl Format {
-    pub const ALL: [Format; 3] = [Format::CloudEvents, Format::CloudEventsBinary, Format::Slack];
+    pub const ALL: [Format; 4] = [Format::CloudEvents, Format::CloudEventsBinary, Format::Slack, Format::Provider];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Format::CloudEvents => "cloudevents",
             Format::CloudEventsBinary => "cloudevents-binary",
             Format::Slack => "slack",
+            Format::Provider => "provider",
         }
     }
 }

@@ -15,7 +15,16 @@ pub struct Shaped {
     pub body: EventBody,
 }
 
-/// The event (its parts) as `format` sends it. `console` is the console's address (`PUBLIC_URL/console/`), for
+/// The provider's payload as a stored event's body object holds it: the request's body, all `len` bytes of it.
+pub fn provider_payload(len: u64) -> Shaped {
+    Shaped {
+        content_type: "application/json".into(),
+        headers: Vec::new(),
+        body: EventBody { parts: vec![crate::large::Part::Body([0, len])] },
+    }
+}
+
+/// The event (its parts) as `format` sends it (`Format::Provider`: `provider_payload`). `console` is the console's address (`PUBLIC_URL/console/`), for
 /// Slack's link to the event. `nonce` is unpredictable to whoever wrote the event's strings.
 pub fn shape(format: Format, event: EventBody, console: Option<&str>, nonce: &str) -> Result<Shaped, String> {
     let json = || "application/json".to_string();
@@ -27,6 +36,7 @@ pub fn shape(format: Format, event: EventBody, console: Option<&str>, nonce: &st
     let attributes = ce.as_object_mut().ok_or("the event is not a JSON object")?;
     match format {
         Format::CloudEvents => unreachable!("returned above"),
+        Format::Provider => Err("the provider's payload is a range of the stored body, not made from the event".into()),
         Format::CloudEventsBinary => {
             let data = attributes.remove("data").unwrap_or(Value::Null);
             let content_type = attributes.remove("datacontenttype").and_then(|v| v.as_str().map(String::from)).unwrap_or_else(json);
@@ -153,5 +163,7 @@ mod tests {
         assert!(text.ends_with("<https://mh.example/console/#/events/evt_1|Open in mailhook>"), "{text}");
         assert!(!text.contains("<!channel>") && !text.contains("<https://evil"));
         assert_eq!(shape(Format::CloudEvents, event(), None, "n").unwrap().body, event());
+        assert!(shape(Format::Provider, event(), None, "n").is_err(), "the provider's payload is not made from the event");
+        assert_eq!(provider_payload(42).body.parts, vec![Part::Body([0, 42])]);
     }
 }

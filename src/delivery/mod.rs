@@ -7,7 +7,7 @@ mod format;
 mod retry;
 mod signing;
 
-pub use format::{shape, Shaped};
+pub use format::{provider_payload, shape, Shaped};
 pub use retry::*;
 pub use signing::{sign, Signer};
 

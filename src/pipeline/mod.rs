@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::dedupe::dedupe_key;
 use crate::delivery::{r2_body_key, r2_key, Envelope};
 use crate::error::ApiError;
+use crate::event::Format;
 use crate::large::stored_prefix;
 use crate::limits::{BATCH_BYTES, BATCH_COUNT, MAX_LITERAL_BYTES};
 use crate::providers::{Inbound, Provider, RdnsCheck};
@@ -155,8 +156,11 @@ pub fn plan(cfg: &Config, provider: Provider, req: &Inbound, nonce: &str, receiv
         let dests = cfg.takers(header.route());
         // Inline when it fits a queue message, otherwise stored in R2; stored too when a destination that
         // takes it will take its attachments as links, which serve ranges of the stored body (`links`).
-        let links = has_attachments(e) && dests.iter().filter_map(|d| cfg.destination(d)).any(|d| d.links(json.len()));
-        let inline = match Envelope::fits_inline(&e.id, json.len()) && !links {
+        // Stored too when a destination takes the provider's payload, which is the stored body (webhooks only).
+        let takers: Vec<_> = dests.iter().filter_map(|d| cfg.destination(d)).collect();
+        let links = has_attachments(e) && takers.iter().any(|d| d.links(json.len()));
+        let payload_kept = ingested.payload.is_none() && takers.iter().any(|d| d.format == Format::Provider);
+        let inline = match Envelope::fits_inline(&e.id, json.len()) && !links && !payload_kept {
             true => Some(inline_event(json.materialise(body), json.len())?),
             false => None,
         };

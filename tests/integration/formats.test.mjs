@@ -7,7 +7,7 @@ import { createServer } from "node:http";
 import { after, before, describe, test } from "node:test";
 import { HTTP } from "cloudevents";
 import { Webhook } from "standardwebhooks";
-import { freePort, startMailhook, startOrigin, waitFor } from "./harness.mjs";
+import { authHeaders, fixture, freePort, startMailhook, startOrigin, waitFor } from "./harness.mjs";
 
 const whsec = (label) => "whsec_" + Buffer.from(`integration-test-${label}-key`).toString("base64");
 const IMPROVMX = { "content-type": "application/json", "cf-connecting-ip": "15.237.103.194" };
@@ -54,11 +54,12 @@ function mail(label, attachmentBytes) {
 }
 
 describe("formats", () => {
-  let plain, binary, slack, hook, base;
+  let plain, binary, slack, raw, hook, base;
   before(async () => {
     plain = await startOrigin({ secret: whsec("plain") });
     binary = await rawOrigin(whsec("binary"));
     slack = await rawOrigin(whsec("slack"));
+    raw = await rawOrigin(whsec("raw"));
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     hook = await startMailhook({
@@ -71,18 +72,20 @@ describe("formats", () => {
           { name: "plain", url: plain.url },
           { name: "binary", url: binary.url, format: "CloudEvents-Binary" },
           { name: "slack", url: slack.url, format: "slack" },
+          { name: "raw", url: raw.url, format: "provider" },
         ],
       },
       secrets: {
         DESTINATION_PLAIN_SIGNING_SECRET: whsec("plain"),
         DESTINATION_BINARY_SIGNING_SECRET: whsec("binary"),
         DESTINATION_SLACK_SIGNING_SECRET: whsec("slack"),
+        DESTINATION_RAW_SIGNING_SECRET: whsec("raw"),
       },
     });
   });
   after(async () => {
     await hook?.dispose();
-    for (const o of [plain, binary, slack]) await o?.close();
+    for (const o of [plain, binary, slack, raw]) await o?.close();
   });
 
   for (const [label, bytes] of [["small", null], ["large", randomBytes(400_000)]]) {
@@ -120,5 +123,25 @@ describe("formats", () => {
     const links = [...text.matchAll(/<([^>]*)>/g)].map((m) => m[1]);
     assert.deepEqual(links, [`${base}/console/#/events/${id}|Open in mailhook`]);
     assert.deepEqual(slack.invalid, []);
+  });
+
+  test("provider: the payload's bytes exactly as posted, small or large; Email Routing mail, which has none kept, is dead there", { timeout: 60_000 }, async () => {
+    const v = JSON.parse(fixture("mailtura", "delivered"));
+    v.timestamp = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    const mailtura = `\n  ${JSON.stringify(v, null, 3)}\t\n`; // odd white space, kept
+    for (const [provider, body, headers] of [["mailtura", mailtura, authHeaders("mailtura", mailtura)], ["improvmx", mail("raw", randomBytes(300_000)), IMPROVMX]]) {
+      const r = await hook.post(provider, body, headers);
+      assert.equal(r.status, 200, r.text);
+      const got = await waitFor(() => raw.requests.find((q) => q.headers["webhook-id"] === r.json.ids[0]), { what: `${provider}'s payload` });
+      assert.equal(got.body, body, `${provider}: the bytes as posted`);
+      assert.equal(got.headers["content-type"], "application/json");
+    }
+    const message = "From: a@example.net\r\nTo: inbox@mailhook.test\r\nSubject: raw\r\nMessage-ID: <raw-1@example.net>\r\n\r\nhello\r\n";
+    assert.equal((await hook.email(Buffer.from(message))).status, 200);
+    const dead = await waitFor(async () => (await hook.deliveries("raw")).find((d) => d.status === "dead"), { what: "the mail dead at raw" });
+    assert.match(dead.last_error, /Email Routing's raw message is not kept/);
+    const health = await hook.request("/healthz");
+    assert.match(health.text, /destination \\"raw\\" takes format provider/);
+    assert.deepEqual(raw.invalid, []);
   });
 });

@@ -124,7 +124,10 @@ async fn attempt(mut d: Delivery<'_>, dest: &Destination, circuit: Circuit, cfg:
     let started = now_millis();
     let answer = match dest.problem() {
         Some(problem) => Attempt::failed(problem),
-        None => post(dest, &d.envelope.id, event, cfg.public_url.as_deref().map(|u| format!("{u}/console/")).as_deref()).await,
+        None => {
+            let console = cfg.public_url.as_deref().map(|u| format!("{u}/console/"));
+            post(dest, &d.envelope.id, &d.envelope.provider, event, console.as_deref()).await
+        }
     };
     let ms = now_millis().saturating_sub(started);
     // No status (timeout, connection error, delivery not configured) is a retry.

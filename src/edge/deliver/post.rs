@@ -2,7 +2,7 @@
 //! (Standard Webhooks), within its timeout, redirects not followed.
 
 use super::stored::{event_stream, sign_stored, EventJson};
-use crate::delivery::{parse_retry_after, shape, sign, USER_AGENT};
+use crate::delivery::{parse_retry_after, provider_payload, shape, sign, USER_AGENT};
 use crate::destinations::Destination;
 use crate::edge::env::{fetch_with_timeout, nonce, now_seconds};
 use crate::edge::ops;
@@ -31,28 +31,34 @@ struct Framing {
     headers: Vec<(String, String)>,
 }
 
-/// The event in the destination's format (`delivery::shape`), and its framing.
-fn shaped(event: EventJson, format: Format, console: Option<&str>) -> Result<(EventJson, Framing), String> {
+/// The event in the destination's format (`delivery::shape`), and its framing. `provider`: the event's source.
+fn shaped(event: EventJson, format: Format, provider: &str, console: Option<&str>) -> Result<(EventJson, Framing), String> {
     if format == Format::CloudEvents {
         return Ok((event, Framing { content_type: "application/json".into(), headers: Vec::new() }));
     }
-    let parts = match &event {
-        EventJson::Inline(json) => EventBody { parts: vec![Part::Lit(json.clone())] },
-        EventJson::Stored { parts, .. } => parts.clone(),
+    let s = match (&event, format) {
+        (_, Format::Provider) if provider == "email-routing" => {
+            return Err("Email Routing's raw message is not kept, so it has no provider payload; filter email-routing out of this destination, and replay this event to another".into())
+        }
+        (EventJson::Stored { body_len, .. }, Format::Provider) => provider_payload(*body_len),
+        (EventJson::Inline(_), Format::Provider) => {
+            return Err("the provider's payload was not kept for this event (accepted before a destination took format provider); replay it to another destination".into())
+        }
+        (EventJson::Inline(json), _) => shape(format, EventBody { parts: vec![Part::Lit(json.clone())] }, console, &nonce())?,
+        (EventJson::Stored { parts, .. }, _) => shape(format, parts.clone(), console, &nonce())?,
     };
-    let s = shape(format, parts, console, &nonce())?;
     let framing = Framing { content_type: s.content_type, headers: s.headers };
     Ok(match event {
         EventJson::Inline(_) => (EventJson::Inline(String::from_utf8(s.body.materialise(&[])).map_err(|e| e.to_string())?), framing),
-        EventJson::Stored { bucket, key, .. } => (EventJson::Stored { bucket, key, parts: s.body }, framing),
+        EventJson::Stored { bucket, key, body_len, .. } => (EventJson::Stored { bucket, key, parts: s.body, body_len }, framing),
     })
 }
 
-/// POSTs the event to `dest` in its format; `console` is the console's address (for Slack's link to the event).
-pub async fn post(dest: &Destination, id: &str, event: EventJson, console: Option<&str>) -> Attempt {
+/// POSTs the event (of source `provider`) to `dest` in its format; `console` is the console's address (for Slack's link to the event).
+pub async fn post(dest: &Destination, id: &str, provider: &str, event: EventJson, console: Option<&str>) -> Attempt {
     let failed = Attempt::failed;
     let Some(url) = dest.url.as_deref() else { return failed("ORIGIN_URL is not set".into()) };
-    let (event, Framing { content_type, headers: extra }) = match shaped(event, dest.format, console) {
+    let (event, Framing { content_type, headers: extra }) = match shaped(event, dest.format, provider, console) {
         Ok(s) => s,
         Err(e) => return failed(format!("the event could not be made into format {}: {e}", dest.format.as_str())),
     };
@@ -61,7 +67,7 @@ pub async fn post(dest: &Destination, id: &str, event: EventJson, console: Optio
     // second, so no copy of it is ever whole in memory.
     let (signature, body) = match event {
         EventJson::Inline(json) => (sign(&dest.keys, id, timestamp, json.as_bytes()), JsValue::from_str(&json)),
-        EventJson::Stored { bucket, key, parts } => {
+        EventJson::Stored { bucket, key, parts, .. } => {
             let signature = match sign_stored(dest, id, timestamp, &bucket, &key, &parts).await {
                 Ok(s) => s,
                 Err(e) => return failed(format!("the stored event could not be read: {e}")),

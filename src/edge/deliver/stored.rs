@@ -17,7 +17,13 @@ use worker::{Bucket, ByteStream, Env, Range};
 /// An event's JSON: inline in its envelope, or parts of an R2 object (see `large`).
 pub enum EventJson {
     Inline(String),
-    Stored { bucket: Bucket, key: String, parts: EventBody },
+    /// `body_len`: the length of the body object the parts are ranges of (for a webhook, its request's body).
+    Stored {
+        bucket: Bucket,
+        key: String,
+        parts: EventBody,
+        body_len: u64,
+    },
 }
 
 impl EventJson {
@@ -52,7 +58,7 @@ pub async fn load_event(envelope: &Envelope, env: &Env) -> Result<EventJson, Str
         // Stored by 0.1: the event's whole JSON.
         EventBody { parts: vec![Part::Body([0, size])] }
     };
-    Ok(EventJson::Stored { bucket, key: bytes_key, parts })
+    Ok(EventJson::Stored { bucket, key: bytes_key, parts, body_len: size })
 }
 
 /// The event as `dest` takes it: received mail with its attachments as links, and without `data.raw`,
@@ -63,30 +69,31 @@ pub fn as_taken(event: EventJson, dest: &Destination, envelope: &Envelope, cfg: 
     if !dest.links(len) {
         return event;
     }
-    let taken = match event {
+    let mut taken = event;
+    match &mut taken {
         EventJson::Inline(json) => {
             if json.contains("\"content_base64\":\"") {
                 log(json!({"kind": "links_unavailable", "id": envelope.id, "dest": dest.name, "why": "the event is not stored in R2"}));
             }
-            EventJson::Inline(without_raw(&json).unwrap_or(json))
+            if let Some(without) = without_raw(json) {
+                *json = without;
+            }
         }
-        EventJson::Stored { bucket, key, parts } => {
-            let Some(base) = cfg.public_url.as_deref() else { return EventJson::Stored { bucket, key, parts } };
-            let l = Linking { base, keys: &cfg.link_keys, object: &key, expires: cfg.link_expires(envelope.received_at, now) };
-            let parts = match linked(&parts, &l, &nonce()) {
-                Some(linked) => linked,
-                None => {
-                    if envelope.kind == "email.received" {
+        EventJson::Stored { key, parts, .. } => {
+            if let Some(base) = cfg.public_url.as_deref() {
+                let l = Linking { base, keys: &cfg.link_keys, object: key, expires: cfg.link_expires(envelope.received_at, now) };
+                match linked(parts, &l, &nonce()) {
+                    Some(linked) => *parts = linked,
+                    None if envelope.kind == "email.received" => {
                         log(
                             json!({"kind": "links_unavailable", "id": envelope.id, "dest": dest.name, "why": "the stored event is not readable as received mail"}),
                         );
                     }
-                    return EventJson::Stored { bucket, key, parts };
+                    None => {}
                 }
-            };
-            EventJson::Stored { bucket, key, parts }
+            }
         }
-    };
+    }
     let bytes = taken.len();
     if bytes != len {
         log(json!({"kind": "linked", "id": envelope.id, "dest": dest.name, "bytes": bytes, "was": len}));
