@@ -140,6 +140,7 @@ describe("formats", () => {
     assert.equal((await hook.email(Buffer.from(message))).status, 200);
     const dead = await waitFor(async () => (await hook.deliveries("raw")).find((d) => d.status === "dead"), { what: "the mail dead at raw" });
     assert.match(dead.last_error, /Email Routing's raw message is not kept/);
+    assert.equal(dead.attempts, 1, "dead at once: trying again cannot help");
     const health = await hook.request("/healthz");
     assert.match(health.text, /destination \\"raw\\" takes format provider/);
     assert.deepEqual(raw.invalid, []);

@@ -130,8 +130,9 @@ async fn attempt(mut d: Delivery<'_>, dest: &Destination, circuit: Circuit, cfg:
         }
     };
     let ms = now_millis().saturating_sub(started);
-    // No status (timeout, connection error, delivery not configured) is a retry.
-    let outcome = classify(answer.status);
+    // No status (timeout, connection error, delivery not configured) is a retry; an event that cannot be made
+    // into the destination's format is dead at once.
+    let outcome = if answer.hopeless { Outcome::Permanent } else { classify(answer.status) };
     d.envelope.last_status = answer.status;
     d.envelope.last_error.clone_from(&answer.error);
     record(&d, dest, circuit, outcome, answer.status, ms).await;

@@ -16,12 +16,14 @@ pub struct Attempt {
     pub status: Option<u16>,
     pub retry_after: Option<u32>,
     pub error: Option<String>,
+    /// Nothing sent, and trying again cannot help (the event cannot be made into the destination's format).
+    pub hopeless: bool,
 }
 
 impl Attempt {
     /// No answer: a timeout, a connection error, a destination that cannot be sent to.
     pub fn failed(error: String) -> Self {
-        Attempt { status: None, retry_after: None, error: Some(error) }
+        Attempt { status: None, retry_after: None, error: Some(error), hopeless: false }
     }
 }
 
@@ -60,7 +62,10 @@ pub async fn post(dest: &Destination, id: &str, provider: &str, event: EventJson
     let Some(url) = dest.url.as_deref() else { return failed("ORIGIN_URL is not set".into()) };
     let (event, Framing { content_type, headers: extra }) = match shaped(event, dest.format, provider, console) {
         Ok(s) => s,
-        Err(e) => return failed(format!("the event could not be made into format {}: {e}", dest.format.as_str())),
+        Err(e) => {
+            let error = Some(format!("the event could not be made into format {}: {e}", dest.format.as_str()));
+            return Attempt { hopeless: true, error, ..failed(String::new()) };
+        }
     };
     let timestamp = now_seconds();
     // A stored event is signed in a first pass over R2 and streamed in a
@@ -104,7 +109,7 @@ pub async fn post(dest: &Destination, id: &str, provider: &str, event: EventJson
             let status = resp.status_code();
             let retry_after = resp.headers().get("retry-after").ok().flatten().and_then(|v| parse_retry_after(&v, timestamp));
             let error = (!(200..300).contains(&status)).then(|| format!("{} answered HTTP {status}", dest.name));
-            Attempt { status: Some(status), retry_after, error }
+            Attempt { status: Some(status), retry_after, error, hopeless: false }
         }
         Err(e) => failed(format!("{e} (the timeout of destination {} is {} s)", dest.name, dest.timeout_seconds)),
     }
