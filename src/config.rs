@@ -197,7 +197,11 @@ impl Config {
                 && d.filter.providers.as_ref().is_none_or(|ps| ps.contains(&crate::providers::Provider::EmailRouting))
         });
         let raw_mail = raw_mail.map(|d| {
-            format!("destination {:?} takes format provider, but Email Routing's raw message is not kept: its mail would be dead letters there; list the providers it takes in its filter, without email-routing", d.name)
+            let fix = match d.name == crate::destinations::LEGACY_NAME {
+                true => "declare it in DESTINATIONS instead, with a filter of the providers it takes, without email-routing",
+                false => "list the providers it takes in its filter, without email-routing",
+            };
+            format!("destination {:?} takes format provider, but Email Routing's raw message is not kept: its mail would be dead letters there; {fix}", d.name)
         });
         crate::providers::Provider::ALL.iter().flat_map(|p| p.warnings(&self.providers)).chain(raw_mail).collect()
     }

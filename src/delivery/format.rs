@@ -40,7 +40,10 @@ pub fn shape(format: Format, event: EventBody, console: Option<&str>, nonce: &st
         Format::CloudEventsBinary => {
             let data = attributes.remove("data").unwrap_or(Value::Null);
             let content_type = attributes.remove("datacontenttype").and_then(|v| v.as_str().map(String::from)).unwrap_or_else(json);
-            let headers = attributes.iter().map(|(k, v)| (format!("ce-{k}"), header_value(v))).collect();
+            // An attribute too long for a header (a sender's Message-ID as `subject`, say) is left out: only
+            // optional ones can be (`id`, `source`, `type` and `specversion` are mailhook's, and short).
+            let headers =
+                attributes.iter().map(|(k, v)| (format!("ce-{k}"), header_value(v))).filter(|(_, v)| v.len() <= MAX_HEADER_BYTES).collect();
             Ok(Shaped { content_type, headers, body: render(&data, &refs, None) })
         }
         Format::Slack => {
@@ -67,13 +70,19 @@ fn header_value(v: &Value) -> String {
     out
 }
 
-/// The longest field of a Slack message, in characters.
+/// The longest `ce-*` header value: servers refuse longer header lines (nginx: 8 KB, Node: 16 KB for all).
+const MAX_HEADER_BYTES: usize = 4096;
+
+/// The longest field of a Slack message, in characters; the most recipients it names; the longest message.
 const MAX_FIELD_CHARS: usize = 300;
+const MAX_RECIPIENTS: usize = 10;
+const MAX_TEXT_CHARS: usize = 4000;
 
 /// A string from the event, as Slack shows it: `&`, `<` and `>` escaped (so no mention, link or command can be
-/// made of it), on one line, at most `MAX_FIELD_CHARS`.
+/// made of it), on one line, without invisible format characters (bidi overrides, zero widths), at most `MAX_FIELD_CHARS`.
 fn escaped(s: &str) -> String {
-    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(MAX_FIELD_CHARS).collect();
+    let invisible = |c: char| matches!(c, '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}');
+    let flat: String = s.chars().filter(|c| !invisible(*c)).map(|c| if c.is_control() { ' ' } else { c }).take(MAX_FIELD_CHARS).collect();
     flat.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
@@ -87,7 +96,11 @@ fn slack_text(ce: &Value, console: Option<&str>) -> String {
         s(&ce["type"]).unwrap_or_else(|| "an event".into()),
         s(&data["provider"]).unwrap_or_else(|| "an unknown source".into())
     )];
-    let to: Vec<String> = data["to"].as_array().into_iter().flatten().filter_map(|a| s(&a["email"])).collect();
+    let all: Vec<String> = data["to"].as_array().into_iter().flatten().filter_map(|a| s(&a["email"])).collect();
+    let mut to: Vec<String> = all.iter().take(MAX_RECIPIENTS).cloned().collect();
+    if all.len() > MAX_RECIPIENTS {
+        to.push(format!("and {} more", all.len() - MAX_RECIPIENTS));
+    }
     match (s(&data["from"]["email"]), to.is_empty()) {
         (Some(from), false) => lines.push(format!("{from} → {}", to.join(", "))),
         (Some(from), true) => lines.push(format!("from {from}")),
@@ -110,10 +123,15 @@ fn slack_text(ce: &Value, console: Option<&str>) -> String {
     if let Some(url) = s(&data["click"]["url"]) {
         lines.push(format!("clicked {url}"));
     }
-    if let (Some(console), Some(id)) = (console, ce["id"].as_str()) {
-        lines.push(format!("<{console}#/events/{}|Open in mailhook>", percent_encode(id)));
+    // The sender's part, cut to `MAX_TEXT_CHARS` where no entity (`&amp;`) is split; then the Worker's own link.
+    let mut text: String = lines.join("\n").chars().take(MAX_TEXT_CHARS).collect();
+    if let Some(amp) = text.rfind('&').filter(|at| !text[*at..].contains(';')) {
+        text.truncate(amp);
     }
-    lines.join("\n")
+    if let (Some(console), Some(id)) = (console, ce["id"].as_str()) {
+        text.push_str(&format!("\n<{console}#/events/{}|Open in mailhook>", percent_encode(id)));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -145,6 +163,12 @@ mod tests {
         assert_eq!(h("ce-subject"), Some("<m%201@example.com>"), "a space is percent-encoded");
         assert_eq!(h("ce-datacontenttype"), None);
         assert_eq!(h("ce-data"), None);
+        // A Message-ID too long for a header: the optional attribute is left out, the event still goes.
+        let mut long: Value = serde_json::from_slice(&event().materialise(b"\"large\"")).unwrap();
+        long["subject"] = json!(format!("<{}@x>", "a".repeat(20_000)));
+        let s2 = shape(Format::CloudEventsBinary, EventBody { parts: vec![Part::Lit(long.to_string())] }, None, "n").unwrap();
+        assert!(s2.headers.iter().all(|(k, v)| k != "ce-subject" && v.len() <= MAX_HEADER_BYTES));
+        assert!(s2.headers.iter().any(|(k, _)| k == "ce-id"));
         // The large string is still a range of the body.
         let body = s.body.materialise(b"\"large\"");
         let data: Value = serde_json::from_slice(&body).unwrap();
@@ -162,6 +186,18 @@ mod tests {
         assert!(text.contains("bounce (hard): no such user"), "{text}");
         assert!(text.ends_with("<https://mh.example/console/#/events/evt_1|Open in mailhook>"), "{text}");
         assert!(!text.contains("<!channel>") && !text.contains("<https://evil"));
+        // Many recipients are counted, not listed; a long message is cut without splitting an entity.
+        let slack = |amps: usize| {
+            let mut many: Value = serde_json::from_slice(&event().materialise(b"\"large\"")).unwrap();
+            many["data"]["to"] = (0..400).map(|i| json!({"email": format!("{}{i}@example.com", "&".repeat(amps))})).collect();
+            let parts = EventBody { parts: vec![Part::Lit(many.to_string())] };
+            let body = shape(Format::Slack, parts, None, "n").unwrap().body.materialise(b"");
+            serde_json::from_slice::<Value>(&body).unwrap()["text"].as_str().unwrap().to_string()
+        };
+        assert!(slack(1).contains("&amp;9@example.com, and 390 more"), "{}", slack(1));
+        let long = slack(200);
+        assert!(long.chars().count() <= MAX_TEXT_CHARS && !long.contains("more"), "{}", long.len());
+        assert!(long.rfind('&').is_none_or(|at| long[at..].starts_with("&amp;")), "no entity split");
         assert_eq!(shape(Format::CloudEvents, event(), None, "n").unwrap().body, event());
         assert!(shape(Format::Provider, event(), None, "n").is_err(), "the provider's payload is not made from the event");
         assert_eq!(provider_payload(42).body.parts, vec![Part::Body([0, 42])]);
