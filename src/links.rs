@@ -113,13 +113,18 @@ fn decode_path(s: &str) -> Option<String> {
     percent_decode(&s.replace('+', "%2B")).filter(|n| !n.is_empty() && !n.contains('/'))
 }
 
+/// True for a format character that shows nothing but changes what is shown: a soft hyphen, a zero width,
+/// a bidi mark or override, a line or paragraph separator, a byte-order mark.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+}
+
 /// A filename safe to serve an attachment under: its last path component, without control or format
 /// characters (bidi overrides, say), quotes, backslashes, leading dots or surrounding white space, at most
 /// `MAX_NAME_CHARS` characters; `attachment` when nothing is left (so never `.` or `..`, which URLs collapse).
 pub fn safe_name(filename: Option<&str>) -> String {
     let last = filename.unwrap_or_default().rsplit(['/', '\\']).next().unwrap_or_default();
-    let format = |c: char| matches!(c, '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}');
-    let kept: String = last.chars().filter(|c| !c.is_control() && !format(*c) && !matches!(c, '"' | '\\' | ';')).collect();
+    let kept: String = last.chars().filter(|c| !c.is_control() && !is_invisible(*c) && !matches!(c, '"' | '\\' | ';')).collect();
     let mut name = kept.as_str();
     while name.trim().trim_start_matches('.') != name {
         name = name.trim().trim_start_matches('.');
@@ -134,10 +139,11 @@ pub fn safe_name(filename: Option<&str>) -> String {
 /// The headers an attachment is served with: a download under its name, never a page of the Worker's
 /// origin (no type to sniff, no script to run, nothing cached on the way).
 pub fn served_headers(name: &str) -> Vec<(&'static str, String)> {
-    let ascii: String = safe_name(Some(name)).chars().map(|c| if c.is_ascii_graphic() && c != '%' || c == ' ' { c } else { '_' }).collect();
+    let name = safe_name(Some(name));
+    let ascii: String = name.chars().map(|c| if c.is_ascii_graphic() && c != '%' || c == ' ' { c } else { '_' }).collect();
     vec![
         ("content-type", "application/octet-stream".into()),
-        ("content-disposition", format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{}", percent_encode(&safe_name(Some(name))))),
+        ("content-disposition", format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{}", percent_encode(&name))),
         ("x-content-type-options", "nosniff".into()),
         ("content-security-policy", "sandbox; default-src 'none'".into()),
         ("cache-control", "private, no-store".into()),

@@ -109,7 +109,7 @@ pub fn exercise_parsers(text: &str, bytes: &[u8], now: i64) {
     let _ = crate::mailauth::authentication_results(text);
     let _ = crate::mailauth::received_spf(text);
     let _ = crate::mailauth::parse_header_block(text);
-    let _ = crate::mailauth::base64_decoded_len(text);
+    let _ = crate::large::base64_len(text.as_bytes());
     let _ = crate::address::parse_list(text);
     let _ = crate::time::parse_rfc3339(text);
     let _ = crate::delivery::parse_retry_after(text, now);

@@ -4,6 +4,7 @@
 
 use crate::event::Format;
 use crate::large::{render, unrender, EventBody};
+use crate::links::is_invisible;
 use crate::percent::percent_encode;
 use serde_json::Value;
 
@@ -81,8 +82,8 @@ const MAX_TEXT_CHARS: usize = 4000;
 /// A string from the event, as Slack shows it: `&`, `<` and `>` escaped (so no mention, link or command can be
 /// made of it), on one line, without invisible format characters (bidi overrides, zero widths), at most `MAX_FIELD_CHARS`.
 fn escaped(s: &str) -> String {
-    let invisible = |c: char| matches!(c, '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}');
-    let flat: String = s.chars().filter(|c| !invisible(*c)).map(|c| if c.is_control() { ' ' } else { c }).take(MAX_FIELD_CHARS).collect();
+    let flat: String =
+        s.chars().filter(|c| !is_invisible(*c)).map(|c| if c.is_control() { ' ' } else { c }).take(MAX_FIELD_CHARS).collect();
     flat.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 

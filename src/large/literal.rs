@@ -255,12 +255,24 @@ mod tests {
                 d.finish(&mut out);
                 assert_eq!(out, &bytes[..n], "{n} bytes in chunks of {chunk}");
                 assert_eq!(d.len, n as u64);
-                assert_eq!(crate::mailauth::base64_decoded_len(&text), n as u64);
+                assert_eq!(base64_len(text.as_bytes()), n as u64);
             }
         }
         assert_eq!(base64_bytes(b"QU JD\n"), b"ABC");
         assert_eq!(base64_bytes(b"QQ==QUJD"), b"A", "= ends the data");
         assert_eq!(base64_bytes(b"Q*U?J.D"), b"ABC", "what is outside the alphabet is left out");
         assert_eq!(base64_len(b"QUJ"), 2);
+    }
+
+    #[test]
+    fn base64_sizes_match_decoding() {
+        let e = base64::engine::general_purpose::STANDARD;
+        for len in [0usize, 1, 2, 3, 4, 5, 100, 1001] {
+            let data = vec![7u8; len];
+            let text = e.encode(&data);
+            assert_eq!(base64_len(text.as_bytes()), len as u64, "{len}");
+            let wrapped: String = text.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\r\n");
+            assert_eq!(base64_len(wrapped.as_bytes()), len as u64, "{len} wrapped");
+        }
     }
 }

@@ -52,7 +52,7 @@ impl<'a> Inbound<'a> {
     pub fn base64_len(&self, s: &str) -> u64 {
         match self.refs.and_then(|r| r.get(s)) {
             Some(r) => r.base64_len,
-            None => crate::mailauth::base64_decoded_len(s),
+            None => crate::large::base64_len(s.as_bytes()),
         }
     }
 

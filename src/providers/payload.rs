@@ -34,19 +34,19 @@ where
 
 /// True when `json` nests arrays and objects deeper than `max` (strings and their escapes skipped).
 pub fn nested_deeper_than(json: &[u8], max: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in json {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let (mut depth, mut i) = (0usize, 0);
+    while let Some(&b) = json.get(i) {
+        i += 1;
         match b {
-            b'"' => in_string = true,
+            // A string: skipped to its closing quote in runs (an attachment's base64 is most of a large body).
+            b'"' => loop {
+                let Some(at) = json.get(i..).and_then(|rest| rest.iter().position(|c| *c == b'"' || *c == b'\\')) else { return false };
+                i += at + 1;
+                match json[i - 1] {
+                    b'\\' => i += 1,
+                    _ => break,
+                }
+            },
             b'[' | b'{' => {
                 depth += 1;
                 if depth > max {
@@ -79,5 +79,9 @@ mod tests {
         assert!(!super::nested_deeper_than(deep(64).as_bytes(), 64));
         assert!(super::nested_deeper_than(deep(65).as_bytes(), 64));
         assert!(!super::nested_deeper_than(format!(r#"{{"a":"{}\"[[","b":[]}}"#, "[".repeat(100)).as_bytes(), 2));
+        for cut in [&b"[\"\\"[..], b"[\"abc"] {
+            assert!(!super::nested_deeper_than(cut, 1), "{:?}", String::from_utf8_lossy(cut));
+        }
+        assert!(super::nested_deeper_than(b"\"\\\\\"[[", 1), "an escaped backslash ends no string");
     }
 }

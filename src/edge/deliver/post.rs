@@ -2,7 +2,7 @@
 //! (Standard Webhooks), within its timeout, redirects not followed.
 
 use super::stored::{event_stream, sign_stored, EventJson};
-use crate::delivery::{parse_retry_after, provider_payload, shape, sign, USER_AGENT};
+use crate::delivery::{parse_retry_after, provider_payload, shape, sign, Shaped, USER_AGENT};
 use crate::destinations::Destination;
 use crate::edge::env::{fetch_with_timeout, nonce, now_seconds};
 use crate::edge::ops;
@@ -38,21 +38,25 @@ fn shaped(event: EventJson, format: Format, provider: &str, console: Option<&str
     if format == Format::CloudEvents {
         return Ok((event, Framing { content_type: "application/json".into(), headers: Vec::new() }));
     }
-    let s = match (&event, format) {
-        (_, Format::Provider) if provider == "email-routing" => {
-            return Err("Email Routing's raw message is not kept, so it has no provider payload; filter email-routing out of this destination, and replay this event to another".into())
-        }
-        (EventJson::Stored { body_len, .. }, Format::Provider) => provider_payload(*body_len),
-        (EventJson::Inline(_), Format::Provider) => {
+    if format == Format::Provider && provider == "email-routing" {
+        return Err("Email Routing's raw message is not kept, so it has no provider payload; filter email-routing out of this destination, and replay this event to another".into());
+    }
+    Ok(match event {
+        EventJson::Inline(_) if format == Format::Provider => {
             return Err("the provider's payload was not kept for this event (accepted before a destination took format provider); replay it to another destination".into())
         }
-        (EventJson::Inline(json), _) => shape(format, EventBody { parts: vec![Part::Lit(json.clone())] }, console, &nonce())?,
-        (EventJson::Stored { parts, .. }, _) => shape(format, parts.clone(), console, &nonce())?,
-    };
-    let framing = Framing { content_type: s.content_type, headers: s.headers };
-    Ok(match event {
-        EventJson::Inline(_) => (EventJson::Inline(String::from_utf8(s.body.materialise(&[])).map_err(|e| e.to_string())?), framing),
-        EventJson::Stored { bucket, key, body_len, .. } => (EventJson::Stored { bucket, key, parts: s.body, body_len }, framing),
+        EventJson::Inline(json) => {
+            let Shaped { content_type, headers, body } = shape(format, EventBody { parts: vec![Part::Lit(json)] }, console, &nonce())?;
+            let json = String::from_utf8(body.materialise(&[])).map_err(|e| e.to_string())?;
+            (EventJson::Inline(json), Framing { content_type, headers })
+        }
+        EventJson::Stored { bucket, key, parts, body_len } => {
+            let Shaped { content_type, headers, body } = match format {
+                Format::Provider => provider_payload(body_len),
+                _ => shape(format, parts, console, &nonce())?,
+            };
+            (EventJson::Stored { bucket, key, body_len, parts: body }, Framing { content_type, headers })
+        }
     })
 }
 
