@@ -134,11 +134,12 @@ export function costMarkdown(results) {
 up to 10 messages per batch; how many arrive together depends on the traffic, so that column varies most). Queue operations
 are per 64 KB written, read or deleted. D1 rows are D1's own \`rows_read\`/\`rows_written\` (index rows included). One
 event is sent first and not counted: the first delivery to a destination writes its circuit's row, once in its life.
-A small event to one destination writes three: its event row, the index of its id, and its delivery row
-(\`migrations/0007_fewer_rows.sql\`: no index by time, and a first attempt that succeeds is kept in the delivery row;
-\`delivery_attempts\` holds failures, later attempts and replays). Kept in its primary key's b-tree, the event would
-write one row fewer but take 4.7 KB of the database instead of 1.5 KB (SQLite puts most of such a row on an overflow
-page of its own), a third of the events in D1's 10 GB for $1 per million saved. Each further destination
+A small event to one destination writes two: its event row, which also keeps the delivery, and the index of its id
+(\`migrations/0009_two_rows.sql\`: a delivery whose first attempt succeeded, logged as its event's first step, is kept
+in the event's row; \`deliveries\` holds every other delivery, \`delivery_attempts\` failures, later attempts and replays;
+0007 dropped the index by time). The event stays a rowid table, in the order events are logged: kept in its primary
+key's b-tree instead it would take 4.7 KB of the database, not 1.5 KB (SQLite puts most of such a row on an overflow
+page of its own), and the console's newest-first list would need an index by time. Each further destination
 writes its delivery row as \`queued\` (with its entry in the index of unfinished deliveries), then as delivered.
 
 | event | destinations | requests | KV reads | KV writes | queue ops | D1 rows read | D1 rows written | R2 class A | R2 class B | $ per million events (Paid) | events/day on Free (the limit that binds) |

@@ -1,9 +1,11 @@
 //! The operator API, decided without I/O: its routes and the bearer check
 //! (here), and the event-log query (`query`: filters → SQL with bound
-//! parameters, never spliced).
+//! parameters, never spliced), and deliveries as rows whichever table keeps them (`deliveries`).
 
+mod deliveries;
 mod query;
 
+pub use deliveries::*;
 pub use query::*;
 
 use crate::auth::token_matches;

@@ -1,6 +1,7 @@
 //! The event-log query of `GET /admin/events` and `POST /admin/replay`: its
 //! filters, parsed from the query string, as SQL with every value bound.
 
+use super::{delivery_rows, DeliveryColumns, DELIVERY_ROW};
 use crate::error::ApiError;
 use crate::status::Status;
 
@@ -87,17 +88,17 @@ impl EventQuery {
                 w.conds.push("false".into()); // an unrouted event has no destination
             }
         } else if self.status.is_some() || self.destination.is_some() || self.before.is_some() {
-            let mut inner = Vec::new();
+            let mut inner = vec!["event_id = events.id".to_string()];
             if let Some(d) = &self.destination {
-                inner.push(w.param("d.destination = ?", SqlValue::Text(d.clone())));
+                inner.push(w.param("destination = ?", SqlValue::Text(d.clone())));
             }
             if let Some(s) = self.status {
-                inner.push(w.param("d.status = ?", SqlValue::Text(s.as_str().into())));
+                inner.push(w.param("status = ?", SqlValue::Text(s.as_str().into())));
             }
             if let Some(b) = self.before {
-                inner.push(w.param("d.updated_at < ?", SqlValue::Int(b)));
+                inner.push(w.param("updated_at < ?", SqlValue::Int(b)));
             }
-            let by_delivery = format!("EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND {})", inner.join(" AND "));
+            let by_delivery = format!("EXISTS (SELECT 1 FROM {} AS d)", delivery_rows(&inner.join(" AND ")));
             if self.status == Some(Status::Dead) && self.destination.is_none() {
                 // Dead with no delivery at all: a queue message that was no envelope (see `eventlog::record_malformed`).
                 let mut own = vec![format!("status = {}", Status::Dead.sql())];
@@ -105,8 +106,9 @@ impl EventQuery {
                     own.push(w.param("updated_at < ?", SqlValue::Int(b)));
                 }
                 w.conds.push(format!(
-                    "({by_delivery} OR ({} AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)))",
-                    own.join(" AND ")
+                    "({by_delivery} OR ({} AND NOT EXISTS (SELECT 1 FROM {} AS d)))",
+                    own.join(" AND "),
+                    delivery_rows("event_id = events.id")
                 ));
             } else {
                 w.conds.push(by_delivery);
@@ -117,22 +119,27 @@ impl EventQuery {
 
     /// `WHERE …` over `deliveries d JOIN events e` (bulk replay: one row per delivery).
     pub fn delivery_where_clause(&self) -> (String, Vec<SqlValue>) {
+        self.delivery_where_clause_in(&DELIVERY_ROW)
+    }
+
+    /// The same with the delivery's columns where `cols` says (`admin::OWN_DELIVERY`: in its event's row).
+    pub fn delivery_where_clause_in(&self, cols: &DeliveryColumns) -> (String, Vec<SqlValue>) {
         let mut w = Where::default();
         self.event_conditions(&mut w, "e.");
         if let Some(d) = &self.destination {
-            let c = w.param("d.destination = ?", SqlValue::Text(d.clone()));
+            let c = w.param(&format!("{} = ?", cols.destination), SqlValue::Text(d.clone()));
             w.conds.push(c);
         }
         if let Some(s) = self.status {
-            let c = w.param("d.status = ?", SqlValue::Text(s.as_str().into()));
+            let c = w.param(&format!("{} = ?", cols.status), SqlValue::Text(s.as_str().into()));
             w.conds.push(c);
             if s != Status::Delivered {
                 // The index `deliveries_waiting` holds only these; SQLite uses it when the query says so in its words.
-                w.conds.push(format!("d.status != {}", Status::Delivered.sql()));
+                w.conds.push(format!("{} != {}", cols.status, Status::Delivered.sql()));
             }
         }
         if let Some(b) = self.before {
-            let c = w.param("d.updated_at < ?", SqlValue::Int(b));
+            let c = w.param(&format!("{} < ?", cols.updated_at), SqlValue::Int(b));
             w.conds.push(c);
         }
         w.finish()
@@ -243,9 +250,12 @@ mod tests {
         let (sql, params) = q.where_clause();
         assert_eq!(
             sql,
-            " WHERE provider = ?1 AND type = ?2 AND received_at >= ?3 AND received_at < ?4 \
-             AND (EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = ?5) \
-             OR (status = 'dead' AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)))",
+            format!(
+                " WHERE provider = ?1 AND type = ?2 AND received_at >= ?3 AND received_at < ?4 \
+                 AND (EXISTS (SELECT 1 FROM {} AS d) OR (status = 'dead' AND NOT EXISTS (SELECT 1 FROM {} AS d)))",
+                delivery_rows("event_id = events.id AND status = ?5"),
+                delivery_rows("event_id = events.id")
+            ),
             "dead: by a delivery, or (a malformed queue message) an event dead without any"
         );
         assert_eq!(params[2], SqlValue::Int(1_710_460_800));
@@ -253,10 +263,19 @@ mod tests {
         let q = EventQuery::parse("destination=CRM&status=dead&provider=maileroo").unwrap();
         assert_eq!(
             q.where_clause().0,
-            " WHERE provider = ?1 AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.destination = ?2 AND d.status = ?3)"
+            format!(
+                " WHERE provider = ?1 AND EXISTS (SELECT 1 FROM {} AS d)",
+                delivery_rows("event_id = events.id AND destination = ?2 AND status = ?3")
+            )
         );
         let (sql, params) = q.delivery_where_clause();
         assert_eq!(sql, " WHERE e.provider = ?1 AND d.destination = ?2 AND d.status = ?3 AND d.status != 'delivered'");
+        // A delivery kept in its event's row: its columns there (only ever delivered).
+        let delivered = EventQuery::parse("destination=CRM&status=delivered&before=2024-03-15T10%3A00%3A00Z").unwrap();
+        assert_eq!(
+            delivered.delivery_where_clause_in(&crate::admin::OWN_DELIVERY).0,
+            " WHERE e.ok_destination = ?1 AND 'delivered' = ?2 AND (e.first_ok_ms / 1000) < ?3"
+        );
         assert_eq!(params[1], SqlValue::Text("crm".into()));
         assert_eq!(EventQuery::parse("status=held").unwrap().status, Some(Status::Held));
         assert_eq!(EventQuery::parse("status=unrouted").unwrap().where_clause().0, " WHERE status = ?1");

@@ -4,6 +4,7 @@
 //! on failure); the dead-letter record is not (its caller retries).
 
 use super::env::{log, now_millis, now_seconds, BUCKET_PAYLOADS, D1_DATABASE};
+use crate::admin::{delivery_rows, MATERIALISE};
 use crate::delivery::{r2_bytes_key, Envelope};
 use crate::destinations::LEGACY_NAME;
 use crate::status::Status;
@@ -46,17 +47,17 @@ const ON_DEAD: &str =
     "status = excluded.status, attempts = MAX(deliveries.attempts, excluded.attempts), last_status = excluded.last_status, \
      last_error = excluded.last_error, updated_at = excluded.updated_at";
 
-/// The event's status and attempts, summarising its deliveries (of event `?1`):
+/// The event's status and attempts, summarising its deliveries `rows` (each a status and attempts):
 /// unrouted without any, retrying while any is retrying or held, then queued
 /// while any is, then dead if any died, else delivered. The retention cron reads
 /// it, so an event is never removed while a destination still waits for it.
-fn summary_of_deliveries() -> String {
+fn summary_of(rows: &str) -> String {
     use Status::*;
     format!(
         "(SELECT CASE WHEN COUNT(*) = 0 THEN {unrouted} WHEN SUM(status IN {waiting}) > 0 THEN {retrying} \
            WHEN SUM(status = {queued}) > 0 THEN {queued} WHEN SUM(status = {dead}) > 0 THEN {dead} ELSE {delivered} END \
-           FROM deliveries WHERE event_id = ?1), \
-         (SELECT COALESCE(SUM(attempts), 0) FROM deliveries WHERE event_id = ?1)",
+           FROM {rows} AS d), \
+         (SELECT COALESCE(SUM(attempts), 0) FROM {rows} AS d)",
         unrouted = Unrouted.sql(),
         waiting = Status::sql_list(&[Retrying, Held]),
         retrying = Retrying.sql(),
@@ -68,29 +69,54 @@ fn summary_of_deliveries() -> String {
 
 /// Brings an existing event's row up to date with its deliveries (`?2`: now).
 pub static SUMMARY: LazyLock<String> = LazyLock::new(|| {
-    format!("UPDATE events SET (status, attempts) = ({}), updated_at = MAX(updated_at, ?2) WHERE id = ?1", summary_of_deliveries())
+    format!(
+        "UPDATE events SET (status, attempts) = ({}), updated_at = MAX(updated_at, ?2) WHERE id = ?1",
+        summary_of(&delivery_rows("event_id = ?1"))
+    )
 });
 
+/// This step is the event's first logged and a first attempt that succeeded, so its delivery is kept in
+/// the event's row (`admin::deliveries`): `?{f}` is 1 for a successful attempt, event `?1` has no row yet,
+/// and its delivery to `?{dest}` none either (a replay marked while retention removed the event would leave one).
+fn own_step(f: u8, dest: u8) -> String {
+    format!(
+        "(?{f} = 1 AND NOT EXISTS (SELECT 1 FROM events WHERE id = ?1) \
+          AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND destination = ?{dest}))"
+    )
+}
+
 /// Writes the event's row after its deliveries' rows: new (with the envelope,
-/// for replay), or brought up to date, in one statement either way.
+/// for replay, and its delivery when it is its own: `?10` to `?13`, `own_step(14, 10)`),
+/// or brought up to date, in one statement either way.
 static EVENT_ROW: LazyLock<String> = LazyLock::new(|| {
+    let own = own_step(14, 10);
+    let rows = format!(
+        "(SELECT status, attempts FROM {} UNION ALL SELECT {}, 1 WHERE {own})",
+        delivery_rows("event_id = ?1"),
+        Status::Delivered.sql()
+    );
     format!(
         "INSERT INTO events (id, status, attempts, provider, type, received_at, received_ms, payload_ref, envelope, last_status, \
-           last_error, updated_at) \
-         SELECT ?1, {}, ?2, ?3, CAST(?4 AS INTEGER) / 1000, ?4, ?5, ?6, ?7, ?8, ?9 WHERE true \
+           last_error, updated_at, ok_destination, first_ok_ms, first_ok_status, first_ok_duration_ms) \
+         SELECT ?1, {}, ?2, ?3, CAST(?4 AS INTEGER) / 1000, ?4, ?5, ?6, ?7, ?8, ?9, \
+           CASE WHEN {own} THEN ?10 END, CASE WHEN {own} THEN ?11 END, CASE WHEN {own} THEN ?12 END, CASE WHEN {own} THEN ?13 END \
+         WHERE true \
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, \
            received_ms = COALESCE(events.received_ms, excluded.received_ms), \
            last_status = COALESCE(excluded.last_status, events.last_status), last_error = COALESCE(excluded.last_error, events.last_error), \
            updated_at = MAX(events.updated_at, excluded.updated_at)",
-        summary_of_deliveries()
+        summary_of(&rows)
     )
 });
 
-/// Deliveries waiting for their first attempt, to each destination of the JSON list `?2`; existing rows are left as they are.
+/// Deliveries waiting for their first attempt, to each destination of the JSON list `?2`; existing rows,
+/// and a delivery kept in the event's row, are left as they are.
 static QUEUED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO deliveries (event_id, destination, status, attempts, updated_at) \
-         SELECT ?1, value, {}, 0, ?3 FROM json_each(?2) WHERE true ON CONFLICT (event_id, destination) DO NOTHING",
+         SELECT ?1, value, {}, 0, ?3 FROM json_each(?2) \
+           WHERE NOT EXISTS (SELECT 1 FROM events WHERE id = ?1 AND ok_destination = value) \
+         ON CONFLICT (event_id, destination) DO NOTHING",
         Status::Queued.sql()
     )
 });
@@ -105,7 +131,8 @@ pub async fn record(env: &Env, e: &Envelope, envelope_json: &str, step: Step, ex
     let now = now_ms.div_euclid(1000);
     let dest = e.dest.as_deref().unwrap_or(LEGACY_NAME);
     let received_ms = e.received_ms().unwrap_or(now_ms);
-    let mut statements = Vec::new();
+    // A delivery kept in the event's row is copied into `deliveries` before this step changes it.
+    let mut statements = vec![db.prepare(MATERIALISE.as_str()).bind(&[text(&e.id), text(dest)])?];
     // The other destinations the event went to, queued unless they have a row: one statement for any number.
     let others: Vec<&str> = e.dests.iter().map(String::as_str).filter(|d| *d != dest).collect();
     if !others.is_empty() {
@@ -121,18 +148,22 @@ pub async fn record(env: &Env, e: &Envelope, envelope_json: &str, step: Step, ex
         Step::Held => (JsValue::NULL, JsValue::NULL),
         _ => (e.last_status.map_or(JsValue::NULL, |s| int(i64::from(s))), opt_text(e.last_error.as_deref())),
     };
-    // A successful attempt, as the delivery row keeps it when it was the delivery's first (`first_ok_*`).
+    // A successful attempt, as the delivery row keeps it when it was the delivery's first (`first_ok_*`),
+    // or the event's row when it is also the first step logged of the event (`own_step`).
     let first_ok = match step {
         Step::Attempt { status: Status::Delivered, code, ms } => {
             [int(now_ms), code.map_or(JsValue::NULL, |c| int(i64::from(c))), int(ms as i64)]
         }
         _ => [JsValue::NULL, JsValue::NULL, JsValue::NULL],
     };
+    let ok = int(i64::from(matches!(step, Step::Attempt { status: Status::Delivered, .. })));
     statements.push(
         db.prepare(format!(
             "INSERT INTO deliveries (event_id, destination, status, attempts, last_status, last_error, updated_at, \
                first_ok_ms, first_ok_status, first_ok_duration_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (event_id, destination) DO UPDATE SET {on_conflict}"
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE NOT {} \
+             ON CONFLICT (event_id, destination) DO UPDATE SET {on_conflict}",
+            own_step(11, 2)
         ))
         .bind(&[
             text(&e.id),
@@ -145,16 +176,18 @@ pub async fn record(env: &Env, e: &Envelope, envelope_json: &str, step: Step, ex
             first_ok[0].clone(),
             first_ok[1].clone(),
             first_ok[2].clone(),
+            ok.clone(),
         ])?,
     );
     if let Step::Attempt { code, ms, .. } = step {
-        // Not when the delivery row holds it (its first attempt, a success): failures, later attempts and replays.
+        // Not when the delivery's row or the event's holds it (its first attempt, a success): failures, later attempts and replays.
         statements.push(
-            db.prepare(
+            db.prepare(format!(
                 "INSERT OR REPLACE INTO delivery_attempts (event_id, destination, attempt, at_ms, status_code, duration_ms, error) \
                  SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS (SELECT 1 FROM deliveries \
-                   WHERE event_id = ?1 AND destination = ?2 AND attempts = 1 AND first_ok_ms IS NOT NULL)",
-            )
+                   WHERE event_id = ?1 AND destination = ?2 AND attempts = 1 AND first_ok_ms IS NOT NULL) AND NOT {}",
+                own_step(8, 2)
+            ))
             .bind(&[
                 text(&e.id),
                 text(dest),
@@ -163,9 +196,11 @@ pub async fn record(env: &Env, e: &Envelope, envelope_json: &str, step: Step, ex
                 code.map_or(JsValue::NULL, |c| int(i64::from(c))),
                 int(ms as i64),
                 opt_text(e.last_error.as_deref()),
+                ok.clone(),
             ])?,
         );
     }
+    let [first_ok_ms, first_ok_status, first_ok_duration] = first_ok;
     statements.push(db.prepare(EVENT_ROW.as_str()).bind(&[
         text(&e.id),
         text(&e.provider),
@@ -176,6 +211,11 @@ pub async fn record(env: &Env, e: &Envelope, envelope_json: &str, step: Step, ex
         last_status,
         last_error,
         int(now),
+        text(dest),
+        first_ok_ms,
+        first_ok_status,
+        first_ok_duration,
+        ok,
     ])?);
     statements.extend(extra);
     let results = db.batch(statements).await?;
@@ -200,9 +240,12 @@ pub async fn delivered<M, J>(env: &Env, deliveries: &[(M, Envelope, J)]) -> std:
         let r = env
             .d1(D1_DATABASE)?
             .prepare(format!(
-                "SELECT event_id, destination FROM deliveries WHERE status = {} AND (event_id, destination) IN \
-                 (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))",
-                Status::Delivered.sql()
+                "SELECT event_id, destination FROM {} AS d",
+                delivery_rows(&format!(
+                    "status = {} AND (event_id, destination) IN \
+                     (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))",
+                    Status::Delivered.sql()
+                ))
             ))
             .bind(&[text(&list)])?
             .all()

@@ -206,7 +206,7 @@ describe("delivery details", () => {
     }
   });
 
-  test("a small event delivered on its first attempt writes three D1 rows: its event, its id's index and its delivery", async () => {
+  test("a small event delivered on its first attempt writes two D1 rows: its event (which keeps the delivery) and its id's index", async () => {
     const origin = await startOrigin();
     const hook = await startMailhook({ vars: { ORIGIN_URL: origin.url } });
     const written = () =>
@@ -218,12 +218,71 @@ describe("delivery details", () => {
       hook.logs.length = 0;
       const r = await hook.post("adm-tools", admEvent(9011), admHeaders());
       await waitFor(() => origin.deliveries.length === 2 && hook.logs.some((l) => l.includes('"kind":"batch"')));
-      assert.equal(written(), 3);
-      const shown = await hook.admin(`/admin/events/${r.json.ids[0]}`);
-      assert.equal(shown.json.delivery_attempts.length, 1, "the first attempt, kept in the delivery row, is still shown");
+      assert.equal(written(), 2);
+      const id = r.json.ids[0];
+      const shown = await hook.admin(`/admin/events/${id}`);
+      assert.equal(shown.json.status, "delivered");
+      assert.deepEqual(
+        shown.json.deliveries.map((d) => [d.destination, d.status, d.attempts, d.last_status]),
+        [["origin", "delivered", 1, 204]],
+        "the delivery kept in the event's row is shown as any other",
+      );
+      assert.equal(shown.json.delivery_attempts.length, 1, "the first attempt, kept in the event's row, is still shown");
       assert.equal(shown.json.delivery_attempts[0].status_code, 204);
       assert.equal(shown.json.delivery_attempts[0].attempt, 1);
-      assert.equal((await (await hook.db()).prepare("SELECT COUNT(*) AS n FROM delivery_attempts").first()).n, 0);
+      const db = await hook.db();
+      assert.equal((await db.prepare("SELECT COUNT(*) AS n FROM delivery_attempts").first()).n, 0);
+      assert.equal((await db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE event_id = ?1").bind(id).first()).n, 0);
+      // Filters, per-destination counts and the overview's latency read it too.
+      const listed = (await hook.admin("/admin/events?status=delivered&destination=origin")).json.events.map((e) => e.id);
+      assert.ok(listed.includes(id), "listed by its delivery's status and destination");
+      assert.equal((await hook.admin("/admin/events?status=dead")).json.events.length, 0);
+      const origin_ = (await hook.admin("/admin/destinations")).json.destinations.find((d) => d.name === "origin");
+      assert.equal(origin_.deliveries.delivered, 2);
+      const stats = (await hook.admin("/admin/stats")).json;
+      assert.equal(stats.latency_ms.count, 2, "both first deliveries' latencies");
+      // A replay first gives the delivery a row of its own, which then counts the second attempt.
+      const replay = await hook.admin(`/admin/events/${id}/replay`, { method: "POST" });
+      assert.equal(replay.status, 202, JSON.stringify(replay.json));
+      await waitFor(() => origin.deliveries.length === 3);
+      await waitFor(async () => (await hook.admin(`/admin/events/${id}`)).json.deliveries[0]?.attempts === 2);
+      const again = (await hook.admin(`/admin/events/${id}`)).json;
+      assert.deepEqual(again.deliveries.map((d) => [d.destination, d.status, d.attempts]), [["origin", "delivered", 2]]);
+      assert.deepEqual(again.delivery_attempts.map((a) => a.status_code), [204, 204], "the first attempt is kept, the replay's added");
+      // A bulk replay of delivered deliveries takes those kept in their events' rows (the first event's) and counts none left.
+      const bulk = await hook.admin("/admin/replay?status=delivered&destination=origin", { method: "POST" });
+      assert.equal(bulk.status, 202, JSON.stringify(bulk.json));
+      assert.equal(bulk.json.count, 2, JSON.stringify(bulk.json));
+      assert.equal(bulk.json.remaining, 0, JSON.stringify(bulk.json));
+      await waitFor(() => origin.deliveries.length === 5);
+      await sleep(500);
+      assert.equal(origin.deliveries.length, 5, "each delivery replayed once");
+    } finally {
+      await hook.dispose();
+      await origin.close();
+    }
+  });
+
+  test("a delivery row left without its event (a replay marked as retention removed it) is brought up to date, not hidden", async () => {
+    const origin = await startOrigin();
+    const hook = await startMailhook({ vars: { ORIGIN_URL: origin.url }, without: ["DEDUPE"] });
+    try {
+      const r = await hook.post("adm-tools", admEvent(9020), admHeaders());
+      const id = r.json.ids[0];
+      await waitFor(() => origin.deliveries.length === 1);
+      await waitFor(async () => (await hook.admin(`/admin/events/${id}`)).json.status === "delivered");
+      const db = await hook.db();
+      await db.prepare("DELETE FROM events WHERE id = ?1").bind(id).run();
+      await db
+        .prepare("INSERT INTO deliveries (event_id, destination, status, attempts, updated_at) VALUES (?1, 'origin', 'queued', 0, 1)")
+        .bind(id)
+        .run();
+      await hook.post("adm-tools", admEvent(9020), admHeaders()); // accepted again: no KV to say it was
+      await waitFor(() => origin.deliveries.length === 2);
+      await waitFor(async () => (await hook.admin(`/admin/events/${id}`)).status === 200);
+      const shown = (await hook.admin(`/admin/events/${id}`)).json;
+      assert.equal(shown.status, "delivered");
+      assert.deepEqual(shown.deliveries.map((d) => [d.destination, d.status, d.attempts]), [["origin", "delivered", 1]]);
     } finally {
       await hook.dispose();
       await origin.close();

@@ -239,7 +239,14 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
     /** The deliveries (one row per event and destination), optionally of one destination. */
     async deliveries(destination) {
       const db = await mf.getD1Database("DB");
-      const sql = "SELECT * FROM deliveries" + (destination ? " WHERE destination = ?1" : "") + " ORDER BY updated_at";
+      // With the deliveries kept in their events' rows (migrations/0009_two_rows.sql), as `admin::delivery_rows` reads them.
+      const columns = "event_id, destination, status, attempts, last_status, last_error, updated_at";
+      const sql =
+        `SELECT * FROM (SELECT ${columns} FROM deliveries UNION ALL ` +
+        "SELECT id, ok_destination, 'delivered', 1, first_ok_status, NULL, first_ok_ms / 1000 FROM events e WHERE ok_destination IS NOT NULL " +
+        "AND NOT EXISTS (SELECT 1 FROM deliveries x WHERE x.event_id = e.id AND x.destination = e.ok_destination))" +
+        (destination ? " WHERE destination = ?1" : "") +
+        " ORDER BY updated_at";
       return (await (destination ? db.prepare(sql).bind(destination) : db.prepare(sql)).all()).results;
     },
     /** Runs the cron trigger (the retention job) once. */

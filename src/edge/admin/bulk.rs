@@ -4,7 +4,7 @@
 
 use super::replay::{send_marked, undo, unknown_destination, Replay};
 use super::{bind, rows, storage, with_extra, Answer};
-use crate::admin::{filter_rules, EventQuery, SqlValue};
+use crate::admin::{filter_rules, has_own_delivery, materialise_where, EventQuery, SqlValue, OWN_DELIVERY};
 use crate::config::Config;
 use crate::delivery::Envelope;
 use crate::edge::env::{now_seconds, D1_DATABASE};
@@ -28,7 +28,12 @@ use worker::Env;
 /// since, so replays that fail again are not picked again and a loop over pages ends.
 pub(super) async fn many(query: &str, cfg: &Config, env: &Env) -> Answer {
     let q = bulk_query(query, cfg)?;
-    let picked = Picked::new(&q, cfg);
+    let picked = Picked::new(&q, cfg, false);
+    // Delivered deliveries kept in their events' rows: the page's get rows of their own first, which the claim then marks.
+    let own = (q.status == Some(Status::Delivered)).then(|| Picked::new(&q, cfg, true));
+    if let Some(own) = &own {
+        own.materialise(env, q.limit).await?;
+    }
     let replays = match q.status {
         Some(Status::Unrouted) => picked.claim_unrouted(env, &q, cfg).await?,
         was => picked.claim(env, q.limit, was).await?,
@@ -38,11 +43,21 @@ pub(super) async fn many(query: &str, cfg: &Config, env: &Env) -> Answer {
     ids.dedup();
     send_marked(env, &replays).await?;
     // Replayed deliveries are `queued` now, so what still matches is what is left.
-    let remaining = picked.count(env, &picked.pick()).await?;
+    let mut remaining = picked.count(env, &picked.pick()).await?;
+    let mut skipped = picked.skipped(env).await?;
+    if let Some(own) = &own {
+        remaining += own.count(env, &own.pick()).await?;
+        for (all, more) in skipped.iter_mut().zip(own.skipped(env).await?) {
+            *all += more;
+        }
+    }
+    let [destination_removed, filter_no_longer_takes, no_stored_payload] = skipped;
     Ok((
         202,
         json!({"status": "replayed", "count": replays.len(), "ids": ids, "deliveries": replayed, "remaining": remaining,
-               "before": crate::time::to_rfc3339(q.before.unwrap_or_default()), "skipped": picked.skipped(env).await?}),
+               "before": crate::time::to_rfc3339(q.before.unwrap_or_default()),
+               "skipped": {"destination_removed": destination_removed, "filter_no_longer_takes": filter_no_longer_takes,
+                           "no_stored_payload": no_stored_payload}}),
     ))
 }
 
@@ -71,8 +86,8 @@ fn bulk_query(query: &str, cfg: &Config) -> Result<EventQuery, ApiError> {
     Ok(q)
 }
 
-/// What a bulk replay picks, as SQL: deliveries (`deliveries d JOIN events e`)
-/// of the filters whose destination is configured and still takes the event;
+/// What a bulk replay picks, as SQL: deliveries (`deliveries d JOIN events e`, or with `own`, those
+/// kept in their events' rows, `events e`) of the filters whose destination is configured and still takes the event;
 /// for `status=unrouted`, events (`events e`) that a configured destination takes now. Each destination's filter is in one bound JSON parameter.
 struct Picked {
     from: &'static str,
@@ -97,17 +112,26 @@ fn bytes_before(order: &str) -> String {
 const EVENTS: &str = "FROM events e";
 
 impl Picked {
-    fn new(q: &EventQuery, cfg: &Config) -> Self {
+    fn new(q: &EventQuery, cfg: &Config, own: bool) -> Self {
         let unrouted = q.status == Some(Status::Unrouted);
-        let (filter, mut params) = match unrouted {
+        let (filter, mut params) = match (unrouted, own) {
             // An unrouted event has no delivery yet: `destination=` names where it goes, not what it had.
-            true => EventQuery { destination: None, before: None, ..q.clone() }.where_clause(),
-            false => q.delivery_where_clause(),
+            (true, _) => EventQuery { destination: None, before: None, ..q.clone() }.where_clause(),
+            (false, false) => q.delivery_where_clause(),
+            (false, true) => {
+                let (filter, params) = q.delivery_where_clause_in(&OWN_DELIVERY);
+                let own = has_own_delivery("e");
+                (if filter.is_empty() { format!(" WHERE {own}") } else { format!("{filter} AND {own}") }, params)
+            }
         };
         params.push(SqlValue::Text(filter_rules(cfg)));
         let n = params.len();
         // An unrouted event is picked when any configured destination takes it.
-        let name = if unrouted { "json_extract(r.value, '$.name')" } else { "d.destination" };
+        let name = match (unrouted, own) {
+            (true, _) => "json_extract(r.value, '$.name')",
+            (false, true) => OWN_DELIVERY.destination,
+            (false, false) => "d.destination",
+        };
         let rule = format!("FROM json_each(?{n}) r WHERE json_extract(r.value, '$.name') = {name}");
         let takes = format!(
             "EXISTS (SELECT 1 {rule} \
@@ -118,7 +142,17 @@ impl Picked {
                     FROM json_each(json_extract(r.value, '$.recipient_tags')) t WHERE json_extract(e.envelope, '$.tag') LIKE t.value ESCAPE '\\')))"
         );
         let configured = format!("EXISTS (SELECT 1 {rule})");
-        Picked { from: if unrouted { EVENTS } else { DELIVERIES }, filter, params, takes, configured }
+        Picked { from: if unrouted || own { EVENTS } else { DELIVERIES }, filter, params, takes, configured }
+    }
+
+    /// Copies into `deliveries` the first `limit` deliveries kept in their events' rows that this picks
+    /// (an `own` pick), in the order a page is claimed: every one a page could claim.
+    async fn materialise(&self, env: &Env, limit: u32) -> Result<(), ApiError> {
+        let sql = materialise_where(&self.pick(), &format!("ORDER BY e.received_at, e.id LIMIT ?{}", self.params.len() + 1));
+        let db = env.d1(D1_DATABASE).map_err(storage)?;
+        let result = db.prepare(sql).bind(&with_extra(&self.params, &[u64::from(limit)])).map_err(storage)?.run().await.map_err(storage)?;
+        crate::edge::ops::d1(std::slice::from_ref(&result));
+        Ok(())
     }
 
     /// The filters' `WHERE` with `cond` added.
@@ -244,14 +278,15 @@ impl Picked {
         Ok(n.unwrap_or(0))
     }
 
-    /// What matches the filters but is never picked, by reason.
-    async fn skipped(&self, env: &Env) -> Result<Value, ApiError> {
+    /// What matches the filters but is never picked, by reason: its destination removed, its filter no
+    /// longer taking it, no stored payload.
+    async fn skipped(&self, env: &Env) -> Result<[i64; 3], ApiError> {
         let (takes, configured) = (&self.takes, &self.configured);
-        Ok(json!({
-            "destination_removed": self.count(env, &self.filtered(&format!("NOT {configured}"))).await?,
-            "filter_no_longer_takes": self.count(env, &self.filtered(&format!("{configured} AND NOT {takes}"))).await?,
-            "no_stored_payload": self.count(env, &self.filtered(&format!("{takes} AND e.envelope IS NULL"))).await?,
-        }))
+        Ok([
+            self.count(env, &self.filtered(&format!("NOT {configured}"))).await?,
+            self.count(env, &self.filtered(&format!("{configured} AND NOT {takes}"))).await?,
+            self.count(env, &self.filtered(&format!("{takes} AND e.envelope IS NULL"))).await?,
+        ])
     }
 }
 

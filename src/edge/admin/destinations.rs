@@ -2,6 +2,7 @@
 //! how many deliveries it has in each status.
 
 use super::{rows, Answer};
+use crate::admin::delivery_rows;
 use crate::config::Config;
 use crate::status::Status;
 use serde::Deserialize;
@@ -24,8 +25,12 @@ pub(super) async fn list(cfg: &Config, env: &Env) -> Answer {
         opened_at: Option<i64>,
         probe_at: Option<i64>,
     }
-    let counts: Vec<Count> =
-        rows(env, "SELECT destination, status, COUNT(*) AS n FROM deliveries GROUP BY destination, status".into(), &[]).await?;
+    let counts: Vec<Count> = rows(
+        env,
+        format!("SELECT destination, status, COUNT(*) AS n FROM {} AS d GROUP BY destination, status", delivery_rows("true")),
+        &[],
+    )
+    .await?;
     let circuits: Vec<CircuitRow> = rows(env, "SELECT destination, open, failures, opened_at, probe_at FROM circuits".into(), &[]).await?;
     let list: Vec<Value> = cfg
         .destinations

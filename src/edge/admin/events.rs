@@ -2,7 +2,7 @@
 //! `GET /admin/events/{id}` (its deliveries, every attempt, and the event).
 
 use super::{count, rows, with_extra, Answer};
-use crate::admin::EventQuery;
+use crate::admin::{delivery_rows, EventQuery};
 use crate::delivery::Envelope;
 use crate::edge::deliver::{load_event, EventJson};
 use crate::edge::env::{config, nonce, now_seconds};
@@ -82,9 +82,11 @@ async fn deliveries_of(ids: &[&str], env: &Env) -> std::result::Result<HashMap<S
     }
     // One bound parameter for any number of ids (D1 binds at most 100).
     let list = serde_json::to_string(ids).unwrap_or_default();
-    let sql = "SELECT event_id, destination, status, attempts, last_status, last_error, updated_at FROM deliveries \
-               WHERE event_id IN (SELECT value FROM json_each(?1)) ORDER BY destination";
-    let found: Vec<Delivery> = rows(env, sql.into(), &[JsValue::from_str(&list)]).await?;
+    let sql = format!(
+        "SELECT event_id, destination, status, attempts, last_status, last_error, updated_at FROM {} AS d ORDER BY destination",
+        delivery_rows("event_id IN (SELECT value FROM json_each(?1))")
+    );
+    let found: Vec<Delivery> = rows(env, sql, &[JsValue::from_str(&list)]).await?;
     let mut out: HashMap<String, Vec<Value>> = HashMap::new();
     for d in found {
         let mut v = serde_json::to_value(&d).unwrap_or(Value::Null);
@@ -117,11 +119,13 @@ pub(super) async fn show(id: &str, env: &Env) -> Answer {
         error: Option<String>,
     }
     let (row, envelope) = envelope_of(id, env).await?;
-    // A delivery's first attempt, when it succeeded, is kept in its row rather than in `delivery_attempts`.
-    let sql = "SELECT destination, attempt, at_ms, status_code, duration_ms, error FROM delivery_attempts WHERE event_id = ?1 \
-               UNION ALL SELECT destination, 1, first_ok_ms, first_ok_status, first_ok_duration_ms, NULL FROM deliveries \
-               WHERE event_id = ?1 AND first_ok_ms IS NOT NULL ORDER BY 3, 1, 2";
-    let attempts: Vec<Attempt> = rows(env, sql.into(), &[JsValue::from_str(id)]).await?;
+    // A delivery's first attempt, when it succeeded, is kept in its row (or its event's) rather than in `delivery_attempts`.
+    let sql = format!(
+        "SELECT destination, attempt, at_ms, status_code, duration_ms, error FROM delivery_attempts WHERE event_id = ?1 \
+         UNION ALL SELECT destination, 1, first_ok_ms, first_ok_status, first_ok_duration_ms, NULL FROM {} AS d ORDER BY 3, 1, 2",
+        delivery_rows("event_id = ?1 AND first_ok_ms IS NOT NULL")
+    );
+    let attempts: Vec<Attempt> = rows(env, sql, &[JsValue::from_str(id)]).await?;
     let mut body = row.to_json();
     body["deliveries"] = Value::Array(deliveries_of(&[id], env).await?.remove(id).unwrap_or_default());
     body["delivery_attempts"] = attempts

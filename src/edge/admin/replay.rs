@@ -4,7 +4,7 @@
 
 use super::events::envelope_of;
 use super::{rows, Answer};
-use crate::admin::EventQuery;
+use crate::admin::{delivery_rows, EventQuery, MATERIALISE};
 use crate::config::Config;
 use crate::delivery::Envelope;
 use crate::edge::env::{log, now_seconds, D1_DATABASE};
@@ -50,7 +50,7 @@ pub(super) async fn one(id: &str, query: &str, cfg: &Config, env: &Env) -> Answe
         return Err(ApiError::BadRequest(format!("no destination's filter takes {what}")));
     }
     let before: Vec<Delivery> =
-        rows(env, "SELECT destination, status FROM deliveries WHERE event_id = ?1".into(), &[JsValue::from_str(id)]).await?;
+        rows(env, format!("SELECT destination, status FROM {} AS d", delivery_rows("event_id = ?1")), &[JsValue::from_str(id)]).await?;
     let replays = envelope
         .for_replay()
         .fan_out(&dests)
@@ -111,6 +111,9 @@ pub(super) async fn mark(env: &Env, replays: Vec<Replay>) -> std::result::Result
         let mut marks = Vec::new();
         for r in &chunk {
             let (id, dest) = key(&r.envelope);
+            // A delivery kept in its event's row gets a row of its own first, which the mark then changes.
+            let own = db.prepare(MATERIALISE.as_str()).bind(&[id.clone(), dest.clone()]);
+            marks.push(own.map_err(|e| failed(&e, 0, total))?);
             let mark = db.prepare(replayed_sql()).bind(&[id.clone(), dest, at.clone()]);
             marks.push(mark.map_err(|e| failed(&e, 0, total))?);
             marks.push(db.prepare(eventlog::SUMMARY.as_str()).bind(&[id, at.clone()]).map_err(|e| failed(&e, 0, total))?);
@@ -123,7 +126,7 @@ pub(super) async fn mark(env: &Env, replays: Vec<Replay>) -> std::result::Result
             }
         };
         for (i, r) in chunk.into_iter().enumerate() {
-            let won = results.get(2 * i).and_then(|res| res.results::<serde_json::Value>().ok()).is_some_and(|rows| !rows.is_empty());
+            let won = results.get(3 * i + 1).and_then(|res| res.results::<serde_json::Value>().ok()).is_some_and(|rows| !rows.is_empty());
             if won {
                 claimed.push(r);
             }
