@@ -384,7 +384,11 @@
   function eventPage(my, params, id) {
     const path = "/admin/events/" + encodeURIComponent(id);
     const box = h("div", {}, loading());
-    const load = () => fill(box, my, async () => renderEvent(obj(await api("GET", path))));
+    // The bodies (what each destination would receive now) are a second read; without them the page still shows.
+    const load = () => fill(box, my, async () => {
+      const [e, b] = await Promise.all([api("GET", path), api("GET", path + "/bodies").catch(() => null)]);
+      return renderEvent(obj(e), b && Array.isArray(b.bodies) ? b.bodies.map(obj) : null);
+    });
     const replay = action("replay", "Replay", path + "/replay", (r) => {
       const dests = Array.isArray(r.destinations) ? r.destinations.map(String) : [];
       return `Replayed to ${dests.length ? dests.join(", ") : "no destinations"}`;
@@ -394,7 +398,7 @@
     load();
   }
 
-  function renderEvent(e) {
+  function renderEvent(e, bodies) {
     const ce = e.event && typeof e.event === "object" ? e.event : null;
     const d = obj(ce && ce.data);
     const to = Array.isArray(d.to) ? d.to : [];
@@ -420,6 +424,8 @@
       table("deliveries", "Deliveries", ["Destination", "Status", "Attempts", "Last status", "Last error", "Updated"],
         deliveries.map((x) => [dash(x.destination), badge(x.status), dash(x.attempts), dash(x.last_status),
           h("span", { class: "err" }, dash(x.last_error)), when(x.updated_at)]), "No deliveries."),
+      bodies ? [h("h2", {}, "What each destination receives"), h("div", { id: "bodies" }, bodies.length ? bodies.map(bodyOf)
+        : h("p", { class: "note" }, "No destination takes this event now."))] : null,
       h("h2", {}, "Delivery attempts"),
       table("attempts", "Delivery attempts", ["Destination", "Attempt", "At", "Status", "Duration ms", "Error"],
         attempts.map((x) => [dash(x.destination), dash(x.attempt), when(x.at), dash(x.status_code), dash(x.duration_ms),
@@ -432,6 +438,20 @@
       ce ? h("div", { class: "tree", id: "event-tree" }, tree("event", ce, 0))
         : h("p", { class: "note", id: "event-r2" }, "The event is stored in R2 (large); it is not shown here."),
     ];
+  }
+
+  // One destination's body, as the admin API made it now (its format or transform): shown as text, never as markup.
+  function bodyOf(b) {
+    const how = b.transform ? "transform " + String(b.transform) : "format " + String(b.format);
+    const what = b.error ? h("span", { class: "err" }, "dead: " + String(b.error))
+      : b.filtered ? "filtered: its transform gives nothing, so nothing is sent"
+      : [String(b.content_type), b.truncated ? ` (the first 64 KiB of ${b.bytes} bytes)` : ""];
+    const headers = Object.entries(obj(b.headers)).map(([k, v]) => `${k}: ${v}\n`).join("");
+    let text = typeof b.body === "string" ? b.body : "";
+    try { text = JSON.stringify(JSON.parse(text), null, 2); } catch { /* not JSON, or cut: as it is */ }
+    return h("details", { class: "body", "data-destination": String(b.destination) },
+      h("summary", {}, h("strong", {}, String(b.destination)), " · ", h("span", { class: "mono" }, how), " · ", what),
+      b.error || b.filtered ? null : h("pre", { class: "body" }, headers ? headers + "\n" + text : text));
   }
 
   // An attachment's link (made by the admin API, for an hour): a download, never a page; only http(s).

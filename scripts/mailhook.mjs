@@ -5,6 +5,8 @@
 //   export [--from D] [--to D] [--limit N] [--page N] [--format jsonl|csv] [--provider P] [--type T] [--status S] [--destination NAME] [--thread ID]
 //   replay <id> [--destination NAME] | --dead|--unrouted [--destination NAME] [--from D] [--to D]
 //   destinations                            each destination, its circuit and its deliveries by status
+//   transform <destination> [<id> | <provider>/<fixture> | file.json]   what the destination receives of an event
+//                                           (a logged event, a fixture's canonical event, or a canonical event's file)
 //
 // Options everywhere: --url (default $MAILHOOK_URL or http://127.0.0.1:8787).
 // Secrets come from the environment, else from .dev.vars.
@@ -243,14 +245,51 @@ async function destinations(args) {
     const tags = d.filter.recipient_tags ? [`recipient tags ${d.filter.recipient_tags.join("|")}`] : [];
     const filter = [d.filter.providers?.join("|") ?? "every provider", d.filter.types?.join("|") ?? "every type", ...tags].join(" / ");
     const links = d.attachments === "link" ? "as links" : d.max_body_bytes ? `as links in events over ${d.max_body_bytes} bytes` : "in the event";
-    console.log(`${d.name}  ${d.url}\n  takes: ${filter}\n  format: ${d.format}, attachments: ${links}\n  circuit: ${circuit}\n  deliveries: ${counts}${d.problem ? `\n  problem: ${d.problem}` : ""}`);
+    console.log(`${d.name}  ${d.url}\n  takes: ${filter}\n  ${d.transform ? `transform: ${d.transform}` : `format: ${d.format}`}, attachments: ${links}\n  circuit: ${circuit}\n  deliveries: ${counts}${d.problem ? `\n  problem: ${d.problem}` : ""}`);
   }
 }
 
+/** The canonical event a fixture name or file stands for: `mailtura/bounced` is fixtures/mailtura/bounced.expected.json. */
+function canonicalEvent(what) {
+  if (existsSync(what)) return readFileSync(what, "utf8");
+  const [provider, name] = what.split("/");
+  const file = path.join(root, "fixtures", provider ?? "", `${name ?? ""}.expected.json`);
+  if (!name || !existsSync(file)) fail(`no event ${what}: give an event id (evt_…), <provider>/<fixture> (see fixtures/*/*.expected.json), or a JSON file`);
+  return readFileSync(file, "utf8");
+}
+
+async function transform(args) {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { url: { type: "string" }, json: { type: "boolean" } } });
+  const [dest, what = "mailtura/bounced"] = positionals;
+  if (!dest) fail("transform <destination> [<event id> | <provider>/<fixture> | file.json]");
+  let shown;
+  if (/^evt_[A-Za-z0-9_-]+$/.test(what) && !existsSync(what)) {
+    const res = await admin(values, `/admin/events/${encodeURIComponent(what)}/bodies`);
+    shown = res.bodies.find((b) => b.destination === dest.toLowerCase());
+    if (!shown) fail(`destination ${dest} does not take ${what} (or does not exist); it goes to: ${res.bodies.map((b) => b.destination).join(", ") || "none"}`);
+  } else {
+    const token = secret("ADMIN_TOKEN") ?? fail("ADMIN_TOKEN is not set in the environment or .dev.vars");
+    const res = await request(`${base(values)}/admin/destinations/${encodeURIComponent(dest)}/preview`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: canonicalEvent(what),
+    });
+    if (res.status >= 300) fail(`${dest}: ${res.status} ${res.json?.error?.message ?? res.text}`);
+    shown = res.json;
+  }
+  if (values.json) return console.log(JSON.stringify(shown, null, 2));
+  if (shown.error) fail(`${shown.destination} would record this delivery as dead: ${shown.error}`);
+  if (shown.filtered) return console.log(`${shown.destination}: filtered (its transform gives null or nothing; not sent)`);
+  const headers = Object.entries(shown.headers ?? {}).map(([k, v]) => `${k}: ${v}\n`).join("");
+  let body = shown.body;
+  try { body = JSON.stringify(JSON.parse(body), null, 2); } catch { /* not JSON, or cut short: as it is */ }
+  console.log(`content-type: ${shown.content_type}\n${headers}\n${body}${shown.truncated ? `\n… (${shown.bytes} bytes in all)` : ""}`);
+}
+
 const [command, ...rest] = process.argv.slice(2);
-const commands = { send, export: exportEvents, replay, destinations };
+const commands = { send, export: exportEvents, replay, destinations, transform };
 if (!commands[command]) {
-  console.error("usage: npm run mailhook -- send <provider> [fixture | --type TYPE] | export [--from --to --limit --page --format jsonl|csv --destination NAME] | replay <id> [--destination NAME] | replay --dead|--unrouted [--destination NAME --from --to] | destinations");
+  console.error("usage: npm run mailhook -- send <provider> [fixture | --type TYPE] | export [--from --to --limit --page --format jsonl|csv --destination NAME] | replay <id> [--destination NAME] | replay --dead|--unrouted [--destination NAME --from --to] | destinations | transform <destination> [<id> | <provider>/<fixture> | file.json]");
   process.exit(2);
 }
 await commands[command](rest);

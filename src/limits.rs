@@ -23,6 +23,13 @@ pub const SIGNED_BODY_MAX_BYTES: u64 = 1024 * 1024;
 /// which the consumer reads whole (`large::stored`, which refuses to read one over 16 MiB).
 pub const MAX_LITERAL_BYTES: usize = 4 * 1024 * 1024;
 
+/// The largest event a destination's transform reads (the isolate's 128 MB hold it about four times over, as
+/// text, as jaq's values and as the output); a larger one can take its attachments as links.
+pub const MAX_TRANSFORM_INPUT_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The largest output of a transform, unless the destination's `max_body_bytes` says less.
+pub const MAX_TRANSFORM_OUTPUT_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Workers KV's shortest TTL.
 pub const KV_MIN_TTL_SECONDS: u64 = 60;
 

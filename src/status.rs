@@ -21,16 +21,18 @@ pub enum Status {
     Dead,
     /// No destination takes it (an event only): kept, replayable once one does.
     Unrouted,
+    /// Not sent: the destination's transform made nothing of it (`null` or no output). Replayable (with the current program).
+    Filtered,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [Self::Queued, Self::Held, Self::Retrying, Self::Delivered, Self::Dead, Self::Unrouted];
+    pub const ALL: [Status; 7] = [Self::Queued, Self::Held, Self::Retrying, Self::Delivered, Self::Dead, Self::Unrouted, Self::Filtered];
 
     /// A delivery not finished: still on a queue. The retention cron keeps its event, and a bulk replay leaves it.
     pub const UNFINISHED: [Status; 3] = [Self::Queued, Self::Held, Self::Retrying];
 
     /// What a bulk replay takes: a delivery that is on no queue.
-    pub const REPLAYABLE: [Status; 2] = [Self::Dead, Self::Delivered];
+    pub const REPLAYABLE: [Status; 3] = [Self::Dead, Self::Delivered, Self::Filtered];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,6 +42,7 @@ impl Status {
             Self::Delivered => "delivered",
             Self::Dead => "dead",
             Self::Unrouted => "unrouted",
+            Self::Filtered => "filtered",
         }
     }
 

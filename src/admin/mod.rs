@@ -13,7 +13,7 @@ use crate::config::Secrets;
 use crate::error::ApiError;
 
 /// `GET /admin/events`, `GET /admin/events/{id}`, `POST /admin/events/{id}/replay`, `POST /admin/replay`,
-/// `GET /admin/destinations`.
+/// `GET /admin/destinations`, and what a destination receives (`bodies`, `preview`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminRoute {
     ListEvents,
@@ -23,6 +23,10 @@ pub enum AdminRoute {
     Destinations,
     /// `GET /admin/stats`: the console's overview.
     Stats,
+    /// `GET /admin/events/{id}/bodies`: what each destination that takes the event would receive now.
+    EventBodies(String),
+    /// `POST /admin/destinations/{name}/preview`: what a destination would receive of the event posted (a fixture).
+    Preview(String),
 }
 
 /// The 404 of a path below `/admin` that is no admin route.
@@ -39,7 +43,9 @@ pub fn route(method: &str, path: &str) -> Result<AdminRoute, ApiError> {
         ["events", id] if valid_id(id) => (AdminRoute::GetEvent((*id).to_string()), "GET"),
         ["events", id, "replay"] if valid_id(id) => (AdminRoute::ReplayEvent((*id).to_string()), "POST"),
         ["replay"] => (AdminRoute::BulkReplay, "POST"),
+        ["events", id, "bodies"] if valid_id(id) => (AdminRoute::EventBodies((*id).to_string()), "GET"),
         ["destinations"] => (AdminRoute::Destinations, "GET"),
+        ["destinations", name, "preview"] if valid_id(name) => (AdminRoute::Preview(name.to_ascii_lowercase()), "POST"),
         ["stats"] => (AdminRoute::Stats, "GET"),
         _ => return Err(no_such_route()),
     };
@@ -87,6 +93,9 @@ mod tests {
         assert_eq!(route("GET", "/admin/events"), Ok(AdminRoute::ListEvents));
         assert_eq!(route("GET", "/admin/events/evt_1"), Ok(AdminRoute::GetEvent("evt_1".into())));
         assert_eq!(route("POST", "/admin/events/evt_1/replay"), Ok(AdminRoute::ReplayEvent("evt_1".into())));
+        assert_eq!(route("GET", "/admin/events/evt_1/bodies"), Ok(AdminRoute::EventBodies("evt_1".into())));
+        assert_eq!(route("POST", "/admin/destinations/CRM/preview"), Ok(AdminRoute::Preview("crm".into())));
+        assert!(route("GET", "/admin/destinations/crm/preview").is_err());
         assert_eq!(route("POST", "/admin/replay"), Ok(AdminRoute::BulkReplay));
         assert_eq!(route("GET", "/admin/destinations/"), Ok(AdminRoute::Destinations));
         assert_eq!(route("POST", "/admin/events"), Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }));

@@ -1,15 +1,17 @@
 //! Delivery to a destination, decided without I/O: the queue envelope and
 //! where a large event lives (here), the body each destination's format makes
 //! (`format`), Standard Webhooks signing (`signing`), what an answer means and
-//! when to try again (`retry`).
+//! when to try again (`retry`), and a destination's jq `transform`.
 
 mod format;
 mod retry;
 mod signing;
+mod transform;
 
 pub use format::{provider_payload, shape, Shaped};
 pub use retry::*;
 pub use signing::{sign, Signer};
+pub use transform::{Output as TransformOutput, Transform, MAX_STEPS};
 
 use crate::conversation::MAX_MSG_ID_LEN;
 use crate::event::Route;

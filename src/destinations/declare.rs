@@ -2,7 +2,7 @@
 //! tables in wrangler.toml, as JSON), then `origin` from `ORIGIN_URL`. Every
 //! mistake names its destination and what to write instead.
 
-use super::shape::{attachment_settings, format};
+use super::shape::{attachment_settings, format, transform};
 use super::{secret_name, type_matches, valid_url, CircuitPolicy, Destination, Filter, LEGACY_NAME, MAX_NAME_LEN};
 use crate::delivery::{check_schedule, parse_schedule};
 use crate::event::EventType;
@@ -71,6 +71,7 @@ struct Declared {
     attachments: Option<String>,
     max_body_bytes: Option<Number>,
     format: Option<String>,
+    transform: Option<String>,
 }
 
 /// The destinations: those declared in `declared` (the JSON of `DESTINATIONS`),
@@ -112,6 +113,8 @@ pub fn parse(
             ConfigError { var: if m.starts_with("max") { "ORIGIN_MAX_BODY_BYTES" } else { "ORIGIN_ATTACHMENTS" }, message: m }
         })?;
         let format = format(get("ORIGIN_FORMAT").as_deref()).map_err(|m| ConfigError { var: "ORIGIN_FORMAT", message: m })?;
+        let transform =
+            transform(get("ORIGIN_TRANSFORM").as_deref(), format).map_err(|m| ConfigError { var: "ORIGIN_TRANSFORM", message: m })?;
         let url = match origin_url {
             Some(u) => Some(valid_url(&u).map_err(|m| ConfigError { var: "ORIGIN_URL", message: m })?),
             None => None,
@@ -128,6 +131,7 @@ pub fn parse(
             attachments,
             max_body_bytes,
             format,
+            transform,
         });
     }
     Ok(out)
@@ -135,7 +139,7 @@ pub fn parse(
 
 fn declared_one(item: Value, defaults: &Defaults<'_>, get: &impl Fn(&str) -> Option<String>) -> Result<Destination, String> {
     let d: Declared = serde_json::from_value(item).map_err(|e| {
-        format!("{e}; a destination takes name, url, filter (providers, types, recipient_tags), timeout_seconds, retry_schedule_seconds, circuit_failures, circuit_probe_seconds, attachments, max_body_bytes, format")
+        format!("{e}; a destination takes name, url, filter (providers, types, recipient_tags), timeout_seconds, retry_schedule_seconds, circuit_failures, circuit_probe_seconds, attachments, max_body_bytes, format, transform")
     })?;
     let name = d.name.trim().to_ascii_lowercase();
     if name.is_empty()
@@ -195,6 +199,7 @@ fn declared_one(item: Value, defaults: &Defaults<'_>, get: &impl Fn(&str) -> Opt
     }
     let (attachments, max_body_bytes) = attachment_settings(d.attachments.as_deref(), d.max_body_bytes.as_ref().map(Number::get))?;
     let format = format(d.format.as_deref())?;
+    let transform = transform(d.transform.as_deref(), format)?;
     Ok(Destination {
         name,
         url: Some(url),
@@ -207,6 +212,7 @@ fn declared_one(item: Value, defaults: &Defaults<'_>, get: &impl Fn(&str) -> Opt
         attachments,
         max_body_bytes,
         format,
+        transform,
     })
 }
 

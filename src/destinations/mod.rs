@@ -103,6 +103,8 @@ pub struct Destination {
     pub max_body_bytes: Option<u64>,
     /// The form of the body it receives (`delivery::format`).
     pub format: Format,
+    /// The jq program whose output is its body, instead of the event (`delivery::Transform`).
+    pub transform: Option<std::rc::Rc<crate::delivery::Transform>>,
 }
 
 impl Destination {

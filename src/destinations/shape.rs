@@ -1,9 +1,11 @@
-//! What a destination receives: the event's form (`format`), and how its attachments come (`attachments`,
-//! `max_body_bytes`; see `links`). Read here for declared destinations and for `origin` alike.
+//! What a destination receives: the event's form (`format`, or a jq `transform` of it), and how its attachments
+//! come (`attachments`, `max_body_bytes`; see `links`). Read here for declared destinations and for `origin` alike.
 
 use super::AttachmentForm;
+use crate::delivery::Transform;
 pub use crate::event::Format;
 use crate::limits::MAX_BODY_BYTES_LIMIT;
+use std::rc::Rc;
 
 /// `format`, in any case; unset is `cloudevents`.
 pub fn format(raw: Option<&str>) -> Result<Format, String> {
@@ -16,6 +18,19 @@ pub fn format(raw: Option<&str>) -> Result<Format, String> {
             Err(format!("format = {raw:?}: write one of {}", all.join(", ")))
         }
     }
+}
+
+/// `transform`: a jq program, compiled once here (a mistake in it is a configuration error); blank is none. Its
+/// output is the body, so it goes with the default format only.
+pub fn transform(raw: Option<&str>, format: Format) -> Result<Option<Rc<Transform>>, String> {
+    let Some(source) = raw.filter(|s| !s.trim().is_empty()) else { return Ok(None) };
+    if format != Format::CloudEvents {
+        return Err(format!(
+            "transform and format = {:?} are both set; a transform's output is the body: leave format out",
+            format.as_str()
+        ));
+    }
+    Transform::compile(source).map(|t| Some(Rc::new(t))).map_err(|e| format!("transform: {e}"))
 }
 
 /// The smallest `max_body_bytes`: below it, every event with an attachment would go with links.

@@ -33,29 +33,34 @@ pub enum Step {
     Held,
     /// Dead: the schedule ran out, or the destination refused it for good.
     Dead,
+    /// Not sent: the destination's transform made nothing of the event.
+    Filtered,
 }
 
 /// The delivery's row becomes, on conflict: after an attempt, one more attempt; held, only
-/// its status; dead, the larger attempt count (the dead letter's is since the last replay).
+/// its status; filtered, its status without the last answer; dead, the larger attempt count (the dead
+/// letter's is since the last replay).
 const ON_ATTEMPT: &str = "status = excluded.status, attempts = deliveries.attempts + 1, last_status = excluded.last_status, \
      last_error = excluded.last_error, updated_at = excluded.updated_at, \
      first_ok_ms = CASE WHEN deliveries.attempts = 0 THEN excluded.first_ok_ms ELSE deliveries.first_ok_ms END, \
      first_ok_status = CASE WHEN deliveries.attempts = 0 THEN excluded.first_ok_status ELSE deliveries.first_ok_status END, \
      first_ok_duration_ms = CASE WHEN deliveries.attempts = 0 THEN excluded.first_ok_duration_ms ELSE deliveries.first_ok_duration_ms END";
 const ON_HELD: &str = "status = excluded.status, updated_at = excluded.updated_at";
+const ON_FILTERED: &str = "status = excluded.status, last_status = NULL, last_error = NULL, updated_at = excluded.updated_at";
 const ON_DEAD: &str =
     "status = excluded.status, attempts = MAX(deliveries.attempts, excluded.attempts), last_status = excluded.last_status, \
      last_error = excluded.last_error, updated_at = excluded.updated_at";
 
 /// The event's status and attempts, summarising its deliveries `rows` (each a status and attempts):
 /// unrouted without any, retrying while any is retrying or held, then queued
-/// while any is, then dead if any died, else delivered. The retention cron reads
+/// while any is, then dead if any died, filtered if every other was, else delivered. The retention cron reads
 /// it, so an event is never removed while a destination still waits for it.
 fn summary_of(rows: &str) -> String {
     use Status::*;
     format!(
         "(SELECT CASE WHEN COUNT(*) = 0 THEN {unrouted} WHEN SUM(status IN {waiting}) > 0 THEN {retrying} \
-           WHEN SUM(status = {queued}) > 0 THEN {queued} WHEN SUM(status = {dead}) > 0 THEN {dead} ELSE {delivered} END \
+           WHEN SUM(status = {queued}) > 0 THEN {queued} WHEN SUM(status = {dead}) > 0 THEN {dead} \
+           WHEN SUM(status = {delivered}) = 0 AND SUM(status = {filtered}) > 0 THEN {filtered} ELSE {delivered} END \
            FROM {rows} AS d), \
          (SELECT COALESCE(SUM(attempts), 0) FROM {rows} AS d)",
         unrouted = Unrouted.sql(),
@@ -64,6 +69,7 @@ fn summary_of(rows: &str) -> String {
         queued = Queued.sql(),
         dead = Dead.sql(),
         delivered = Delivered.sql(),
+        filtered = Filtered.sql(),
     )
 }
 
@@ -142,10 +148,11 @@ pub async fn record(env: &Env, e: &Envelope, envelope_json: &str, step: Step, ex
     let (status, attempts, on_conflict) = match step {
         Step::Attempt { status, .. } => (status, 1, ON_ATTEMPT),
         Step::Held => (Status::Held, 0, ON_HELD),
+        Step::Filtered => (Status::Filtered, 0, ON_FILTERED),
         Step::Dead => (Status::Dead, i64::from(e.attempt), ON_DEAD),
     };
     let (last_status, last_error) = match step {
-        Step::Held => (JsValue::NULL, JsValue::NULL),
+        Step::Held | Step::Filtered => (JsValue::NULL, JsValue::NULL),
         _ => (e.last_status.map_or(JsValue::NULL, |s| int(i64::from(s))), opt_text(e.last_error.as_deref())),
     };
     // A successful attempt, as the delivery row keeps it when it was the delivery's first (`first_ok_*`),
@@ -358,7 +365,7 @@ static EXPIRED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "status IN {} AND updated_at < ?1 \
          AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status IN {})",
-        Status::sql_list(&[Delivered, Dead, Unrouted]),
+        Status::sql_list(&[Delivered, Dead, Unrouted, Filtered]),
         Status::sql_list(&Status::UNFINISHED)
     )
 });

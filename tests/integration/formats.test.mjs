@@ -3,42 +3,13 @@
 // destination's own Standard Webhooks key, `webhook-id` the event id.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:http";
 import { after, before, describe, test } from "node:test";
 import { HTTP } from "cloudevents";
-import { Webhook } from "standardwebhooks";
-import { authHeaders, fixture, freePort, startMailhook, startOrigin, waitFor } from "./harness.mjs";
+import { authHeaders, fixture, freePort, rawOrigin, startMailhook, startOrigin, waitFor } from "./harness.mjs";
 
 const whsec = (label) => "whsec_" + Buffer.from(`integration-test-${label}-key`).toString("base64");
 const IMPROVMX = { "content-type": "application/json", "cf-connecting-ip": "15.237.103.194" };
 const HOSTILE = "<!channel> & <https://evil.example|click here> *bold*";
-
-/** An origin that keeps every request as it came, once its signature verifies. */
-async function rawOrigin(secret) {
-  const verifier = new Webhook(secret);
-  const got = { requests: [], invalid: [] };
-  const server = createServer((req, res) => {
-    const chunks = [];
-    req.on("data", (c) => chunks.push(c));
-    req.on("end", () => {
-      const body = Buffer.concat(chunks).toString("utf8");
-      const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, String(v)]));
-      try {
-        verifier.verify(body, headers);
-      } catch (e) {
-        got.invalid.push(String(e));
-        res.writeHead(400).end();
-        return;
-      }
-      got.requests.push({ headers, body });
-      res.writeHead(204).end();
-    });
-  });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  got.url = `http://127.0.0.1:${server.address().port}/hook`;
-  got.close = () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); });
-  return got;
-}
 
 function mail(label, attachmentBytes) {
   return JSON.stringify({

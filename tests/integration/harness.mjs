@@ -132,6 +132,33 @@ export async function startOrigin({ secret = SECRETS.ORIGIN_SIGNING_SECRET, resp
   return origin;
 }
 
+/** An origin that keeps every request as it came (any body, not only CloudEvents), once its signature verifies. */
+export async function rawOrigin(secret) {
+  const verifier = new Webhook(secret);
+  const got = { requests: [], invalid: [] };
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks).toString("utf8");
+      const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, String(v)]));
+      try {
+        verifier.verify(body, headers);
+      } catch (e) {
+        got.invalid.push(String(e));
+        res.writeHead(400).end();
+        return;
+      }
+      got.requests.push({ headers, body });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  got.url = `http://127.0.0.1:${server.address().port}/hook`;
+  got.close = () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); });
+  return got;
+}
+
 /**
  * Starts mailhook. `vars` override wrangler.toml's [vars]; `secrets` override
  * SECRETS (a value of undefined removes it); `without` drops bindings by name;

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use worker::wasm_bindgen::JsValue;
 use worker::Env;
 
-/// Replays every delivery that matches the filters (`status=dead` or
+/// Replays every delivery that matches the filters (`status=dead`, `filtered` or
 /// `delivered`: a queued, held or retrying one is still on the queue, and a
 /// replay would send it twice), each to its own destination, or only those of
 /// `destination=`; with `status=unrouted`, the unrouted events that a
@@ -68,7 +68,7 @@ fn bulk_query(query: &str, cfg: &Config) -> Result<EventQuery, ApiError> {
         Some(s) if Status::REPLAYABLE.contains(&s) || s == Status::Unrouted => {}
         Some(other) => {
             return Err(ApiError::BadRequest(format!(
-                "bulk replay takes status=dead, delivered or unrouted: a {other} delivery is still on its way, and a replay would send it twice"
+                "bulk replay takes status=dead, delivered, filtered or unrouted: a {other} delivery is still on its way, and a replay would send it twice"
             )))
         }
         None => return Err(ApiError::BadRequest("bulk replay needs a `status` filter, e.g. status=dead".into())),

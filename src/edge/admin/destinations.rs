@@ -54,6 +54,7 @@ pub(super) async fn list(cfg: &Config, env: &Env) -> Answer {
                 "attachments": d.attachments.as_str(),
                 "max_body_bytes": d.max_body_bytes,
                 "format": d.format.as_str(),
+                "transform": d.transform.as_ref().map(|t| t.source()),
                 "circuit": {
                     "state": if open { "open" } else { "closed" },
                     "failures": c.map_or(0, |c| c.failures),

@@ -1,8 +1,9 @@
 //! The operator API over the event log (README "Admin API"), one file per
 //! resource: `events` (list, show), `replay` (one event, or in bulk),
-//! `destinations`, `stats` (the console's overview). Off without
+//! `destinations`, `stats` (the console's overview), `bodies` (what destinations receive). Off without
 //! `ADMIN_TOKEN`; every answer is JSON, never cached.
 
+mod bodies;
 mod bulk;
 mod destinations;
 mod events;
@@ -52,6 +53,11 @@ pub async fn handle(route: AdminRoute, req: &Request, cfg: &Config, env: &Env) -
         AdminRoute::BulkReplay => bulk::many(query, cfg, env).await,
         AdminRoute::Destinations => destinations::list(cfg, env).await,
         AdminRoute::Stats => stats::overview(cfg, env).await,
+        AdminRoute::EventBodies(id) => bodies::of_event(&id, cfg, env).await,
+        AdminRoute::Preview(name) => match req.clone()?.text().await {
+            Ok(body) => bodies::preview(&name, body, cfg).await,
+            Err(e) => Err(ApiError::BadRequest(format!("the request's body could not be read ({e})"))),
+        },
     };
     let mut resp = match result {
         Ok((status, body)) => json_response(status, &body)?,

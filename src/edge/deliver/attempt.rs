@@ -4,6 +4,7 @@
 
 use super::post::{post, Attempt};
 use super::stored::{as_taken, load_event};
+use super::transformed::{transformed, Transformed};
 use super::{ack, dead_letter, requeue, retry_later};
 use crate::config::Config;
 use crate::delivery::{classify, next_delay, Envelope, Outcome};
@@ -120,11 +121,26 @@ async fn attempt(mut d: Delivery<'_>, dest: &Destination, circuit: Circuit, cfg:
             return retry_later(d.msg);
         }
     };
+    // A transform runs before the attempt: what it filters out is not an attempt, what it fails on is dead.
+    let event = match dest.transform.as_deref() {
+        None => Ok(event),
+        Some(t) => match transformed(t, event, dest.max_body_bytes).await {
+            Transformed::Body(body) => Ok(body),
+            Transformed::Filtered => return filtered(d, dest).await,
+            Transformed::Failed(e) => Err(format!("the transform of destination {}: {e}", dest.name)),
+            Transformed::Unreadable(e) => {
+                log(json!({"kind": "event_unreadable", "id": d.envelope.id, "dest": dest.name, "error": e}));
+                return retry_later(d.msg);
+            }
+        },
+    };
     d.envelope.attempt += 1;
     let started = now_millis();
-    let answer = match dest.problem() {
-        Some(problem) => Attempt::failed(problem),
-        None => {
+    let transform_failed = event.is_err();
+    let answer = match (dest.problem(), event) {
+        (Some(problem), _) => Attempt::failed(problem),
+        (None, Err(e)) => Attempt { hopeless: true, error: Some(e), ..Attempt::failed(String::new()) },
+        (None, Ok(event)) => {
             let console = cfg.public_url.as_deref().map(|u| format!("{u}/console/"));
             post(dest, &d.envelope.id, &d.envelope.provider, event, console.as_deref()).await
         }
@@ -135,7 +151,8 @@ async fn attempt(mut d: Delivery<'_>, dest: &Destination, circuit: Circuit, cfg:
     let outcome = if answer.hopeless { Outcome::Permanent } else { classify(answer.status) };
     d.envelope.last_status = answer.status;
     d.envelope.last_error.clone_from(&answer.error);
-    record(&d, dest, circuit, outcome, answer.status, ms).await;
+    // A transform's failure is not the destination's: its circuit does not count it.
+    record(&d, dest, circuit, outcome, answer.status, ms, !transform_failed).await;
     log(json!({
         "kind": "delivery_attempt",
         "id": d.envelope.id,
@@ -153,12 +170,12 @@ async fn attempt(mut d: Delivery<'_>, dest: &Destination, circuit: Circuit, cfg:
 }
 
 /// The attempt in the event log, with the circuit's change in the same batch, and an alert when the circuit opened or closed.
-async fn record(d: &Delivery<'_>, dest: &Destination, before: Circuit, outcome: Outcome, code: Option<u16>, ms: u64) {
+async fn record(d: &Delivery<'_>, dest: &Destination, before: Circuit, outcome: Outcome, code: Option<u16>, ms: u64, counts: bool) {
     let status = if outcome == Outcome::Delivered { Status::Delivered } else { Status::Retrying };
     // An unconfigured `origin` is not a sick destination: its failures do not open the circuit.
     let breaker = match dest.problem() {
-        None => circuit::after(d.env, dest, outcome, ms > SLOW_ATTEMPT_MS, now_seconds()),
-        Some(_) => None,
+        None if counts => circuit::after(d.env, dest, outcome, ms > SLOW_ATTEMPT_MS, now_seconds()),
+        _ => None,
     };
     let has_breaker = breaker.is_some();
     let step = eventlog::Step::Attempt { status, code, ms };
@@ -168,6 +185,19 @@ async fn record(d: &Delivery<'_>, dest: &Destination, before: Circuit, outcome: 
             alerts::enqueue(d.env, &[alert]).await;
         }
     }
+}
+
+/// A delivery its destination's transform made nothing of: recorded as `filtered` and acked (tried again
+/// when the record cannot be written, so the event never waits for it).
+async fn filtered(d: Delivery<'_>, dest: &Destination) {
+    if let Err(e) = eventlog::record(d.env, &d.envelope, &d.json, eventlog::Step::Filtered, Vec::new()).await {
+        log(json!({"kind": "event_log_failed", "stage": "filtered", "id": d.envelope.id, "dest": dest.name, "error": e.to_string()}));
+        return retry_later(d.msg);
+    }
+    log(
+        json!({"kind": "delivery_filtered", "id": d.envelope.id, "dest": dest.name, "provider": d.envelope.provider, "type": d.envelope.kind}),
+    );
+    d.ack();
 }
 
 /// After the attempt: acked when delivered (a large event's R2 objects stay

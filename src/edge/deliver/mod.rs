@@ -1,5 +1,5 @@
 //! The queue consumers: delivery to each destination (`attempt`, `post`,
-//! `stored`), and the dead-letter record (`dead`).
+//! `stored`, `transformed`), and the dead-letter record (`dead`); and what a destination would receive (`preview`).
 //!
 //! Each message is handled on its own and concurrently, acked or retried by
 //! itself, so one slow or broken message neither delays nor redoes the rest.
@@ -9,8 +9,11 @@
 mod attempt;
 mod dead;
 mod post;
+mod preview;
 mod stored;
+mod transformed;
 
+pub(super) use preview::body_for;
 pub(super) use stored::{load_event, range_stream, EventJson};
 
 use crate::alerts::Item;

@@ -28,13 +28,13 @@ impl Attempt {
 }
 
 /// What a format says about its body besides the body: its content type and extra headers.
-struct Framing {
-    content_type: String,
-    headers: Vec<(String, String)>,
+pub struct Framing {
+    pub content_type: String,
+    pub headers: Vec<(String, String)>,
 }
 
 /// The event in the destination's format (`delivery::shape`), and its framing. `provider`: the event's source.
-fn shaped(event: EventJson, format: Format, provider: &str, console: Option<&str>) -> Result<(EventJson, Framing), String> {
+pub fn shaped(event: EventJson, format: Format, provider: &str, console: Option<&str>) -> Result<(EventJson, Framing), String> {
     if format == Format::CloudEvents {
         return Ok((event, Framing { content_type: "application/json".into(), headers: Vec::new() }));
     }
