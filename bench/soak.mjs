@@ -22,8 +22,8 @@
 // Writes bench/soak.json and the soak section of BENCHMARKS.md. Bounded: 127.0.0.1 only,
 // SOAK_EVENTS events, and a deadline for each phase (it fails rather than waits forever).
 import { createHash, randomBytes } from "node:crypto";
-import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import { workerd } from "./workerd.mjs";
 import path from "node:path";
 import { admHeaders, root, signedHeaders, sleep, startMailhook, startOrigin, waitFor, wrangler } from "../tests/integration/harness.mjs";
 import { price, sumOps } from "./cost.mjs";
@@ -39,22 +39,6 @@ const now = () => Math.floor(Date.now() / 1000);
 const MAIL_PLUS_IP = "198.51.100.77";
 const IMPROVMX_IP = "15.237.103.194";
 
-/** The CPU seconds and peak resident memory of the workerd processes Miniflare started. */
-function workerd() {
-  let cpu = 0;
-  let hwm = 0;
-  const pids = execFileSync("ps", ["-o", "pid=,comm=", "--ppid", String(process.pid)], { encoding: "utf8" })
-    .split("\n").map((l) => l.trim().split(/\s+/)).filter(([, c]) => c === "workerd").map(([p]) => p);
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-      cpu += (Number(stat[11]) + Number(stat[12])) / 100;
-      const m = readFileSync(`/proc/${pid}/status`, "utf8").match(/VmHWM:\s+(\d+) kB/);
-      hwm = Math.max(hwm, m ? Number(m[1]) * 1024 : 0);
-    } catch { /* gone */ }
-  }
-  return { cpu, hwm };
-}
 
 // ---- the events ----
 let seq = 0;
