@@ -112,6 +112,12 @@ describe("the console in Chromium", () => {
     assert.deepEqual(dialogs, []);
     assert.equal(await page.textContent("#recipient-tag"), "t1");
     assert.equal(await page.textContent("#reply"), XSS, "the reply is text too");
+    // What the destination receives, its body shown as text (the subject inside it too).
+    await page.click('#bodies details[data-destination="origin"] summary');
+    const body = await page.textContent('#bodies details[data-destination="origin"] pre');
+    assert.equal(JSON.parse(body).id, xss.id);
+    assert.ok(body.includes(XSS));
+    assert.equal(await page.$$eval("img", (imgs) => imgs.length), 0, "nor from the body");
     await page.screenshot({ path: path.join(shots, "event.png"), fullPage: true });
     // The thread links to the event log of its conversation.
     await page.click("#thread a");

@@ -5,10 +5,11 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { HTTP } from "cloudevents";
-import { authHeaders, fixture, freePort, rawOrigin, startMailhook, startOrigin, waitFor } from "./harness.mjs";
+import { admHeaders, authHeaders, fixture, freePort, rawOrigin, startMailhook, startOrigin, waitFor } from "./harness.mjs";
 
 const whsec = (label) => "whsec_" + Buffer.from(`integration-test-${label}-key`).toString("base64");
 const IMPROVMX = { "content-type": "application/json", "cf-connecting-ip": "15.237.103.194" };
+const MAIL_PLUS_IP = "198.51.100.7";
 const HOSTILE = "<!channel> & <https://evil.example|click here> *bold*";
 
 function mail(label, attachmentBytes) {
@@ -39,6 +40,8 @@ describe("formats", () => {
       vars: {
         ORIGIN_URL: undefined,
         PUBLIC_URL: base,
+        MAIL_PLUS_VERIFY: "ip",
+        MAIL_PLUS_ALLOWED_IPS: MAIL_PLUS_IP,
         DESTINATIONS: [
           { name: "plain", url: plain.url },
           { name: "binary", url: binary.url, format: "CloudEvents-Binary" },
@@ -96,11 +99,23 @@ describe("formats", () => {
     assert.deepEqual(slack.invalid, []);
   });
 
-  test("provider: the payload's bytes exactly as posted, small or large; Email Routing mail, which has none kept, is dead there", { timeout: 60_000 }, async () => {
+  test("provider: the payload's bytes exactly as posted, from each webhook source, small or large; Email Routing mail, which has none kept, is dead there", { timeout: 60_000 }, async () => {
     const v = JSON.parse(fixture("mailtura", "delivered"));
     v.timestamp = new Date().toISOString().replace(/\.\d+Z$/, "Z");
     const mailtura = `\n  ${JSON.stringify(v, null, 3)}\t\n`; // odd white space, kept
-    for (const [provider, body, headers] of [["mailtura", mailtura, authHeaders("mailtura", mailtura)], ["improvmx", mail("raw", randomBytes(300_000)), IMPROVMX]]) {
+    const m = JSON.parse(fixture("maileroo", "delivered"));
+    m.event_time = Math.floor(Date.now() / 1000);
+    const maileroo = JSON.stringify(m, null, 1);
+    const mailPlus = fixture("mail-plus", "unicode").toString("utf8");
+    const adm = fixture("adm-tools", "new-unicode").toString("utf8");
+    const sources = [
+      ["mailtura", mailtura, authHeaders("mailtura", mailtura)],
+      ["maileroo", maileroo, authHeaders("maileroo", maileroo)],
+      ["improvmx", mail("raw", randomBytes(300_000)), IMPROVMX],
+      ["mail-plus", mailPlus, { "content-type": "application/json", "cf-connecting-ip": MAIL_PLUS_IP }],
+      ["adm-tools", adm, admHeaders()],
+    ];
+    for (const [provider, body, headers] of sources) {
       const r = await hook.post(provider, body, headers);
       assert.equal(r.status, 200, r.text);
       const got = await waitFor(() => raw.requests.find((q) => q.headers["webhook-id"] === r.json.ids[0]), { what: `${provider}'s payload` });
