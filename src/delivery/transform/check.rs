@@ -80,6 +80,29 @@ pub fn undefined(source: &str, errs: jaq_core::compile::Errors<&str, ()>) -> Str
     format!("no such {}", names.join(", "))
 }
 
+/// The longest program, and the most operators, brackets and nesting keywords it may hold: each may take parsing,
+/// checking, compiling and running one level deeper, and each level is a few frames of a stack of about a megabyte
+/// (natively in release, 256 levels of any kind fitted in 1 MB and 512 did not).
+pub const MAX_PROGRAM_BYTES: usize = 4096;
+pub const MAX_NESTING: usize = 200;
+
+/// Refuses a program too long, or that may nest too deep, before it is read (a sender cannot write one; an
+/// operator's typo, `-----…1`, must not take the Worker down when the configuration is read).
+pub fn within_limits(source: &str) -> Result<(), String> {
+    if source.len() > MAX_PROGRAM_BYTES {
+        return Err(format!("the program is {} bytes; a transform takes at most {MAX_PROGRAM_BYTES}", source.len()));
+    }
+    const KEYWORDS: [&str; 13] = ["if", "elif", "then", "else", "try", "catch", "reduce", "foreach", "def", "label", "and", "or", "as"];
+    let operators = source.chars().filter(|c| "|,+-*/%=<>!?([{".contains(*c)).count();
+    let keywords = source.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| KEYWORDS.contains(w)).count();
+    match operators + keywords {
+        n if n > MAX_NESTING => Err(format!(
+            "the program holds {n} operators, brackets and keywords; a transform takes at most {MAX_NESTING} (split the work, or shorten it)"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The program's term refused if it recurses or calls a `REFUSED` filter.
 pub fn allowed(term: &Term<&str>) -> Result<(), String> {
     check(term, &mut Vec::new())
@@ -103,7 +126,11 @@ fn check<'s>(term: &Term<&'s str>, scope: &mut Vec<Scope<'s>>) -> Result<(), Str
     };
     match term {
         Term::Id | Term::Recurse | Term::Num(_) | Term::Var(_) | Term::Break(_) => Ok(()),
-        Term::Str(_, parts) => {
+        Term::Str(fmt, parts) => {
+            // `@name "…"` calls the format `@name`, which a definition may be (`def @r: @r "\(.)";`).
+            if let Some(f) = fmt {
+                check(&Term::Call(*f, Vec::new()), scope)?;
+            }
             each(&mut parts.iter().filter_map(|p| if let load::lex::StrPart::Term(t) = p { Some(t) } else { None }), scope)
         }
         Term::Arr(t) => each(&mut t.iter().map(|t| &**t), scope),
@@ -144,7 +171,9 @@ fn check<'s>(term: &Term<&'s str>, scope: &mut Vec<Scope<'s>>) -> Result<(), Str
             match scope.iter().rev().find(|s| s.name == *name && s.arity == arity) {
                 Some(s) if s.open => return Err(format!("{name}/{arity} calls itself: a transform may not recurse (its work is bounded)")),
                 Some(_) => {}
-                None if REFUSED.contains(name) => return Err(format!("{name} is not available in a transform")),
+                None if REFUSED.contains(name) || name.starts_with("_mh_") => {
+                    return Err(format!("{name} is not available in a transform"))
+                }
                 None => {}
             }
             each(&mut args.iter(), scope)
@@ -185,6 +214,7 @@ fn check_pattern<'s>(p: &Pattern<&'s str>, scope: &mut Vec<Scope<'s>>) -> Result
 #[cfg(test)]
 mod tests {
     use super::super::Transform;
+    use super::MAX_NESTING;
 
     #[test]
     fn configuration_errors_say_what_and_where() {
@@ -196,15 +226,40 @@ mod tests {
         assert!(e.contains("variable $nope"), "{e}");
         let e = Transform::compile("def f: f; f").unwrap_err();
         assert!(e.contains("f/0 calls itself"), "{e}");
+        let e = Transform::compile("def @r: @r \"\\(.)\"; @r").unwrap_err();
+        assert!(e.contains("@r/0 calls itself"), "{e}");
+        let e = Transform::compile("def @r: {(@r \"\\(.)\"): 1}; @r").unwrap_err();
+        assert!(e.contains("@r/0 calls itself"), "{e}");
         let e = Transform::compile("def f: def g: f; g; f").unwrap_err();
         assert!(e.contains("f/0 calls itself"), "{e}");
         assert!(Transform::compile("def f: def f: 1; f; f").is_ok(), "the inner f is another definition");
         assert!(Transform::compile("def f(g): g; f(.)").is_ok());
         assert!(Transform::compile("def f(f): f; f(1)").is_ok(), "the argument f shadows");
-        for refused in ["halt", "input", "env", "$ENV", "combinations", "_mh_step", "\"\\(input)\""] {
+        for refused in ["halt", "input", "env", "$ENV", "combinations", "_mh_step", "_mh_main", "\"\\(input)\""] {
             assert!(Transform::compile(refused).is_err(), "{refused}");
         }
         assert!(Transform::compile("import \"x\" as x; .").is_err());
+        // Too long, or able to nest too deep: refused before it is read; at the limit, read and run without overflowing (a 16 MB stack in this
+        // debug build, whose frames are several times larger; in release 1 MB held 256 levels of each kind).
+        assert!(Transform::compile(&" ".repeat(5000)).unwrap_err().contains("at most 4096"));
+        assert!(Transform::compile(&"-".repeat(300)).unwrap_err().contains("at most 200"));
+        let n = MAX_NESTING;
+        let deepest = [
+            ". | ".repeat(n) + ".",
+            "-".repeat(n) + "1",
+            "[".repeat(n) + &"]".repeat(n),
+            "try ".repeat(n) + "1",
+            "1".to_string() + &" + 1".repeat(n),
+            "if . then ".repeat(n / 2) + "1" + &" end".repeat(n / 2),
+        ];
+        for p in deepest {
+            let r = std::thread::Builder::new()
+                .stack_size(16 << 20)
+                .spawn(move || Transform::compile(&p).map(|t| t.apply(b"{}", 1 << 20).is_ok()))
+                .unwrap()
+                .join();
+            assert!(r.is_ok(), "it did not overflow the stack");
+        }
         assert_eq!(Transform::compile("{a: .b").unwrap_err(), "syntax error at line 1, column 7: expected closing brace");
         assert_eq!(Transform::compile("if . then 1").unwrap_err(), "syntax error at the end: expected else or end");
     }
