@@ -192,18 +192,7 @@ impl Config {
 
     /// Valid settings that an operator should look at twice, for `/healthz`.
     pub fn warnings(&self) -> Vec<String> {
-        let raw_mail = self.destinations.iter().filter(|d| {
-            d.format == crate::event::Format::Provider
-                && d.filter.providers.as_ref().is_none_or(|ps| ps.contains(&crate::providers::Provider::EmailRouting))
-        });
-        let raw_mail = raw_mail.map(|d| {
-            let fix = match d.name == crate::destinations::LEGACY_NAME {
-                true => "declare it in DESTINATIONS instead, with a filter of the providers it takes, without email-routing",
-                false => "list the providers it takes in its filter, without email-routing",
-            };
-            format!("destination {:?} takes format provider, but Email Routing's raw message is not kept: its mail would be dead letters there; {fix}", d.name)
-        });
-        crate::providers::Provider::ALL.iter().flat_map(|p| p.warnings(&self.providers)).chain(raw_mail).collect()
+        crate::providers::Provider::ALL.iter().flat_map(|p| p.warnings(&self.providers)).collect()
     }
 
     /// `None` when every destination can be delivered to, or what is missing.

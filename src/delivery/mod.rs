@@ -176,12 +176,18 @@ pub fn r2_bytes_key(key: &str) -> String {
     }
 }
 
+/// The raw message of received mail beside a manifest (`.parts`): kept for a destination that takes the
+/// provider's payload (`format = "provider"`), which for Email Routing is the message itself.
+pub fn r2_raw_key(key: &str) -> Option<String> {
+    key.strip_suffix(".parts").or_else(|| key.strip_suffix(".body")).map(|stem| format!("{stem}.eml"))
+}
+
 /// The key an event's row refers to (`payload_ref`) for any of the event's
 /// R2 objects: a body's manifest, or the object itself. `None` for a key that is no event's.
 pub fn r2_ref_of(object_key: &str) -> Option<String> {
     let name = object_key.strip_prefix("events/")?;
     match name.rsplit_once('.') {
-        Some((stem, "body")) => Some(format!("events/{stem}.parts")),
+        Some((stem, "body" | "eml")) => Some(format!("events/{stem}.parts")),
         Some((_, "parts" | "json")) => Some(object_key.to_string()),
         _ => None,
     }
@@ -199,6 +205,9 @@ mod tests {
 
     #[test]
     fn every_object_of_an_event_maps_to_the_key_its_row_refers_to() {
+        assert_eq!(r2_raw_key("events/evt_1.c0.parts").as_deref(), Some("events/evt_1.c0.eml"));
+        assert_eq!(r2_raw_key("events/evt_1.c0.body").as_deref(), Some("events/evt_1.c0.eml"));
+        assert_eq!(r2_ref_of("events/evt_1.c0.eml").as_deref(), Some("events/evt_1.c0.parts"));
         let (parts, body) = (r2_key("evt_1", "c0"), r2_body_key("evt_1", "c0"));
         assert_eq!(r2_ref_of(&parts).as_deref(), Some(parts.as_str()));
         assert_eq!(r2_ref_of(&body).as_deref(), Some(parts.as_str()));

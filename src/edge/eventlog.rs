@@ -5,7 +5,7 @@
 
 use super::env::{log, now_millis, now_seconds, BUCKET_PAYLOADS, D1_DATABASE};
 use crate::admin::{delivery_rows, MATERIALISE};
-use crate::delivery::{r2_bytes_key, Envelope};
+use crate::delivery::{r2_bytes_key, r2_raw_key, Envelope};
 use crate::destinations::LEGACY_NAME;
 use crate::status::Status;
 use serde_json::json;
@@ -385,16 +385,15 @@ pub async fn remove_older_than(env: &Env, cutoff: i64) -> Result<usize> {
         .all()
         .await?
         .results()?;
-    // A large event is its manifest and, beside it, the request body.
+    // A large event is its manifest and, beside it, the request body (and received mail's raw message, if kept).
     let keys: Vec<String> = refs
         .into_iter()
         .filter_map(|r| r.payload_ref)
         .flat_map(|k| {
             let bytes = r2_bytes_key(&k);
-            if bytes == k {
-                vec![k]
-            } else {
-                vec![k, bytes]
+            match bytes == k {
+                true => vec![k],
+                false => [Some(bytes), r2_raw_key(&k), Some(k)].into_iter().flatten().collect(),
             }
         })
         .collect();

@@ -21,7 +21,7 @@ pub use rdns::{Rdns, RdnsInput, RdnsStep};
 
 use crate::config::Config;
 use crate::dedupe::dedupe_key;
-use crate::delivery::{r2_body_key, r2_key, Envelope};
+use crate::delivery::{r2_body_key, r2_key, r2_raw_key, Envelope};
 use crate::error::ApiError;
 use crate::event::Format;
 use crate::large::stored_prefix;
@@ -109,6 +109,9 @@ pub struct Stored {
     pub body_key: String,
     pub manifest_key: String,
     pub manifest: Vec<u8>,
+    /// Received mail's raw message, kept beside them for a destination that takes the provider's payload
+    /// (`delivery::r2_raw_key`): the body is mailhook's payload made from it, not what the sender sent.
+    pub raw_key: Option<String>,
 }
 
 impl Plan {
@@ -156,17 +159,22 @@ pub fn plan(cfg: &Config, provider: Provider, req: &Inbound, nonce: &str, receiv
         let dests = cfg.takers(header.route());
         // Inline when it fits a queue message, otherwise stored in R2; stored too when a destination that
         // takes it will take its attachments as links, which serve ranges of the stored body (`links`).
-        // Stored too when a destination takes the provider's payload, which is the stored body (webhooks only).
+        // Stored too when a destination takes the provider's payload: the stored body for a webhook; for mail
+        // (whose body is a payload made from it) the raw message, stored beside it.
         let takers: Vec<_> = dests.iter().filter_map(|d| cfg.destination(d)).collect();
         let links = has_attachments(e) && takers.iter().any(|d| d.links(json.len()));
-        let payload_kept = ingested.payload.is_none() && takers.iter().any(|d| d.format == Format::Provider);
+        let payload_kept = takers.iter().any(|d| d.format == Format::Provider);
         let inline = match Envelope::fits_inline(&e.id, json.len()) && !links && !payload_kept {
             true => Some(inline_event(json.materialise(body), json.len())?),
             false => None,
         };
         let stored = match inline {
             Some(_) => None,
-            None => Some(Stored { body_key: r2_body_key(&e.id, copy), manifest_key: r2_key(&e.id, copy), manifest: manifest(&json)? }),
+            None => {
+                let manifest_key = r2_key(&e.id, copy);
+                let raw_key = (payload_kept && ingested.payload.is_some()).then(|| r2_raw_key(&manifest_key)).flatten();
+                Some(Stored { body_key: r2_body_key(&e.id, copy), manifest_key, manifest: manifest(&json)?, raw_key })
+            }
         };
         let envelope = Envelope { r2_key: stored.as_ref().map(|s| s.manifest_key.clone()), ..header };
         let (messages, unrouted) = if dests.is_empty() {

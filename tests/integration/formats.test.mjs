@@ -99,7 +99,7 @@ describe("formats", () => {
     assert.deepEqual(slack.invalid, []);
   });
 
-  test("provider: the payload's bytes exactly as posted, from each webhook source, small or large; Email Routing mail, which has none kept, is dead there", { timeout: 60_000 }, async () => {
+  test("provider: the payload's bytes exactly as posted, from each webhook source, small or large, and Email Routing's raw message", { timeout: 60_000 }, async () => {
     const v = JSON.parse(fixture("mailtura", "delivered"));
     v.timestamp = new Date().toISOString().replace(/\.\d+Z$/, "Z");
     const mailtura = `\n  ${JSON.stringify(v, null, 3)}\t\n`; // odd white space, kept
@@ -122,13 +122,15 @@ describe("formats", () => {
       assert.equal(got.body, body, `${provider}: the bytes as posted`);
       assert.equal(got.headers["content-type"], "application/json");
     }
-    const message = "From: a@example.net\r\nTo: inbox@mailhook.test\r\nSubject: raw\r\nMessage-ID: <raw-1@example.net>\r\n\r\nhello\r\n";
-    assert.equal((await hook.email(Buffer.from(message))).status, 200);
-    const dead = await waitFor(async () => (await hook.deliveries("raw")).find((d) => d.status === "dead"), { what: "the mail dead at raw" });
-    assert.match(dead.last_error, /Email Routing's raw message is not kept/);
-    assert.equal(dead.attempts, 1, "dead at once: trying again cannot help");
+    // Email Routing's payload is the raw message: its bytes as the Worker received them, as message/rfc822.
+    const message = "From: a@example.net\r\nTo: inbox@mailhook.test\r\nSubject: raw =?utf-8?q?caf=C3=A9?=\r\n" +
+      "Message-ID: <raw-1@example.net>\r\nX-Odd:   kept  as is \r\n\r\nhello\r\n\r\n";
+    const taken = await hook.email(Buffer.from(message));
+    assert.equal(taken.status, 200, taken.text);
+    const got = await waitFor(() => raw.requests.find((q) => q.headers["content-type"] === "message/rfc822"), { what: "the raw message" });
+    assert.equal(got.body, message, "the message byte for byte");
     const health = await hook.request("/healthz");
-    assert.match(health.text, /destination \\"raw\\" takes format provider/);
+    assert.ok(!health.text.includes("takes format provider"), "no warning: Email Routing's mail has its payload");
     assert.deepEqual(raw.invalid, []);
   });
 });

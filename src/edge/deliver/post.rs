@@ -2,7 +2,7 @@
 //! (Standard Webhooks), within its timeout, redirects not followed.
 
 use super::stored::{event_stream, sign_stored, EventJson};
-use crate::delivery::{parse_retry_after, provider_payload, shape, sign, Shaped, USER_AGENT};
+use crate::delivery::{parse_retry_after, provider_payload, r2_raw_key, shape, sign, Shaped, USER_AGENT};
 use crate::destinations::Destination;
 use crate::edge::env::{fetch_with_timeout, nonce, now_seconds};
 use crate::edge::ops;
@@ -38,9 +38,6 @@ pub fn shaped(event: EventJson, format: Format, provider: &str, console: Option<
     if format == Format::CloudEvents {
         return Ok((event, Framing { content_type: "application/json".into(), headers: Vec::new() }));
     }
-    if format == Format::Provider && provider == "email-routing" {
-        return Err("Email Routing's raw message is not kept, so it has no provider payload; filter email-routing out of this destination, and replay this event to another".into());
-    }
     Ok(match event {
         EventJson::Inline(_) if format == Format::Provider => {
             return Err("the provider's payload was not kept for this event (accepted before a destination took format provider); replay it to another destination".into())
@@ -52,6 +49,8 @@ pub fn shaped(event: EventJson, format: Format, provider: &str, console: Option<
         }
         EventJson::Stored { bucket, key, parts, body_len } => {
             let Shaped { content_type, headers, body } = match format {
+                // Received mail's payload is its raw message (`raw_message` pointed the event at it).
+                Format::Provider if provider == EMAIL_ROUTING => Shaped { content_type: "message/rfc822".into(), ..provider_payload(body_len) },
                 Format::Provider => provider_payload(body_len),
                 _ => shape(format, parts, console, &nonce())?,
             };
@@ -60,10 +59,38 @@ pub fn shaped(event: EventJson, format: Format, provider: &str, console: Option<
     })
 }
 
+/// The source whose provider payload is the raw message it received (`pipeline` keeps it beside the event).
+const EMAIL_ROUTING: &str = "email-routing";
+
+/// For a destination that takes the provider's payload, received mail's stored event pointed at its raw message
+/// (`delivery::r2_raw_key`), kept when it was accepted for such a destination. `Err`: why not, and whether trying
+/// again can help (R2 could not be read) or not (it was not kept).
+pub async fn raw_message(event: EventJson, format: Format, provider: &str) -> Result<EventJson, (String, bool)> {
+    if format != Format::Provider || provider != EMAIL_ROUTING {
+        return Ok(event);
+    }
+    let not_kept = || {
+        ("Email Routing's raw message was not kept for this event (accepted before a destination took format provider); replay it to another destination".to_string(), true)
+    };
+    let EventJson::Stored { bucket, key, .. } = event else { return Err(not_kept()) };
+    let raw = r2_raw_key(&key).ok_or_else(not_kept)?;
+    ops::r2_class_b();
+    let size = match bucket.head(raw.as_str()).await {
+        Ok(Some(object)) => object.size(),
+        Ok(None) => return Err(not_kept()),
+        Err(e) => return Err((format!("the raw message could not be read: {e}"), false)),
+    };
+    Ok(EventJson::Stored { bucket, key: raw, parts: EventBody { parts: vec![Part::Body([0, size])] }, body_len: size })
+}
+
 /// POSTs the event (of source `provider`) to `dest` in its format; `console` is the console's address (for Slack's link to the event).
 pub async fn post(dest: &Destination, id: &str, provider: &str, event: EventJson, console: Option<&str>) -> Attempt {
     let failed = Attempt::failed;
     let Some(url) = dest.url.as_deref() else { return failed("ORIGIN_URL is not set".into()) };
+    let event = match raw_message(event, dest.format, provider).await {
+        Ok(e) => e,
+        Err((error, hopeless)) => return Attempt { hopeless, error: Some(error), ..failed(String::new()) },
+    };
     let (event, Framing { content_type, headers: extra }) = match shaped(event, dest.format, provider, console) {
         Ok(s) => s,
         Err(e) => {

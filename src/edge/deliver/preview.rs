@@ -1,7 +1,7 @@
 //! What a destination would receive of an event now, as the console's event page and `npm run mailhook --
 //! transform` show it: the same steps as an attempt (`as_taken`, the transform, the format) without sending.
 
-use super::post::{shaped, Framing};
+use super::post::{raw_message, shaped, Framing};
 use super::stored::{as_taken, event_stream, EventJson};
 use super::transformed::{transformed, Transformed};
 use crate::config::Config;
@@ -38,6 +38,13 @@ pub async fn body_for(dest: &Destination, envelope: &Envelope, event: EventJson,
                 return out;
             }
         },
+    };
+    let event = match raw_message(event, dest.format, &envelope.provider).await {
+        Ok(e) => e,
+        Err((e, _)) => {
+            out["error"] = json!(e);
+            return out;
+        }
     };
     let console = cfg.public_url.as_deref().map(|u| format!("{u}/console/"));
     let (event, Framing { content_type, headers }) = match shaped(event, dest.format, &envelope.provider, console.as_deref()) {

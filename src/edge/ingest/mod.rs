@@ -48,7 +48,7 @@ pub async fn accept(env: &Env, provider: Provider, cfg: &Config, inbound: &Inbou
     if fresh.is_empty() {
         return Ok(Taken { status: "duplicate", ids });
     }
-    enqueue(env, &plan, &fresh, plan.body(inbound.body)).await?;
+    enqueue(env, &plan, &fresh, plan.body(inbound.body), inbound.body).await?;
     if let Some(kv) = &kv {
         for &i in &fresh {
             mark_seen(kv, &plan.events[i].id, &plan.events[i].key, plan.ttl).await;
@@ -83,7 +83,7 @@ async fn mark_seen(kv: &JsValue, id: &str, key: &str, ttl: u64) {
 /// ones to the event log, then every message on the queue. When a step fails,
 /// the R2 objects that no queued message or recorded row refers to are removed
 /// (the provider sends the event again, and it is stored again under another name).
-async fn enqueue(env: &Env, plan: &Plan, fresh: &[usize], body: &[u8]) -> std::result::Result<(), ApiError> {
+async fn enqueue(env: &Env, plan: &Plan, fresh: &[usize], body: &[u8], received: &[u8]) -> std::result::Result<(), ApiError> {
     let unavailable = |what: &str, e: &dyn std::fmt::Display| {
         log(json!({"kind": "enqueue_failed", "stage": what, "error": e.to_string()}));
         ApiError::Unavailable(format!("could not {what}; nothing was accepted, please retry"))
@@ -91,7 +91,7 @@ async fn enqueue(env: &Env, plan: &Plan, fresh: &[usize], body: &[u8]) -> std::r
     let events: Vec<&Planned> = fresh.iter().map(|&i| &plan.events[i]).collect();
     let mut stored: Vec<&Stored> = Vec::new();
     for s in events.iter().filter_map(|e| e.stored.as_ref()) {
-        if let Err(e) = store_large(env, s, body).await {
+        if let Err(e) = store_large(env, s, body, received).await {
             remove(env, &stored).await;
             return Err(unavailable("store the large event", &e));
         }
@@ -131,10 +131,14 @@ async fn enqueue(env: &Env, plan: &Plan, fresh: &[usize], body: &[u8]) -> std::r
     Ok(())
 }
 
-/// A large event's objects: its body, then its manifest (so a manifest never points at a missing body).
-async fn store_large(env: &Env, s: &Stored, body: &[u8]) -> Result<()> {
+/// A large event's objects: its body (and received mail's raw message, when kept), then its manifest (so a
+/// manifest never points at a missing body).
+async fn store_large(env: &Env, s: &Stored, body: &[u8], received: &[u8]) -> Result<()> {
     let bucket = env.bucket(BUCKET_PAYLOADS)?;
     store(&bucket, &s.body_key, body).await?;
+    if let Some(raw_key) = &s.raw_key {
+        store(&bucket, raw_key, received).await?;
+    }
     ops::r2_class_a();
     bucket.put(&s.manifest_key, s.manifest.clone()).execute().await.map(drop)
 }
@@ -144,7 +148,8 @@ async fn remove(env: &Env, stored: &[&Stored]) {
     if stored.is_empty() {
         return;
     }
-    let keys: Vec<String> = stored.iter().flat_map(|s| [s.body_key.clone(), s.manifest_key.clone()]).collect();
+    let keys: Vec<String> =
+        stored.iter().flat_map(|s| [Some(s.body_key.clone()), Some(s.manifest_key.clone()), s.raw_key.clone()]).flatten().collect();
     let removed = match env.bucket(BUCKET_PAYLOADS) {
         Ok(bucket) => bucket.delete_multiple(keys.clone()).await,
         Err(e) => Err(e),
