@@ -49,8 +49,11 @@ pub fn shaped(event: EventJson, format: Format, provider: &str, console: Option<
         }
         EventJson::Stored { bucket, key, parts, body_len } => {
             let Shaped { content_type, headers, body } = match format {
-                // Received mail's payload is its raw message (`raw_message` pointed the event at it).
-                Format::Provider if provider == EMAIL_ROUTING => Shaped { content_type: "message/rfc822".into(), ..provider_payload(body_len) },
+                // Received mail's payload is its raw message, once `raw_message` pointed the event at it.
+                Format::Provider if provider == EMAIL_ROUTING => match key.ends_with(".eml") {
+                    true => Shaped { content_type: "message/rfc822".into(), ..provider_payload(body_len) },
+                    false => return Err(NOT_KEPT.into()),
+                },
                 Format::Provider => provider_payload(body_len),
                 _ => shape(format, parts, console, &nonce())?,
             };
@@ -60,7 +63,10 @@ pub fn shaped(event: EventJson, format: Format, provider: &str, console: Option<
 }
 
 /// The source whose provider payload is the raw message it received (`pipeline` keeps it beside the event).
-const EMAIL_ROUTING: &str = "email-routing";
+const EMAIL_ROUTING: &str = crate::providers::email_routing::NAME;
+
+const NOT_KEPT: &str =
+    "Email Routing's raw message was not kept for this event (accepted before a destination took format provider); replay it to another destination";
 
 /// For a destination that takes the provider's payload, received mail's stored event pointed at its raw message
 /// (`delivery::r2_raw_key`), kept when it was accepted for such a destination. `Err`: why not, and whether trying
@@ -69,9 +75,7 @@ pub async fn raw_message(event: EventJson, format: Format, provider: &str) -> Re
     if format != Format::Provider || provider != EMAIL_ROUTING {
         return Ok(event);
     }
-    let not_kept = || {
-        ("Email Routing's raw message was not kept for this event (accepted before a destination took format provider); replay it to another destination".to_string(), true)
-    };
+    let not_kept = || (NOT_KEPT.to_string(), true);
     let EventJson::Stored { bucket, key, .. } = event else { return Err(not_kept()) };
     let raw = r2_raw_key(&key).ok_or_else(not_kept)?;
     ops::r2_class_b();

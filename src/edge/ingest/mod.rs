@@ -92,6 +92,8 @@ async fn enqueue(env: &Env, plan: &Plan, fresh: &[usize], body: &[u8], received:
     let mut stored: Vec<&Stored> = Vec::new();
     for s in events.iter().filter_map(|e| e.stored.as_ref()) {
         if let Err(e) = store_large(env, s, body, received).await {
+            // What this event's puts left too (its body, its raw message), not only the events' before it.
+            stored.push(s);
             remove(env, &stored).await;
             return Err(unavailable("store the large event", &e));
         }
