@@ -5,6 +5,7 @@
 //   export [--from D] [--to D] [--limit N] [--page N] [--format jsonl|csv] [--provider P] [--type T] [--status S] [--destination NAME] [--thread ID]
 //   replay <id> [--destination NAME] | --dead|--unrouted [--destination NAME] [--from D] [--to D]
 //   destinations                            each destination, its circuit and its deliveries by status
+//   doctor                                  what is wrong with a running mailhook, each finding with its fix
 //   transform <destination> [<id> | <provider>/<fixture> | file.json]   what the destination receives of an event
 //                                           (a logged event, a fixture's canonical event, or a canonical event's file)
 //
@@ -286,10 +287,36 @@ async function transform(args) {
   console.log(`content-type: ${shown.content_type}\n${headers}\n${body}${shown.truncated ? `\n… (${shown.bytes} bytes in all)` : ""}`);
 }
 
+/**
+ * Checks a running mailhook (local, or deployed with --url): /healthz (the configuration), then, with ADMIN_TOKEN,
+ * GET /admin/doctor (migrations, circuits, dead letters, providers, ALERT_URL). Exits 1 when anything is an error.
+ */
+async function doctor(args) {
+  const { values } = parseArgs({ args, options: { url: { type: "string" } } });
+  const health = await request(`${base(values)}/healthz`);
+  if (health.status !== 200) {
+    console.log(`error: /healthz answers ${health.status}: ${health.json?.error ?? health.text}`);
+    console.log("  fix: set what it names (wrangler.toml [vars], or `npx wrangler secret put NAME`), then deploy again");
+    process.exit(1);
+  }
+  console.log(`mailhook ${health.json.version} at ${base(values)}: /healthz answers 200`);
+  const token = secret("ADMIN_TOKEN");
+  if (!token) {
+    for (const w of health.json.warnings ?? []) console.log(`warning: ${w}`);
+    console.log("set ADMIN_TOKEN (environment or .dev.vars) to check migrations, circuits and dead letters too");
+    return;
+  }
+  const res = await admin(values, "/admin/doctor");
+  for (const f of res.findings) console.log(`${f.level}: ${f.what}\n  fix: ${f.fix}`);
+  const errors = res.findings.filter((f) => f.level === "error").length;
+  console.log(errors ? `${errors} error(s)` : res.findings.length ? "no errors" : "nothing to fix");
+  if (errors) process.exit(1);
+}
+
 const [command, ...rest] = process.argv.slice(2);
-const commands = { send, export: exportEvents, replay, destinations, transform };
+const commands = { send, export: exportEvents, replay, destinations, transform, doctor };
 if (!commands[command]) {
-  console.error("usage: npm run mailhook -- send <provider> [fixture | --type TYPE] | export [--from --to --limit --page --format jsonl|csv --destination NAME] | replay <id> [--destination NAME] | replay --dead|--unrouted [--destination NAME --from --to] | destinations | transform <destination> [<id> | <provider>/<fixture> | file.json]");
+  console.error("usage: npm run mailhook -- send <provider> [fixture | --type TYPE] | export [--from --to --limit --page --format jsonl|csv --destination NAME] | replay <id> [--destination NAME] | replay --dead|--unrouted [--destination NAME --from --to] | destinations | doctor | transform <destination> [<id> | <provider>/<fixture> | file.json]");
   process.exit(2);
 }
 await commands[command](rest);

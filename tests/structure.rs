@@ -160,3 +160,15 @@ fn no_source_file_does_several_jobs() {
         .collect();
     assert!(long.is_empty(), "split these by job: {long:?}");
 }
+
+/// The doctor checks the migrations this version needs: every file of `migrations/`, in order.
+#[test]
+fn the_doctor_knows_every_migration() {
+    let mut files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".sql"))
+        .collect();
+    files.sort();
+    assert_eq!(files, mailhook::admin::MIGRATIONS.to_vec());
+}

@@ -3,9 +3,11 @@
 //! parameters, never spliced), and deliveries as rows whichever table keeps them (`deliveries`).
 
 mod deliveries;
+mod doctor;
 mod query;
 
 pub use deliveries::*;
+pub use doctor::{findings, Facts, Finding, Level, MIGRATIONS};
 pub use query::*;
 
 use crate::auth::token_matches;
@@ -27,6 +29,8 @@ pub enum AdminRoute {
     EventBodies(String),
     /// `POST /admin/destinations/{name}/preview`: what a destination would receive of the event posted (a fixture).
     Preview(String),
+    /// `GET /admin/doctor`: what is wrong, each finding with its fix.
+    Doctor,
 }
 
 /// The 404 of a path below `/admin` that is no admin route.
@@ -47,6 +51,7 @@ pub fn route(method: &str, path: &str) -> Result<AdminRoute, ApiError> {
         ["destinations"] => (AdminRoute::Destinations, "GET"),
         ["destinations", name, "preview"] if valid_id(name) => (AdminRoute::Preview(name.to_ascii_lowercase()), "POST"),
         ["stats"] => (AdminRoute::Stats, "GET"),
+        ["doctor"] => (AdminRoute::Doctor, "GET"),
         _ => return Err(no_such_route()),
     };
     let wanted = if allow == "GET" { matches!(method, "GET" | "HEAD") } else { method == allow };

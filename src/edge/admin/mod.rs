@@ -1,11 +1,12 @@
 //! The operator API over the event log (README "Admin API"), one file per
 //! resource: `events` (list, show), `replay` (one event, or in bulk),
-//! `destinations`, `stats` (the console's overview), `bodies` (what destinations receive). Off without
+//! `destinations`, `stats` (the console's overview), `bodies` (what destinations receive), `doctor`. Off without
 //! `ADMIN_TOKEN`; every answer is JSON, never cached.
 
 mod bodies;
 mod bulk;
 mod destinations;
+mod doctor;
 mod events;
 mod replay;
 mod stats;
@@ -54,6 +55,7 @@ pub async fn handle(route: AdminRoute, req: &Request, cfg: &Config, env: &Env) -
         AdminRoute::Destinations => destinations::list(cfg, env).await,
         AdminRoute::Stats => stats::overview(cfg, env).await,
         AdminRoute::EventBodies(id) => bodies::of_event(&id, cfg, env).await,
+        AdminRoute::Doctor => doctor::examine(cfg, env).await,
         AdminRoute::Preview(name) => match req.clone()?.text().await {
             Ok(body) => bodies::preview(&name, body, cfg).await,
             Err(e) => Err(ApiError::BadRequest(format!("the request's body could not be read ({e})"))),

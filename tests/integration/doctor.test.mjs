@@ -1,0 +1,43 @@
+// `npm run mailhook -- doctor` against the local Worker: healthy, then with one broken setting it must name.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { test } from "node:test";
+import { promisify } from "node:util";
+import { root, SECRETS, startMailhook } from "./harness.mjs";
+
+const run = promisify(execFile);
+
+async function doctor(hook) {
+  const env = { ...process.env, ADMIN_TOKEN: SECRETS.ADMIN_TOKEN };
+  try {
+    const { stdout } = await run("node", ["scripts/mailhook.mjs", "doctor", "--url", hook.url], { cwd: root, env });
+    return { code: 0, out: stdout };
+  } catch (e) {
+    return { code: e.code, out: e.stdout };
+  }
+}
+
+test("doctor: a migration not applied is named with its fix, and a broken configuration with its own", { timeout: 60_000 }, async () => {
+  const hook = await startMailhook({ listen: true, consumers: false, vars: { ALERT_URL: "https://alerts.example/hook" } });
+  try {
+    const healthy = await doctor(hook);
+    assert.equal(healthy.code, 0, healthy.out);
+    assert.match(healthy.out, /\/healthz answers 200/);
+    assert.doesNotMatch(healthy.out, /^error:/m);
+    // Broken: the newest migration recorded as not applied (a deploy before `d1 migrations apply`).
+    await (await hook.db()).prepare("DELETE FROM d1_migrations WHERE name = '0009_two_rows.sql'").run();
+    const broken = await doctor(hook);
+    assert.equal(broken.code, 1, broken.out);
+    assert.match(broken.out, /^error: migration 0009_two_rows\.sql is not applied\n  fix: run `npx wrangler d1 migrations apply mailhook --remote`/m);
+  } finally {
+    await hook.dispose();
+  }
+  const misconfigured = await startMailhook({ listen: true, consumers: false, vars: { ORIGIN_URL: undefined, DESTINATIONS: [{ name: "crm", url: "https://crm.example/hook" }] } });
+  try {
+    const r = await doctor(misconfigured);
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, /^error: \/healthz answers 503: .*DESTINATION_CRM_SIGNING_SECRET is not set/m);
+  } finally {
+    await misconfigured.dispose();
+  }
+});
