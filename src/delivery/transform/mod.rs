@@ -160,10 +160,11 @@ fn natives() -> Vec<Fun<Mh>> {
         ("fromjson", jaq_core::native::v(0), Native::<Mh>::new(fromjson)),
     ];
     let unavailable: RunPtr<Mh> = unavailable;
+    let replaced: Vec<(&str, usize)> = ours.iter().map(|(name, arity, _)| (*name, arity.len())).collect();
     jaq_core::funs::<Mh>()
         .chain(jaq_std::funs::<Mh>())
         .chain(jaq_json::funs::<Mh>())
-        .filter(|(name, arity, _)| !(["range", "fromjson"].contains(name) && arity.len() == if *name == "range" { 3 } else { 0 }))
+        .filter(|(name, arity, _)| !replaced.contains(&(*name, arity.len())))
         .map(|(name, arity, native)| match REFUSED.contains(&name) {
             true => (name, arity, Native::<Mh>::new(unavailable)),
             false => (name, arity, native),

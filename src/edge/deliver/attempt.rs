@@ -2,9 +2,8 @@
 //! circuit's gate, one attempt, its record, and what happens next (acked,
 //! retried on the schedule, or dead). Messages of 0.2 fan out first.
 
-use super::post::{post, Attempt};
+use super::post::{post, prepare, Attempt, Prepared};
 use super::stored::{as_taken, load_event};
-use super::transformed::{transformed, Transformed};
 use super::{ack, dead_letter, requeue, retry_later};
 use crate::config::Config;
 use crate::delivery::{classify, next_delay, Envelope, Outcome};
@@ -121,29 +120,24 @@ async fn attempt(mut d: Delivery<'_>, dest: &Destination, circuit: Circuit, cfg:
             return retry_later(d.msg);
         }
     };
-    // A transform runs before the attempt: what it filters out is not an attempt, what it fails on is dead.
-    let event = match dest.transform.as_deref() {
-        None => Ok(event),
-        Some(t) => match transformed(t, event, dest.max_body_bytes).await {
-            Transformed::Body(body) => Ok(body),
-            Transformed::Filtered => return filtered(d, dest).await,
-            Transformed::Failed(e) => Err(format!("the transform of destination {}: {e}", dest.name)),
-            Transformed::Unreadable(e) => {
-                log(json!({"kind": "event_unreadable", "id": d.envelope.id, "dest": dest.name, "error": e}));
-                return retry_later(d.msg);
-            }
-        },
+    // Made into the destination's shape first: what its transform filters out is not an attempt.
+    let console = cfg.public_url.as_deref().map(|u| format!("{u}/console/"));
+    let ready = match prepare(dest, &d.envelope.provider, event, console.as_deref()).await {
+        Prepared::Ready(event, framing) => Ok((event, framing)),
+        Prepared::Filtered => return filtered(d, dest).await,
+        Prepared::Later(e) => {
+            log(json!({"kind": "event_unreadable", "id": d.envelope.id, "dest": dest.name, "error": e}));
+            return retry_later(d.msg);
+        }
+        Prepared::Dead(e) => Err(Attempt { hopeless: true, error: Some(e), ..Attempt::failed(String::new()) }),
+        Prepared::Failed(e) => Err(Attempt::failed(e)),
     };
     d.envelope.attempt += 1;
     let started = now_millis();
-    let transform_failed = event.is_err();
-    let answer = match (dest.problem(), event) {
+    let answer = match (dest.problem(), ready) {
         (Some(problem), _) => Attempt::failed(problem),
-        (None, Err(e)) => Attempt { hopeless: true, error: Some(e), ..Attempt::failed(String::new()) },
-        (None, Ok(event)) => {
-            let console = cfg.public_url.as_deref().map(|u| format!("{u}/console/"));
-            post(dest, &d.envelope.id, &d.envelope.provider, event, console.as_deref()).await
-        }
+        (None, Err(answer)) => answer,
+        (None, Ok((event, framing))) => post(dest, &d.envelope.id, event, framing).await,
     };
     let ms = now_millis().saturating_sub(started);
     // No status (timeout, connection error, delivery not configured) is a retry; an event that cannot be made
@@ -151,8 +145,7 @@ async fn attempt(mut d: Delivery<'_>, dest: &Destination, circuit: Circuit, cfg:
     let outcome = if answer.hopeless { Outcome::Permanent } else { classify(answer.status) };
     d.envelope.last_status = answer.status;
     d.envelope.last_error.clone_from(&answer.error);
-    // A transform's failure is not the destination's: its circuit does not count it.
-    record(&d, dest, circuit, outcome, answer.status, ms, !transform_failed).await;
+    record(&d, dest, circuit, outcome, answer.status, ms).await;
     log(json!({
         "kind": "delivery_attempt",
         "id": d.envelope.id,
@@ -170,12 +163,13 @@ async fn attempt(mut d: Delivery<'_>, dest: &Destination, circuit: Circuit, cfg:
 }
 
 /// The attempt in the event log, with the circuit's change in the same batch, and an alert when the circuit opened or closed.
-async fn record(d: &Delivery<'_>, dest: &Destination, before: Circuit, outcome: Outcome, code: Option<u16>, ms: u64, counts: bool) {
+async fn record(d: &Delivery<'_>, dest: &Destination, before: Circuit, outcome: Outcome, code: Option<u16>, ms: u64) {
     let status = if outcome == Outcome::Delivered { Status::Delivered } else { Status::Retrying };
-    // An unconfigured `origin` is not a sick destination: its failures do not open the circuit.
+    // An unconfigured `origin` is not a sick destination: its failures do not open the circuit. (Nor does a
+    // permanent outcome, such as a transform's failure: `circuit::after` leaves the circuit for those.)
     let breaker = match dest.problem() {
-        None if counts => circuit::after(d.env, dest, outcome, ms > SLOW_ATTEMPT_MS, now_seconds()),
-        _ => None,
+        None => circuit::after(d.env, dest, outcome, ms > SLOW_ATTEMPT_MS, now_seconds()),
+        Some(_) => None,
     };
     let has_breaker = breaker.is_some();
     let step = eventlog::Step::Attempt { status, code, ms };

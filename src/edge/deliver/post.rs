@@ -1,7 +1,8 @@
-//! One attempt: the event POSTed to a destination, signed with its keys
-//! (Standard Webhooks), within its timeout, redirects not followed.
+//! One attempt: the event made into the destination's shape (`prepare`), then POSTed to it, signed with its
+//! keys (Standard Webhooks), within its timeout, redirects not followed.
 
 use super::stored::{event_stream, sign_stored, EventJson};
+use super::transformed::{transformed, Transformed};
 use crate::delivery::{parse_retry_after, provider_payload, r2_raw_key, shape, sign, Shaped, USER_AGENT};
 use crate::destinations::Destination;
 use crate::edge::env::{fetch_with_timeout, nonce, now_seconds};
@@ -34,7 +35,7 @@ pub struct Framing {
 }
 
 /// The event in the destination's format (`delivery::shape`), and its framing. `provider`: the event's source.
-pub fn shaped(event: EventJson, format: Format, provider: &str, console: Option<&str>) -> Result<(EventJson, Framing), String> {
+fn shaped(event: EventJson, format: Format, provider: &str, console: Option<&str>) -> Result<(EventJson, Framing), String> {
     if format == Format::CloudEvents {
         return Ok((event, Framing { content_type: "application/json".into(), headers: Vec::new() }));
     }
@@ -71,7 +72,7 @@ const NOT_KEPT: &str =
 /// For a destination that takes the provider's payload, received mail's stored event pointed at its raw message
 /// (`delivery::r2_raw_key`), kept when it was accepted for such a destination. `Err`: why not, and whether trying
 /// again can help (R2 could not be read) or not (it was not kept).
-pub async fn raw_message(event: EventJson, format: Format, provider: &str) -> Result<EventJson, (String, bool)> {
+async fn raw_message(event: EventJson, format: Format, provider: &str) -> Result<EventJson, (String, bool)> {
     if format != Format::Provider || provider != EMAIL_ROUTING {
         return Ok(event);
     }
@@ -87,21 +88,49 @@ pub async fn raw_message(event: EventJson, format: Format, provider: &str) -> Re
     Ok(EventJson::Stored { bucket, key: raw, parts: EventBody { parts: vec![Part::Body([0, size])] }, body_len: size })
 }
 
-/// POSTs the event (of source `provider`) to `dest` in its format; `console` is the console's address (for Slack's link to the event).
-pub async fn post(dest: &Destination, id: &str, provider: &str, event: EventJson, console: Option<&str>) -> Attempt {
-    let failed = Attempt::failed;
-    let Some(url) = dest.url.as_deref() else { return failed("ORIGIN_URL is not set".into()) };
+/// What an attempt would send of an event, or why nothing is sent.
+pub enum Prepared {
+    /// The body in the destination's shape, and its framing.
+    Ready(EventJson, Framing),
+    /// Its transform made nothing of it: not sent, and no attempt.
+    Filtered,
+    /// Nothing can be sent, and trying again cannot help: dead at once.
+    Dead(String),
+    /// The stored event could not be read now: tried again later, and no attempt.
+    Later(String),
+    /// R2 could not be read now: a failed attempt, tried again on the schedule.
+    Failed(String),
+}
+
+/// The event (of source `provider`, as `dest` takes it: `as_taken`) in `dest`'s shape: its transform's output, or
+/// the event in its format (for Email Routing's provider payload, its raw message). The attempt and the console's
+/// preview both go through here. `console` is the console's address (Slack's link to the event).
+pub async fn prepare(dest: &Destination, provider: &str, event: EventJson, console: Option<&str>) -> Prepared {
+    let event = match dest.transform.as_deref() {
+        None => event,
+        Some(t) => match transformed(t, event, dest.max_body_bytes).await {
+            Transformed::Body(body) => body,
+            Transformed::Filtered => return Prepared::Filtered,
+            Transformed::Failed(e) => return Prepared::Dead(format!("the transform of destination {}: {e}", dest.name)),
+            Transformed::Unreadable(e) => return Prepared::Later(e),
+        },
+    };
     let event = match raw_message(event, dest.format, provider).await {
         Ok(e) => e,
-        Err((error, hopeless)) => return Attempt { hopeless, error: Some(error), ..failed(String::new()) },
+        Err((e, true)) => return Prepared::Dead(e),
+        Err((e, false)) => return Prepared::Failed(e),
     };
-    let (event, Framing { content_type, headers: extra }) = match shaped(event, dest.format, provider, console) {
-        Ok(s) => s,
-        Err(e) => {
-            let error = Some(format!("the event could not be made into format {}: {e}", dest.format.as_str()));
-            return Attempt { hopeless: true, error, ..failed(String::new()) };
-        }
-    };
+    match shaped(event, dest.format, provider, console) {
+        Ok((event, framing)) => Prepared::Ready(event, framing),
+        Err(e) => Prepared::Dead(format!("the event could not be made into format {}: {e}", dest.format.as_str())),
+    }
+}
+
+/// POSTs the prepared event (`prepare`) to `dest`.
+pub async fn post(dest: &Destination, id: &str, event: EventJson, framing: Framing) -> Attempt {
+    let failed = Attempt::failed;
+    let Some(url) = dest.url.as_deref() else { return failed("ORIGIN_URL is not set".into()) };
+    let Framing { content_type, headers: extra } = framing;
     let timestamp = now_seconds();
     // A stored event is signed in a first pass over R2 and streamed in a
     // second, so no copy of it is ever whole in memory.

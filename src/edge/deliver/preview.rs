@@ -1,9 +1,8 @@
 //! What a destination would receive of an event now, as the console's event page and `npm run mailhook --
-//! transform` show it: the same steps as an attempt (`as_taken`, the transform, the format) without sending.
+//! transform` show it: the same steps as an attempt (`as_taken`, then `post::prepare`) without sending.
 
-use super::post::{raw_message, shaped, Framing};
+use super::post::{prepare, Framing, Prepared};
 use super::stored::{as_taken, event_stream, EventJson};
-use super::transformed::{transformed, Transformed};
 use crate::config::Config;
 use crate::delivery::Envelope;
 use crate::destinations::Destination;
@@ -25,31 +24,14 @@ pub async fn body_for(dest: &Destination, envelope: &Envelope, event: EventJson,
         "error": null,
     });
     let event = as_taken(event, dest, envelope, cfg, now_seconds());
-    let event = match dest.transform.as_deref() {
-        None => event,
-        Some(t) => match transformed(t, event, dest.max_body_bytes).await {
-            Transformed::Body(body) => body,
-            Transformed::Filtered => {
-                out["filtered"] = json!(true);
-                return out;
-            }
-            Transformed::Failed(e) | Transformed::Unreadable(e) => {
-                out["error"] = json!(e);
-                return out;
-            }
-        },
-    };
-    let event = match raw_message(event, dest.format, &envelope.provider).await {
-        Ok(e) => e,
-        Err((e, _)) => {
-            out["error"] = json!(e);
+    let console = cfg.public_url.as_deref().map(|u| format!("{u}/console/"));
+    let (event, Framing { content_type, headers }) = match prepare(dest, &envelope.provider, event, console.as_deref()).await {
+        Prepared::Ready(event, framing) => (event, framing),
+        Prepared::Filtered => {
+            out["filtered"] = json!(true);
             return out;
         }
-    };
-    let console = cfg.public_url.as_deref().map(|u| format!("{u}/console/"));
-    let (event, Framing { content_type, headers }) = match shaped(event, dest.format, &envelope.provider, console.as_deref()) {
-        Ok(s) => s,
-        Err(e) => {
+        Prepared::Dead(e) | Prepared::Later(e) | Prepared::Failed(e) => {
             out["error"] = json!(e);
             return out;
         }
