@@ -61,4 +61,13 @@ mod tests {
         assert_eq!(format(Some("slack")), Ok(Format::Slack));
         assert!(format(Some("discord")).unwrap_err().contains("cloudevents, cloudevents-binary, slack"));
     }
+
+    #[test]
+    fn a_transform_is_the_body_so_it_goes_without_a_format() {
+        assert!(transform(Some("   \n "), Format::Slack).unwrap().is_none(), "blank is none, whatever the format");
+        assert!(transform(Some("."), Format::CloudEvents).unwrap().is_some());
+        let e = transform(Some("."), Format::Slack).unwrap_err();
+        assert!(e.contains("transform and format = \"slack\" are both set"), "{e}");
+        assert!(transform(Some("{a: .b"), Format::CloudEvents).unwrap_err().starts_with("transform: syntax error"));
+    }
 }
