@@ -1,6 +1,6 @@
 //! `GET /admin/doctor` (`npm run mailhook -- doctor`): what is wrong with a running mailhook, each finding with its fix,
 //! decided here from what the edge read (the configuration, the migrations applied, the circuits, the dead letters,
-//! `ALERT_URL`).
+//! `ALERT_URL`, the retention cron's last run).
 
 use crate::config::Config;
 use crate::destinations::Circuit;
@@ -48,6 +48,27 @@ pub struct Facts {
     pub dead: HashMap<String, u64>,
     /// `ALERT_URL`, as set (blank: none).
     pub alert_url: Option<String>,
+    /// The retention cron's last run, as it recorded it (`None`: it never ran, or its record expired).
+    pub retention: Option<RetentionRun>,
+    /// Now, in seconds.
+    pub now: i64,
+}
+
+/// What the daily retention cron records of its run (in KV, `RetentionRun::KEY`), for the doctor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RetentionRun {
+    /// When it ran, in seconds.
+    pub at: i64,
+    /// Its first failure, if any stage failed.
+    pub error: Option<String>,
+}
+
+impl RetentionRun {
+    pub const KEY: &'static str = "retention:last-run";
+    /// Kept longer than the doctor's limit, so that a cron that stopped shows as stopped, not as never run.
+    pub const TTL_SECONDS: u64 = 30 * 86_400;
+    /// Older than this, the daily cron has missed a run.
+    pub const LATE_SECONDS: i64 = 2 * 86_400;
 }
 
 fn finding(level: Level, what: String, fix: impl Into<String>) -> Finding {
@@ -114,6 +135,7 @@ pub fn findings(cfg: &Config, facts: &Facts) -> Vec<Finding> {
     for w in cfg.warnings() {
         out.push(finding(Warning, w, "see the README's Configuration"));
     }
+    out.extend(retention(facts));
     match facts.alert_url.as_deref().map(str::trim) {
         None | Some("") => out.push(finding(
             Warning,
@@ -128,6 +150,34 @@ pub fn findings(cfg: &Config, facts: &Facts) -> Vec<Finding> {
     }
     out.sort_by_key(|f| f.level != Error);
     out
+}
+
+/// The retention cron: never run, late, or failing.
+fn retention(facts: &Facts) -> Option<Finding> {
+    const TRIGGER: &str = "check that wrangler.toml [triggers] crons has \"17 3 * * *\" and run npm run deploy; `npx wrangler tail` shows its \"retention\" lines";
+    let Some(run) = &facts.retention else {
+        return Some(finding(
+            Level::Warning,
+            "the retention cron has not run yet (daily at 03:17 UTC): the event log and R2 are not trimmed until it does".into(),
+            format!("nothing to do on a Worker deployed less than a day ago; otherwise {TRIGGER}. Locally wrangler dev runs no crons: curl 'http://127.0.0.1:8787/cdn-cgi/handler/scheduled?cron=17+3+*+*+*'"),
+        ));
+    };
+    let when = crate::time::to_rfc3339(run.at);
+    if facts.now - run.at > RetentionRun::LATE_SECONDS {
+        let days = (facts.now - run.at) / 86_400;
+        return Some(finding(
+            Level::Error,
+            format!("the retention cron last ran at {when}, {days} days ago: the event log and R2 grow without bound"),
+            TRIGGER,
+        ));
+    }
+    run.error.as_ref().map(|e| {
+        finding(
+            Level::Error,
+            format!("the retention cron failed at {when}: {e}"),
+            "fix what it names (D1 or R2 unavailable is retried by the next day's run); `npx wrangler tail` shows the run",
+        )
+    })
 }
 
 #[cfg(test)]
@@ -150,7 +200,26 @@ mod tests {
             circuits: HashMap::new(),
             dead: HashMap::new(),
             alert_url: Some("https://alerts.example/hook".into()),
+            retention: Some(RetentionRun { at: 1_700_000_000, error: None }),
+            now: 1_700_000_000 + 86_400,
         }
+    }
+
+    #[test]
+    fn the_retention_cron_never_run_late_or_failing() {
+        let cfg = cfg();
+        let named = |f: Facts| findings(&cfg, &f).into_iter().filter(|x| x.what.contains("retention cron")).collect::<Vec<_>>();
+        assert!(named(facts()).is_empty());
+        let never = named(Facts { retention: None, ..facts() });
+        assert_eq!(never[0].level, Level::Warning);
+        assert!(never[0].what.contains("has not run yet"));
+        let late = named(Facts { now: 1_700_000_000 + 3 * 86_400, ..facts() });
+        assert_eq!(late[0].level, Level::Error);
+        assert!(late[0].what.contains("3 days ago") && late[0].fix.contains("17 3 * * *"), "{late:?}");
+        let failed =
+            named(Facts { retention: Some(RetentionRun { at: 1_700_000_000, error: Some("D1_ERROR: overloaded".into()) }), ..facts() });
+        assert_eq!(failed[0].level, Level::Error);
+        assert!(failed[0].what.ends_with("failed at 2023-11-14T22:13:20Z: D1_ERROR: overloaded"), "{failed:?}");
     }
 
     #[test]

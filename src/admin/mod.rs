@@ -7,7 +7,7 @@ mod doctor;
 mod query;
 
 pub use deliveries::*;
-pub use doctor::{findings, Facts, Finding, Level, MIGRATIONS};
+pub use doctor::{findings, Facts, Finding, Level, RetentionRun, MIGRATIONS};
 pub use query::*;
 
 use crate::auth::token_matches;

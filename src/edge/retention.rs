@@ -5,6 +5,7 @@
 use super::binding::{binding, kv_get, kv_put};
 use super::env::{config, log, now_millis, now_seconds, BUCKET_PAYLOADS, D1_DATABASE, KV_DEDUPE};
 use super::eventlog;
+use crate::admin::RetentionRun;
 use crate::delivery::r2_ref_of;
 use serde_json::json;
 use worker::wasm_bindgen::JsValue;
@@ -26,18 +27,43 @@ pub async fn run(env: &Env) {
             return;
         }
     };
-    let cutoff = now_seconds() - i64::from(days) * 86_400;
+    let at = now_seconds();
+    let cutoff = at - i64::from(days) * 86_400;
+    let mut failed = Vec::new();
     match eventlog::remove_older_than(env, cutoff).await {
         Ok(n) => log(json!({"kind": "retention", "removed": n, "cutoff": crate::time::to_rfc3339(cutoff)})),
-        Err(e) => log(json!({"kind": "retention_failed", "error": e.to_string()})),
+        Err(e) => {
+            log(json!({"kind": "retention_failed", "error": e.to_string()}));
+            failed.push(format!("removing old events: {e}"));
+        }
     }
     if let Err(e) = super::access::forget_expired_sign_outs(env).await {
         log(json!({"kind": "retention_failed", "stage": "console sign-outs", "error": e.to_string()}));
+        failed.push(format!("forgetting console sign-outs: {e}"));
     }
     match sweep(env).await {
         Ok((looked, removed)) => log(json!({"kind": "r2_sweep", "looked_at": looked, "removed": removed})),
-        Err(e) => log(json!({"kind": "r2_sweep_failed", "error": e.to_string()})),
+        Err(e) => {
+            log(json!({"kind": "r2_sweep_failed", "error": e.to_string()}));
+            failed.push(format!("sweeping R2: {e}"));
+        }
     }
+    record(env, &RetentionRun { at, error: (!failed.is_empty()).then(|| failed.join("; ")) }).await;
+}
+
+/// Records the run for the doctor (`GET /admin/doctor`): one KV write a day.
+async fn record(env: &Env, run: &RetentionRun) {
+    let Some(kv) = binding(env, KV_DEDUPE) else { return };
+    let text = serde_json::to_string(run).unwrap_or_default();
+    if let Err(e) = kv_put(&kv, RetentionRun::KEY, &text, RetentionRun::TTL_SECONDS).await {
+        log(json!({"kind": "retention_failed", "stage": "record the run", "error": e}));
+    }
+}
+
+/// The retention cron's last run, as `record` left it.
+pub async fn last_run(env: &Env) -> Option<RetentionRun> {
+    let kv = binding(env, KV_DEDUPE)?;
+    serde_json::from_str(&kv_get(&kv, RetentionRun::KEY).await.ok()??).ok()
 }
 
 /// Removes the event objects older than `ORPHAN_AFTER_MS` that no event row

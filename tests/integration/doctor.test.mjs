@@ -17,13 +17,24 @@ async function doctor(hook) {
   }
 }
 
-test("doctor: a migration not applied is named with its fix, and a broken configuration with its own", { timeout: 60_000 }, async () => {
+test("doctor: a retention cron that stopped and a migration not applied are named with their fixes, and a broken configuration with its own", { timeout: 60_000 }, async () => {
   const hook = await startMailhook({ listen: true, consumers: false, vars: { ALERT_URL: "https://alerts.example/hook" } });
   try {
     const healthy = await doctor(hook);
     assert.equal(healthy.code, 0, healthy.out);
     assert.match(healthy.out, /\/healthz answers 200/);
     assert.doesNotMatch(healthy.out, /^error:/m);
+    assert.match(healthy.out, /^warning: the retention cron has not run yet/m);
+    // The daily cron records its run; the doctor then says nothing of it, until the record is three days old.
+    await hook.scheduled();
+    assert.doesNotMatch((await doctor(hook)).out, /retention cron/);
+    const old = Math.floor(Date.now() / 1000) - 3 * 86_400;
+    await (await hook.kv()).put("retention:last-run", JSON.stringify({ at: old, error: null }));
+    const late = await doctor(hook);
+    assert.equal(late.code, 1, late.out);
+    assert.match(late.out, /^error: the retention cron last ran at \S+, 3 days ago: the event log and R2 grow without bound\n  fix: check that wrangler\.toml \[triggers\] crons has "17 3 \* \* \*"/m);
+    await (await hook.kv()).delete("retention:last-run");
+    await hook.scheduled();
     // Broken: the newest migration recorded as not applied (a deploy before `d1 migrations apply`).
     await (await hook.db()).prepare("DELETE FROM d1_migrations WHERE name = '0009_two_rows.sql'").run();
     const broken = await doctor(hook);

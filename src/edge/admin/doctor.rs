@@ -1,11 +1,11 @@
 //! `GET /admin/doctor`: what the doctor (`admin::findings`) reads: the migrations applied, the circuits, the dead
-//! deliveries by destination, and `ALERT_URL`.
+//! deliveries by destination, `ALERT_URL`, and the retention cron's last run.
 
 use super::Answer;
 use crate::admin::{findings, Facts};
 use crate::config::Config;
 use crate::edge::circuit;
-use crate::edge::env::{var_text, D1_DATABASE};
+use crate::edge::env::{now_seconds, var_text, D1_DATABASE};
 use crate::status::Status;
 use serde::Deserialize;
 use serde_json::json;
@@ -44,6 +44,8 @@ pub(super) async fn examine(cfg: &Config, env: &Env) -> Answer {
         circuits: circuit::load(env).await,
         dead: dead.into_iter().map(|d| (d.destination, d.n)).collect(),
         alert_url: var_text(env, "ALERT_URL"),
+        retention: crate::edge::retention::last_run(env).await,
+        now: now_seconds(),
     };
     let found = findings(cfg, &facts);
     Ok((200, json!({"version": crate::VERSION, "findings": found})))
