@@ -1,0 +1,72 @@
+// Runs the project's pinned wrangler (or MAILHOOK_WRANGLER, a stand-in the tests record) without a terminal, so
+// that it never prompts: its questions take their non-interactive answers.
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+/**
+ * Runs `wrangler ...args`, with `input` on its standard input: { code, stdout, stderr }. `config`, when given, is
+ * passed as --config. Nothing it prints is shown here; the caller decides.
+ */
+export function wrangler(args, { input, config } = {}) {
+  const bin = process.env.MAILHOOK_WRANGLER ?? path.join(root, "node_modules/wrangler/bin/wrangler.js");
+  const full = config ? [...args, "--config", config] : args;
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...full], {
+      cwd: root,
+      stdio: ["pipe", "pipe", "pipe"],
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", (e) => resolve({ code: 127, stdout, stderr: String(e) }));
+    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    child.stdin.end(input ?? "");
+  });
+}
+
+/** The JSON a wrangler command printed (after any banner), or null. */
+export function jsonOf(stdout) {
+  const start = stdout.search(/^[[{]/m);
+  if (start < 0) return null;
+  try {
+    return JSON.parse(stdout.slice(start));
+  } catch {
+    return null;
+  }
+}
+
+/** What a failed wrangler command said, its last lines without colours, for an error message. */
+export function said(r) {
+  const text = `${r.stderr}\n${r.stdout}`.replace(/\x1b\[[0-9;]*m/g, "").trim();
+  return text.split("\n").filter((l) => l.trim()).slice(-6).join("\n    ");
+}
+
+/** `wrangler whoami --json`: true when logged in (OAuth or CLOUDFLARE_API_TOKEN). */
+export async function loggedIn(config) {
+  const r = await wrangler(["whoami", "--json"], { config });
+  return r.code === 0 && jsonOf(r.stdout)?.loggedIn === true;
+}
+
+/**
+ * The names of the Worker's secrets, or null when the Worker does not exist yet (a first deploy).
+ * Throws with wrangler's words on any other failure.
+ */
+export async function secretNames(config) {
+  const r = await wrangler(["secret", "list", "--format", "json"], { config });
+  if (r.code !== 0) {
+    if (/not found|does not exist|10007/i.test(`${r.stdout}${r.stderr}`)) return null;
+    throw new Error(`wrangler secret list failed:\n    ${said(r)}`);
+  }
+  return new Set((jsonOf(r.stdout) ?? []).map((s) => s.name));
+}
+
+/** `wrangler secret put NAME`, the value on standard input (never in the arguments, never printed). */
+export async function putSecret(name, value, config) {
+  const r = await wrangler(["secret", "put", name], { input: `${value}\n`, config });
+  if (r.code !== 0) throw new Error(`wrangler secret put ${name} failed:\n    ${said(r)}`);
+}
