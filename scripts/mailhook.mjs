@@ -8,6 +8,7 @@
 //   doctor                                  what is wrong with a running mailhook, each finding with its fix
 //   transform <destination> [<id> | <provider>/<fixture> | file.json]   what the destination receives of an event
 //                                           (a logged event, a fixture's canonical event, or a canonical event's file)
+//   connect <provider> | disconnect mailtura     a provider's side of the connection (scripts/connect.mjs)
 //
 // Options everywhere: --url (default $MAILHOOK_URL or http://127.0.0.1:8787).
 // Secrets come from the environment, else from .dev.vars.
@@ -16,6 +17,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { connectCommand } from "./connect.mjs";
 import { readDevVars } from "./demo-origin.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -314,9 +316,11 @@ async function doctor(args) {
 }
 
 const [command, ...rest] = process.argv.slice(2);
-const commands = { send, export: exportEvents, replay, destinations, transform, doctor };
+const connect = (args) => connectCommand(args, secret);
+const disconnect = (args) => connectCommand(args, secret, { disconnect: true });
+const commands = { send, export: exportEvents, replay, destinations, transform, doctor, connect, disconnect };
 if (!commands[command]) {
-  console.error("usage: npm run mailhook -- send <provider> [fixture | --type TYPE] | export [--from --to --limit --page --format jsonl|csv --destination NAME] | replay <id> [--destination NAME] | replay --dead|--unrouted [--destination NAME --from --to] | destinations | doctor | transform <destination> [<id> | <provider>/<fixture> | file.json]");
+  console.error("usage: npm run mailhook -- send <provider> [fixture | --type TYPE] | export [--from --to --limit --page --format jsonl|csv --destination NAME] | replay <id> [--destination NAME] | replay --dead|--unrouted [--destination NAME --from --to] | destinations | doctor | transform <destination> [<id> | <provider>/<fixture> | file.json] | connect <provider> | disconnect mailtura");
   process.exit(2);
 }
 await commands[command](rest);

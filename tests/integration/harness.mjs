@@ -219,7 +219,7 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
     queueConsumers: withConsumers ? consumers : {},
     bindings,
   };
-  const mf = new Miniflare({
+  const options = {
     log,
     // `POST /cdn-cgi/handler/email?from=&to=` hands raw mail to the `email` handler, as `wrangler dev` does.
     unsafeTriggerHandlers: true,
@@ -231,7 +231,8 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
       for (const s of [stdout, stderr]) s.on("data", (d) => logs.push(...String(d).split("\n").filter(Boolean)));
     },
     workers: [worker, ...(driver ? [DRIVER] : [])],
-  });
+  };
+  const mf = new Miniflare(options);
   const url = await mf.ready;
   await applyMigrations(await mf.getD1Database("DB"));
   const base = "http://127.0.0.1/";
@@ -298,6 +299,11 @@ export async function startMailhook({ vars = {}, secrets = {}, without = [], lis
     },
     r2: () => mf.getR2Bucket("PAYLOADS"),
     dispose: () => mf.dispose(),
+    /** Sets secrets as `wrangler secret put` does: a new version of the Worker (give `port` and `persist` to keep both). */
+    async setSecrets(values) {
+      Object.assign(worker.bindings, values);
+      await mf.setOptions(options);
+    },
   };
 }
 
