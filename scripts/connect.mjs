@@ -1,11 +1,14 @@
 // `npm run mailhook -- connect NAME` and `disconnect mailtura`: a provider's side of the connection.
 //
 //   connect mailtura --api URL --key KEY [--tenant ID] [--events delivered,bounced,…]
-//       creates (or updates) Mailtura's webhook to mailhook with a generated secret, stores the secret with
-//       `wrangler secret put`, sends Mailtura's test event and waits until it is in mailhook's event log
+//       creates Mailtura's webhook to mailhook with a generated secret, stores the secret with `wrangler secret
+//       put`, sends Mailtura's test event, waits until it is in mailhook's event log, then deletes any older
+//       webhook to this mailhook (it signs with a secret mailhook no longer has). The key may come from
+//       MAILTURA_API_KEY instead of --key.
 //   disconnect mailtura --api URL --key KEY [--tenant ID]
 //       deletes Mailtura's webhooks to mailhook and the secret
-//   connect NAME        the other sources, which have no such API: the exact steps and values, then the wait
+//   connect NAME        the other sources, which have no such API (and Mailtura without --api): the exact steps and
+//                       values, then the wait
 //
 // Options: --url (mailhook's address; default: the one `npm run deploy` printed), --config (wrangler.toml),
 // --wait SECONDS (how long to wait for the test event: 120 for Mailtura, 600 for the others).
@@ -65,20 +68,25 @@ async function checkMailhook(url, token) {
   if (res.status !== 200) throw new Refused(`${url}/admin/events answers ${res.status}: run npm run mailhook -- doctor --url ${url}`);
 }
 
+/** The newest events of `source` in the log, or null when the admin API does not answer. */
 const newest = async (url, token, source) => {
-  const res = await fetch(`${url}/admin/events?provider=${source}&limit=20`, { headers: { authorization: `Bearer ${token}` } }).catch(() => null);
-  return res?.ok ? ((await res.json()).events ?? []) : null;
+  const res = await fetch(`${url}/admin/events?provider=${source}&limit=20`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(15_000) }).catch(() => null);
+  return res?.ok ? ((await res.json().catch(() => ({}))).events ?? null) : null;
 };
 
 /** What is in the log of `source` now: the events a wait does not count. */
-const seenNow = async (url, token, source) => new Set(((await newest(url, token, source)) ?? []).map((e) => e.id));
+async function seenNow(url, token, source) {
+  const events = await newest(url, token, source);
+  if (!events) throw new Refused(`${url}/admin/events could not be read, so a new event could not be told from an old one: run npm run mailhook -- doctor --url ${url}`);
+  return new Set(events.map((e) => e.id));
+}
 
-/** Polls the event log until an event of `source` not in `seen` is there: its row, or null at the deadline. */
-async function waitForEvent(url, token, source, seen, seconds, nudge) {
+/** Polls the event log until an event of `source` (of `type`, if given) not in `seen` is there: its row, or null at the deadline. */
+async function waitForEvent(url, token, source, { seen, seconds, type, nudge }) {
   const deadline = Date.now() + seconds * 1000;
   let nudged = Date.now();
   while (Date.now() < deadline) {
-    const event = ((await newest(url, token, source)) ?? []).find((e) => !seen.has(e.id));
+    const event = ((await newest(url, token, source)) ?? []).find((e) => !seen.has(e.id) && (!type || e.type === type));
     if (event) return event;
     // A secret just stored takes a few seconds to reach every location: the test event is sent again meanwhile.
     if (nudge && Date.now() - nudged > 15_000) {
@@ -91,11 +99,13 @@ async function waitForEvent(url, token, source, seen, seconds, nudge) {
 }
 
 /** Mailtura's API, as its documentation gives it (../shared/providers/mailtura.txt). */
-function mailtura(values) {
-  if (!values.api || !values.key) throw new Refused("connect mailtura needs --api https://<your Mailtura instance> and --key <API key> (and --tenant <id> when your account has tenants)");
+function mailtura(values, secrets = []) {
+  const key = values.key ?? process.env.MAILTURA_API_KEY;
+  if (!values.api || !key) throw new Refused("connect mailtura needs --api https://<your Mailtura instance> and its API key (--key, or MAILTURA_API_KEY in the environment, out of your shell's history), and --tenant <id> when your account has tenants");
   const api = values.api.replace(/\/+$/, "");
+  const redact = (text) => secrets.reduce((t, s) => t.replaceAll(s, "<secret>"), text.replaceAll(key, "<key>"));
   return async (method, pathname, body) => {
-    const headers = { authorization: `Bearer ${values.key}`, ...(values.tenant ? { "x-tenant-id": values.tenant } : {}), ...(body ? { "content-type": "application/json" } : {}) };
+    const headers = { authorization: `Bearer ${key}`, ...(values.tenant ? { "x-tenant-id": values.tenant } : {}), ...(body ? { "content-type": "application/json" } : {}) };
     let res;
     try {
       res = await fetch(`${api}/api/v1${pathname}`, { method, headers, body: body && JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
@@ -105,57 +115,73 @@ function mailtura(values) {
     const text = await res.text();
     if (!res.ok) {
       const why = res.status === 401 || res.status === 403 ? ": check --key (and --tenant)" : "";
-      throw new Refused(`Mailtura refused ${method} /api/v1${pathname} with ${res.status}${why}: ${text.slice(0, 300)}`);
+      throw new Refused(`Mailtura refused ${method} /api/v1${pathname} with ${res.status}${why}: ${redact(text.slice(0, 300))}`);
     }
     try {
-      return text ? JSON.parse(text) : {};
+      return text ? JSON.parse(text) : null;
     } catch {
-      return {};
+      return null;
     }
   };
 }
 
-const listOf = (j) => (Array.isArray(j) ? j : (j.data ?? j.webhooks ?? []));
+/** The webhooks of Mailtura's list answer (its shape is not documented: a list, or one under data or webhooks). */
+function listOf(j) {
+  const list = Array.isArray(j) ? j : (j?.data ?? j?.webhooks);
+  if (!Array.isArray(list) || !list.every((w) => w && typeof w === "object")) {
+    throw new Refused("Mailtura's list of webhooks came in a shape this command does not know: nothing was changed; set the webhook up by hand (npm run mailhook -- connect mailtura without --api prints how)");
+  }
+  return list;
+}
 const idOf = (j) => j?.id ?? j?.data?.id ?? j?.webhook?.id;
 
 async function connectMailtura(values, url, token) {
-  const call = mailtura(values);
+  const seconds = waitSeconds(values, 120);
+  const secret = randomBytes(32).toString("hex");
+  const call = mailtura(values, [secret]);
   const events = values.events ? values.events.split(",").map((e) => e.trim().replace(/^email\./, "")).filter(Boolean) : MAILTURA_EVENTS;
   const unknown = events.filter((e) => !MAILTURA_EVENTS.includes(e));
   if (unknown.length) throw new Refused(`--events: ${unknown.join(", ")} is not a Mailtura event (${MAILTURA_EVENTS.join(", ")})`);
   await checkMailhook(url, token);
   const target = `${url}/webhooks/mailtura`;
-  const secret = randomBytes(32).toString("hex");
-  // One webhook per mailhook: a second connect updates the first instead of doubling every event.
-  const existing = listOf(await call("GET", "/webhooks")).find((w) => w.url === target);
-  let id;
-  if (existing) {
-    id = idOf(existing);
-    await call("PATCH", `/webhooks/${encodeURIComponent(id)}`, { events, enabled: true, secret });
-    console.log(`updated Mailtura's webhook ${id} to ${target} with a new secret (events: ${events.join(", ")})`);
-  } else {
-    id = idOf(await call("POST", "/webhooks", { url: target, events, enabled: true, secret }));
-    if (!id) throw new Refused("Mailtura created the webhook but answered no id: find it in Mailtura's UI and send its test event yourself");
-    console.log(`created Mailtura's webhook ${id} to ${target} (events: ${events.join(", ")})`);
-  }
+  const before = listOf(await call("GET", "/webhooks")).filter((w) => w.url === target);
+  const id = idOf(await call("POST", "/webhooks", { url: target, events, enabled: true, secret }));
+  if (!id) throw new Refused("Mailtura created the webhook but answered no id: find it in Mailtura's UI, send its test event yourself, and delete any older webhook to this mailhook");
+  console.log(`created Mailtura's webhook ${id} to ${target} (events: ${events.join(", ")})`);
   try {
     await putSecret("MAILTURA_WEBHOOK_SECRET", secret, values.config && path.resolve(values.config));
   } catch (e) {
-    throw new Refused(`${e.message}\n  Mailtura's webhook ${id} now signs with a secret mailhook does not have: run connect again once wrangler works (it updates the same webhook)`);
+    await call("DELETE", `/webhooks/${encodeURIComponent(id)}`).catch(() => {});
+    throw new Refused(`${e.message}\n  the new webhook ${id} was deleted again; run connect once wrangler works`);
   }
   console.log("stored its secret: wrangler secret put MAILTURA_WEBHOOK_SECRET");
   const seen = await seenNow(url, token, "mailtura");
   const test = () => call("POST", `/webhooks/${encodeURIComponent(id)}/test`, { eventType: "email.delivered" });
   await test();
   console.log("sent Mailtura's test event (email.delivered); waiting for it in mailhook's event log…");
-  const event = await waitForEvent(url, token, "mailtura", seen, Number(values.wait ?? 120), test);
-  if (!event) throw new Refused(`the test event did not arrive: run npm run mailhook -- doctor --url ${url}, and look at the webhook's deliveries in Mailtura`);
+  const event = await waitForEvent(url, token, "mailtura", { seen, seconds, type: "email.delivered", nudge: test });
+  if (!event) throw new Refused(`the test event did not arrive: run npm run mailhook -- doctor --url ${url}, and look at webhook ${id}'s deliveries in Mailtura`);
+  // The older webhooks to this mailhook sign with a secret it no longer has: the new one replaces them.
+  for (const w of before) {
+    await call("DELETE", `/webhooks/${encodeURIComponent(idOf(w))}`);
+    console.log(`deleted the older webhook ${idOf(w)} to ${target}`);
+  }
   console.log(`connected: ${event.id} (${event.type}) is in the event log, ${event.status}`);
+}
+
+function waitSeconds(values, otherwise) {
+  if (values.wait === undefined) return otherwise;
+  const n = Number(values.wait);
+  if (!Number.isFinite(n) || n <= 0) throw new Refused(`--wait ${values.wait}: give a number of seconds`);
+  return n;
 }
 
 async function connectOther(name, values, url, token) {
   const p = provider(name);
+  const seconds = waitSeconds(values, 600);
   await checkMailhook(url, token);
+  // Before the steps are shown: the provider's test event may come before the secret is pasted.
+  const seen = await seenNow(url, token, name);
   console.log(`Connect ${name} to mailhook at ${url}:`);
   for (const [i, step] of p.steps(url).entries()) console.log(`  ${i + 1}. ${step}`);
   if (p.secret) {
@@ -166,9 +192,8 @@ async function connectOther(name, values, url, token) {
     }
   }
   done();
-  const seen = await seenNow(url, token, name);
   console.log(`waiting for ${name}'s test event in mailhook's event log… (Ctrl-C to stop)`);
-  const event = await waitForEvent(url, token, name, seen, Number(values.wait ?? 600));
+  const event = await waitForEvent(url, token, name, { seen, seconds });
   if (!event) throw new Refused(`no ${name} event arrived: check the steps above, then npm run mailhook -- doctor --url ${url}`);
   console.log(`connected: ${event.id} (${event.type}) is in the event log, ${event.status}`);
 }
@@ -201,7 +226,8 @@ export async function connectCommand(args, secret, { disconnect = false } = {}) 
       return await disconnectMailtura(values, url);
     }
     const token = secret("ADMIN_TOKEN");
-    return name === "mailtura" ? await connectMailtura(values, url, token) : await connectOther(name, values, url, token);
+    // Mailtura through its API; without --api, by hand like the others.
+    return name === "mailtura" && values.api ? await connectMailtura(values, url, token) : await connectOther(name, values, url, token);
   } catch (e) {
     done();
     if (!(e instanceof Refused)) throw e;

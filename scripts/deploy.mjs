@@ -11,7 +11,7 @@
 // (a custom domain). Secrets can come from the environment under their own names (MAILTURA_WEBHOOK_SECRET=…).
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,119 +29,80 @@ try {
 }
 const dryRun = values["dry-run"] ?? false;
 
-const setup = spawnSync("bash", [path.join(root, "scripts/setup.sh")], { stdio: ["ignore", "inherit", "inherit"] });
-if (setup.status !== 0) process.exit(setup.status ?? 1);
+// Installs what is missing (a dry run only when it cannot read wrangler.toml without it).
+if (!dryRun || !existsSync(path.join(root, "node_modules/smol-toml"))) {
+  const setup = spawnSync("bash", [path.join(root, "scripts/setup.sh")], { stdio: ["ignore", "inherit", "inherit"] });
+  if (setup.status !== 0) process.exit(setup.status ?? 1);
+}
 
 const { readConfig, requiredSecrets, setInBlock } = await import("./cloudflare/config.mjs");
 const { PROVIDERS } = await import("./cloudflare/providers.mjs");
-const { wrangler, jsonOf, said, loggedIn, secretNames } = await import("./cloudflare/wrangler.mjs");
+const { account, kvTitle, Stop } = await import("./cloudflare/resources.mjs");
+const { wrangler, said, secretNames } = await import("./cloudflare/wrangler.mjs");
 const { ask, done } = await import("./cloudflare/ask.mjs");
 
 const configPath = path.resolve(values.config ?? path.join(root, "wrangler.toml"));
 const configArg = values.config ? configPath : undefined;
-let config = readConfig(readFileSync(configPath, "utf8"));
-
-/** A step that could not be done: what went wrong, and what to do. */
-class Stop extends Error {
-  constructor(message, fix) {
-    super(message);
-    this.fix = fix;
-  }
+let config;
+try {
+  config = readConfig(readFileSync(configPath, "utf8"));
+} catch (e) {
+  console.error(`deploy: ${configPath} cannot be read: ${e.message}\n  fix: correct it (it is TOML), then run npm run deploy again`);
+  process.exit(1);
 }
-
-/** Runs wrangler; a failure stops the deploy with wrangler's own words. */
-async function must(args, what, opts = {}) {
-  const r = await wrangler(args, { config: configArg, ...opts });
-  if (r.code !== 0) throw new Stop(`${what} failed (wrangler ${args.slice(0, 3).join(" ")}):\n    ${said(r)}`, "fix what wrangler says, then run npm run deploy again");
-  return r;
+const migrationsOf = (d) => path.join(path.dirname(configPath), d.migrationsDir);
+for (const d of config.d1) {
+  if (!existsSync(migrationsOf(d))) config.problems.push(`${migrationsOf(d)} (migrations_dir of ${d.name}) does not exist: deploy from the project's folder, or give --config a wrangler.toml beside migrations/`);
 }
 
 /** Writes an id into wrangler.toml at once, so that a later failure keeps it. */
 function writeId(table, match, matchValue, key, id) {
   const text = setInBlock(readFileSync(configPath, "utf8"), table, match, matchValue, key, id);
   writeFileSync(configPath, text);
-  config = readConfig(text);
+  config = { ...readConfig(text), problems: config.problems };
 }
 
-const migrations = (d) => readdirSync(path.join(path.dirname(configPath), d.migrationsDir)).filter((f) => f.endsWith(".sql"));
+let secretsSet; // the names of the Worker's secrets (null: no Worker yet), read once
+const workerSecrets = async () => (secretsSet === undefined ? (secretsSet = await secretNames(configArg)) : secretsSet);
+const cloud = account({
+  config: configArg,
+  file: path.basename(configPath),
+  name: config.name,
+  accountId: config.accountId,
+  writeId,
+  workerExists: async () => (await workerSecrets()) !== null,
+});
+
+const migrations = (d) => (existsSync(migrationsOf(d)) ? readdirSync(migrationsOf(d)).filter((f) => f.endsWith(".sql")) : []);
 const secrets = requiredSecrets(config);
 const toSet = {}; // name → value, uploaded with the deploy (--secrets-file)
-const shown = []; // generated secrets printed once, after the deploy stored them
+const shown = []; // generated secrets printed once, when the deploy stored them
 let deployedUrl = values.url;
-
-const kvTitle = (binding) => `${config.name}-${binding.toLowerCase().replaceAll("_", "-")}`;
+let secretsDir; // the secrets file's folder while it exists: removed however the deploy ends
+const removeSecrets = () => secretsDir && rmSync(secretsDir, { recursive: true, force: true });
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+  process.on(signal, () => {
+    removeSecrets();
+    console.log(`\nstopped (${signal}): what is done stays done; npm run deploy takes up from here`);
+    process.exit(130);
+  });
+}
 
 /** The plan: each step's line (what --dry-run prints) and what it does. */
 const steps = [
-  {
-    plan: "check that wrangler is logged in to Cloudflare (wrangler whoami)",
-    async run() {
-      if (!(await loggedIn(configArg))) {
-        throw new Stop("wrangler is not logged in to Cloudflare", "run `npx wrangler login` (or set CLOUDFLARE_API_TOKEN to a token that can edit Workers, KV, D1, R2 and Queues), then npm run deploy again");
-      }
-      return "logged in";
-    },
-  },
-  ...config.queues.map((q) => ({
-    plan: `queue ${q}: create it if missing`,
-    async run() {
-      if ((await wrangler(["queues", "info", q], { config: configArg })).code === 0) return "exists";
-      const r = await wrangler(["queues", "create", q], { config: configArg });
-      if (r.code === 0) return "created";
-      if (/already (exists|taken)/i.test(said(r))) return "exists";
-      throw new Stop(`creating queue ${q} failed:\n    ${said(r)}`, "fix what wrangler says (Queues needs the Workers Paid plan), then run npm run deploy again");
-    },
-  })),
+  { plan: "check that wrangler is logged in to Cloudflare (wrangler whoami)", run: cloud.login },
+  ...config.queues.map((q) => ({ plan: `queue ${q}: create it if missing`, run: () => cloud.queue(q) })),
   ...config.kv.map((k) => ({
-    plan: `KV namespace ${k.binding}: ${k.id ? `the id in ${path.basename(configPath)}` : `find "${kvTitle(k.binding)}" or create it`}, its id written to ${path.basename(configPath)}`,
-    async run() {
-      const list = async () => jsonOf((await must(["kv", "namespace", "list"], "listing KV namespaces")).stdout) ?? [];
-      const all = await list();
-      if (k.id) {
-        if (all.some((n) => n.id === k.id)) return `${k.id} exists`;
-        throw new Stop(`KV namespace ${k.id} (${k.binding} in ${configPath}) is not in this account`, `remove its id line (deploy then finds or creates "${kvTitle(k.binding)}"), or log in to the account that has it`);
-      }
-      // The name wrangler's automatic provisioning gives it, then those of the old README's `kv namespace create DEDUPE`.
-      const titles = [kvTitle(k.binding), k.binding, `${config.name}-${k.binding}`];
-      let found = titles.map((t) => all.find((n) => n.title === t)).find(Boolean);
-      let outcome = `found "${found?.title}"`;
-      if (!found) {
-        await must(["kv", "namespace", "create", titles[0]], `creating KV namespace ${titles[0]}`);
-        found = (await list()).find((n) => n.title === titles[0]);
-        if (!found) throw new Stop(`KV namespace ${titles[0]} was created but is not listed`, "run npm run deploy again");
-        outcome = `created "${titles[0]}"`;
-      }
-      writeId("kv_namespaces", "binding", k.binding, "id", found.id);
-      return `${outcome}, id ${found.id} written`;
-    },
+    plan: `KV namespace ${k.binding}: ${k.id ? `the id in ${path.basename(configPath)}` : `find "${kvTitle(config.name, k.binding)}" (or "${k.binding}") or create it, its id written to ${path.basename(configPath)}`}`,
+    run: () => cloud.kv(k),
   })),
   ...config.d1.map((d) => ({
-    plan: `D1 database ${d.name}: ${d.id ? `the id in ${path.basename(configPath)}` : "find it or create it"}, its id written to ${path.basename(configPath)}`,
-    async run() {
-      const list = async () => jsonOf((await must(["d1", "list", "--json"], "listing D1 databases")).stdout) ?? [];
-      const all = await list();
-      if (d.id) {
-        if (all.some((db) => db.uuid === d.id)) return `${d.id} exists`;
-        throw new Stop(`D1 database ${d.id} (${d.name} in ${configPath}) is not in this account`, "remove its database_id line (deploy then finds or creates it by name), or log in to the account that has it");
-      }
-      let found = all.find((db) => db.name === d.name);
-      let outcome = "found";
-      if (!found) {
-        await must(["d1", "create", d.name], `creating D1 database ${d.name}`);
-        found = (await list()).find((db) => db.name === d.name);
-        if (!found) throw new Stop(`D1 database ${d.name} was created but is not listed`, "run npm run deploy again");
-        outcome = "created";
-      }
-      writeId("d1_databases", "database_name", d.name, "database_id", found.uuid);
-      return `${outcome}, id ${found.uuid} written`;
-    },
+    plan: `D1 database ${d.name}: ${d.id ? `the id in ${path.basename(configPath)}` : `find it or create it, its id written to ${path.basename(configPath)}`}`,
+    run: () => cloud.d1(d),
   })),
   ...config.d1.map((d) => ({
     plan: `apply ${d.migrationsDir}/ (${migrations(d).length} files) to D1 ${d.name} remotely, before the code that needs them`,
-    async run() {
-      const r = await must(["d1", "migrations", "apply", d.name, "--remote"], `applying the migrations to ${d.name}`);
-      return /No migrations to apply/i.test(r.stdout) ? "none to apply" : "applied";
-    },
+    run: () => cloud.migrate(d),
   })),
   {
     plan:
@@ -159,21 +120,25 @@ const steps = [
   },
 ];
 
+/** A secret given in the environment under its own name (blank: none). */
+const fromEnv = (name) => process.env[name]?.trim() || undefined;
+
 async function chooseSecrets() {
-  const set = await secretNames(configArg);
-  const missing = (name) => !set?.has(name);
+  const set = await workerSecrets();
+  // Not set yet, or given in the environment (which replaces the one set: a rotation).
+  const missing = (name) => !set?.has(name) || Boolean(fromEnv(name));
   // Providers and the console are asked about on the first deploy (or with --ask); an upgrade asks nothing.
   const asking = !set || values.ask;
   for (const s of secrets.generated.filter((g) => missing(g.name))) {
-    toSet[s.name] = process.env[s.name] ?? (s.kind === "signing" ? `whsec_${randomBytes(32).toString("base64")}` : randomBytes(32).toString("base64url"));
-    if (s.show && !process.env[s.name]) shown.push({ name: s.name, value: toSet[s.name], why: `destination "${s.destination}" verifies mailhook's signatures with it (Standard Webhooks)` });
+    toSet[s.name] = fromEnv(s.name) ?? (s.kind === "signing" ? `whsec_${randomBytes(32).toString("base64")}` : randomBytes(32).toString("base64url"));
+    if (s.show && !fromEnv(s.name)) shown.push({ name: s.name, value: toSet[s.name], why: `destination "${s.destination}" verifies mailhook's signatures with it (Standard Webhooks)` });
   }
-  for (const p of secrets.asked.filter((a) => missing(a.secret) && (asking || process.env[a.secret]))) {
-    const value = process.env[p.secret] ?? (await ask(`${p.name}: ${p.secret}, ${p.hint}; empty to skip:`, { hidden: true }));
+  for (const p of secrets.asked.filter((a) => missing(a.secret) && (asking || fromEnv(a.secret)))) {
+    const value = fromEnv(p.secret) ?? (await ask(`${p.name}: ${p.secret}, ${p.hint} (empty: skip; npm run mailhook -- connect ${p.name} later):`, { hidden: true }));
     if (value) toSet[p.secret] = value;
   }
-  if (missing(secrets.console) && (asking || process.env[secrets.console])) {
-    const given = process.env[secrets.console];
+  if (missing(secrets.console) && (asking || fromEnv(secrets.console))) {
+    const given = fromEnv(secrets.console);
     const answer = given ? "y" : await ask("Turn on the console and the admin API (a generated ADMIN_TOKEN)? [Y/n]");
     if (answer !== null && !/^n/i.test(answer)) {
       toSet.ADMIN_TOKEN = given ?? randomBytes(24).toString("base64url");
@@ -185,26 +150,38 @@ async function chooseSecrets() {
   return names.length ? `to set with the deploy: ${names.join(", ")}` : "all set";
 }
 
+/** Prints the generated secrets, once: after the deploy stored them. */
+function showSecrets(note = "") {
+  if (!shown.length) return;
+  console.log(`\nGenerated and stored${note}; shown this once, copy them now:`);
+  for (const s of shown) console.log(`  ${s.name}=${s.value}\n    ${s.why}`);
+  console.log("");
+  shown.length = 0;
+}
+
 async function deploy() {
   const args = ["deploy"];
-  let dir;
+  let r;
   try {
     if (Object.keys(toSet).length) {
       // Uploaded with the deploy itself, from a file only this user can read, removed at once.
-      dir = mkdtempSync(path.join(os.tmpdir(), "mailhook-secrets-"));
-      writeFileSync(path.join(dir, "secrets.json"), JSON.stringify(toSet), { mode: 0o600 });
-      args.push("--secrets-file", path.join(dir, "secrets.json"));
+      secretsDir = mkdtempSync(path.join(os.tmpdir(), "mailhook-secrets-"));
+      writeFileSync(path.join(secretsDir, "secrets.json"), JSON.stringify(toSet), { mode: 0o600 });
+      args.push("--secrets-file", path.join(secretsDir, "secrets.json"));
     }
-    const r = await must(args, "wrangler deploy");
-    deployedUrl ??= r.stdout.match(/^\s+(https?:\/\/\S+)\s*$/m)?.[1] ?? (config.vars.PUBLIC_URL || undefined);
+    // What wrangler prints while it builds and uploads (minutes the first time) is shown as it comes.
+    r = await wrangler(args, { config: configArg, echo: (line) => console.log(`   | ${line}`) });
   } finally {
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    removeSecrets();
+    secretsDir = undefined;
   }
-  if (shown.length) {
-    console.log("\nGenerated and stored; shown this once, copy them now:");
-    for (const s of shown) console.log(`  ${s.name}=${s.value}\n    ${s.why}`);
-    console.log("");
+  if (r.code !== 0) {
+    // The Worker and its secrets are uploaded before the triggers are set: a failure after that has stored them.
+    if (/^\s*Uploaded /m.test(r.stdout)) showSecrets(" (the Worker was uploaded with them before wrangler failed)");
+    throw new Stop(`wrangler deploy failed:\n    ${said(r)}`, "fix what wrangler says, then run npm run deploy again");
   }
+  deployedUrl ??= r.stdout.match(/^\s+(https?:\/\/\S+)\s*$/m)?.[1] ?? (config.vars.PUBLIC_URL || undefined);
+  showSecrets();
   if (deployedUrl) {
     deployedUrl = deployedUrl.replace(/\/+$/, "");
     mkdirSync(path.join(path.dirname(configPath), ".wrangler"), { recursive: true });
@@ -236,9 +213,9 @@ async function health() {
 function report(h) {
   console.log(`\nmailhook is deployed at ${deployedUrl}\n\nProviders (each: npm run mailhook -- connect NAME prints what to paste where, and waits for its test event):`);
   for (const p of PROVIDERS) {
-    const state = h.providers?.[p.name]?.configured;
+    const configured = h.providers?.[p.name]?.configured;
     const where = p.route === false ? "Email Routing rule: Send to a Worker, mailhook" : `${deployedUrl}/webhooks/${p.name}`;
-    console.log(`  ${p.name.padEnd(14)} ${where}  ${state === false ? `not configured${p.secret ? ` (${p.secret} not set)` : ""}` : "configured"}`);
+    console.log(`  ${p.name.padEnd(14)} ${where}  ${configured === false ? `not configured${p.secret ? ` (${p.secret} not set)` : ""}` : configured ? "configured" : "unknown to this version"}`);
   }
   for (const [name, d] of Object.entries(h.destinations ?? {})) if (!d.configured) console.log(`destination ${name}: ${d.problem}`);
   for (const w of h.warnings ?? []) console.log(`warning: ${w}`);

@@ -10,7 +10,13 @@ let muted = false;
 
 function open() {
   if (rl) return;
-  rl = readline.createInterface({ input: process.stdin, output: process.stderr, terminal: Boolean(process.stdin.isTTY) });
+  // No history: the Up arrow at a later question must not bring back a hidden answer.
+  rl = readline.createInterface({ input: process.stdin, output: process.stderr, terminal: Boolean(process.stdin.isTTY), historySize: 0 });
+  // Ctrl-C at a question stops the whole command (its own SIGINT handler, if any, cleans up), not just the question.
+  rl.on("SIGINT", () => {
+    process.stderr.write("\n");
+    process.kill(process.pid, "SIGINT");
+  });
   // While a hidden answer is typed, nothing of it reaches the terminal.
   rl._writeToOutput = (s) => {
     if (!muted || s.includes("\n")) process.stderr.write(muted ? "\n" : s);

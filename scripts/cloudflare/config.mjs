@@ -20,12 +20,20 @@ export function destinations(vars) {
     }
   }
   if (!Array.isArray(declared)) declared = [declared];
+  // As the Worker reads them (src/destinations/declare.rs, src/config.rs): names trimmed and lower-cased, every
+  // variable trimmed (blank: unset), `attachments` in any case.
+  const text = (v) => (typeof v === "string" ? v.trim() : v === undefined || v === null ? "" : String(v));
+  const isLink = (v) => text(v).toLowerCase() === "link";
   const out = declared
     .filter((d) => d && typeof d.name === "string")
-    .map((d) => ({ name: d.name, url: d.url ?? "", secret: destinationSecret(d.name), links: d.attachments === "link" || d.max_body_bytes !== undefined }));
-  if (vars.ORIGIN_URL || out.length === 0) {
-    const links = vars.ORIGIN_ATTACHMENTS === "link" || Boolean(vars.ORIGIN_MAX_BODY_BYTES);
-    out.push({ name: "origin", url: vars.ORIGIN_URL ?? "", secret: "ORIGIN_SIGNING_SECRET", links });
+    .map((d) => {
+      const name = d.name.trim().toLowerCase();
+      return { name, url: text(d.url), secret: destinationSecret(name), links: isLink(d.attachments) || d.max_body_bytes !== undefined };
+    });
+  const origin = text(vars.ORIGIN_URL);
+  if (origin || out.length === 0) {
+    const links = isLink(vars.ORIGIN_ATTACHMENTS) || Boolean(text(vars.ORIGIN_MAX_BODY_BYTES));
+    out.push({ name: "origin", url: origin, secret: "ORIGIN_SIGNING_SECRET", links });
   }
   return out;
 }
@@ -34,20 +42,26 @@ export function destinations(vars) {
 export function unreachable(url) {
   let host;
   try {
-    host = new URL(url).hostname.replace(/^\[|\]$/g, "").toLowerCase();
+    host = new URL(url).hostname.replace(/^\[|\]$/g, "").replace(/\.$/, "").toLowerCase();
   } catch {
     return false;
   }
-  return (
-    host === "localhost" ||
-    host.endsWith(".localhost") ||
-    host === "::1" ||
-    host === "0.0.0.0" ||
-    /^127\./.test(host) ||
-    /^10\./.test(host) ||
-    /^192\.168\./.test(host) ||
-    /^172\.(1[6-9]|2\d|3[01])\./.test(host)
-  );
+  if (host === "localhost" || /\.(localhost|local|internal|lan|home\.arpa)$/.test(host) || !host.includes(".") && !host.includes(":")) return true;
+  if (host.includes(":")) {
+    // IPv6: unspecified, loopback, unique local (fc00::/7), link-local (fe80::/10), or an IPv4 address mapped into it.
+    const mapped = host.match(/^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/); // the URL parser writes ::ffff:10.0.0.1 so
+    if (mapped) {
+      const [hi, lo] = [parseInt(mapped[1], 16), parseInt(mapped[2], 16)];
+      return privateV4(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
+    }
+    return host === "::" || host === "::1" || /^f[cd][0-9a-f]{0,2}:/.test(host) || /^fe[89ab][0-9a-f]?:/.test(host);
+  }
+  return /^\d+\.\d+\.\d+\.\d+$/.test(host) && privateV4(host);
+}
+
+function privateV4(ip) {
+  const [a, b] = ip.split(".").map(Number);
+  return a === 0 || a === 10 || a === 127 || (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 100 && b >= 64 && b <= 127);
 }
 
 /**
@@ -79,6 +93,7 @@ export function readConfig(text) {
   }
   return {
     name: toml.name,
+    accountId: toml.account_id,
     queues,
     kv: (toml.kv_namespaces ?? []).map((k) => ({ binding: k.binding, id: isPlaceholder(k.id) ? null : k.id })),
     d1: (toml.d1_databases ?? []).map((d) => ({
@@ -107,30 +122,35 @@ export function requiredSecrets(config) {
 
 /**
  * Sets `key = "value"` in the `[[table]]` block whose `match` key equals `matchValue`, in place of the key's line or
- * after the `match` line; the rest of the file (comments, order) is kept. Returns the new text.
+ * after the `match` line; the rest of the file (comments, order, line endings) is kept. Returns the new text, or
+ * throws when no such block is written as `[[table]]` with `match = "value"` lines (an inline table, say).
  */
 export function setInBlock(text, table, match, matchValue, key, value) {
-  const lines = text.split("\n");
-  let start = -1;
+  const eol = text.includes("\r\n") ? "\r\n" : "\n";
+  const lines = text.split(/\r?\n/);
+  const header = new RegExp(`^\\s*\\[\\[\\s*${escape(table)}\\s*\\]\\]\\s*(#.*)?$`);
+  const keyLine = (k) => new RegExp(`^\\s*(${escape(k)}|"${escape(k)}"|'${escape(k)}')\\s*=`);
+  const valueOf = (line) => line.replace(/^[^=]*=\s*/, "").match(/^"((?:[^"\\]|\\.)*)"|^'([^']*)'/);
   for (let i = 0; i < lines.length; i++) {
-    if (lines[i].trim() !== `[[${table}]]`) continue;
+    if (!header.test(lines[i])) continue;
     let end = i + 1;
     while (end < lines.length && !/^\s*\[/.test(lines[end])) end++;
     const block = lines.slice(i + 1, end);
-    const m = block.findIndex((l) => new RegExp(`^\\s*${match}\\s*=\\s*"${escape(matchValue)}"`).test(l));
-    if (m < 0) {
-      i = end - 1;
-      continue;
+    const m = block.findIndex((l) => {
+      if (!keyLine(match).test(l)) return false;
+      const v = valueOf(l);
+      return v && (v[1] ?? v[2]) === matchValue;
+    });
+    if (m >= 0) {
+      const existing = block.findIndex((l) => keyLine(key).test(l));
+      const line = `${key} = ${JSON.stringify(value)}`;
+      if (existing >= 0) lines[i + 1 + existing] = line;
+      else lines.splice(i + 2 + m, 0, line);
+      return lines.join(eol);
     }
-    start = i;
-    const existing = block.findIndex((l) => new RegExp(`^\\s*${key}\\s*=`).test(l));
-    const line = `${key} = ${JSON.stringify(value)}`;
-    if (existing >= 0) lines[i + 1 + existing] = line;
-    else lines.splice(i + 2 + m, 0, line);
-    break;
+    i = end - 1;
   }
-  if (start < 0) throw new Error(`wrangler.toml has no [[${table}]] with ${match} = "${matchValue}"`);
-  return lines.join("\n");
+  throw new Error(`it has no [[${table}]] block with ${match} = "${matchValue}" written on lines of its own`);
 }
 
 const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");

@@ -7,7 +7,7 @@ export const PROVIDERS = [
   {
     name: "mailtura",
     secret: "MAILTURA_WEBHOOK_SECRET",
-    hint: "the webhook's signing secret (or leave empty and run `npm run mailhook -- connect mailtura` later)",
+    hint: "the webhook's signing secret",
     steps: (url) => [
       "Run `npm run mailhook -- connect mailtura --api https://<your Mailtura instance> --key <API key> --tenant <tenant id>`, which does all of this; or by hand:",
       `Create the webhook (POST /api/v1/webhooks, or in Mailtura's UI) with "url": "${url}/webhooks/mailtura", the events you want, and a "secret" (npm run gen-secret makes one).`,

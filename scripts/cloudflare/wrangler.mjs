@@ -8,9 +8,9 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 
 /**
  * Runs `wrangler ...args`, with `input` on its standard input: { code, stdout, stderr }. `config`, when given, is
- * passed as --config. Nothing it prints is shown here; the caller decides.
+ * passed as --config. What it prints is shown only through `echo(line)`, when given, each line as it comes.
  */
-export function wrangler(args, { input, config } = {}) {
+export function wrangler(args, { input, config, echo } = {}) {
   const bin = process.env.MAILHOOK_WRANGLER ?? path.join(root, "node_modules/wrangler/bin/wrangler.js");
   const full = config ? [...args, "--config", config] : args;
   return new Promise((resolve) => {
@@ -21,8 +21,22 @@ export function wrangler(args, { input, config } = {}) {
     });
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
+    let pending = "";
+    const show = (d, end = false) => {
+      if (!echo) return;
+      const lines = (pending + d).split("\n");
+      pending = end ? "" : lines.pop();
+      for (const l of lines) if (l.trim()) echo(l.replace(/\x1b\[[0-9;]*m/g, ""));
+    };
+    child.stdout.on("data", (d) => {
+      stdout += d;
+      show(d);
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+      show(d);
+    });
+    child.on("close", () => show("", true));
     child.on("error", (e) => resolve({ code: 127, stdout, stderr: String(e) }));
     child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
     child.stdin.end(input ?? "");
@@ -44,12 +58,6 @@ export function jsonOf(stdout) {
 export function said(r) {
   const text = `${r.stderr}\n${r.stdout}`.replace(/\x1b\[[0-9;]*m/g, "").trim();
   return text.split("\n").filter((l) => l.trim()).slice(-6).join("\n    ");
-}
-
-/** `wrangler whoami --json`: true when logged in (OAuth or CLOUDFLARE_API_TOKEN). */
-export async function loggedIn(config) {
-  const r = await wrangler(["whoami", "--json"], { config });
-  return r.code === 0 && jsonOf(r.stdout)?.loggedIn === true;
 }
 
 /**

@@ -85,13 +85,14 @@ test("connect mailtura creates the webhook, stores its secret, and waits for the
   const logged = await hook.admin("/admin/events?provider=mailtura");
   assert.equal(logged.json.total, 1);
 
-  // Again: the same webhook, updated with a new secret, not a second one.
-  const again = await cli(["connect", "mailtura", ...api()]);
+  // Again: a new webhook with a new secret replaces the first once its test event arrived; the API key never shown.
+  const again = await cli(["connect", "mailtura", "--api", mailtura.url, "--tenant", "acme-corp", "--url", hook.url], { env: { MAILTURA_API_KEY: "mt-api-key-1" } });
   assert.equal(again.code, 0, again.all);
   assert.equal(mailtura.webhooks.length, 1);
+  assert.notEqual(mailtura.webhooks[0].id, w.id);
   assert.notEqual(mailtura.webhooks[0].secret, w.secret);
   assert.equal(mailtura.webhooks[0].events.length, 7);
-  assert.match(again.all, /updated Mailtura's webhook wh_/);
+  assert.match(again.all, new RegExp(`deleted the older webhook ${w.id}`));
   assert.equal((await hook.admin("/admin/events?provider=mailtura")).json.total, 2, "the second test event, signed with the new secret, was waited for");
 });
 
@@ -103,9 +104,28 @@ test("connect mailtura: a wrong key or no admin token is refused before anything
   const noToken = await cli(["connect", "mailtura", ...api()], { env: { ADMIN_TOKEN: "" } });
   assert.equal(noToken.code, 1);
   assert.match(noToken.all, /ADMIN_TOKEN is not set/);
-  const noApi = await cli(["connect", "mailtura", "--url", hook.url]);
-  assert.match(noApi.all, /needs --api/);
+  const noKey = await cli(["connect", "mailtura", "--api", mailtura.url, "--url", hook.url]);
+  assert.match(noKey.all, /needs --api https:\/\/<your Mailtura instance> and its API key/);
+  // Without --api: the steps by hand, then the wait (cut short here).
+  const byHand = await cli(["connect", "mailtura", "--url", hook.url, "--wait", "1"]);
+  assert.equal(byHand.code, 1);
+  assert.match(byHand.all, new RegExp(`"url": "${hook.url}/webhooks/mailtura"`));
+  assert.match(byHand.all, /no mailtura event arrived/);
+  const badWait = await cli(["connect", "mailtura", ...api(), "--wait", "soon"]);
+  assert.match(badWait.all, /--wait soon: give a number of seconds/);
+  // A list in a shape connect does not know: nothing is created (a second webhook would double every event).
+  mailtura.listShape = "items";
+  try {
+    const odd = await cli(["connect", "mailtura", ...api()]);
+    assert.equal(odd.code, 1);
+    assert.match(odd.all, /came in a shape this command does not know: nothing was changed/);
+    const oddOff = await cli(["disconnect", "mailtura", ...api()]);
+    assert.equal(oddOff.code, 1);
+  } finally {
+    mailtura.listShape = "data";
+  }
   assert.deepEqual(mailtura.webhooks, before);
+  assert.ok(account().worker.secrets.MAILTURA_WEBHOOK_SECRET, "the secret is kept while the webhook could not be found");
 });
 
 test("disconnect mailtura deletes the webhook and the secret", { timeout: 30_000 }, async () => {

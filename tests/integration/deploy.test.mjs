@@ -39,7 +39,7 @@ function project({ account = {}, edit = (t) => t } = {}) {
 }
 
 /** Runs `npm run deploy`'s script with the stand-in; `input`: what the user types, a line per question. */
-function deploy(p, { args = [], input = "", env = {} } = {}) {
+function deploy(p, { args = [], input = "", env = {}, onOutput } = {}) {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ["scripts/deploy.mjs", "--config", p.config, ...args], {
       cwd: root,
@@ -54,7 +54,10 @@ function deploy(p, { args = [], input = "", env = {} } = {}) {
     });
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
+    child.stdout.on("data", (d) => {
+      stdout += d;
+      onOutput?.(stdout, child);
+    });
     child.stderr.on("data", (d) => (stderr += d));
     child.on("close", (code) => resolve({ code, stdout, stderr, all: stdout + stderr }));
     child.stdin.end(input);
@@ -83,7 +86,7 @@ test("deploy --dry-run prints the plan and calls nothing", async () => {
     assert.equal(r.code, 0, r.all);
     assert.match(r.stdout, /nothing is called/);
     for (const q of QUEUES) assert.match(r.stdout, new RegExp(`queue ${q}: create it if missing`));
-    assert.match(r.stdout, /KV namespace DEDUPE: find "mailhook-dedupe" or create it/);
+    assert.match(r.stdout, /KV namespace DEDUPE: find "mailhook-dedupe" \(or "DEDUPE"\) or create it/);
     assert.match(r.stdout, new RegExp(`apply migrations/ \\(${MIGRATIONS.length} files\\)`));
     assert.match(r.stdout, /generate ORIGIN_SIGNING_SECRET/);
     assert.deepEqual(p.calls(), []);
@@ -95,7 +98,12 @@ test("deploy --dry-run prints the plan and calls nothing", async () => {
 test("deploy refuses a configuration that cannot work deployed, and a user not logged in, before changing anything", async () => {
   const local = project({ edit: (t) => t.replace(/^ORIGIN_URL = .*$/m, 'ORIGIN_URL = "http://127.0.0.1:8789/events"') });
   const out = project({ account: { loggedIn: false } });
+  const two = project({ account: { accounts: [{ id: "a1", name: "Work" }, { id: "a2", name: "Home" }] } });
   try {
+    const t = await deploy(two, { env: { CLOUDFLARE_ACCOUNT_ID: "" } });
+    assert.equal(t.code, 1);
+    assert.match(t.stdout, /this login has 2 accounts \(Work: a1, Home: a2\)\n  fix: choose one: CLOUDFLARE_ACCOUNT_ID=<id> npm run deploy/);
+    assert.deepEqual(two.calls().map((c) => c.args[0]), ["whoami"]);
     const r = await deploy(local);
     assert.equal(r.code, 1);
     assert.match(r.stdout, /ORIGIN_URL is http:\/\/127\.0\.0\.1:8789\/events, which Cloudflare cannot reach.*Set it to your application's public https URL/);
@@ -107,6 +115,7 @@ test("deploy refuses a configuration that cannot work deployed, and a user not l
   } finally {
     local.remove();
     out.remove();
+    two.remove();
   }
 });
 
@@ -150,7 +159,7 @@ test("a first deploy creates everything, sets the secrets, and a rerun changes n
     assert.deepEqual({ ...now, worker: { ...now.worker, versions: 0 } }, { ...before.account, worker: { ...before.account.worker, versions: 0 } });
     const made = p.calls().slice(before.calls).filter((c) => c.args[1] === "create" || c.args[2] === "create" || c.args[0] === "secret" && c.args[1] === "put" || c.args.includes("--secrets-file"));
     assert.deepEqual(made, []);
-    assert.doesNotMatch(again.all, /Generated and stored|ADMIN_TOKEN=|\[Y\/n\]|empty to skip/);
+    assert.doesNotMatch(again.all, /Generated and stored|ADMIN_TOKEN=|\[Y\/n\]|empty: skip; npm run mailhook/);
     assert.match(again.stdout, /secrets: .*\n   all set/);
     assert.match(again.stdout, /none to apply/);
   } finally {
@@ -192,7 +201,7 @@ test("an upgrade from 0.3.0's resources: the missing queue and migrations, the o
 });
 
 test("a failure half way leaves what is done, and the rerun finishes without making anything twice", { timeout: 90_000 }, async () => {
-  const p = project({ account: { fail: ["d1 migrations apply", "deploy"] } });
+  const p = project({ account: { fail: ["d1 migrations apply", "deploy", "after-upload"] } });
   try {
     const first = await deploy(p, { input: ANSWERS });
     assert.equal(first.code, 1, first.all);
@@ -203,19 +212,72 @@ test("a failure half way leaves what is done, and the rerun finishes without mak
     // The deploy itself fails: the secrets asked for were not stored, and the generated ones not shown.
     const second = await deploy(p, { input: ANSWERS });
     assert.equal(second.code, 1, second.all);
-    assert.match(second.stdout, /wrangler deploy, .*\n   failed/);
+    assert.match(second.stdout, /wrangler deploy, .*\n(   \|.*\n)*   failed/);
     assert.doesNotMatch(second.stdout, /Generated and stored/);
 
+    // Wrangler fails after it uploaded the Worker with its secrets: the generated ones are shown, since they are stored.
     const third = await deploy(p, { input: ANSWERS });
-    assert.equal(third.code, 0, third.all);
+    assert.equal(third.code, 1, third.all);
+    assert.match(third.stdout, /Generated and stored \(the Worker was uploaded with them before wrangler failed\)/);
+    assert.ok(third.stdout.includes(p.account().worker.secrets.ORIGIN_SIGNING_SECRET), "the stored signing secret is the one shown");
+
+    const fourth = await deploy(p);
+    assert.equal(fourth.code, 0, fourth.all);
+    assert.match(fourth.stdout, /secrets: .*\n   all set/);
+    assert.doesNotMatch(fourth.stdout, /Generated and stored/);
     const a = p.account();
     assert.equal(a.kv.length, 1);
     assert.equal(a.d1.length, 1);
     assert.deepEqual(a.d1[0].migrations, MIGRATIONS);
     assert.deepEqual([...a.queues].sort(), [...QUEUES].sort());
     assert.equal(a.worker.secrets.MAILTURA_WEBHOOK_SECRET, PROVIDER_SECRETS.MAILTURA_WEBHOOK_SECRET);
-    assert.ok(third.stdout.includes(a.worker.secrets.ORIGIN_SIGNING_SECRET), "the stored signing secret is the one shown");
-    assertNoSecretShown(p, first, second, third);
+    assertNoSecretShown(p, first, second, third, fourth);
+  } finally {
+    p.remove();
+  }
+});
+
+test("a deployed Worker whose KV namespace is not found is stopped, not given a new empty one; two candidates are named", { timeout: 30_000 }, async () => {
+  const worker = { bindings: { DEDUPE: "f".repeat(32) }, secrets: { ORIGIN_SIGNING_SECRET: "whsec_a2VlcA==" }, versions: 3 };
+  const lost = project({ account: { kv: [{ id: "1".repeat(32), title: "dedupe-prod" }], d1: [], queues: QUEUES, worker } });
+  const two = project({ account: { kv: [{ id: "1".repeat(32), title: "mailhook-dedupe" }, { id: "2".repeat(32), title: "DEDUPE" }], queues: QUEUES } });
+  try {
+    const r = await deploy(lost);
+    assert.equal(r.code, 1, r.all);
+    assert.match(r.stdout, /the Worker mailhook is deployed, but no KV namespace named "mailhook-dedupe" or "DEDUPE" or "mailhook-DEDUPE" is in this account\n  fix: put the id of the KV namespace it uses in wrangler\.toml \(id = "…" under DEDUPE/);
+    assert.equal(lost.account().kv.length, 1, "nothing created");
+    const t = await deploy(two);
+    assert.equal(t.code, 1, t.all);
+    assert.match(t.stdout, /several KV namespaces could be mailhook's: "mailhook-dedupe" \(1{32}\), "DEDUPE" \(2{32}\)/);
+    assert.equal(two.account().kv.length, 2);
+    // The user writes the id: the next run takes it.
+    writeFileSync(two.config, readFileSync(two.config, "utf8").replace('binding = "DEDUPE"', `binding = "DEDUPE"\nid = "${"2".repeat(32)}"`));
+    const ok = await deploy(two, { input: "\n\n\nn\n" });
+    assert.equal(ok.code, 0, ok.all);
+    assert.equal(two.account().worker.bindings.DEDUPE, "2".repeat(32));
+  } finally {
+    lost.remove();
+    two.remove();
+  }
+});
+
+test("Ctrl-C while wrangler deploys removes the secrets file", { timeout: 30_000 }, async () => {
+  const p = project({ account: { slowDeploy: 3000 } });
+  try {
+    const r = await deploy(p, {
+      input: ANSWERS,
+      onOutput(out, child) {
+        if (out.includes("9. wrangler deploy") && !child.interrupted) {
+          child.interrupted = true;
+          setTimeout(() => child.kill("SIGINT"), 500);
+        }
+      },
+    });
+    assert.equal(r.code, 130, r.all);
+    assert.match(r.stdout, /stopped \(SIGINT\): what is done stays done/);
+    const call = p.calls().find((c) => c.args[0] === "deploy");
+    assert.ok(call, "wrangler deploy was running");
+    assert.ok(!existsSync(call.args[call.args.indexOf("--secrets-file") + 1]), "the secrets file is gone");
   } finally {
     p.remove();
   }

@@ -8,6 +8,8 @@ import http from "node:http";
 export async function startMailtura({ key, tenant, onTest = async () => {} }) {
   const webhooks = [];
   const calls = [];
+  // `listShape`: "data" ({ data: [...] }), or "items", a shape connect does not know (the list's is not documented).
+  const me = { webhooks, calls, listShape: "data" };
   const server = http.createServer(async (req, res) => {
     let raw = "";
     for await (const chunk of req) raw += chunk;
@@ -33,7 +35,7 @@ export async function startMailtura({ key, tenant, onTest = async () => {} }) {
       const { secret: _, ...shown } = w;
       return send(201, shown);
     }
-    if (req.method === "GET" && !id) return send(200, { data: webhooks.map(({ secret: _, ...w }) => w) });
+    if (req.method === "GET" && !id) return send(200, { [me.listShape]: webhooks.map(({ secret: _, ...w }) => w) });
     if (req.method === "PATCH" && hook && !action) {
       Object.assign(hook, body);
       return send(200, { id: hook.id, url: hook.url, events: hook.events, enabled: hook.enabled });
@@ -57,10 +59,8 @@ export async function startMailtura({ key, tenant, onTest = async () => {} }) {
     send(404, { error: "Not found" });
   });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  return {
+  return Object.assign(me, {
     url: `http://127.0.0.1:${server.address().port}`,
-    webhooks,
-    calls,
     close: () => new Promise((r) => server.close(r)),
-  };
+  });
 }

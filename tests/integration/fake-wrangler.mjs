@@ -3,7 +3,8 @@
 //
 //   FAKE_WRANGLER_STATE  the account: { loggedIn, kv: [{id, title}], d1: [{uuid, name, migrations: []}], queues: [],
 //                        r2: [], worker: null | { bindings, secrets: {name: value}, versions }, fail: ["d1 migrations apply", …] }
-//                        (`fail`: each entry fails the next call that starts with it, once)
+//                        (`fail`: each entry fails the next call that starts with it, once; "after-upload" fails
+//                        the next deploy after it stored the Worker and its secrets)
 //   FAKE_WRANGLER_LOG    one JSON line per call: { args, stdin: its length } (never what was on standard input)
 //   FAKE_WRANGLER_URL    the address `deploy` prints (the local Worker)
 import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -13,6 +14,7 @@ import { parse } from "smol-toml";
 
 const stateFile = process.env.FAKE_WRANGLER_STATE;
 const state = JSON.parse(readFileSync(stateFile, "utf8"));
+state.fail ??= [];
 const save = () => writeFileSync(stateFile, JSON.stringify(state, null, 2));
 
 let args = process.argv.slice(2);
@@ -47,7 +49,7 @@ const flag = (name) => {
 const commands = {
   "whoami"() {
     if (!state.loggedIn) die("You are not authenticated. Please run `wrangler login`.");
-    console.log(JSON.stringify({ loggedIn: true, authType: "OAuth Token", email: "dev@example.com", accounts: [{ id: "acc", name: "Test" }] }));
+    console.log(JSON.stringify({ loggedIn: true, authType: "OAuth Token", email: "dev@example.com", accounts: state.accounts ?? [{ id: "acc", name: "Test" }] }));
   },
   "queues info"([name]) {
     if (!state.queues.includes(name)) die(`A request to the Cloudflare API failed.\n\n  Queue "${name}" does not exist. [code: 11000]`);
@@ -104,6 +106,8 @@ const commands = {
     console.log(`✨ Success! Deleted secret ${name}`);
   },
   "deploy"() {
+    // `slowDeploy` (ms): a build taking its time, for a test to interrupt.
+    if (state.slowDeploy) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, state.slowDeploy);
     const c = config();
     const bindings = { ...(state.worker?.bindings ?? {}) };
     for (const q of c.queues.producers) if (!state.queues.includes(q.queue)) die(`A request to the Cloudflare API failed.\n\n  Queue "${q.queue}" does not exist. To create it, run: wrangler queues create ${q.queue} [code: 11000]`);
@@ -131,7 +135,16 @@ const commands = {
     const file = flag("--secrets-file");
     const secrets = file ? JSON.parse(readFileSync(file, "utf8")) : {};
     state.worker = { bindings, secrets: { ...(state.worker?.secrets ?? {}), ...secrets }, versions: (state.worker?.versions ?? 0) + 1 };
-    console.log(`Total Upload: 3500.00 KiB / gzip: 1200.00 KiB\nUploaded ${c.name} (1.00 sec)\nDeployed ${c.name} triggers (0.50 sec)\n  ${process.env.FAKE_WRANGLER_URL}\n  schedule: 17 3 * * *\n  Producer for mailhook-events\nCurrent Version ID: ${randomUUID()}`);
+    console.log(`Total Upload: 3500.00 KiB / gzip: 1200.00 KiB\nUploaded ${c.name} (1.00 sec)`);
+    // "after-upload" in `fail`: the triggers fail once the Worker and its secrets are uploaded (a new account's
+    // workers.dev subdomain not registered yet, say).
+    const after = state.fail.indexOf("after-upload");
+    if (after >= 0) {
+      state.fail.splice(after, 1);
+      save();
+      die("A request to the Cloudflare API (/accounts/acc/workers/subdomain) failed.\n\n  You need to register a workers.dev subdomain before publishing to workers.dev [code: 10063]");
+    }
+    console.log(`Deployed ${c.name} triggers (0.50 sec)\n  ${process.env.FAKE_WRANGLER_URL}\n  schedule: 17 3 * * *\n  Producer for mailhook-events\nCurrent Version ID: ${randomUUID()}`);
   },
 };
 

@@ -1,0 +1,123 @@
+// `npm run deploy`'s account steps: the login, the queues, the KV namespace and the D1 database. Each looks at
+// what exists first and creates only what is missing, so a rerun finishes what a failed run left.
+import { jsonOf, said, wrangler } from "./wrangler.mjs";
+
+/** A step that could not be done: what went wrong, and what to do. */
+export class Stop extends Error {
+  constructor(message, fix) {
+    super(message);
+    this.fix = fix;
+  }
+}
+
+const AGAIN = "then run npm run deploy again";
+
+/**
+ * The deploy's account context: `config` (wrangler --config, or undefined), `file` (wrangler.toml's path), `name`
+ * (the Worker), `writeId(table, match, value, key, id)`, and `workerExists()` (whether the Worker is deployed).
+ */
+export function account(ctx) {
+  /** Runs wrangler; a failure stops the deploy with wrangler's own words. */
+  async function must(args, what) {
+    const r = await wrangler(args, { config: ctx.config });
+    if (r.code !== 0) throw new Stop(`${what} failed (wrangler ${args.slice(0, 3).join(" ")}):\n    ${said(r)}`, `fix what wrangler says, ${AGAIN}`);
+    return r;
+  }
+
+  async function login() {
+    const r = await wrangler(["whoami", "--json"], { config: ctx.config });
+    const me = r.code === 0 ? jsonOf(r.stdout) : null;
+    if (me?.loggedIn !== true) {
+      throw new Stop("wrangler is not logged in to Cloudflare", `run \`npx wrangler login\` (or set CLOUDFLARE_API_TOKEN to a token that can edit Workers, KV, D1, R2 and Queues), ${AGAIN}`);
+    }
+    // Without a terminal, wrangler cannot ask which account: every later call would fail.
+    const accounts = me.accounts ?? [];
+    if (accounts.length > 1 && !process.env.CLOUDFLARE_ACCOUNT_ID && !ctx.accountId) {
+      throw new Stop(
+        `this login has ${accounts.length} accounts (${accounts.map((a) => `${a.name}: ${a.id}`).join(", ")})`,
+        `choose one: CLOUDFLARE_ACCOUNT_ID=<id> npm run deploy (or account_id = "<id>" in wrangler.toml)`,
+      );
+    }
+    return `logged in${me.email ? ` as ${me.email}` : ""}`;
+  }
+
+  async function queue(q) {
+    const info = await wrangler(["queues", "info", q], { config: ctx.config });
+    if (info.code === 0 && new RegExp(`^Queue Name: ${q}\\s*$`, "m").test(info.stdout)) return "exists";
+    if (info.code === 0 || !/does not exist|not found|11000/i.test(said(info))) {
+      throw new Stop(`looking for queue ${q} failed:\n    ${said(info)}`, `fix what wrangler says, ${AGAIN}`);
+    }
+    const r = await wrangler(["queues", "create", q], { config: ctx.config });
+    if (r.code === 0) return "created";
+    if (/already (exists|taken)/i.test(said(r))) return "exists";
+    throw new Stop(`creating queue ${q} failed:\n    ${said(r)}`, `fix what wrangler says (Queues needs the Workers Paid plan), ${AGAIN}`);
+  }
+
+  /**
+   * Finds `want` among `all` by `key` (several names it may have), else creates it, unless the Worker is already
+   * deployed: its resource then exists under a name not looked for, and a new empty one would replace it.
+   */
+  async function findOrCreate({ what, all, names, key, create, relist, table, match, matchValue, idKey, idOf }) {
+    const found = names.flatMap((n) => all.filter((x) => x[key] === n));
+    if (found.length > 1) {
+      throw new Stop(
+        `several ${what}s could be mailhook's: ${found.map((x) => `"${x[key]}" (${idOf(x)})`).join(", ")}`,
+        `put the id of the one your Worker uses in ${ctx.file} (${idKey} = "…" under ${matchValue}), ${AGAIN}`,
+      );
+    }
+    let item = found[0];
+    let outcome = `found "${item?.[key]}"`;
+    if (!item) {
+      if (await ctx.workerExists()) {
+        throw new Stop(
+          `the Worker ${ctx.name} is deployed, but no ${what} named ${names.map((n) => `"${n}"`).join(" or ")} is in this account`,
+          `put the id of the ${what} it uses in ${ctx.file} (${idKey} = "…" under ${matchValue}; \`npx wrangler ${what === "KV namespace" ? "kv namespace list" : "d1 list"}\` lists them), ${AGAIN}; a new empty one would lose its data`,
+        );
+      }
+      await must(create, `creating ${what} ${names[0]}`);
+      item = (await relist()).find((x) => x[key] === names[0]);
+      if (!item) throw new Stop(`${what} ${names[0]} was created but is not listed`, AGAIN);
+      outcome = `created "${names[0]}"`;
+    }
+    try {
+      ctx.writeId(table, match, matchValue, idKey, idOf(item));
+    } catch (e) {
+      throw new Stop(`${ctx.file} could not be written: ${e.message}`, `add ${idKey} = "${idOf(item)}" to ${matchValue}'s binding yourself, ${AGAIN}`);
+    }
+    return `${outcome}, id ${idOf(item)} written`;
+  }
+
+  async function kv(k) {
+    const list = async () => jsonOf((await must(["kv", "namespace", "list"], "listing KV namespaces")).stdout) ?? [];
+    const all = await list();
+    if (k.id) {
+      if (all.some((n) => n.id === k.id)) return `${k.id} exists`;
+      throw new Stop(`KV namespace ${k.id} (${k.binding} in ${ctx.file}) is not in this account`, "put the id of one that is there, or log in to the account that has it");
+    }
+    // The name wrangler's automatic provisioning gives it, then those of the old README's `kv namespace create DEDUPE`.
+    const names = [kvTitle(ctx.name, k.binding), k.binding, `${ctx.name}-${k.binding}`];
+    const create = ["kv", "namespace", "create", names[0]];
+    return findOrCreate({ what: "KV namespace", all, names, key: "title", create, relist: list, table: "kv_namespaces", match: "binding", matchValue: k.binding, idKey: "id", idOf: (n) => n.id });
+  }
+
+  async function d1(d) {
+    const list = async () => jsonOf((await must(["d1", "list", "--json"], "listing D1 databases")).stdout) ?? [];
+    const all = await list();
+    if (d.id) {
+      if (all.some((db) => db.uuid === d.id)) return `${d.id} exists`;
+      throw new Stop(`D1 database ${d.id} (${d.name} in ${ctx.file}) is not in this account`, "put the id of one that is there, or log in to the account that has it");
+    }
+    const create = ["d1", "create", d.name];
+    return findOrCreate({ what: "D1 database", all, names: [d.name], key: "name", create, relist: list, table: "d1_databases", match: "database_name", matchValue: d.name, idKey: "database_id", idOf: (db) => db.uuid });
+  }
+
+  async function migrate(d) {
+    const r = await must(["d1", "migrations", "apply", d.name, "--remote"], `applying the migrations to ${d.name}`);
+    return /No migrations to apply/i.test(r.stdout) ? "none to apply" : "applied";
+  }
+
+  return { must, login, queue, kv, d1, migrate };
+}
+
+/** The title wrangler's automatic provisioning gives a KV namespace: the Worker's name and the binding's. */
+export const kvTitle = (worker, binding) => `${worker}-${binding.toLowerCase().replaceAll("_", "-")}`;
