@@ -180,7 +180,9 @@ async function deploy() {
     if (/^\s*Uploaded /m.test(r.stdout)) showSecrets(" (the Worker was uploaded with them before wrangler failed)");
     throw new Stop(`wrangler deploy failed:\n    ${said(r)}`, "fix what wrangler says, then run npm run deploy again");
   }
-  deployedUrl ??= r.stdout.match(/^\s+(https?:\/\/\S+)\s*$/m)?.[1] ?? (config.vars.PUBLIC_URL || undefined);
+  // The addresses wrangler lists under "Deployed <name> triggers", one indented line each (then schedules, queues).
+  const targets = r.stdout.split(/^Deployed .* triggers.*$/m)[1] ?? "";
+  deployedUrl ??= targets.match(/^\s+(https?:\/\/\S+)\s*$/m)?.[1] ?? (config.vars.PUBLIC_URL || undefined);
   showSecrets();
   if (deployedUrl) {
     deployedUrl = deployedUrl.replace(/\/+$/, "");

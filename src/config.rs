@@ -169,7 +169,7 @@ impl Config {
         };
         self.public_url = Some(public_url(raw).map_err(|message| ConfigError { var: "PUBLIC_URL", message })?);
         if self.link_keys.is_empty() {
-            return err("LINK_SIGNING_KEY", format!("destination {:?} takes attachments as links, which are signed with it; run `wrangler secret put LINK_SIGNING_KEY` with a random value (`npm run gen-secret`)", d.name));
+            return err("LINK_SIGNING_KEY", format!("destination {:?} takes attachments as links, which are signed with it; run `npm run deploy`, which generates it, or `wrangler secret put LINK_SIGNING_KEY` with a random value (`npm run gen-secret`)", d.name));
         }
         if self.link_keys.iter().any(|k| k.len() < MIN_LINK_KEY_LEN) {
             return err(

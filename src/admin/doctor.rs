@@ -90,7 +90,7 @@ pub fn findings(cfg: &Config, facts: &Facts) -> Vec<Finding> {
                 out.push(finding(
                     Error,
                     format!("migration {m} is not applied"),
-                    "run `npx wrangler d1 migrations apply mailhook --remote` (locally, `npm start` applies them)",
+                    "run `npm run deploy`, which applies them before it deploys (or `npx wrangler d1 migrations apply mailhook --remote`; locally, `npm start` applies them)",
                 ));
             }
         }

@@ -194,7 +194,7 @@ fn declared_one(item: Value, defaults: &Defaults<'_>, get: &impl Fn(&str) -> Opt
     let keys = signing_keys("DESTINATIONS", get(&secret_var).as_deref()).map_err(|e| format!("{}: {}", secret_var, e.message))?;
     if keys.is_empty() {
         return Err(format!(
-            "its signing secret {secret_var} is not set; run `wrangler secret put {secret_var}` with a whsec_<base64> key (`npm run gen-secret`)"
+            "its signing secret {secret_var} is not set; run `npm run deploy`, which generates it, or `wrangler secret put {secret_var}` with a whsec_<base64> key (`npm run gen-secret`)"
         ));
     }
     let (attachments, max_body_bytes) = attachment_settings(d.attachments.as_deref(), d.max_body_bytes.as_ref().map(Number::get))?;

@@ -125,7 +125,7 @@ impl Destination {
         if self.url.is_none() {
             Some("ORIGIN_URL is not set: set it in wrangler.toml [vars] to the URL that receives events, or declare DESTINATIONS".into())
         } else if self.keys.is_empty() {
-            Some(format!("{0} is not set: run `wrangler secret put {0}` with a whsec_<base64> key (`npm run gen-secret`)", self.secret_var))
+            Some(format!("{0} is not set: run `npm run deploy`, which generates it, or `wrangler secret put {0}` with a whsec_<base64> key (`npm run gen-secret`)", self.secret_var))
         } else {
             None
         }

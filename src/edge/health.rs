@@ -35,7 +35,7 @@ fn warnings(cfg: &Config, env: &Env) -> Vec<String> {
     if env.queue(QUEUE_SLOW_EVENTS).is_err() {
         w.push(format!(
             "the {QUEUE_SLOW_EVENTS} queue binding is missing: a failing destination's deliveries stay among the healthy ones; \
-             create mailhook-events-slow and bind it as in wrangler.toml"
+             run `npm run deploy`, which creates mailhook-events-slow, with the binding of wrangler.toml"
         ));
     }
     w

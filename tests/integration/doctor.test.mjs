@@ -39,7 +39,7 @@ test("doctor: a retention cron that stopped and a migration not applied are name
     await (await hook.db()).prepare("DELETE FROM d1_migrations WHERE name = '0009_two_rows.sql'").run();
     const broken = await doctor(hook);
     assert.equal(broken.code, 1, broken.out);
-    assert.match(broken.out, /^error: migration 0009_two_rows\.sql is not applied\n  fix: run `npx wrangler d1 migrations apply mailhook --remote`/m);
+    assert.match(broken.out, /^error: migration 0009_two_rows\.sql is not applied\n  fix: run `npm run deploy`, which applies them before it deploys \(or `npx wrangler d1 migrations apply mailhook --remote`/m);
   } finally {
     await hook.dispose();
   }
