@@ -12,7 +12,7 @@
 //
 // Options: --url (mailhook's address; default: the one `npm run deploy` printed), --config (wrangler.toml),
 // --wait SECONDS (how long to wait for the test event: 120 for Mailtura, 600 for the others).
-// The wait reads the admin API with ADMIN_TOKEN (the environment, else .dev.vars).
+// The wait reads the admin API with ADMIN_TOKEN (the environment; for a local mailhook, else .dev.vars).
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -51,13 +51,25 @@ function options(args) {
 function mailhookUrl(values) {
   if (values.url) return values.url.replace(/\/+$/, "");
   const file = path.join(path.dirname(path.resolve(values.config ?? path.join(root, "wrangler.toml"))), ".wrangler", "mailhook-deployed.json");
-  if (existsSync(file)) return JSON.parse(readFileSync(file, "utf8")).url;
+  if (existsSync(file)) {
+    let url;
+    try {
+      url = JSON.parse(readFileSync(file, "utf8")).url;
+    } catch {}
+    if (typeof url === "string" && /^https?:\/\//.test(url)) return url.replace(/\/+$/, "");
+    throw new Refused(`${file} does not hold mailhook's address: run npm run deploy again (it writes it), or pass --url`);
+  }
   throw new Refused("mailhook's address is unknown: run npm run deploy first (it records it), or pass --url https://<your worker>");
 }
 
 /** The wait needs the admin API: checked before anything is changed at the provider. */
 async function checkMailhook(url, token) {
-  if (!token) throw new Refused("ADMIN_TOKEN is not set: export the one npm run deploy showed (ADMIN_TOKEN=… npm run mailhook -- connect …), so that the test event can be looked for");
+  if (!token) {
+    throw new Refused(
+      "ADMIN_TOKEN is not set in the environment: export the one npm run deploy showed (ADMIN_TOKEN=… npm run mailhook -- connect …), so that the test event can be looked for; " +
+        "if the console was declined, npm run deploy -- --rotate ADMIN_TOKEN makes one",
+    );
+  }
   let res;
   try {
     res = await fetch(`${url}/admin/events?limit=1`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(15_000) });
@@ -160,7 +172,12 @@ async function connectMailtura(values, url, token) {
   await test();
   console.log("sent Mailtura's test event (email.delivered); waiting for it in mailhook's event log…");
   const event = await waitForEvent(url, token, "mailtura", { seen, seconds, type: "email.delivered", nudge: test });
-  if (!event) throw new Refused(`the test event did not arrive: run npm run mailhook -- doctor --url ${url}, and look at webhook ${id}'s deliveries in Mailtura`);
+  if (!event) {
+    throw new Refused(
+      `the test event did not arrive in ${seconds} s (npx wrangler tail shows what mailhook answered it: a stale_event means Mailtura's test event carries an old timestamp; ` +
+        `try a real send): the new webhook ${id} stays beside ${before.length} older one(s); run connect again, or disconnect mailtura to remove them all`,
+    );
+  }
   // The older webhooks to this mailhook sign with a secret it no longer has: the new one replaces them.
   for (const w of before) {
     await call("DELETE", `/webhooks/${encodeURIComponent(idOf(w))}`);
@@ -187,7 +204,11 @@ async function connectOther(name, values, url, token) {
   if (p.secret) {
     const value = await ask(`Paste ${p.secret} (${p.hint}) to store it now, or press Enter to store it yourself:`, { hidden: true });
     if (value) {
-      await putSecret(p.secret, value, values.config && path.resolve(values.config));
+      try {
+        await putSecret(p.secret, value, values.config && path.resolve(values.config));
+      } catch (e) {
+        throw new Refused(`${e.message}\n  store it yourself: npx wrangler secret put ${p.secret}`);
+      }
       console.log(`stored: wrangler secret put ${p.secret}`);
     }
   }
@@ -225,7 +246,9 @@ export async function connectCommand(args, secret, { disconnect = false } = {}) 
       if (name !== "mailtura") throw new Refused(`${name} has no API to remove its webhook from: remove it in ${name}'s own console`);
       return await disconnectMailtura(values, url);
     }
-    const token = secret("ADMIN_TOKEN");
+    // A deployed mailhook's token comes from the environment only: .dev.vars holds the local one.
+    const local = /^https?:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/.test(url);
+    const token = local ? secret("ADMIN_TOKEN") : process.env.ADMIN_TOKEN?.trim();
     // Mailtura through its API; without --api, by hand like the others.
     return name === "mailtura" && values.api ? await connectMailtura(values, url, token) : await connectOther(name, values, url, token);
   } catch (e) {

@@ -4,11 +4,12 @@
 // sets the secrets the configuration needs, deploys, and checks /healthz. Each step first looks at what exists,
 // so a run that stopped half way is finished by the next one.
 //
-//   npm run deploy [-- --dry-run] [--ask] [--config FILE] [--url URL]
+//   npm run deploy [-- --dry-run] [--ask] [--rotate NAME,…] [--config FILE] [--url URL]
 //
 // --dry-run prints the plan and calls nothing. --ask: ask again for the providers' secrets not set, and offer the
-// console, as a first deploy does. --url: the deployed Worker's address when wrangler prints none
-// (a custom domain). Secrets can come from the environment under their own names (MAILTURA_WEBHOOK_SECRET=…).
+// console, as a first deploy does. --rotate: replace those secrets although they are set (a generated one is
+// generated anew and shown once). --url: the deployed Worker's address when wrangler prints none (a custom
+// domain). A secret that is not set can come from the environment under its own name (MAILTURA_WEBHOOK_SECRET=…).
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -22,9 +23,11 @@ process.env.WRANGLER_SEND_METRICS = "false";
 
 let values;
 try {
-  ({ values } = parseArgs({ options: { "dry-run": { type: "boolean" }, ask: { type: "boolean" }, config: { type: "string" }, url: { type: "string" } } }));
+  ({ values } = parseArgs({
+    options: { "dry-run": { type: "boolean" }, ask: { type: "boolean" }, rotate: { type: "string" }, config: { type: "string" }, url: { type: "string" } },
+  }));
 } catch (e) {
-  console.error(`deploy: ${e.message}\nusage: npm run deploy [-- --dry-run] [--ask] [--config FILE] [--url URL]`);
+  console.error(`deploy: ${e.message}\nusage: npm run deploy [-- --dry-run] [--ask] [--rotate NAME,…] [--config FILE] [--url URL]`);
   process.exit(2);
 }
 const dryRun = values["dry-run"] ?? false;
@@ -43,6 +46,10 @@ const { ask, done } = await import("./cloudflare/ask.mjs");
 
 const configPath = path.resolve(values.config ?? path.join(root, "wrangler.toml"));
 const configArg = values.config ? configPath : undefined;
+if (!existsSync(configPath)) {
+  console.error(`deploy: ${configPath} does not exist\n  fix: run npm run deploy from mailhook's folder, or give --config the path of a wrangler.toml`);
+  process.exit(1);
+}
 let config;
 try {
   config = readConfig(readFileSync(configPath, "utf8"));
@@ -75,14 +82,29 @@ const cloud = account({
 
 const migrations = (d) => (existsSync(migrationsOf(d)) ? readdirSync(migrationsOf(d)).filter((f) => f.endsWith(".sql")) : []);
 const secrets = requiredSecrets(config);
+const rotate = new Set((values.rotate ?? "").split(",").map((n) => n.trim()).filter(Boolean));
+const known = [...secrets.generated.map((s) => s.name), ...secrets.asked.map((s) => s.secret), secrets.console];
+for (const n of rotate) if (!known.includes(n)) config.problems.push(`--rotate ${n}: not a secret this configuration needs (${known.join(", ")})`);
+// The local example values (.dev.vars.example) are public: never deployed.
+const examples = new Set(
+  (existsSync(path.join(root, ".dev.vars.example")) ? readFileSync(path.join(root, ".dev.vars.example"), "utf8") : "")
+    .split("\n")
+    .map((l) => l.match(/^[A-Z_]+=(.+)$/)?.[1]?.trim())
+    .filter(Boolean),
+);
 const toSet = {}; // name → value, uploaded with the deploy (--secrets-file)
 const shown = []; // generated secrets printed once, when the deploy stored them
 let deployedUrl = values.url;
 let secretsDir; // the secrets file's folder while it exists: removed however the deploy ends
 const removeSecrets = () => secretsDir && rmSync(secretsDir, { recursive: true, force: true });
+const running = { child: null, output: "" }; // wrangler deploy while it runs
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.on(signal, () => {
     removeSecrets();
+    running.child?.kill(signal);
+    // Once wrangler said "Uploaded", the secrets are stored: shown now, or never.
+    if (/^\s*Uploaded /m.test(running.output)) showSecrets(" (the Worker was uploaded with them before the deploy was stopped)");
+    else if (running.child && shown.length) console.log(`\nif the upload finished anyway, the generated secrets are stored unseen: replace them with npm run deploy -- --rotate ${shown.map((x) => x.name).join(",")}`);
     console.log(`\nstopped (${signal}): what is done stays done; npm run deploy takes up from here`);
     process.exit(130);
   });
@@ -123,23 +145,31 @@ const steps = [
 /** A secret given in the environment under its own name (blank: none). */
 const fromEnv = (name) => process.env[name]?.trim() || undefined;
 
+/** A value to deploy: never one of the public local examples, and an admin token long enough to guess at. */
+function checked(name, value) {
+  if (examples.has(value)) throw new Stop(`${name} is the local example value from .dev.vars.example, which anyone can read`, `give ${name} its real value, then run npm run deploy again`);
+  if (name === secrets.console && value.length < 16) throw new Stop(`${name} is shorter than 16 characters`, "use a long random value (npm run gen-secret), or let deploy generate one");
+  if (name.endsWith("_SIGNING_SECRET") && !/^whsec_[A-Za-z0-9+/]+={0,2}$/.test(value)) throw new Stop(`${name} is not a whsec_<base64> key`, "make one with npm run gen-secret, or let deploy generate it");
+  return value;
+}
+
 async function chooseSecrets() {
   const set = await workerSecrets();
-  // Not set yet, or given in the environment (which replaces the one set: a rotation).
-  const missing = (name) => !set?.has(name) || Boolean(fromEnv(name));
+  // Not set yet, or named by --rotate. One that is set is never replaced otherwise, whatever the environment holds.
+  const missing = (name) => !set?.has(name) || rotate.has(name);
   // Providers and the console are asked about on the first deploy (or with --ask); an upgrade asks nothing.
   const asking = !set || values.ask;
   for (const s of secrets.generated.filter((g) => missing(g.name))) {
-    toSet[s.name] = fromEnv(s.name) ?? (s.kind === "signing" ? `whsec_${randomBytes(32).toString("base64")}` : randomBytes(32).toString("base64url"));
+    toSet[s.name] = (fromEnv(s.name) && checked(s.name, fromEnv(s.name))) ?? (s.kind === "signing" ? `whsec_${randomBytes(32).toString("base64")}` : randomBytes(32).toString("base64url"));
     if (s.show && !fromEnv(s.name)) shown.push({ name: s.name, value: toSet[s.name], why: `destination "${s.destination}" verifies mailhook's signatures with it (Standard Webhooks)` });
   }
-  for (const p of secrets.asked.filter((a) => missing(a.secret) && (asking || fromEnv(a.secret)))) {
+  for (const p of secrets.asked.filter((a) => missing(a.secret) && (asking || rotate.has(a.secret) || fromEnv(a.secret)))) {
     const value = fromEnv(p.secret) ?? (await ask(`${p.name}: ${p.secret}, ${p.hint} (empty: skip; npm run mailhook -- connect ${p.name} later):`, { hidden: true }));
-    if (value) toSet[p.secret] = value;
+    if (value) toSet[p.secret] = checked(p.secret, value);
   }
-  if (missing(secrets.console) && (asking || fromEnv(secrets.console))) {
-    const given = fromEnv(secrets.console);
-    const answer = given ? "y" : await ask("Turn on the console and the admin API (a generated ADMIN_TOKEN)? [Y/n]");
+  if (missing(secrets.console) && (asking || rotate.has(secrets.console) || fromEnv(secrets.console))) {
+    const given = fromEnv(secrets.console) && checked(secrets.console, fromEnv(secrets.console));
+    const answer = given || rotate.has(secrets.console) ? "y" : await ask("Turn on the console and the admin API (a generated ADMIN_TOKEN)? [Y/n]");
     if (answer !== null && !/^n/i.test(answer)) {
       toSet.ADMIN_TOKEN = given ?? randomBytes(24).toString("base64url");
       if (!given) shown.push({ name: "ADMIN_TOKEN", value: toSet.ADMIN_TOKEN, why: "sign in to the console (/console) and call the admin API with it" });
@@ -170,10 +200,16 @@ async function deploy() {
       args.push("--secrets-file", path.join(secretsDir, "secrets.json"));
     }
     // What wrangler prints while it builds and uploads (minutes the first time) is shown as it comes.
-    r = await wrangler(args, { config: configArg, echo: (line) => console.log(`   | ${line}`) });
+    running.output = "";
+    const echo = (line) => {
+      running.output += `${line}\n`;
+      console.log(`   | ${line}`);
+    };
+    r = await wrangler(args, { config: configArg, echo, onChild: (c) => (running.child = c) });
   } finally {
     removeSecrets();
     secretsDir = undefined;
+    running.child = null;
   }
   if (r.code !== 0) {
     // The Worker and its secrets are uploaded before the triggers are set: a failure after that has stored them.
@@ -193,20 +229,25 @@ async function deploy() {
 }
 
 async function health() {
-  if (!deployedUrl) throw new Stop("wrangler printed no workers.dev address", "run npm run deploy -- --url https://<your route> to check a custom domain (or set PUBLIC_URL)");
+  if (!deployedUrl) {
+    return "skipped: wrangler printed no workers.dev address (a custom domain?); check it with npm run mailhook -- doctor --url https://<your route>, and set PUBLIC_URL";
+  }
   let last;
   for (let i = 0; i < 15; i++) {
     try {
       const res = await fetch(`${deployedUrl}/healthz`, { signal: AbortSignal.timeout(10_000) });
       last = { status: res.status, json: await res.json().catch(() => null) };
-      if (res.status === 200 || res.status === 503) break;
     } catch (e) {
       last = { error: e.cause?.code ?? e.message };
     }
-    await new Promise((r) => setTimeout(r, 2000)); // a new workers.dev address takes a moment to answer
+    // A new workers.dev address takes a moment to answer: no answer, 404, or Cloudflare's own 52x meanwhile.
+    if (last.status && last.status !== 404 && last.status < 520) break;
+    await new Promise((r) => setTimeout(r, 2000));
   }
-  if (last.status === 503) throw new Stop(`the deployed Worker answers /healthz with 503: ${last.json?.error}`, "set what it names (wrangler.toml [vars], then npm run deploy again; or `npx wrangler secret put NAME`)");
-  if (last.status !== 200) throw new Stop(`${deployedUrl}/healthz did not answer 200 (${last.error ?? last.status})`, `check it again in a minute with npm run mailhook -- doctor --url ${deployedUrl}`);
+  const mailhook = last.json && typeof last.json.version === "string";
+  const notOurs = `${deployedUrl}/healthz did not answer as mailhook does (${last.error ?? `${last.status}${mailhook ? "" : ", not mailhook's JSON"}`})`;
+  if (last.status === 503 && mailhook) throw new Stop(`the deployed Worker answers /healthz with 503: ${last.json.error}`, "set what it names (wrangler.toml [vars], then npm run deploy again; or `npx wrangler secret put NAME`)");
+  if (last.status !== 200 || !mailhook) throw new Stop(notOurs, `if a route or proxy is in front of it, pass --url; check it again in a minute with npm run mailhook -- doctor --url ${deployedUrl}`);
   report(last.json);
   return `mailhook ${last.json.version} answers`;
 }

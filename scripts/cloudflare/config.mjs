@@ -81,6 +81,14 @@ export function readConfig(text) {
   ];
   const dests = destinations(vars);
   const problems = [];
+  // The Worker refuses these (src/destinations/declare.rs) and answers 503: said before anything is changed.
+  for (const [i, d] of dests.entries()) {
+    if (!/^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/.test(d.name)) {
+      problems.push(`destination "${d.name}": the name must be 1 to 32 letters, digits and inner hyphens, like crm or support-desk; rename it in wrangler.toml [vars]`);
+    } else if (dests.findIndex((o) => o.name === d.name) !== i) {
+      problems.push(`destination "${d.name}": the name is used twice (names are read trimmed and in lower case; "origin" is ORIGIN_URL's); give each destination its own name`);
+    }
+  }
   for (const d of dests) {
     if (!d.url) continue;
     if (unreachable(d.url)) {

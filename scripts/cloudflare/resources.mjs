@@ -24,10 +24,35 @@ export function account(ctx) {
     return r;
   }
 
+  /** The JSON a wrangler command printed; anything else stops the deploy (never read as "nothing there"). */
+  async function json(args, what) {
+    const r = await must(args, what);
+    const value = jsonOf(r.stdout);
+    if (!Array.isArray(value) && (value === null || typeof value !== "object")) {
+      throw new Stop(`${what}: wrangler ${args.slice(0, 3).join(" ")} printed no JSON:\n    ${said(r)}`, `check that \`npx wrangler ${args.join(" ")}\` works, ${AGAIN}`);
+    }
+    return value;
+  }
+
+  let bound; // the deployed Worker's bindings by name, read once (null: no Worker deployed)
+  /** The bindings of the version serving all of the Worker's traffic: what a resource without an id in wrangler.toml is. */
+  async function deployedBindings() {
+    if (bound !== undefined) return bound;
+    if (!(await ctx.workerExists())) return (bound = null);
+    const status = await json(["deployments", "status", "--json"], "reading the Worker's deployment");
+    const version = [...(status.versions ?? [])].sort((a, b) => b.percentage - a.percentage)[0]?.version_id;
+    if (!version) return (bound = {});
+    const v = await json(["versions", "view", version, "--json"], "reading the deployed version's bindings");
+    return (bound = Object.fromEntries((v.resources?.bindings ?? []).map((b) => [b.name, b])));
+  }
+
   async function login() {
     const r = await wrangler(["whoami", "--json"], { config: ctx.config });
-    const me = r.code === 0 ? jsonOf(r.stdout) : null;
+    const me = jsonOf(r.stdout);
     if (me?.loggedIn !== true) {
+      if (r.code !== 0 && !/not (authenticated|logged in)|loggedIn/i.test(said(r))) {
+        throw new Stop(`wrangler whoami failed:\n    ${said(r)}`, `fix what wrangler says (no network? Cloudflare's API down?), ${AGAIN}`);
+      }
       throw new Stop("wrangler is not logged in to Cloudflare", `run \`npx wrangler login\` (or set CLOUDFLARE_API_TOKEN to a token that can edit Workers, KV, D1, R2 and Queues), ${AGAIN}`);
     }
     // Without a terminal, wrangler cannot ask which account: every later call would fail.
@@ -54,11 +79,17 @@ export function account(ctx) {
   }
 
   /**
-   * Finds `want` among `all` by `key` (several names it may have), else creates it, unless the Worker is already
-   * deployed: its resource then exists under a name not looked for, and a new empty one would replace it.
+   * The resource for `binding`: the one the deployed Worker is bound to, else the one of `all` whose `key` is one of
+   * `names`, else a new one, unless the Worker is already deployed (a new empty one would replace its data).
    */
-  async function findOrCreate({ what, all, names, key, create, relist, table, match, matchValue, idKey, idOf }) {
-    const found = names.flatMap((n) => all.filter((x) => x[key] === n));
+  async function findOrCreate({ what, all, names, key, create, relist, table, match, matchValue, idKey, idOf, binding, boundId }) {
+    // A deployed Worker's own binding decides; names are looked for only when there is none.
+    const deployed = (await deployedBindings())?.[binding];
+    const boundTo = deployed && boundId(deployed);
+    const found = boundTo ? all.filter((x) => idOf(x) === boundTo) : names.flatMap((n) => all.filter((x) => x[key] === n));
+    if (boundTo && !found.length) {
+      throw new Stop(`the Worker ${ctx.name} is bound to ${what} ${boundTo}, which is not in this account`, `put the id of the ${what} to use in ${ctx.file} (${idKey} = "…" under ${matchValue}), ${AGAIN}`);
+    }
     if (found.length > 1) {
       throw new Stop(
         `several ${what}s could be mailhook's: ${found.map((x) => `"${x[key]}" (${idOf(x)})`).join(", ")}`,
@@ -66,7 +97,7 @@ export function account(ctx) {
       );
     }
     let item = found[0];
-    let outcome = `found "${item?.[key]}"`;
+    let outcome = boundTo ? `the Worker's own, "${item[key]}"` : `found "${item?.[key]}"`;
     if (!item) {
       if (await ctx.workerExists()) {
         throw new Stop(
@@ -88,7 +119,7 @@ export function account(ctx) {
   }
 
   async function kv(k) {
-    const list = async () => jsonOf((await must(["kv", "namespace", "list"], "listing KV namespaces")).stdout) ?? [];
+    const list = () => json(["kv", "namespace", "list"], "listing KV namespaces");
     const all = await list();
     if (k.id) {
       if (all.some((n) => n.id === k.id)) return `${k.id} exists`;
@@ -97,18 +128,20 @@ export function account(ctx) {
     // The name wrangler's automatic provisioning gives it, then those of the old README's `kv namespace create DEDUPE`.
     const names = [kvTitle(ctx.name, k.binding), k.binding, `${ctx.name}-${k.binding}`];
     const create = ["kv", "namespace", "create", names[0]];
-    return findOrCreate({ what: "KV namespace", all, names, key: "title", create, relist: list, table: "kv_namespaces", match: "binding", matchValue: k.binding, idKey: "id", idOf: (n) => n.id });
+    const boundId = (b) => (b.type === "kv_namespace" ? b.namespace_id : undefined);
+    return findOrCreate({ what: "KV namespace", all, names, key: "title", create, relist: list, table: "kv_namespaces", match: "binding", matchValue: k.binding, idKey: "id", idOf: (n) => n.id, binding: k.binding, boundId });
   }
 
   async function d1(d) {
-    const list = async () => jsonOf((await must(["d1", "list", "--json"], "listing D1 databases")).stdout) ?? [];
+    const list = () => json(["d1", "list", "--json"], "listing D1 databases");
     const all = await list();
     if (d.id) {
       if (all.some((db) => db.uuid === d.id)) return `${d.id} exists`;
       throw new Stop(`D1 database ${d.id} (${d.name} in ${ctx.file}) is not in this account`, "put the id of one that is there, or log in to the account that has it");
     }
     const create = ["d1", "create", d.name];
-    return findOrCreate({ what: "D1 database", all, names: [d.name], key: "name", create, relist: list, table: "d1_databases", match: "database_name", matchValue: d.name, idKey: "database_id", idOf: (db) => db.uuid });
+    const boundId = (b) => (b.type === "d1" ? (b.id ?? b.database_id) : undefined);
+    return findOrCreate({ what: "D1 database", all, names: [d.name], key: "name", create, relist: list, table: "d1_databases", match: "database_name", matchValue: d.name, idKey: "database_id", idOf: (db) => db.uuid, binding: d.binding, boundId });
   }
 
   async function migrate(d) {

@@ -8,9 +8,10 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 
 /**
  * Runs `wrangler ...args`, with `input` on its standard input: { code, stdout, stderr }. `config`, when given, is
- * passed as --config. What it prints is shown only through `echo(line)`, when given, each line as it comes.
+ * passed as --config. What it prints is shown only through `echo(line)`, when given, each line as it comes;
+ * `onChild(process)` is told the running process (to stop it with the deploy).
  */
-export function wrangler(args, { input, config, echo } = {}) {
+export function wrangler(args, { input, config, echo, onChild } = {}) {
   const bin = process.env.MAILHOOK_WRANGLER ?? path.join(root, "node_modules/wrangler/bin/wrangler.js");
   const full = config ? [...args, "--config", config] : args;
   return new Promise((resolve) => {
@@ -19,6 +20,7 @@ export function wrangler(args, { input, config, echo } = {}) {
       stdio: ["pipe", "pipe", "pipe"],
       env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
     });
+    onChild?.(child);
     let stdout = "";
     let stderr = "";
     let pending = "";
@@ -70,7 +72,10 @@ export async function secretNames(config) {
     if (/not found|does not exist|10007/i.test(`${r.stdout}${r.stderr}`)) return null;
     throw new Error(`wrangler secret list failed:\n    ${said(r)}`);
   }
-  return new Set((jsonOf(r.stdout) ?? []).map((s) => s.name));
+  const list = jsonOf(r.stdout);
+  // Output that is not a list is never read as "no secrets": that would generate new ones over the old.
+  if (!Array.isArray(list)) throw new Error(`wrangler secret list printed no list:\n    ${said(r)}`);
+  return new Set(list.map((s) => s.name));
 }
 
 /** `wrangler secret put NAME`, the value on standard input (never in the arguments, never printed). */

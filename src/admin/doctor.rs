@@ -2,10 +2,11 @@
 //! decided here from what the edge read (the configuration, the migrations applied, the circuits, the dead letters,
 //! `ALERT_URL`, the retention cron's last run).
 
+use super::cron::{retention_finding, RetentionSeen};
+use super::finding::{finding, Finding, Level};
 use crate::config::Config;
 use crate::destinations::Circuit;
 use crate::providers::Provider;
-use serde::Serialize;
 use std::collections::HashMap;
 
 /// The migrations this version needs, in order (`migrations/`; `tests/structure.rs` holds the two lists together).
@@ -21,24 +22,6 @@ pub const MIGRATIONS: [&str; 9] = [
     "0009_two_rows.sql",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    /// Something does not work: fix it.
-    Error,
-    /// It works, but look at it.
-    Warning,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub level: Level,
-    /// What is wrong.
-    pub what: String,
-    /// What to do about it.
-    pub fix: String,
-}
-
 /// What the edge read for the doctor.
 pub struct Facts {
     /// The migrations applied (`d1_migrations`), or `None` when D1 could not be read.
@@ -48,31 +31,10 @@ pub struct Facts {
     pub dead: HashMap<String, u64>,
     /// `ALERT_URL`, as set (blank: none).
     pub alert_url: Option<String>,
-    /// The retention cron's last run, as it recorded it (`None`: it never ran, or its record expired).
-    pub retention: Option<RetentionRun>,
+    /// What the retention cron recorded of its runs.
+    pub retention: RetentionSeen,
     /// Now, in seconds.
     pub now: i64,
-}
-
-/// What the daily retention cron records of its run (in KV, `RetentionRun::KEY`), for the doctor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct RetentionRun {
-    /// When it ran, in seconds.
-    pub at: i64,
-    /// Its first failure, if any stage failed.
-    pub error: Option<String>,
-}
-
-impl RetentionRun {
-    pub const KEY: &'static str = "retention:last-run";
-    /// Kept longer than the doctor's limit, so that a cron that stopped shows as stopped, not as never run.
-    pub const TTL_SECONDS: u64 = 30 * 86_400;
-    /// Older than this, the daily cron has missed a run.
-    pub const LATE_SECONDS: i64 = 2 * 86_400;
-}
-
-fn finding(level: Level, what: String, fix: impl Into<String>) -> Finding {
-    Finding { level, what, fix: fix.into() }
 }
 
 /// Every finding, errors first.
@@ -135,7 +97,7 @@ pub fn findings(cfg: &Config, facts: &Facts) -> Vec<Finding> {
     for w in cfg.warnings() {
         out.push(finding(Warning, w, "see the README's Configuration"));
     }
-    out.extend(retention(facts));
+    out.extend(retention_finding(&facts.retention, facts.now));
     match facts.alert_url.as_deref().map(str::trim) {
         None | Some("") => out.push(finding(
             Warning,
@@ -150,34 +112,6 @@ pub fn findings(cfg: &Config, facts: &Facts) -> Vec<Finding> {
     }
     out.sort_by_key(|f| f.level != Error);
     out
-}
-
-/// The retention cron: never run, late, or failing.
-fn retention(facts: &Facts) -> Option<Finding> {
-    const TRIGGER: &str = "check that wrangler.toml [triggers] crons has \"17 3 * * *\" and run npm run deploy; `npx wrangler tail` shows its \"retention\" lines";
-    let Some(run) = &facts.retention else {
-        return Some(finding(
-            Level::Warning,
-            "the retention cron has not run yet (daily at 03:17 UTC): the event log and R2 are not trimmed until it does".into(),
-            format!("nothing to do on a Worker deployed less than a day ago; otherwise {TRIGGER}. Locally wrangler dev runs no crons: curl 'http://127.0.0.1:8787/cdn-cgi/handler/scheduled?cron=17+3+*+*+*'"),
-        ));
-    };
-    let when = crate::time::to_rfc3339(run.at);
-    if facts.now - run.at > RetentionRun::LATE_SECONDS {
-        let days = (facts.now - run.at) / 86_400;
-        return Some(finding(
-            Level::Error,
-            format!("the retention cron last ran at {when}, {days} days ago: the event log and R2 grow without bound"),
-            TRIGGER,
-        ));
-    }
-    run.error.as_ref().map(|e| {
-        finding(
-            Level::Error,
-            format!("the retention cron failed at {when}: {e}"),
-            "fix what it names (D1 or R2 unavailable is retried by the next day's run); `npx wrangler tail` shows the run",
-        )
-    })
 }
 
 #[cfg(test)]
@@ -200,26 +134,12 @@ mod tests {
             circuits: HashMap::new(),
             dead: HashMap::new(),
             alert_url: Some("https://alerts.example/hook".into()),
-            retention: Some(RetentionRun { at: 1_700_000_000, error: None }),
+            retention: RetentionSeen::Seen {
+                started: Some(1_700_000_000),
+                finished: Some(super::super::cron::RetentionRun { at: 1_700_000_000, error: None }),
+            },
             now: 1_700_000_000 + 86_400,
         }
-    }
-
-    #[test]
-    fn the_retention_cron_never_run_late_or_failing() {
-        let cfg = cfg();
-        let named = |f: Facts| findings(&cfg, &f).into_iter().filter(|x| x.what.contains("retention cron")).collect::<Vec<_>>();
-        assert!(named(facts()).is_empty());
-        let never = named(Facts { retention: None, ..facts() });
-        assert_eq!(never[0].level, Level::Warning);
-        assert!(never[0].what.contains("has not run yet"));
-        let late = named(Facts { now: 1_700_000_000 + 3 * 86_400, ..facts() });
-        assert_eq!(late[0].level, Level::Error);
-        assert!(late[0].what.contains("3 days ago") && late[0].fix.contains("17 3 * * *"), "{late:?}");
-        let failed =
-            named(Facts { retention: Some(RetentionRun { at: 1_700_000_000, error: Some("D1_ERROR: overloaded".into()) }), ..facts() });
-        assert_eq!(failed[0].level, Level::Error);
-        assert!(failed[0].what.ends_with("failed at 2023-11-14T22:13:20Z: D1_ERROR: overloaded"), "{failed:?}");
     }
 
     #[test]

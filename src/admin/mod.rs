@@ -2,12 +2,16 @@
 //! (here), and the event-log query (`query`: filters → SQL with bound
 //! parameters, never spliced), and deliveries as rows whichever table keeps them (`deliveries`).
 
+mod cron;
 mod deliveries;
 mod doctor;
+mod finding;
 mod query;
 
+pub use cron::{RetentionRun, RetentionSeen};
 pub use deliveries::*;
-pub use doctor::{findings, Facts, Finding, Level, RetentionRun, MIGRATIONS};
+pub use doctor::{findings, Facts, MIGRATIONS};
+pub use finding::{Finding, Level};
 pub use query::*;
 
 use crate::auth::token_matches;

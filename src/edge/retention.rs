@@ -5,7 +5,7 @@
 use super::binding::{binding, kv_get, kv_put};
 use super::env::{config, log, now_millis, now_seconds, BUCKET_PAYLOADS, D1_DATABASE, KV_DEDUPE};
 use super::eventlog;
-use crate::admin::RetentionRun;
+use crate::admin::{RetentionRun, RetentionSeen};
 use crate::delivery::r2_ref_of;
 use serde_json::json;
 use worker::wasm_bindgen::JsValue;
@@ -27,8 +27,9 @@ pub async fn run(env: &Env) {
             return;
         }
     };
-    let at = now_seconds();
-    let cutoff = at - i64::from(days) * 86_400;
+    let started = now_seconds();
+    mark(env, RetentionRun::START_KEY, &started.to_string()).await;
+    let cutoff = started - i64::from(days) * 86_400;
     let mut failed = Vec::new();
     match eventlog::remove_older_than(env, cutoff).await {
         Ok(n) => log(json!({"kind": "retention", "removed": n, "cutoff": crate::time::to_rfc3339(cutoff)})),
@@ -48,22 +49,28 @@ pub async fn run(env: &Env) {
             failed.push(format!("sweeping R2: {e}"));
         }
     }
-    record(env, &RetentionRun { at, error: (!failed.is_empty()).then(|| failed.join("; ")) }).await;
+    let run = RetentionRun { at: now_seconds(), error: (!failed.is_empty()).then(|| failed.join("; ")) };
+    mark(env, RetentionRun::KEY, &serde_json::to_string(&run).unwrap_or_default()).await;
 }
 
-/// Records the run for the doctor (`GET /admin/doctor`): one KV write a day.
-async fn record(env: &Env, run: &RetentionRun) {
+/// Records the run's start or end for the doctor (`GET /admin/doctor`): two KV writes a day, one per key.
+async fn mark(env: &Env, key: &str, value: &str) {
     let Some(kv) = binding(env, KV_DEDUPE) else { return };
-    let text = serde_json::to_string(run).unwrap_or_default();
-    if let Err(e) = kv_put(&kv, RetentionRun::KEY, &text, RetentionRun::TTL_SECONDS).await {
-        log(json!({"kind": "retention_failed", "stage": "record the run", "error": e}));
+    if let Err(e) = kv_put(&kv, key, value, RetentionRun::TTL_SECONDS).await {
+        log(json!({"kind": "retention_failed", "stage": "record the run", "key": key, "error": e}));
     }
 }
 
-/// The retention cron's last run, as `record` left it.
-pub async fn last_run(env: &Env) -> Option<RetentionRun> {
-    let kv = binding(env, KV_DEDUPE)?;
-    serde_json::from_str(&kv_get(&kv, RetentionRun::KEY).await.ok()??).ok()
+/// What the retention cron recorded of its runs (a record that does not parse counts as none).
+pub async fn seen(env: &Env) -> RetentionSeen {
+    let Some(kv) = binding(env, KV_DEDUPE) else { return RetentionSeen::Unreadable };
+    match (kv_get(&kv, RetentionRun::START_KEY).await, kv_get(&kv, RetentionRun::KEY).await) {
+        (Ok(started), Ok(finished)) => RetentionSeen::Seen {
+            started: started.and_then(|s| s.parse().ok()),
+            finished: finished.and_then(|f| serde_json::from_str(&f).ok()),
+        },
+        _ => RetentionSeen::Unreadable,
+    }
 }
 
 /// Removes the event objects older than `ORPHAN_AFTER_MS` that no event row

@@ -3,6 +3,7 @@
 // failure half way and the rerun that finishes, and provider secrets never printed, logged or put in arguments.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import http from "node:http";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -192,7 +193,7 @@ test("an upgrade from 0.3.0's resources: the missing queue and migrations, the o
     assert.deepEqual(a.d1[0].migrations, MIGRATIONS);
     assert.deepEqual(a.worker.bindings, { DEDUPE: kvId, DB: dbId, PAYLOADS: "mailhook-payloads" });
     assert.deepEqual(a.worker.secrets, secrets, "existing secrets kept, nothing new set");
-    assert.match(r.stdout, /KV namespace DEDUPE: .*\n   found "DEDUPE", id 3d0c1a0e7f9b4c2d8e6f5a4b3c2d1e0f written/);
+    assert.match(r.stdout, /KV namespace DEDUPE: .*\n   the Worker's own, "DEDUPE", id 3d0c1a0e7f9b4c2d8e6f5a4b3c2d1e0f written/);
     assert.doesNotMatch(r.all, /ORIGIN_SIGNING_SECRET=|old-adm-token/);
     assert.match(r.stdout, /mailtura .*not configured \(MAILTURA_WEBHOOK_SECRET not set\)|mailtura +\S+ +configured/);
   } finally {
@@ -237,11 +238,19 @@ test("a failure half way leaves what is done, and the rerun finishes without mak
   }
 });
 
-test("a deployed Worker whose KV namespace is not found is stopped, not given a new empty one; two candidates are named", { timeout: 30_000 }, async () => {
-  const worker = { bindings: { DEDUPE: "f".repeat(32) }, secrets: { ORIGIN_SIGNING_SECRET: "whsec_a2VlcA==" }, versions: 3 };
-  const lost = project({ account: { kv: [{ id: "1".repeat(32), title: "dedupe-prod" }], d1: [], queues: QUEUES, worker } });
+test("a deployed Worker keeps the KV namespace it is bound to; without one none is guessed or made; two candidates are named", { timeout: 30_000 }, async () => {
+  const prod = { id: "1".repeat(32), title: "dedupe-prod" };
+  const stray = { id: "3".repeat(32), title: "DEDUPE" }; // another project's, with the old README's name
+  const secrets = { ORIGIN_SIGNING_SECRET: "whsec_a2VlcGtlZXBrZWVwa2VlcA==" };
+  const db = { uuid: "6f1d2c3b-4a59-4687-9a8b-7c6d5e4f3a21", name: "mailhook", migrations: [] };
+  const own = project({ account: { kv: [prod, stray], d1: [db], queues: QUEUES, worker: { bindings: { DEDUPE: prod.id, DB: db.uuid }, secrets, versions: 3 } } });
+  const lost = project({ account: { kv: [prod], d1: [], queues: QUEUES, worker: { bindings: {}, secrets, versions: 3 } } });
   const two = project({ account: { kv: [{ id: "1".repeat(32), title: "mailhook-dedupe" }, { id: "2".repeat(32), title: "DEDUPE" }], queues: QUEUES } });
   try {
+    const o = await deploy(own);
+    assert.equal(o.code, 0, o.all);
+    assert.match(o.stdout, /KV namespace DEDUPE: .*\n   the Worker's own, "dedupe-prod", id 1{32} written/);
+    assert.equal(own.account().worker.bindings.DEDUPE, prod.id);
     const r = await deploy(lost);
     assert.equal(r.code, 1, r.all);
     assert.match(r.stdout, /the Worker mailhook is deployed, but no KV namespace named "mailhook-dedupe" or "DEDUPE" or "mailhook-DEDUPE" is in this account\n  fix: put the id of the KV namespace it uses in wrangler\.toml \(id = "…" under DEDUPE/);
@@ -256,8 +265,67 @@ test("a deployed Worker whose KV namespace is not found is stopped, not given a 
     assert.equal(ok.code, 0, ok.all);
     assert.equal(two.account().worker.bindings.DEDUPE, "2".repeat(32));
   } finally {
+    own.remove();
     lost.remove();
     two.remove();
+  }
+});
+
+test("secrets: one that is set is replaced only by --rotate (shown once), never by the environment; example values and bad keys are refused", { timeout: 60_000 }, async () => {
+  const p = project();
+  try {
+    const first = await deploy(p, { input: "\n\n\ny\n" });
+    assert.equal(first.code, 0, first.all);
+    const before = p.account().worker.secrets;
+    // An exported ADMIN_TOKEN (the local one, say) and signing secret leave the deployed ones alone.
+    const env = await deploy(p, { env: { ADMIN_TOKEN: "local-admin-token", ORIGIN_SIGNING_SECRET: "whsec_bG9jYWw=" } });
+    assert.equal(env.code, 0, env.all);
+    assert.deepEqual(p.account().worker.secrets, before);
+    // --rotate: a new signing secret, shown once and stored; the rest kept.
+    const rot = await deploy(p, { args: ["--rotate", "ORIGIN_SIGNING_SECRET"] });
+    assert.equal(rot.code, 0, rot.all);
+    const after = p.account().worker.secrets;
+    assert.notEqual(after.ORIGIN_SIGNING_SECRET, before.ORIGIN_SIGNING_SECRET);
+    assert.equal(after.ADMIN_TOKEN, before.ADMIN_TOKEN);
+    assert.equal(rot.stdout.split(after.ORIGIN_SIGNING_SECRET).length, 2);
+    // The public example values, a short admin token, a signing secret that is no whsec_ key: refused, nothing deployed.
+    const versions = p.account().worker.versions;
+    for (const [args, env2, said] of [
+      [["--rotate", "ADMIN_TOKEN"], { ADMIN_TOKEN: "local-admin-token" }, /ADMIN_TOKEN is the local example value from \.dev\.vars\.example/],
+      [["--rotate", "ADMIN_TOKEN"], { ADMIN_TOKEN: "short" }, /ADMIN_TOKEN is shorter than 16 characters/],
+      [["--rotate", "ORIGIN_SIGNING_SECRET"], { ORIGIN_SIGNING_SECRET: "hunter2" }, /ORIGIN_SIGNING_SECRET is not a whsec_<base64> key/],
+      [["--rotate", "MAILTURA_WEBHOOK_SECRET"], { MAILTURA_WEBHOOK_SECRET: "local-mailtura-secret" }, /MAILTURA_WEBHOOK_SECRET is the local example value/],
+      [["--rotate", "NOPE"], {}, /--rotate NOPE: not a secret this configuration needs/],
+    ]) {
+      const r = await deploy(p, { args, env: env2 });
+      assert.equal(r.code, 1, r.all);
+      assert.match(r.stdout, said);
+    }
+    assert.equal(p.account().worker.versions, versions);
+  } finally {
+    p.remove();
+  }
+});
+
+test("destinations the Worker would refuse stop the deploy first; a /healthz that is not mailhook's is named", { timeout: 30_000 }, async () => {
+  const twice = project({
+    edit: (t) => `${t}\n[[vars.DESTINATIONS]]\nname = "crm"\nurl = "https://crm.example/a"\n\n[[vars.DESTINATIONS]]\nname = "CRM "\nurl = "https://crm.example/b"\n`,
+  });
+  const other = project();
+  const html = http.createServer((req, res) => res.writeHead(200, { "content-type": "text/html" }).end("<h1>It works</h1>"));
+  await new Promise((r) => html.listen(0, "127.0.0.1", r));
+  try {
+    const r = await deploy(twice);
+    assert.equal(r.code, 1, r.all);
+    assert.match(r.stdout, /destination "crm": the name is used twice/);
+    assert.deepEqual(twice.calls(), []);
+    const h = await deploy(other, { env: { FAKE_WRANGLER_URL: `http://127.0.0.1:${html.address().port}` } });
+    assert.equal(h.code, 1, h.all);
+    assert.match(h.stdout, /\/healthz did not answer as mailhook does \(200, not mailhook's JSON\)\n  fix: if a route or proxy is in front of it, pass --url/);
+  } finally {
+    html.close();
+    twice.remove();
+    other.remove();
   }
 });
 

@@ -32,9 +32,14 @@ test("doctor: a retention cron that stopped and a migration not applied are name
     await (await hook.kv()).put("retention:last-run", JSON.stringify({ at: old, error: null }));
     const late = await doctor(hook);
     assert.equal(late.code, 1, late.out);
-    assert.match(late.out, /^error: the retention cron last ran at \S+, 3 days ago: the event log and R2 grow without bound\n  fix: check that wrangler\.toml \[triggers\] crons has "17 3 \* \* \*"/m);
-    await (await hook.kv()).delete("retention:last-run");
+    assert.match(late.out, /^error: the retention cron last ran at \S+, 3\.0 days ago: the event log and R2 grow without bound\n  fix: check that wrangler\.toml \[triggers\] crons has "17 3 \* \* \*"/m);
+    // A run that started two hours ago and never finished (a CPU limit, say).
+    await (await hook.kv()).put("retention:last-start", String(Math.floor(Date.now() / 1000) - 7200));
+    const cut = await doctor(hook);
+    assert.equal(cut.code, 1, cut.out);
+    assert.match(cut.out, /^error: the retention cron started at \S+ and did not finish/m);
     await hook.scheduled();
+    assert.doesNotMatch((await doctor(hook)).out, /retention cron/);
     // Broken: the newest migration recorded as not applied (a deploy before `d1 migrations apply`).
     await (await hook.db()).prepare("DELETE FROM d1_migrations WHERE name = '0009_two_rows.sql'").run();
     const broken = await doctor(hook);

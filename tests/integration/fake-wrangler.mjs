@@ -105,12 +105,27 @@ const commands = {
     delete state.worker.secrets[name];
     console.log(`✨ Success! Deleted secret ${name}`);
   },
+  "deployments status"() {
+    if (!state.worker) die("The Worker mailhook has no deployments.");
+    console.log(JSON.stringify({ id: "dep-1", source: "wrangler", versions: [{ version_id: `v${state.worker.versions}`, percentage: 100 }] }, null, 2));
+  },
+  "versions view"([id]) {
+    if (!state.worker || id !== `v${state.worker.versions}`) die(`A request to the Cloudflare API failed.\n\n  version not found [code: 10221]`);
+    // The Workers API's binding forms: kv_namespace with namespace_id, d1 with id, r2_bucket with bucket_name.
+    const bindings = Object.entries(state.worker.bindings).map(([name, v]) =>
+      state.kv.some((n) => n.id === v)
+        ? { type: "kv_namespace", name, namespace_id: v }
+        : state.d1.some((d) => d.uuid === v)
+          ? { type: "d1", name, id: v }
+          : { type: "r2_bucket", name, bucket_name: v },
+    );
+    console.log(JSON.stringify({ id, metadata: {}, resources: { bindings, script: {} } }, null, 2));
+  },
   "deploy"() {
     // `slowDeploy` (ms): a build taking its time, for a test to interrupt.
     if (state.slowDeploy) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, state.slowDeploy);
     const c = config();
     const bindings = { ...(state.worker?.bindings ?? {}) };
-    for (const q of c.queues.producers) if (!state.queues.includes(q.queue)) die(`A request to the Cloudflare API failed.\n\n  Queue "${q.queue}" does not exist. To create it, run: wrangler queues create ${q.queue} [code: 11000]`);
     for (const k of c.kv_namespaces ?? []) {
       let id = k.id ?? bindings[k.binding];
       if (!id) {
@@ -135,7 +150,10 @@ const commands = {
     const file = flag("--secrets-file");
     const secrets = file ? JSON.parse(readFileSync(file, "utf8")) : {};
     state.worker = { bindings, secrets: { ...(state.worker?.secrets ?? {}), ...secrets }, versions: (state.worker?.versions ?? 0) + 1 };
+    save(); // uploaded: whatever fails next, the Worker and its secrets are stored
     console.log(`Total Upload: 3500.00 KiB / gzip: 1200.00 KiB\nUploaded ${c.name} (1.00 sec)`);
+    // As wrangler does, the queues are attached with the triggers, after the upload.
+    for (const q of c.queues.producers) if (!state.queues.includes(q.queue)) die(`A request to the Cloudflare API failed.\n\n  Queue "${q.queue}" does not exist. To create it, run: wrangler queues create ${q.queue} [code: 11000]`);
     // "after-upload" in `fail`: the triggers fail once the Worker and its secrets are uploaded (a new account's
     // workers.dev subdomain not registered yet, say).
     const after = state.fail.indexOf("after-upload");

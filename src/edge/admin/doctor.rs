@@ -44,7 +44,7 @@ pub(super) async fn examine(cfg: &Config, env: &Env) -> Answer {
         circuits: circuit::load(env).await,
         dead: dead.into_iter().map(|d| (d.destination, d.n)).collect(),
         alert_url: var_text(env, "ALERT_URL"),
-        retention: crate::edge::retention::last_run(env).await,
+        retention: crate::edge::retention::seen(env).await,
         now: now_seconds(),
     };
     let found = findings(cfg, &facts);
