@@ -387,7 +387,7 @@ describe("destinations", () => {
       [[{ name: "crm", url: "https://a.example/" }, { name: "crm", url: "https://b.example/" }], good, /destination "crm": the name is used twice/],
       [[{ name: "crm", url: "https://crm.example/", filter: { types: ["email.bounce"] } }], good, /destination "crm": filter.types: "email.bounce" matches no event type/],
       [[{ name: "crm", url: "https://crm.example/", filter: { providers: ["improvmx"], types: ["email.bounced"] } }], good, /matches no event any of its providers sends/],
-      [[{ name: "crm", url: "https://crm.example/" }], {}, /destination "crm": its signing secret DESTINATION_CRM_SIGNING_SECRET is not set; run `wrangler secret put DESTINATION_CRM_SIGNING_SECRET`/],
+      [[{ name: "crm", url: "https://crm.example/" }], {}, /destination "crm": its signing secret DESTINATION_CRM_SIGNING_SECRET is not set; run `npm run deploy`, which generates it, or `wrangler secret put DESTINATION_CRM_SIGNING_SECRET`/],
       ['[{"name": "crm"', good, /DESTINATIONS: is not a list of destinations/],
       [[{ name: "crm", url: "http://127.0.0.1:99999/x" }], good, /destination "crm": .* the port must be a number from 1 to 65535/],
     ]) {
