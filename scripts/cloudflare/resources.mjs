@@ -24,11 +24,11 @@ export function account(ctx) {
     return r;
   }
 
-  /** The JSON a wrangler command printed; anything else stops the deploy (never read as "nothing there"). */
-  async function json(args, what) {
+  /** The JSON a wrangler command printed (a list, with `list`); anything else stops the deploy (never read as "nothing there"). */
+  async function json(args, what, { list = false } = {}) {
     const r = await must(args, what);
     const value = jsonOf(r.stdout);
-    if (!Array.isArray(value) && (value === null || typeof value !== "object")) {
+    if (list ? !Array.isArray(value) : value === null || typeof value !== "object") {
       throw new Stop(`${what}: wrangler ${args.slice(0, 3).join(" ")} printed no JSON:\n    ${said(r)}`, `check that \`npx wrangler ${args.join(" ")}\` works, ${AGAIN}`);
     }
     return value;
@@ -69,7 +69,8 @@ export function account(ctx) {
   async function queue(q) {
     const info = await wrangler(["queues", "info", q], { config: ctx.config });
     if (info.code === 0 && new RegExp(`^Queue Name: ${q}\\s*$`, "m").test(info.stdout)) return "exists";
-    if (info.code === 0 || !/does not exist|not found|11000/i.test(said(info))) {
+    // (A name filter that answered another queue means this one is missing too.)
+    if (info.code !== 0 && !/does not exist|not found|11000/i.test(said(info))) {
       throw new Stop(`looking for queue ${q} failed:\n    ${said(info)}`, `fix what wrangler says, ${AGAIN}`);
     }
     const r = await wrangler(["queues", "create", q], { config: ctx.config });
@@ -119,7 +120,7 @@ export function account(ctx) {
   }
 
   async function kv(k) {
-    const list = () => json(["kv", "namespace", "list"], "listing KV namespaces");
+    const list = () => json(["kv", "namespace", "list"], "listing KV namespaces", { list: true });
     const all = await list();
     if (k.id) {
       if (all.some((n) => n.id === k.id)) return `${k.id} exists`;
@@ -133,7 +134,7 @@ export function account(ctx) {
   }
 
   async function d1(d) {
-    const list = () => json(["d1", "list", "--json"], "listing D1 databases");
+    const list = () => json(["d1", "list", "--json"], "listing D1 databases", { list: true });
     const all = await list();
     if (d.id) {
       if (all.some((db) => db.uuid === d.id)) return `${d.id} exists`;
@@ -149,7 +150,7 @@ export function account(ctx) {
     return /No migrations to apply/i.test(r.stdout) ? "none to apply" : "applied";
   }
 
-  return { must, login, queue, kv, d1, migrate };
+  return { login, queue, kv, d1, migrate };
 }
 
 /** The title wrangler's automatic provisioning gives a KV namespace: the Worker's name and the binding's. */
