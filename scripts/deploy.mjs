@@ -43,6 +43,8 @@ const { PROVIDERS } = await import("./cloudflare/providers.mjs");
 const { account, kvTitle, Stop } = await import("./cloudflare/resources.mjs");
 const { wrangler, said, secretNames } = await import("./cloudflare/wrangler.mjs");
 const { ask, done } = await import("./cloudflare/ask.mjs");
+const { readDevVars } = await import("./demo-origin.mjs");
+const { signingSecret } = await import("./gen-secret.mjs");
 
 const configPath = path.resolve(values.config ?? path.join(root, "wrangler.toml"));
 const configArg = values.config ? configPath : undefined;
@@ -86,12 +88,8 @@ const rotate = new Set((values.rotate ?? "").split(",").map((n) => n.trim()).fil
 const known = [...secrets.generated.map((s) => s.name), ...secrets.asked.map((s) => s.secret), secrets.console];
 for (const n of rotate) if (!known.includes(n)) config.problems.push(`--rotate ${n}: not a secret this configuration needs (${known.join(", ")})`);
 // The local example values (.dev.vars.example) are public: never deployed.
-const examples = new Set(
-  (existsSync(path.join(root, ".dev.vars.example")) ? readFileSync(path.join(root, ".dev.vars.example"), "utf8") : "")
-    .split("\n")
-    .map((l) => l.match(/^[A-Z_]+=(.+)$/)?.[1]?.trim())
-    .filter(Boolean),
-);
+const exampleFile = path.join(root, ".dev.vars.example");
+const examples = new Set(existsSync(exampleFile) ? Object.values(readDevVars(exampleFile)).filter(Boolean) : []);
 const toSet = {}; // name → value, uploaded with the deploy (--secrets-file)
 const shown = []; // generated secrets printed once, when the deploy stored them
 let deployedUrl = values.url;
@@ -160,7 +158,7 @@ async function chooseSecrets() {
   // Providers and the console are asked about on the first deploy (or with --ask); an upgrade asks nothing.
   const asking = !set || values.ask;
   for (const s of secrets.generated.filter((g) => missing(g.name))) {
-    toSet[s.name] = (fromEnv(s.name) && checked(s.name, fromEnv(s.name))) ?? (s.kind === "signing" ? `whsec_${randomBytes(32).toString("base64")}` : randomBytes(32).toString("base64url"));
+    toSet[s.name] = (fromEnv(s.name) && checked(s.name, fromEnv(s.name))) ?? (s.kind === "signing" ? signingSecret() : randomBytes(32).toString("base64url"));
     if (s.show && !fromEnv(s.name)) shown.push({ name: s.name, value: toSet[s.name], why: `destination "${s.destination}" verifies mailhook's signatures with it (Standard Webhooks)` });
   }
   for (const p of secrets.asked.filter((a) => missing(a.secret) && (asking || rotate.has(a.secret) || fromEnv(a.secret)))) {

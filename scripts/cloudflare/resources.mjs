@@ -80,10 +80,17 @@ export function account(ctx) {
   }
 
   /**
-   * The resource for `binding`: the one the deployed Worker is bound to, else the one of `all` whose `key` is one of
-   * `names`, else a new one, unless the Worker is already deployed (a new empty one would replace its data).
+   * The resource for `binding`: the one of `id` (wrangler.toml's, which must exist), else the one the deployed Worker is
+   * bound to, else the one listed whose `key` is one of `names`, else a new one, unless the Worker is already deployed
+   * (a new empty one would replace its data). Its id is written into wrangler.toml.
    */
-  async function findOrCreate({ what, all, names, key, create, relist, table, match, matchValue, idKey, idOf, binding, boundId }) {
+  async function findOrCreate({ what, listArgs, id, names, key, create, table, match, matchValue, idKey, idOf, binding, boundId }) {
+    const relist = () => json(listArgs, `listing ${what}s`, { list: true });
+    const all = await relist();
+    if (id) {
+      if (all.some((x) => idOf(x) === id)) return `${id} exists`;
+      throw new Stop(`${what} ${id} (${matchValue} in ${ctx.file}) is not in this account`, "put the id of one that is there, or log in to the account that has it");
+    }
     // A deployed Worker's own binding decides; names are looked for only when there is none.
     const deployed = (await deployedBindings())?.[binding];
     const boundTo = deployed && boundId(deployed);
@@ -119,30 +126,42 @@ export function account(ctx) {
     return `${outcome}, id ${idOf(item)} written`;
   }
 
-  async function kv(k) {
-    const list = () => json(["kv", "namespace", "list"], "listing KV namespaces", { list: true });
-    const all = await list();
-    if (k.id) {
-      if (all.some((n) => n.id === k.id)) return `${k.id} exists`;
-      throw new Stop(`KV namespace ${k.id} (${k.binding} in ${ctx.file}) is not in this account`, "put the id of one that is there, or log in to the account that has it");
-    }
+  function kv(k) {
     // The name wrangler's automatic provisioning gives it, then those of the old README's `kv namespace create DEDUPE`.
     const names = [kvTitle(ctx.name, k.binding), k.binding, `${ctx.name}-${k.binding}`];
-    const create = ["kv", "namespace", "create", names[0]];
-    const boundId = (b) => (b.type === "kv_namespace" ? b.namespace_id : undefined);
-    return findOrCreate({ what: "KV namespace", all, names, key: "title", create, relist: list, table: "kv_namespaces", match: "binding", matchValue: k.binding, idKey: "id", idOf: (n) => n.id, binding: k.binding, boundId });
+    return findOrCreate({
+      what: "KV namespace",
+      listArgs: ["kv", "namespace", "list"],
+      id: k.id,
+      names,
+      key: "title",
+      create: ["kv", "namespace", "create", names[0]],
+      table: "kv_namespaces",
+      match: "binding",
+      matchValue: k.binding,
+      idKey: "id",
+      idOf: (n) => n.id,
+      binding: k.binding,
+      boundId: (b) => (b.type === "kv_namespace" ? b.namespace_id : undefined),
+    });
   }
 
-  async function d1(d) {
-    const list = () => json(["d1", "list", "--json"], "listing D1 databases", { list: true });
-    const all = await list();
-    if (d.id) {
-      if (all.some((db) => db.uuid === d.id)) return `${d.id} exists`;
-      throw new Stop(`D1 database ${d.id} (${d.name} in ${ctx.file}) is not in this account`, "put the id of one that is there, or log in to the account that has it");
-    }
-    const create = ["d1", "create", d.name];
-    const boundId = (b) => (b.type === "d1" ? (b.id ?? b.database_id) : undefined);
-    return findOrCreate({ what: "D1 database", all, names: [d.name], key: "name", create, relist: list, table: "d1_databases", match: "database_name", matchValue: d.name, idKey: "database_id", idOf: (db) => db.uuid, binding: d.binding, boundId });
+  function d1(d) {
+    return findOrCreate({
+      what: "D1 database",
+      listArgs: ["d1", "list", "--json"],
+      id: d.id,
+      names: [d.name],
+      key: "name",
+      create: ["d1", "create", d.name],
+      table: "d1_databases",
+      match: "database_name",
+      matchValue: d.name,
+      idKey: "database_id",
+      idOf: (db) => db.uuid,
+      binding: d.binding,
+      boundId: (b) => (b.type === "d1" ? (b.id ?? b.database_id) : undefined),
+    });
   }
 
   async function migrate(d) {
