@@ -350,3 +350,28 @@ test("Ctrl-C while wrangler deploys removes the secrets file", { timeout: 30_000
     p.remove();
   }
 });
+
+test("an oddly spelled but valid wrangler.toml (CRLF, quoted keys, a commented header, spaces) gets its ids in place", { timeout: 30_000 }, async () => {
+  const p = project({
+    edit: (t) =>
+      t
+        .replace("[[kv_namespaces]]\nbinding = \"DEDUPE\"", "[[ kv_namespaces ]]   # dedupe keys\n\"binding\" = 'DEDUPE'")
+        .replace("[[d1_databases]]\nbinding = \"DB\"\ndatabase_name = \"mailhook\"", "[[d1_databases]]\nbinding = \"DB\"\ndatabase_name   =   'mailhook'  # the log")
+        .replace(/^ORIGIN_URL = .*$/m, 'ORIGIN_URL = "  https://app.example/events  "')
+        .replaceAll("\n", "\r\n"),
+  });
+  try {
+    const r = await deploy(p, { input: "\n\n\nn\n" });
+    assert.equal(r.code, 0, r.all);
+    const text = readFileSync(p.config, "utf8");
+    assert.doesNotMatch(text.replaceAll("\r\n", ""), /\n/, "line endings stay CRLF");
+    const toml = parse(text);
+    const a = p.account();
+    assert.equal(toml.kv_namespaces[0].id, a.kv[0].id);
+    assert.equal(toml.d1_databases[0].database_id, a.d1[0].uuid);
+    assert.deepEqual(a.worker.bindings, { DEDUPE: a.kv[0].id, DB: a.d1[0].uuid, PAYLOADS: "mailhook-payloads" });
+    assert.ok(a.worker.secrets.ORIGIN_SIGNING_SECRET, "the origin, its URL written with spaces, gets its signing secret");
+  } finally {
+    p.remove();
+  }
+});
